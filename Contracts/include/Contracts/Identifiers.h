@@ -1,0 +1,42 @@
+// Identifiers and timestamps as they travel on the wire: GUIDs (written in the lowercase hyphenated
+// "D" form, read in the N, D, B and P forms .NET accepts), order ids, and ISO-8601 UTC date-times.
+#pragma once
+
+#include <array>
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace contracts {
+
+class Guid {
+public:
+    Guid() = default;
+    static Guid New();  // random (version 4)
+    static std::optional<Guid> Parse(std::string_view text);
+
+    std::string ToString() const;  // "D" format, lowercase
+    bool IsEmpty() const;
+    bool operator==(const Guid&) const = default;
+
+private:
+    std::array<std::uint8_t, 16> bytes_{};
+};
+
+// An order id is 1-64 characters of [A-Za-z0-9_-]; a lowercase GUID qualifies.
+bool IsValidOrderId(std::string_view order_id);
+
+using Timestamp = std::chrono::time_point<std::chrono::system_clock, std::chrono::microseconds>;
+
+Timestamp UtcNow();
+// "2026-02-10T14:03:05.4129871Z": seven fractional digits at most, trailing zeros dropped.
+std::string FormatIso8601(Timestamp time);
+// Accepts a fractional part of any length and a "Z" or "+hh:mm"/"-hh:mm" offset; a missing offset means UTC.
+std::optional<Timestamp> ParseIso8601(std::string_view text);
+
+std::int64_t ToUnixMillis(Timestamp time);
+Timestamp FromUnixMillis(std::int64_t millis);
+
+}  // namespace contracts

@@ -1,0 +1,110 @@
+#include "Contracts/JsonFields.h"
+
+#include <charconv>
+
+namespace contracts {
+namespace {
+
+bool EqualsIgnoreCase(std::string_view a, std::string_view b) {
+    if (a.size() != b.size()) return false;
+    for (std::size_t i = 0; i < a.size(); ++i) {
+        char x = a[i], y = b[i];
+        if (x >= 'A' && x <= 'Z') x = static_cast<char>(x - 'A' + 'a');
+        if (y >= 'A' && y <= 'Z') y = static_cast<char>(y - 'A' + 'a');
+        if (x != y) return false;
+    }
+    return true;
+}
+
+}  // namespace
+
+const Json* FindField(const Json& object, std::string_view name) {
+    if (!object.is_object()) return nullptr;
+    // Exact match first: it is what our own peers and MassTransit write.
+    if (auto it = object.find(name); it != object.end()) return it->is_null() ? nullptr : &*it;
+    for (auto it = object.begin(); it != object.end(); ++it) {
+        if (EqualsIgnoreCase(it.key(), name)) return it->is_null() ? nullptr : &*it;
+    }
+    return nullptr;
+}
+
+OrderedJson DecimalToJson(const Decimal& value) { return value.ToString(); }
+
+std::optional<Decimal> DecimalFromJson(const Json& value) {
+    if (value.is_string()) return Decimal::Parse(value.get_ref<const std::string&>());
+    if (value.is_number_integer()) {
+        if (value.is_number_unsigned() && value.get<std::uint64_t>() > static_cast<std::uint64_t>(INT64_MAX))
+            return std::nullopt;
+        return Decimal::FromUnits(value.get<std::int64_t>(), 0);
+    }
+    if (value.is_number_float()) {
+        // nlohmann has already turned the text into a double; its shortest round-trip form is the text that
+        // was written for any amount with up to 15 significant digits.
+        char buffer[64];
+        auto [end, ec] = std::to_chars(buffer, buffer + sizeof buffer, value.get<double>());
+        if (ec != std::errc()) return std::nullopt;
+        return Decimal::Parse(std::string_view(buffer, end - buffer));
+    }
+    return std::nullopt;
+}
+
+FieldReader::FieldReader(const Json& object, std::string owner) : object_(object), owner_(std::move(owner)) {
+    if (!object_.is_object()) throw ContractError(owner_ + ": expected a JSON object");
+}
+
+void FieldReader::Fail(std::string_view name, std::string_view problem) const {
+    throw ContractError(owner_ + "." + std::string(name) + ": " + std::string(problem));
+}
+
+const Json& FieldReader::Required(std::string_view name) const {
+    const Json* field = FindField(object_, name);
+    if (!field) Fail(name, "required field is missing");
+    return *field;
+}
+
+std::string FieldReader::RequiredString(std::string_view name) const {
+    const Json& field = Required(name);
+    if (!field.is_string()) Fail(name, "must be a string");
+    return field.get<std::string>();
+}
+
+std::optional<std::string> FieldReader::OptionalString(std::string_view name) const {
+    const Json* field = Optional(name);
+    if (!field) return std::nullopt;
+    if (!field->is_string()) Fail(name, "must be a string");
+    return field->get<std::string>();
+}
+
+std::string FieldReader::RequiredOrderId(std::string_view name) const {
+    std::string value = RequiredString(name);
+    if (!IsValidOrderId(value)) Fail(name, "must be 1-64 characters of [A-Za-z0-9_-]");
+    return value;
+}
+
+Decimal FieldReader::RequiredDecimal(std::string_view name) const {
+    auto value = DecimalFromJson(Required(name));
+    if (!value) Fail(name, "must be a decimal number (a string such as \"149.97\" or a JSON number)");
+    return *value;
+}
+
+std::int64_t FieldReader::RequiredInteger(std::string_view name) const {
+    const Json& field = Required(name);
+    if (!field.is_number_integer()) Fail(name, "must be an integer JSON number");
+    return field.get<std::int64_t>();
+}
+
+std::optional<std::int64_t> FieldReader::OptionalInteger(std::string_view name) const {
+    if (!Optional(name)) return std::nullopt;
+    return RequiredInteger(name);
+}
+
+std::optional<Timestamp> FieldReader::OptionalTimestamp(std::string_view name) const {
+    const Json* field = Optional(name);
+    if (!field) return std::nullopt;
+    if (!field->is_string()) Fail(name, "must be an ISO-8601 date-time string");
+    auto parsed = ParseIso8601(field->get_ref<const std::string&>());
+    if (!parsed) Fail(name, "must be an ISO-8601 date-time string");
+    return parsed;
+}
+
+}  // namespace contracts

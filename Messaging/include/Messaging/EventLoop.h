@@ -1,0 +1,117 @@
+// The libuv event loop each service runs on, with RAII owners for its handles. One thread runs the
+// loop and owns everything attached to it; other threads hand work over with Post() (uv_async).
+// Handle owners honour the uv_close contract: memory is released in the close callback.
+#pragma once
+
+#include <uv.h>
+
+#include <chrono>
+#include <functional>
+#include <future>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <type_traits>
+#include <vector>
+
+namespace messaging {
+
+class EventLoop {
+public:
+    EventLoop();
+    ~EventLoop();  // closes every handle still open and drains the loop
+    EventLoop(const EventLoop&) = delete;
+    EventLoop& operator=(const EventLoop&) = delete;
+
+    uv_loop_t* raw() { return &loop_; }
+
+    // Runs until Stop(). The calling thread becomes the loop thread.
+    void Run();
+    // Thread-safe.
+    void Stop();
+    // Thread-safe: `work` runs on the loop thread, in order of posting.
+    void Post(std::function<void()> work);
+    bool IsLoopThread() const { return std::this_thread::get_id() == loop_thread_; }
+
+    // Runs `work` on the loop thread and waits for its result (from any other thread).
+    template <class F>
+    auto Invoke(F&& work) -> std::invoke_result_t<F> {
+        using R = std::invoke_result_t<F>;
+        if (IsLoopThread()) return work();
+        auto task = std::make_shared<std::packaged_task<R()>>(std::forward<F>(work));
+        auto future = task->get_future();
+        Post([task] { (*task)(); });
+        return future.get();
+    }
+
+    // One-shot timer owned by the loop: runs `work` after `delay` unless the loop is closed first.
+    void Schedule(std::chrono::milliseconds delay, std::function<void()> work);
+    std::chrono::steady_clock::time_point Now() const { return std::chrono::steady_clock::now(); }
+
+private:
+    static void OnAsync(uv_async_t* handle);
+
+    uv_loop_t loop_{};
+    uv_async_t* async_ = nullptr;
+    std::mutex mutex_;
+    std::vector<std::function<void()>> posted_;
+    std::thread::id loop_thread_;
+    bool stop_requested_ = false;
+};
+
+// A repeating or one-shot timer. Create, use and destroy it on the loop thread.
+class Timer {
+public:
+    explicit Timer(EventLoop& loop);
+    ~Timer();
+    Timer(const Timer&) = delete;
+    Timer& operator=(const Timer&) = delete;
+
+    void Start(std::chrono::milliseconds delay, std::function<void()> callback,
+               std::chrono::milliseconds repeat = std::chrono::milliseconds(0));
+    void Stop();
+
+private:
+    struct State;
+    State* state_;  // freed by the uv_close callback
+};
+
+// Calls `callback` on the loop thread whenever `signal_number` arrives.
+class SignalWatcher {
+public:
+    SignalWatcher(EventLoop& loop, int signal_number, std::function<void()> callback);
+    ~SignalWatcher();
+    SignalWatcher(const SignalWatcher&) = delete;
+    SignalWatcher& operator=(const SignalWatcher&) = delete;
+
+private:
+    struct State;
+    State* state_;
+};
+
+// Watches a file descriptor for readability (used for the AMQP socket).
+class PollWatcher {
+public:
+    PollWatcher(EventLoop& loop, int fd, std::function<void(int status)> on_readable);
+    ~PollWatcher();
+    PollWatcher(const PollWatcher&) = delete;
+    PollWatcher& operator=(const PollWatcher&) = delete;
+
+private:
+    struct State;
+    State* state_;
+};
+
+// Runs an EventLoop on a thread of its own; used by tests and by tools that drive a service.
+class EventLoopThread {
+public:
+    EventLoopThread();
+    ~EventLoopThread();  // stops the loop and joins
+    EventLoop& loop() { return *loop_; }
+
+private:
+    std::unique_ptr<EventLoop> loop_;
+    std::thread thread_;
+};
+
+}  // namespace messaging

@@ -1,0 +1,49 @@
+// Loading a service's settings the .NET way: the struct's defaults, overlaid by its appsettings JSON
+// file, overlaid by environment variables such as `RabbitMQ__Host=broker`. An unknown key or a value
+// of the wrong type stops the service at start with a SettingsError naming the key.
+#pragma once
+
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "Contracts/JsonFields.h"
+
+namespace messaging {
+
+class SettingsError : public std::runtime_error {
+public:
+    using std::runtime_error::runtime_error;
+};
+
+struct SettingsSources {
+    std::string file_path;                     // empty: defaults and environment only
+    std::vector<std::string> environment;      // "NAME=VALUE" entries, usually from environ
+    std::vector<std::string> opaque_sections;  // keys whose objects are taken whole (e.g. "Retry")
+};
+
+// Returns `defaults` with the file and the environment applied, keyed exactly as in `defaults`.
+contracts::Json LoadSettingsJson(const contracts::Json& defaults, const SettingsSources& sources);
+
+// The process environment as "NAME=VALUE" entries.
+std::vector<std::string> ProcessEnvironment();
+
+struct RabbitMqSettings {
+    std::string host = "localhost";
+    int port = 5672;
+    std::string virtual_host = "/";
+    std::string username;  // no credential is compiled in: set it in appsettings or RabbitMQ__Username
+    std::string password;
+    int heartbeat_seconds = 10;
+    int connection_timeout_seconds = 10;
+    contracts::OrderedJson ToJson() const;
+    static RabbitMqSettings FromJson(const contracts::Json& json);
+};
+
+// Reads a typed value from a settings object already validated by LoadSettingsJson.
+std::string SettingString(const contracts::Json& json, const char* key);
+int SettingInt(const contracts::Json& json, const char* key, int min, int max);
+
+void ConfigureLogging(const std::string& service_name, const std::string& level);
+
+}  // namespace messaging

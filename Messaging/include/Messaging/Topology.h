@@ -1,0 +1,69 @@
+// Broker topology as data: exchanges, queues and the bindings between them, declared the way
+// MassTransit declares them (durable fanout exchanges, durable queues, no arguments). The in-memory
+// transport and the RabbitMQ transport both take a Topology and make it real.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "Contracts/MessageNames.h"
+
+namespace messaging {
+
+struct ExchangeSpec {
+    std::string name;
+    std::string type = "fanout";
+    bool durable = true;
+    bool auto_delete = false;
+    bool operator==(const ExchangeSpec&) const = default;
+};
+
+struct QueueSpec {
+    std::string name;
+    bool durable = true;
+    bool exclusive = false;
+    bool auto_delete = false;
+    bool operator==(const QueueSpec&) const = default;
+};
+
+struct QueueBinding {  // exchange -> queue
+    std::string exchange;
+    std::string queue;
+    bool operator==(const QueueBinding&) const = default;
+};
+
+struct ExchangeBinding {  // exchange -> exchange
+    std::string source;
+    std::string destination;
+    bool operator==(const ExchangeBinding&) const = default;
+};
+
+struct Topology {
+    std::vector<ExchangeSpec> exchanges;
+    std::vector<QueueSpec> queues;
+    std::vector<QueueBinding> queue_bindings;
+    std::vector<ExchangeBinding> exchange_bindings;
+
+    void AddExchange(const std::string& name);
+    void AddQueue(const std::string& name);
+    void BindQueue(const std::string& exchange, const std::string& queue);
+    void BindExchange(const std::string& source, const std::string& destination);
+    void Merge(const Topology& other);  // duplicates are dropped
+    bool Empty() const { return exchanges.empty() && queues.empty(); }
+};
+
+// A queue plus the same-named fanout exchange bound to it (endpoint, `_error`, `_skipped`).
+Topology QueueWithExchange(const std::string& name);
+
+// The exchange of a published type, plus the exchanges of the types it implements, each bound to it.
+Topology PublishTopology(const contracts::MessageTypeName& type,
+                         const std::vector<contracts::MessageTypeName>& implemented_types);
+
+// A receive endpoint: queue + exchange, `_error` and `_skipped`, and each consumed type's exchange
+// bound exchange-to-exchange to the endpoint exchange.
+Topology ReceiveEndpointTopology(const std::string& queue, const std::vector<contracts::MessageTypeName>& consumed);
+
+inline std::string ErrorQueueName(const std::string& queue) { return queue + "_error"; }
+inline std::string SkippedQueueName(const std::string& queue) { return queue + "_skipped"; }
+
+}  // namespace messaging

@@ -1,0 +1,133 @@
+#include "Messaging/Sqlite.h"
+
+namespace messaging {
+namespace {
+
+void Check(sqlite3* db, int rc, std::string_view what) {
+    if (rc == SQLITE_OK || rc == SQLITE_DONE || rc == SQLITE_ROW) return;
+    throw SqliteError(std::string(what) + ": " + (db ? sqlite3_errmsg(db) : sqlite3_errstr(rc)), rc);
+}
+
+}  // namespace
+
+Statement::Statement(sqlite3* db, std::string_view sql) : db_(db) {
+    Check(db_, sqlite3_prepare_v3(db_, sql.data(), static_cast<int>(sql.size()), SQLITE_PREPARE_PERSISTENT, &statement_, nullptr),
+          "prepare");
+}
+
+Statement::~Statement() { sqlite3_finalize(statement_); }
+
+Statement& Statement::Bind(int index, std::string_view value) {
+    Check(db_, sqlite3_bind_text(statement_, index, value.data(), static_cast<int>(value.size()), SQLITE_TRANSIENT), "bind");
+    return *this;
+}
+
+Statement& Statement::Bind(int index, std::int64_t value) {
+    Check(db_, sqlite3_bind_int64(statement_, index, value), "bind");
+    return *this;
+}
+
+Statement& Statement::BindNull(int index) {
+    Check(db_, sqlite3_bind_null(statement_, index), "bind");
+    return *this;
+}
+
+Statement& Statement::Bind(int index, const std::optional<std::string>& value) {
+    return value ? Bind(index, std::string_view(*value)) : BindNull(index);
+}
+
+bool Statement::Step() {
+    const int rc = sqlite3_step(statement_);
+    if (rc == SQLITE_ROW) return true;
+    if (rc == SQLITE_DONE) return false;
+    const std::string message = sqlite3_errmsg(db_);
+    sqlite3_reset(statement_);
+    throw SqliteError("step: " + message, rc);
+}
+
+void Statement::Run() {
+    while (Step()) {
+    }
+}
+
+void Statement::Reset() {
+    sqlite3_reset(statement_);
+    sqlite3_clear_bindings(statement_);
+}
+
+std::string Statement::Text(int column) const {
+    const auto* text = sqlite3_column_text(statement_, column);
+    return text ? std::string(reinterpret_cast<const char*>(text), static_cast<std::size_t>(sqlite3_column_bytes(statement_, column)))
+                : std::string();
+}
+
+std::int64_t Statement::Integer(int column) const { return sqlite3_column_int64(statement_, column); }
+
+bool Statement::IsNull(int column) const { return sqlite3_column_type(statement_, column) == SQLITE_NULL; }
+
+SqliteDatabase::SqliteDatabase(const std::string& path, SqliteSync sync) {
+    const int rc = sqlite3_open_v2(path.c_str(), &db_, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
+    if (rc != SQLITE_OK) {
+        const std::string message = db_ ? sqlite3_errmsg(db_) : sqlite3_errstr(rc);
+        sqlite3_close(db_);
+        db_ = nullptr;
+        throw SqliteError("cannot open " + path + ": " + message, rc);
+    }
+    sqlite3_busy_timeout(db_, 5000);
+    Execute("PRAGMA journal_mode=WAL");
+    Execute(sync == SqliteSync::kFull ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL");
+    Execute("PRAGMA foreign_keys=ON");
+}
+
+SqliteDatabase::~SqliteDatabase() {
+    statements_.clear();  // finalize before close
+    sqlite3_close(db_);
+}
+
+void SqliteDatabase::Execute(std::string_view sql) {
+    char* error = nullptr;
+    const int rc = sqlite3_exec(db_, std::string(sql).c_str(), nullptr, nullptr, &error);
+    if (rc != SQLITE_OK) {
+        std::string message = error ? error : sqlite3_errstr(rc);
+        sqlite3_free(error);
+        throw SqliteError(message, rc);
+    }
+}
+
+Statement& SqliteDatabase::Prepare(const std::string& sql) {
+    auto& slot = statements_[sql];
+    if (!slot) slot = std::make_unique<Statement>(db_, sql);
+    slot->Reset();
+    return *slot;
+}
+
+int SqliteDatabase::UserVersion() {
+    auto& statement = Prepare("PRAGMA user_version");
+    statement.Step();
+    const int version = static_cast<int>(statement.Integer(0));
+    statement.Reset();
+    return version;
+}
+
+void SqliteDatabase::SetUserVersion(int version) {
+    // PRAGMA takes no bound parameters; the value is an int we produced.
+    Execute("PRAGMA user_version=" + std::to_string(version));
+}
+
+Transaction::Transaction(SqliteDatabase& db) : db_(db) { db_.Execute("BEGIN IMMEDIATE"); }
+
+Transaction::~Transaction() {
+    if (!done_) {
+        try {
+            db_.Execute("ROLLBACK");
+        } catch (...) {
+        }
+    }
+}
+
+void Transaction::Commit() {
+    db_.Execute("COMMIT");
+    done_ = true;
+}
+
+}  // namespace messaging
