@@ -167,6 +167,49 @@ RabbitMqSettings RabbitMqSettings::FromJson(const Json& json) {
     return settings;
 }
 
+contracts::OrderedJson EndpointSettingsToJson(const ReceiveEndpointSettings& settings) {
+    contracts::OrderedJson json;
+    json["Queue"] = settings.queue;
+    json["PrefetchCount"] = settings.prefetch;
+    json["Retry"] = settings.retry.ToJson();
+    return json;
+}
+
+ReceiveEndpointSettings EndpointSettingsFromJson(const Json& json) {
+    ReceiveEndpointSettings settings;
+    settings.queue = SettingString(json, "Queue");
+    if (!contracts::IsValidEntityName(settings.queue))
+        throw SettingsError("setting 'Endpoint.Queue' must hold only letters, digits, '-', '_', '.', ':'");
+    settings.prefetch = static_cast<std::uint16_t>(SettingInt(json, "PrefetchCount", 1, 65535));
+    try {
+        settings.retry = RetryPolicy::FromJson(json.at("Retry"));
+    } catch (const std::invalid_argument& e) {
+        throw SettingsError(std::string("setting 'Endpoint.") + e.what());
+    }
+    return settings;
+}
+
+contracts::OrderedJson DatabaseSettings::ToJson() const {
+    contracts::OrderedJson json;
+    json["Path"] = path;
+    json["Synchronous"] = synchronous == SqliteSync::kFull ? "Full" : "Normal";
+    return json;
+}
+
+DatabaseSettings DatabaseSettings::FromJson(const Json& json) {
+    DatabaseSettings settings;
+    settings.path = SettingString(json, "Path");
+    if (settings.path.empty()) throw SettingsError("setting 'Database.Path' must not be empty");
+    const std::string sync = SettingString(json, "Synchronous");
+    if (EqualsIgnoreCase(sync, "Full"))
+        settings.synchronous = SqliteSync::kFull;
+    else if (EqualsIgnoreCase(sync, "Normal"))
+        settings.synchronous = SqliteSync::kNormal;
+    else
+        throw SettingsError("setting 'Database.Synchronous' must be \"Normal\" or \"Full\"");
+    return settings;
+}
+
 void ConfigureLogging(const std::string& service_name, const std::string& level) {
     spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%fZ %^%-5l%$ " + service_name + " %v", spdlog::pattern_time_type::utc);
     const auto parsed = spdlog::level::from_str(level);

@@ -8,6 +8,8 @@
 #include <vector>
 
 #include "Contracts/JsonFields.h"
+#include "Messaging/Bus.h"
+#include "Messaging/Sqlite.h"
 
 namespace messaging {
 
@@ -38,6 +40,17 @@ struct RabbitMqSettings {
     int connection_timeout_seconds = 10;
     contracts::OrderedJson ToJson() const;
     static RabbitMqSettings FromJson(const contracts::Json& json);
+};
+
+// {"Queue": "inventory-service", "PrefetchCount": 16, "Retry": {"Policy": "Interval", ...}}
+contracts::OrderedJson EndpointSettingsToJson(const ReceiveEndpointSettings& settings);
+ReceiveEndpointSettings EndpointSettingsFromJson(const contracts::Json& json);
+
+struct DatabaseSettings {
+    std::string path;
+    SqliteSync synchronous = SqliteSync::kNormal;  // "Normal" (safe against a process crash) or "Full" (power loss)
+    contracts::OrderedJson ToJson() const;
+    static DatabaseSettings FromJson(const contracts::Json& json);
 };
 
 // Reads a typed value from a settings object already validated by LoadSettingsJson.

@@ -37,6 +37,7 @@ public:
     Statement& BindNull(int index);
     Statement& Bind(int index, const std::optional<std::string>& value);
     Statement& Bind(int index, const char* value) { return Bind(index, std::string_view(value)); }
+    Statement& Bind(int index, const std::string& value) { return Bind(index, std::string_view(value)); }
     Statement& Bind(int index, int value) { return Bind(index, static_cast<std::int64_t>(value)); }
 
     bool Step();  // true while a row is available

@@ -1,0 +1,32 @@
+// InventoryService as a library: the CheckInventory and ReleaseStock consumers on the
+// `inventory-service` endpoint, over a StockLedger, with the simulation rules of the wire contract
+// (A4). main.cpp and the tests build one of these on an event loop and a transport.
+#pragma once
+
+#include <memory>
+
+#include "InventoryService/InventorySettings.h"
+#include "InventoryService/StockLedger.h"
+#include "Messaging/Bus.h"
+
+namespace inventory_service {
+
+class InventoryServiceHost {
+public:
+    InventoryServiceHost(messaging::EventLoop& loop, messaging::Transport& transport, InventorySettings settings);
+    messaging::Status Start();
+    void Stop(std::function<void()> stopped) { bus_.Stop(std::move(stopped)); }
+    messaging::Bus& bus() { return bus_; }
+    StockLedger& ledger() { return ledger_; }
+
+private:
+    void OnCheckInventory(messaging::ConsumeContext& context, const contracts::CheckInventory& command);
+    void OnReleaseStock(messaging::ConsumeContext& context, const contracts::ReleaseStock& command);
+
+    InventorySettings settings_;
+    messaging::SqliteDatabase db_;
+    StockLedger ledger_;
+    messaging::Bus bus_;
+};
+
+}  // namespace inventory_service

@@ -1,0 +1,57 @@
+#include "InventoryService/InventoryServiceHost.h"
+
+#include <spdlog/spdlog.h>
+
+namespace inventory_service {
+
+InventoryServiceHost::InventoryServiceHost(messaging::EventLoop& loop, messaging::Transport& transport,
+                                           InventorySettings settings)
+    : settings_(std::move(settings)),
+      db_(settings_.database.path, settings_.database.synchronous),
+      ledger_(db_),
+      bus_(loop, transport, messaging::BusSettings{"InventoryService"}) {
+    auto& endpoint = bus_.AddReceiveEndpoint(settings_.endpoint);
+    endpoint.Handle<contracts::CheckInventory>(
+        "Inventory.CheckInventoryConsumer",
+        [this](messaging::ConsumeContext& context, const contracts::CheckInventory& command) { OnCheckInventory(context, command); });
+    endpoint.Handle<contracts::ReleaseStock>(
+        "Inventory.ReleaseStockConsumer",
+        [this](messaging::ConsumeContext& context, const contracts::ReleaseStock& command) { OnReleaseStock(context, command); });
+}
+
+messaging::Status InventoryServiceHost::Start() {
+    if (auto status = bus_.DeclarePublishTopology<contracts::StockReserved>(); !status.ok()) return status;
+    if (auto status = bus_.DeclarePublishTopology<contracts::StockShortage>(); !status.ok()) return status;
+    if (auto status = bus_.DeclarePublishTopology<contracts::StockReleased>(); !status.ok()) return status;
+    return bus_.Start();
+}
+
+void InventoryServiceHost::OnCheckInventory(messaging::ConsumeContext& context, const contracts::CheckInventory& command) {
+    const char last = command.order_id.back();
+    const bool in_stock = settings_.simulation.shortage_suffixes.find(last) == std::string::npos;
+    const auto result = ledger_.Reserve(command.order_id, in_stock, settings_.simulation.shortage_reason);
+    // A repeated command gets the same answer again: the earlier reply may not have been delivered.
+    switch (result.status) {
+        case ReservationStatus::kReserved:
+            context.Publish(contracts::StockReserved{command.order_id});
+            break;
+        case ReservationStatus::kShortage:
+            context.Publish(contracts::StockShortage{command.order_id, result.reason});
+            break;
+        case ReservationStatus::kReleased:
+            context.Publish(contracts::StockShortage{command.order_id, "Order was cancelled before stock was reserved"});
+            break;
+    }
+    spdlog::info("order {}: CheckInventory -> {}{}", command.order_id,
+                 result.status == ReservationStatus::kReserved ? "StockReserved" : "StockShortage",
+                 result.newly_recorded ? "" : " (repeated)");
+}
+
+void InventoryServiceHost::OnReleaseStock(messaging::ConsumeContext& context, const contracts::ReleaseStock& command) {
+    const bool released = ledger_.Release(command.order_id);
+    spdlog::info("order {}: ReleaseStock ({}) -> {}", command.order_id, command.reason,
+                 released ? "released" : "nothing held");
+    context.Publish(contracts::StockReleased{command.order_id});
+}
+
+}  // namespace inventory_service

@@ -1,0 +1,79 @@
+// OrderService's SQLite storage: saga instances (state stored by name, optimistic-concurrency
+// version column), the orders table that keeps each order's outcome after its saga is finalized, the
+// outbox of messages committed with the state that produced them, and the inbox of message ids
+// already applied. The schema is created at start and versioned with PRAGMA user_version.
+#pragma once
+
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "Messaging/Bus.h"
+#include "Messaging/Sqlite.h"
+#include "OrderService/OrderSaga.h"
+
+namespace order_service {
+
+// Another writer changed the saga row first; retrying the message reloads it.
+class ConcurrencyConflict : public std::runtime_error {
+public:
+    using std::runtime_error::runtime_error;
+};
+
+struct OrderRecord {
+    std::string order_id;
+    std::string status;  // "Accepted" before the saga picks the order up, then the saga's state
+    std::string reason;
+    std::string customer_number;
+    contracts::Decimal total_amount;
+    std::vector<contracts::OrderItem> items;
+    std::string transaction_id;
+    contracts::Timestamp created_at{};
+    contracts::Timestamp updated_at{};
+};
+
+struct PendingTimeout {
+    std::string order_id;
+    std::string token;
+    std::int64_t due_ms = 0;
+};
+
+struct OutboxEntry {
+    std::int64_t sequence = 0;
+    messaging::OutgoingMessage message;
+};
+
+class OrderRepository {
+public:
+    static constexpr int kSchemaVersion = 1;
+
+    explicit OrderRepository(messaging::SqliteDatabase& db);  // creates or migrates the schema
+    messaging::SqliteDatabase& db() { return db_; }
+
+    std::optional<OrderSagaInstance> LoadSaga(const std::string& order_id);
+    // Inserts a new instance (version 0) or updates one whose stored version is still
+    // instance.version; the stored version becomes instance.version + 1. Throws ConcurrencyConflict.
+    void SaveSaga(const OrderSagaInstance& instance);
+    void DeleteSaga(const std::string& order_id, std::int64_t expected_version);
+
+    std::optional<OrderRecord> FindOrder(const std::string& order_id);
+    bool InsertOrderIfAbsent(const OrderRecord& order);  // false when the id exists
+    void UpsertOrderFromSaga(const OrderSagaInstance& instance);
+
+    std::int64_t AddToOutbox(const messaging::OutgoingMessage& message);
+    void RemoveFromOutbox(const std::vector<std::int64_t>& sequences);
+    std::vector<OutboxEntry> PendingOutbox(std::size_t limit);
+
+    bool InboxContains(const std::string& message_id);
+    void AddToInbox(const std::string& message_id);
+    void PruneInbox(std::int64_t older_than_unix_ms);
+
+    std::vector<PendingTimeout> PendingTimeouts();
+
+private:
+    void Migrate();
+    messaging::SqliteDatabase& db_;
+};
+
+}  // namespace order_service

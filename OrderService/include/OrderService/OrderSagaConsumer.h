@@ -1,0 +1,50 @@
+// Runs the order saga on the `order-service` endpoint: each consumed event is turned into an
+// OrderEvent, the stored instance is loaded, Decide() picks the transition, and the new state, the
+// order's outcome, the outgoing messages (outbox) and the message id (inbox) are written in one
+// SQLite transaction. The messages go out after the commit; their outbox rows go once confirmed.
+#pragma once
+
+#include <functional>
+#include <string>
+
+#include "Messaging/Bus.h"
+#include "OrderService/OrderRepository.h"
+#include "OrderService/OrderSaga.h"
+#include "OrderService/TimeoutScheduler.h"
+
+namespace order_service {
+
+// Sees every decision the saga makes: logging in production, recording in tests.
+class SagaObserver {
+public:
+    virtual ~SagaObserver() = default;
+    virtual void OnTransition(const OrderEvent& event, OrderState from, const SagaTransition& transition) = 0;
+};
+
+class UnhandledEventError : public std::runtime_error {
+public:
+    using std::runtime_error::runtime_error;
+};
+
+class OrderSagaConsumer {
+public:
+    OrderSagaConsumer(messaging::Bus& bus, OrderRepository& repository, TimeoutScheduler& timeouts, SagaOptions options);
+
+    void Register(messaging::ReceiveEndpoint& endpoint);
+    void Handle(messaging::ConsumeContext& context, const OrderEvent& event);
+    // Re-arms the timeouts stored in the database (after a restart).
+    void RestoreTimeouts();
+    void SetObserver(SagaObserver* observer) { observer_ = observer; }
+    // Test hook: runs between loading the instance and saving it (to stage a concurrent writer).
+    void SetBeforeSaveHook(std::function<void(const OrderSagaInstance&)> hook) { before_save_ = std::move(hook); }
+
+private:
+    messaging::Bus& bus_;
+    OrderRepository& repository_;
+    TimeoutScheduler& timeouts_;
+    SagaOptions options_;
+    SagaObserver* observer_ = nullptr;
+    std::function<void(const OrderSagaInstance&)> before_save_;
+};
+
+}  // namespace order_service

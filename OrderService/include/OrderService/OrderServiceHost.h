@@ -1,0 +1,54 @@
+// OrderService as a library: the saga on the `order-service` endpoint, its SQLite repository, the
+// timeout scheduler, the outbox relay and the HTTP API, wired on one event loop and one transport.
+// main.cpp and the tests build one of these; it holds no decisions of its own.
+#pragma once
+
+#include <memory>
+
+#include "Messaging/Bus.h"
+#include "OrderService/OrderHttpApi.h"
+#include "OrderService/OrderRepository.h"
+#include "OrderService/OrderSagaConsumer.h"
+#include "OrderService/OrderSettings.h"
+#include "OrderService/OrderSubmission.h"
+#include "OrderService/OutboxRelay.h"
+#include "OrderService/TimeoutScheduler.h"
+
+namespace order_service {
+
+class OrderServiceHost {
+public:
+    OrderServiceHost(messaging::EventLoop& loop, messaging::Transport& transport, OrderSettings settings);
+    ~OrderServiceHost();
+
+    // Loop thread: declares topology, starts consuming, restores timeouts and the outbox.
+    messaging::Status Start();
+    // Starts the HTTP API (any thread); returns the port it listens on.
+    int StartHttp();
+    // Loop thread: stops taking HTTP requests and messages; `stopped` runs when nothing is in flight.
+    void Stop(std::function<void()> stopped);
+
+    messaging::Bus& bus() { return bus_; }
+    OrderRepository& repository() { return repository_; }
+    OrderSagaConsumer& saga() { return saga_; }
+    TimeoutScheduler& timeouts() { return timeouts_; }
+    OrderSubmission& submission() { return submission_; }
+    const OrderSettings& settings() const { return settings_; }
+
+private:
+    void SendTimeout(const std::string& order_id, const std::string& token);
+
+    messaging::EventLoop& loop_;
+    OrderSettings settings_;
+    messaging::SqliteDatabase db_;
+    OrderRepository repository_;
+    messaging::Bus bus_;
+    TimeoutScheduler timeouts_;
+    OrderSagaConsumer saga_;
+    OutboxRelay relay_;
+    OrderSubmission submission_;
+    messaging::Timer inbox_pruning_;
+    std::unique_ptr<OrderHttpApi> http_;
+};
+
+}  // namespace order_service

@@ -1,0 +1,37 @@
+// Accepting a new order from the HTTP API, on the loop thread: the order row and its OrderSubmitted
+// are committed together (bus outbox), then published; the caller hears back once the broker has
+// confirmed it or, if that fails, once it is durably stored for the relay to send.
+#pragma once
+
+#include <functional>
+#include <optional>
+
+#include "OrderService/OrderRepository.h"
+#include "OrderService/OutboxRelay.h"
+
+namespace order_service {
+
+struct NewOrder {
+    std::string order_id;
+    std::string customer_number;
+    contracts::Decimal total_amount;
+    std::vector<contracts::OrderItem> items;
+};
+
+enum class SubmitOutcome { kAccepted, kDuplicate, kUnavailable };
+
+class OrderSubmission {
+public:
+    OrderSubmission(messaging::Bus& bus, OrderRepository& repository, OutboxRelay& relay)
+        : bus_(bus), repository_(repository), relay_(relay) {}
+
+    void Submit(const NewOrder& order, std::function<void(SubmitOutcome)> done);
+    std::optional<OrderRecord> Find(const std::string& order_id) { return repository_.FindOrder(order_id); }
+
+private:
+    messaging::Bus& bus_;
+    OrderRepository& repository_;
+    OutboxRelay& relay_;
+};
+
+}  // namespace order_service

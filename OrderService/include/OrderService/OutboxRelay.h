@@ -1,0 +1,30 @@
+// Sends what the outbox holds: a message committed with saga state (or with a new order) is
+// published, and its row removed once the broker confirms it. A sweep every second re-sends rows
+// that have outlived one sweep, which covers a crash between commit and publish and a broker that
+// was away.
+#pragma once
+
+#include <set>
+
+#include "Messaging/Bus.h"
+#include "OrderService/OrderRepository.h"
+
+namespace order_service {
+
+class OutboxRelay {
+public:
+    OutboxRelay(messaging::EventLoop& loop, messaging::Bus& bus, OrderRepository& repository);
+    void Start(std::chrono::milliseconds sweep_interval = std::chrono::milliseconds(1000));
+    // Publishes one stored message now; the row is removed on confirmation.
+    void Send(std::int64_t sequence, messaging::OutgoingMessage message, messaging::Completion done);
+    void Sweep();
+
+private:
+    messaging::Bus& bus_;
+    OrderRepository& repository_;
+    messaging::Timer timer_;
+    std::set<std::int64_t> in_flight_;
+    std::int64_t seen_up_to_ = 0;
+};
+
+}  // namespace order_service

@@ -1,0 +1,311 @@
+#include "OrderService/OrderRepository.h"
+
+namespace order_service {
+namespace {
+
+using contracts::Json;
+using contracts::OrderedJson;
+
+std::string ItemsToJson(const std::vector<contracts::OrderItem>& items) {
+    contracts::CheckInventory holder{"x", items};
+    return contracts::MessageContract<contracts::CheckInventory>::Write(holder)["items"].dump();
+}
+
+std::vector<contracts::OrderItem> ItemsFromJson(const std::string& text) {
+    Json items = Json::parse(text, nullptr, false);
+    if (!items.is_array()) return {};
+    return contracts::MessageContract<contracts::CheckInventory>::Read(Json{{"orderId", "x"}, {"items", items}}).items;
+}
+
+std::string TimeText(contracts::Timestamp time) { return contracts::FormatIso8601(time); }
+contracts::Timestamp TimeFrom(const std::string& text) { return contracts::ParseIso8601(text).value_or(contracts::Timestamp{}); }
+
+OrderedJson HeadersToJson(const messaging::HeaderTable& headers) {
+    OrderedJson json = OrderedJson::object();
+    for (const auto& [name, value] : headers) {
+        if (auto s = std::get_if<std::string>(&value))
+            json[name] = *s;
+        else if (auto i32 = std::get_if<std::int32_t>(&value))
+            json[name] = {{"i32", *i32}};
+        else if (auto i64 = std::get_if<std::int64_t>(&value))
+            json[name] = {{"i64", *i64}};
+        else
+            json[name] = std::get<bool>(value);
+    }
+    return json;
+}
+
+messaging::HeaderTable HeadersFromJson(const Json& json) {
+    messaging::HeaderTable headers;
+    for (auto it = json.begin(); it != json.end(); ++it) {
+        const auto& value = it.value();
+        if (value.is_string())
+            headers[it.key()] = value.get<std::string>();
+        else if (value.is_boolean())
+            headers[it.key()] = value.get<bool>();
+        else if (value.contains("i32"))
+            headers[it.key()] = value["i32"].get<std::int32_t>();
+        else if (value.contains("i64"))
+            headers[it.key()] = value["i64"].get<std::int64_t>();
+    }
+    return headers;
+}
+
+}  // namespace
+
+OrderRepository::OrderRepository(messaging::SqliteDatabase& db) : db_(db) { Migrate(); }
+
+void OrderRepository::Migrate() {
+    const int version = db_.UserVersion();
+    if (version > kSchemaVersion)
+        throw std::runtime_error("the database schema (version " + std::to_string(version) +
+                                 ") is newer than this OrderService understands (" + std::to_string(kSchemaVersion) + ")");
+    if (version < 1) {
+        messaging::Transaction transaction(db_);
+        db_.Execute(R"sql(
+            CREATE TABLE order_saga (
+                correlation_id TEXT PRIMARY KEY,
+                current_state TEXT NOT NULL,
+                version INTEGER NOT NULL,
+                customer_number TEXT NOT NULL,
+                total_amount TEXT NOT NULL,
+                items TEXT NOT NULL,
+                reason TEXT NOT NULL,
+                timeout_token TEXT NOT NULL,
+                timeout_due_ms INTEGER,
+                stock_released INTEGER NOT NULL,
+                transaction_id TEXT NOT NULL,
+                created_at TEXT NOT NULL,
+                updated_at TEXT NOT NULL);
+            CREATE INDEX order_saga_timeouts ON order_saga(timeout_due_ms) WHERE timeout_due_ms IS NOT NULL;
+            CREATE TABLE orders (
+                order_id TEXT PRIMARY KEY,
+                status TEXT NOT NULL,
+                reason TEXT NOT NULL,
+                customer_number TEXT NOT NULL,
+                total_amount TEXT NOT NULL,
+                items TEXT NOT NULL,
+                transaction_id TEXT NOT NULL,
+                created_at TEXT NOT NULL,
+                updated_at TEXT NOT NULL);
+            CREATE TABLE outbox (
+                sequence INTEGER PRIMARY KEY AUTOINCREMENT,
+                exchange TEXT NOT NULL,
+                routing_key TEXT NOT NULL,
+                properties TEXT NOT NULL,
+                body TEXT NOT NULL);
+            CREATE TABLE saga_inbox (
+                message_id TEXT PRIMARY KEY,
+                received_ms INTEGER NOT NULL);
+        )sql");
+        db_.SetUserVersion(1);
+        transaction.Commit();
+    }
+}
+
+std::optional<OrderSagaInstance> OrderRepository::LoadSaga(const std::string& order_id) {
+    auto& select = db_.Prepare(
+        "SELECT current_state, version, customer_number, total_amount, items, reason, timeout_token, timeout_due_ms, "
+        "stock_released, transaction_id, created_at, updated_at FROM order_saga WHERE correlation_id = ?1");
+    select.Bind(1, order_id);
+    if (!select.Step()) return std::nullopt;
+    OrderSagaInstance instance;
+    instance.order_id = order_id;
+    auto state = ParseState(select.Text(0));
+    if (!state) throw std::runtime_error("order " + order_id + " has an unknown stored state '" + select.Text(0) + "'");
+    instance.state = *state;
+    instance.version = select.Integer(1);
+    instance.customer_number = select.Text(2);
+    instance.total_amount = contracts::Decimal::Parse(select.Text(3)).value_or(contracts::Decimal());
+    instance.items = ItemsFromJson(select.Text(4));
+    instance.reason = select.Text(5);
+    instance.timeout_token = select.Text(6);
+    if (!select.IsNull(7)) instance.timeout_due_ms = select.Integer(7);
+    instance.stock_released = select.Integer(8) != 0;
+    instance.transaction_id = select.Text(9);
+    instance.created_at = TimeFrom(select.Text(10));
+    instance.updated_at = TimeFrom(select.Text(11));
+    select.Reset();
+    return instance;
+}
+
+void OrderRepository::SaveSaga(const OrderSagaInstance& instance) {
+    auto bind_fields = [&](messaging::Statement& statement) -> messaging::Statement& {
+        statement.Bind(1, instance.order_id)
+            .Bind(2, StateName(instance.state))
+            .Bind(3, instance.version + 1)
+            .Bind(4, instance.customer_number)
+            .Bind(5, instance.total_amount.ToString())
+            .Bind(6, ItemsToJson(instance.items))
+            .Bind(7, instance.reason)
+            .Bind(8, instance.timeout_token);
+        if (instance.timeout_due_ms)
+            statement.Bind(9, *instance.timeout_due_ms);
+        else
+            statement.BindNull(9);
+        return statement.Bind(10, instance.stock_released ? 1 : 0)
+            .Bind(11, instance.transaction_id)
+            .Bind(12, TimeText(instance.created_at))
+            .Bind(13, TimeText(instance.updated_at))
+            .Bind(14, instance.version);
+    };
+    if (instance.version == 0) {
+        auto& insert = db_.Prepare(
+            "INSERT INTO order_saga (correlation_id, current_state, version, customer_number, total_amount, items, "
+            "reason, timeout_token, timeout_due_ms, stock_released, transaction_id, created_at, updated_at) "
+            "SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13 WHERE ?14 = 0 "
+            "ON CONFLICT(correlation_id) DO NOTHING");
+        bind_fields(insert).Run();
+    } else {
+        auto& update = db_.Prepare(
+            "UPDATE order_saga SET current_state = ?2, version = ?3, customer_number = ?4, total_amount = ?5, "
+            "items = ?6, reason = ?7, timeout_token = ?8, timeout_due_ms = ?9, stock_released = ?10, "
+            "transaction_id = ?11, created_at = ?12, updated_at = ?13 WHERE correlation_id = ?1 AND version = ?14");
+        bind_fields(update).Run();
+    }
+    if (db_.Changes() != 1)
+        throw ConcurrencyConflict("order " + instance.order_id + ": the saga was changed by another writer (version " +
+                                  std::to_string(instance.version) + ")");
+}
+
+void OrderRepository::DeleteSaga(const std::string& order_id, std::int64_t expected_version) {
+    db_.Prepare("DELETE FROM order_saga WHERE correlation_id = ?1 AND version = ?2").Bind(1, order_id).Bind(2, expected_version).Run();
+    if (db_.Changes() != 1)
+        throw ConcurrencyConflict("order " + order_id + ": the saga was changed by another writer before it was finalized");
+}
+
+std::optional<OrderRecord> OrderRepository::FindOrder(const std::string& order_id) {
+    auto& select = db_.Prepare(
+        "SELECT status, reason, customer_number, total_amount, items, transaction_id, created_at, updated_at "
+        "FROM orders WHERE order_id = ?1");
+    select.Bind(1, order_id);
+    if (!select.Step()) return std::nullopt;
+    OrderRecord order;
+    order.order_id = order_id;
+    order.status = select.Text(0);
+    order.reason = select.Text(1);
+    order.customer_number = select.Text(2);
+    order.total_amount = contracts::Decimal::Parse(select.Text(3)).value_or(contracts::Decimal());
+    order.items = ItemsFromJson(select.Text(4));
+    order.transaction_id = select.Text(5);
+    order.created_at = TimeFrom(select.Text(6));
+    order.updated_at = TimeFrom(select.Text(7));
+    select.Reset();
+    return order;
+}
+
+bool OrderRepository::InsertOrderIfAbsent(const OrderRecord& order) {
+    db_.Prepare(
+           "INSERT INTO orders (order_id, status, reason, customer_number, total_amount, items, transaction_id, "
+           "created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) ON CONFLICT(order_id) DO NOTHING")
+        .Bind(1, order.order_id)
+        .Bind(2, order.status)
+        .Bind(3, order.reason)
+        .Bind(4, order.customer_number)
+        .Bind(5, order.total_amount.ToString())
+        .Bind(6, ItemsToJson(order.items))
+        .Bind(7, order.transaction_id)
+        .Bind(8, TimeText(order.created_at))
+        .Bind(9, TimeText(order.updated_at))
+        .Run();
+    return db_.Changes() == 1;
+}
+
+void OrderRepository::UpsertOrderFromSaga(const OrderSagaInstance& instance) {
+    db_.Prepare(
+           "INSERT INTO orders (order_id, status, reason, customer_number, total_amount, items, transaction_id, "
+           "created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) "
+           "ON CONFLICT(order_id) DO UPDATE SET status = excluded.status, reason = excluded.reason, "
+           "transaction_id = excluded.transaction_id, updated_at = excluded.updated_at")
+        .Bind(1, instance.order_id)
+        .Bind(2, StateName(instance.state))
+        .Bind(3, instance.reason)
+        .Bind(4, instance.customer_number)
+        .Bind(5, instance.total_amount.ToString())
+        .Bind(6, ItemsToJson(instance.items))
+        .Bind(7, instance.transaction_id)
+        .Bind(8, TimeText(instance.created_at))
+        .Bind(9, TimeText(instance.updated_at))
+        .Run();
+}
+
+std::int64_t OrderRepository::AddToOutbox(const messaging::OutgoingMessage& message) {
+    const auto& properties = message.message.properties;
+    OrderedJson props;
+    props["contentType"] = properties.content_type;
+    props["messageId"] = properties.message_id;
+    props["correlationId"] = properties.correlation_id;
+    props["deliveryMode"] = properties.delivery_mode;
+    props["headers"] = HeadersToJson(properties.headers);
+    db_.Prepare("INSERT INTO outbox (exchange, routing_key, properties, body) VALUES (?1, ?2, ?3, ?4)")
+        .Bind(1, message.exchange)
+        .Bind(2, message.message.routing_key)
+        .Bind(3, props.dump())
+        .Bind(4, message.message.body)
+        .Run();
+    return sqlite3_last_insert_rowid(db_.raw());
+}
+
+void OrderRepository::RemoveFromOutbox(const std::vector<std::int64_t>& sequences) {
+    auto& remove = db_.Prepare("DELETE FROM outbox WHERE sequence = ?1");
+    for (auto sequence : sequences) {
+        remove.Reset();
+        remove.Bind(1, sequence).Run();
+    }
+}
+
+std::vector<OutboxEntry> OrderRepository::PendingOutbox(std::size_t limit) {
+    auto& select = db_.Prepare("SELECT sequence, exchange, routing_key, properties, body FROM outbox ORDER BY sequence LIMIT ?1");
+    select.Bind(1, static_cast<std::int64_t>(limit));
+    std::vector<OutboxEntry> entries;
+    while (select.Step()) {
+        OutboxEntry entry;
+        entry.sequence = select.Integer(0);
+        entry.message.exchange = select.Text(1);
+        entry.message.message.routing_key = select.Text(2);
+        const Json props = Json::parse(select.Text(3), nullptr, false);
+        auto& properties = entry.message.message.properties;
+        if (props.is_object()) {
+            properties.content_type = props.value("contentType", "");
+            properties.message_id = props.value("messageId", "");
+            properties.correlation_id = props.value("correlationId", "");
+            properties.delivery_mode = props.value("deliveryMode", std::uint8_t{2});
+            if (props.contains("headers")) properties.headers = HeadersFromJson(props["headers"]);
+        }
+        entry.message.message.body = select.Text(4);
+        entries.push_back(std::move(entry));
+    }
+    select.Reset();
+    return entries;
+}
+
+bool OrderRepository::InboxContains(const std::string& message_id) {
+    auto& select = db_.Prepare("SELECT 1 FROM saga_inbox WHERE message_id = ?1");
+    select.Bind(1, message_id);
+    const bool found = select.Step();
+    select.Reset();
+    return found;
+}
+
+void OrderRepository::AddToInbox(const std::string& message_id) {
+    db_.Prepare("INSERT INTO saga_inbox (message_id, received_ms) VALUES (?1, ?2) ON CONFLICT(message_id) DO NOTHING")
+        .Bind(1, message_id)
+        .Bind(2, contracts::ToUnixMillis(contracts::UtcNow()))
+        .Run();
+}
+
+void OrderRepository::PruneInbox(std::int64_t older_than_unix_ms) {
+    db_.Prepare("DELETE FROM saga_inbox WHERE received_ms < ?1").Bind(1, older_than_unix_ms).Run();
+}
+
+std::vector<PendingTimeout> OrderRepository::PendingTimeouts() {
+    auto& select = db_.Prepare(
+        "SELECT correlation_id, timeout_token, timeout_due_ms FROM order_saga WHERE timeout_due_ms IS NOT NULL "
+        "ORDER BY timeout_due_ms");
+    std::vector<PendingTimeout> timeouts;
+    while (select.Step()) timeouts.push_back({select.Text(0), select.Text(1), select.Integer(2)});
+    select.Reset();
+    return timeouts;
+}
+
+}  // namespace order_service

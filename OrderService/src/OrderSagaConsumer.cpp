@@ -1,0 +1,122 @@
+#include "OrderService/OrderSagaConsumer.h"
+
+#include <spdlog/spdlog.h>
+
+namespace order_service {
+namespace {
+
+std::string FaultMessage(const std::vector<contracts::ExceptionInfo>& exceptions) {
+    return exceptions.empty() ? std::string("unknown error") : exceptions.front().message;
+}
+
+}  // namespace
+
+OrderSagaConsumer::OrderSagaConsumer(messaging::Bus& bus, OrderRepository& repository, TimeoutScheduler& timeouts,
+                                     SagaOptions options)
+    : bus_(bus), repository_(repository), timeouts_(timeouts), options_(std::move(options)) {}
+
+void OrderSagaConsumer::Register(messaging::ReceiveEndpoint& endpoint) {
+    using messaging::ConsumeContext;
+    using namespace contracts;
+    const std::string consumer = "Orders.OrderState";  // MassTransit names a saga's faults after its instance type
+    endpoint.Handle<OrderSubmitted>(consumer, [this](ConsumeContext& c, const OrderSubmitted& m) {
+        Handle(c, OrderEvent{OrderEventKind::kOrderSubmitted, m.order_id, {}, m, {}, {}});
+    });
+    endpoint.Handle<StockReserved>(consumer, [this](ConsumeContext& c, const StockReserved& m) {
+        Handle(c, OrderEvent{OrderEventKind::kStockReserved, m.order_id, {}, {}, {}, {}});
+    });
+    endpoint.Handle<StockShortage>(consumer, [this](ConsumeContext& c, const StockShortage& m) {
+        Handle(c, OrderEvent{OrderEventKind::kStockShortage, m.order_id, m.reason, {}, {}, {}});
+    });
+    endpoint.Handle<PaymentAccepted>(consumer, [this](ConsumeContext& c, const PaymentAccepted& m) {
+        Handle(c, OrderEvent{OrderEventKind::kPaymentAccepted, m.order_id, {}, {}, {}, m.transaction_id});
+    });
+    endpoint.Handle<PaymentFailed>(consumer, [this](ConsumeContext& c, const PaymentFailed& m) {
+        Handle(c, OrderEvent{OrderEventKind::kPaymentFailed, m.order_id, m.reason, {}, {}, {}});
+    });
+    endpoint.Handle<OrderTimeoutExpired>(consumer, [this](ConsumeContext& c, const OrderTimeoutExpired& m) {
+        std::string token;
+        if (const auto* header = contracts::FindField(c.envelope().headers, "MT-Scheduling-TokenId"); header && header->is_string())
+            token = header->get<std::string>();
+        Handle(c, OrderEvent{OrderEventKind::kOrderTimeoutExpired, m.order_id, {}, {}, token, {}});
+    });
+    endpoint.Handle<StockReleased>(consumer, [this](ConsumeContext& c, const StockReleased& m) {
+        Handle(c, OrderEvent{OrderEventKind::kStockReleased, m.order_id, {}, {}, {}, {}});
+    });
+    endpoint.Handle<Fault<CheckInventory>>(consumer, [this](ConsumeContext& c, const Fault<CheckInventory>& m) {
+        Handle(c, OrderEvent{OrderEventKind::kCheckInventoryFaulted, m.message.order_id, FaultMessage(m.exceptions), {}, {}, {}});
+    });
+    endpoint.Handle<Fault<ProcessPayment>>(consumer, [this](ConsumeContext& c, const Fault<ProcessPayment>& m) {
+        Handle(c, OrderEvent{OrderEventKind::kProcessPaymentFaulted, m.message.order_id, FaultMessage(m.exceptions), {}, {}, {}});
+    });
+}
+
+void OrderSagaConsumer::Handle(messaging::ConsumeContext& context, const OrderEvent& event) {
+    const std::string& message_id = context.envelope().message_id;
+    if (!message_id.empty() && repository_.InboxContains(message_id)) {
+        spdlog::debug("order {}: {} {} was already applied", event.order_id, EventName(event.kind), message_id);
+        return;
+    }
+
+    std::optional<OrderSagaInstance> stored = repository_.LoadSaga(event.order_id);
+    OrderSagaInstance instance;
+    if (stored) {
+        instance = std::move(*stored);
+    } else if (event.kind == OrderEventKind::kOrderSubmitted) {
+        // A finalized (completed) order has no saga row any more, but its outcome is kept.
+        if (auto order = repository_.FindOrder(event.order_id); order && (order->status == "Completed" || order->status == "Failed")) {
+            spdlog::info("order {}: OrderSubmitted for a finished order ignored", event.order_id);
+            return;
+        }
+        instance.order_id = event.order_id;
+    } else {
+        // As MassTransit: a non-initiating event with no instance is discarded (acked, not skipped).
+        spdlog::info("order {}: {} discarded, no saga instance", event.order_id, EventName(event.kind));
+        return;
+    }
+
+    const OrderState from = instance.state;
+    const auto now = contracts::UtcNow();
+    SagaTransition transition = Decide(instance, event, options_, now, contracts::Guid::New().ToString());
+    if (observer_) observer_->OnTransition(event, from, transition);
+
+    if (transition.disposition == Disposition::kUnhandled)
+        throw UnhandledEventError("The " + std::string(EventName(event.kind)) + " event is not handled during the " +
+                                  std::string(StateName(from)) + " state for the OrderStateMachine state machine");
+    if (transition.disposition == Disposition::kIgnored) {
+        spdlog::info("order {}: {} in {} ignored ({})", event.order_id, EventName(event.kind), StateName(from), transition.row);
+        return;
+    }
+
+    for (const auto& command : transition.commands) std::visit([&](const auto& message) { context.Publish(message); }, command);
+
+    if (before_save_) before_save_(instance);
+    std::vector<std::int64_t> outbox_rows;
+    {
+        messaging::Transaction transaction(repository_.db());
+        if (transition.finalize) {
+            if (instance.version > 0) repository_.DeleteSaga(instance.order_id, instance.version);
+        } else {
+            repository_.SaveSaga(transition.next);
+        }
+        repository_.UpsertOrderFromSaga(transition.next);
+        for (const auto& outgoing : context.outgoing()) outbox_rows.push_back(repository_.AddToOutbox(outgoing));
+        if (!message_id.empty()) repository_.AddToInbox(message_id);
+        transaction.Commit();
+    }
+    context.OnDelivered([this, rows = std::move(outbox_rows)] { repository_.RemoveFromOutbox(rows); });
+
+    if (transition.timeout == TimeoutChange::kSchedule)
+        timeouts_.Schedule(instance.order_id, transition.next.timeout_token, *transition.next.timeout_due_ms);
+    else if (transition.timeout == TimeoutChange::kCancel)
+        timeouts_.Cancel(instance.order_id);
+
+    spdlog::info("order {}: {} -> {} on {} ({})", event.order_id, StateName(from), StateName(transition.next.state),
+                 EventName(event.kind), transition.row);
+}
+
+void OrderSagaConsumer::RestoreTimeouts() {
+    for (const auto& pending : repository_.PendingTimeouts()) timeouts_.Schedule(pending.order_id, pending.token, pending.due_ms);
+}
+
+}  // namespace order_service

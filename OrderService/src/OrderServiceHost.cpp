@@ -1,0 +1,73 @@
+#include "OrderService/OrderServiceHost.h"
+
+#include <spdlog/spdlog.h>
+
+namespace order_service {
+namespace {
+
+constexpr std::chrono::minutes kInboxRetention{60};
+
+}  // namespace
+
+OrderServiceHost::OrderServiceHost(messaging::EventLoop& loop, messaging::Transport& transport, OrderSettings settings)
+    : loop_(loop),
+      settings_(std::move(settings)),
+      db_(settings_.database.path, settings_.database.synchronous),
+      repository_(db_),
+      bus_(loop, transport, messaging::BusSettings{"OrderService"}),
+      timeouts_(loop, [this](const std::string& order_id, const std::string& token) { SendTimeout(order_id, token); }),
+      saga_(bus_, repository_, timeouts_, settings_.saga),
+      relay_(loop, bus_, repository_),
+      submission_(bus_, repository_, relay_),
+      inbox_pruning_(loop) {
+    saga_.Register(bus_.AddReceiveEndpoint(settings_.endpoint));
+}
+
+OrderServiceHost::~OrderServiceHost() {
+    if (http_) http_->StopAccepting();
+}
+
+messaging::Status OrderServiceHost::Start() {
+    using namespace contracts;
+    for (auto status : {bus_.DeclarePublishTopology<OrderSubmitted>(), bus_.DeclarePublishTopology<CheckInventory>(),
+                        bus_.DeclarePublishTopology<ProcessPayment>(), bus_.DeclarePublishTopology<ReleaseStock>(),
+                        bus_.DeclarePublishTopology<OrderCompleted>(), bus_.DeclarePublishTopology<OrderFailed>()})
+        if (!status.ok()) return status;
+    if (auto status = bus_.Start(); !status.ok()) return status;
+    saga_.RestoreTimeouts();
+    relay_.Start();
+    inbox_pruning_.Start(
+        std::chrono::milliseconds(0),
+        [this] {
+            repository_.PruneInbox(ToUnixMillis(UtcNow()) -
+                                   std::chrono::duration_cast<std::chrono::milliseconds>(kInboxRetention).count());
+        },
+        std::chrono::minutes(10));
+    return messaging::Status::Ok();
+}
+
+int OrderServiceHost::StartHttp() {
+    http_ = std::make_unique<OrderHttpApi>(loop_, submission_, settings_.http);
+    http_->Start();
+    return http_->port();
+}
+
+void OrderServiceHost::Stop(std::function<void()> stopped) {
+    if (http_) http_->StopAccepting();
+    timeouts_.Cancel("");
+    bus_.Stop(std::move(stopped));
+}
+
+void OrderServiceHost::SendTimeout(const std::string& order_id, const std::string& token) {
+    messaging::SendOptions options;
+    options.headers["MT-Scheduling-TokenId"] = token;
+    auto message = bus_.PrepareSend(settings_.endpoint.queue, contracts::OrderTimeoutExpired{order_id}, options);
+    bus_.Dispatch({std::move(message)}, [this, order_id, token](const messaging::Status& status) {
+        if (status.ok()) return;
+        // The broker is away: try again shortly, the saga ignores a timeout that no longer counts.
+        spdlog::warn("order {}: timeout could not be sent ({}); retrying", order_id, status.message());
+        timeouts_.Schedule(order_id, token, contracts::ToUnixMillis(contracts::UtcNow()) + 1000);
+    });
+}
+
+}  // namespace order_service

@@ -1,0 +1,45 @@
+#include "OrderService/OrderSubmission.h"
+
+#include <spdlog/spdlog.h>
+
+namespace order_service {
+
+void OrderSubmission::Submit(const NewOrder& order, std::function<void(SubmitOutcome)> done) {
+    if (!bus_.transport().IsConnected() || bus_.stopping()) {
+        done(SubmitOutcome::kUnavailable);
+        return;
+    }
+    if (repository_.FindOrder(order.order_id)) {
+        done(SubmitOutcome::kDuplicate);
+        return;
+    }
+    const auto now = contracts::UtcNow();
+    contracts::OrderSubmitted submitted{order.order_id, now, order.customer_number, order.total_amount, order.items};
+    messaging::OutgoingMessage message = bus_.PreparePublish(submitted);
+
+    OrderRecord record;
+    record.order_id = order.order_id;
+    record.status = "Accepted";
+    record.customer_number = order.customer_number;
+    record.total_amount = order.total_amount;
+    record.items = order.items;
+    record.created_at = now;
+    record.updated_at = now;
+    std::int64_t sequence = 0;
+    {
+        messaging::Transaction transaction(repository_.db());
+        if (!repository_.InsertOrderIfAbsent(record)) {
+            done(SubmitOutcome::kDuplicate);
+            return;
+        }
+        sequence = repository_.AddToOutbox(message);
+        transaction.Commit();
+    }
+    relay_.Send(sequence, std::move(message), [order_id = order.order_id, done = std::move(done)](const messaging::Status& status) {
+        if (!status.ok())
+            spdlog::warn("order {}: OrderSubmitted not confirmed yet ({}); the outbox will send it", order_id, status.message());
+        done(SubmitOutcome::kAccepted);
+    });
+}
+
+}  // namespace order_service

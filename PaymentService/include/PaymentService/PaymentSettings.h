@@ -1,0 +1,39 @@
+// PaymentService's settings (appsettings/PaymentService.json), with their defaults, including the
+// simulation rules keyed on the last character of the order id (wire contract A4).
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "Messaging/Settings.h"
+
+namespace payment_service {
+
+// "Fail the first `failed_attempts` attempts for ids ending in `suffix`, then succeed."
+struct TransientFailureRule {
+    char suffix = '5';
+    int failed_attempts = 2;
+};
+
+struct PaymentSimulation {
+    std::string decline_suffixes = "1";
+    std::string decline_reason = "Credit card limit exceeded";
+    std::string gateway_down_suffixes = "2";
+    std::string gateway_down_message = "Payment gateway unavailable";
+    std::vector<TransientFailureRule> transient_failures;
+};
+
+struct PaymentSettings {
+    messaging::RabbitMqSettings rabbitmq;
+    messaging::ReceiveEndpointSettings endpoint{"payment-service", 16,
+                                                messaging::RetryPolicy::Interval(3, std::chrono::milliseconds(500))};
+    messaging::DatabaseSettings database{"payment-service.db", messaging::SqliteSync::kNormal};
+    PaymentSimulation simulation;
+    std::string log_level = "info";
+
+    contracts::OrderedJson ToJson() const;
+    static PaymentSettings FromJson(const contracts::Json& json);
+    static PaymentSettings Load(const std::string& path, const std::vector<std::string>& environment);
+};
+
+}  // namespace payment_service

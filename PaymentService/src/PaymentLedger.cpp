@@ -1,0 +1,56 @@
+#include "PaymentService/PaymentLedger.h"
+
+#include "Contracts/Identifiers.h"
+
+namespace payment_service {
+
+PaymentLedger::PaymentLedger(messaging::SqliteDatabase& db) : db_(db) {
+    if (db_.UserVersion() < 1) {
+        messaging::Transaction transaction(db_);
+        db_.Execute(
+            "CREATE TABLE IF NOT EXISTS payments ("
+            " order_id TEXT PRIMARY KEY,"
+            " accepted INTEGER NOT NULL,"
+            " transaction_id TEXT NOT NULL,"
+            " reason TEXT NOT NULL,"
+            " amount TEXT NOT NULL,"
+            " created_at TEXT NOT NULL)");
+        db_.SetUserVersion(1);
+        transaction.Commit();
+    }
+}
+
+std::optional<PaymentRecord> PaymentLedger::Find(const std::string& order_id) {
+    auto& select = db_.Prepare("SELECT accepted, transaction_id, reason, amount FROM payments WHERE order_id = ?1");
+    select.Bind(1, order_id);
+    std::optional<PaymentRecord> record;
+    if (select.Step()) {
+        record = PaymentRecord{order_id, select.Integer(0) != 0, select.Text(1), select.Text(2),
+                               contracts::Decimal::Parse(select.Text(3)).value_or(contracts::Decimal())};
+    }
+    select.Reset();
+    return record;
+}
+
+void PaymentLedger::Record(const PaymentRecord& record) {
+    db_.Prepare(
+           "INSERT INTO payments (order_id, accepted, transaction_id, reason, amount, created_at) "
+           "VALUES (?1, ?2, ?3, ?4, ?5, ?6)")
+        .Bind(1, record.order_id)
+        .Bind(2, record.accepted ? 1 : 0)
+        .Bind(3, record.transaction_id)
+        .Bind(4, record.reason)
+        .Bind(5, record.amount.ToString())
+        .Bind(6, contracts::FormatIso8601(contracts::UtcNow()))
+        .Run();
+}
+
+std::int64_t PaymentLedger::CountCharges() {
+    auto& count = db_.Prepare("SELECT COUNT(*) FROM payments WHERE accepted = 1");
+    count.Step();
+    const auto n = count.Integer(0);
+    count.Reset();
+    return n;
+}
+
+}  // namespace payment_service

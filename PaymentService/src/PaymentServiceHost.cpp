@@ -1,0 +1,71 @@
+#include "PaymentService/PaymentServiceHost.h"
+
+#include <spdlog/spdlog.h>
+
+namespace payment_service {
+
+PaymentServiceHost::PaymentServiceHost(messaging::EventLoop& loop, messaging::Transport& transport, PaymentSettings settings)
+    : settings_(std::move(settings)),
+      db_(settings_.database.path, settings_.database.synchronous),
+      ledger_(db_),
+      bus_(loop, transport, messaging::BusSettings{"PaymentService"}) {
+    bus_.AddReceiveEndpoint(settings_.endpoint)
+        .Handle<contracts::ProcessPayment>("Payment.ProcessPaymentConsumer",
+                                           [this](messaging::ConsumeContext& context, const contracts::ProcessPayment& command) {
+                                               OnProcessPayment(context, command);
+                                           });
+}
+
+messaging::Status PaymentServiceHost::Start() {
+    if (auto status = bus_.DeclarePublishTopology<contracts::PaymentAccepted>(); !status.ok()) return status;
+    if (auto status = bus_.DeclarePublishTopology<contracts::PaymentFailed>(); !status.ok()) return status;
+    return bus_.Start();
+}
+
+int PaymentServiceHost::GatewayCalls(const std::string& order_id) const {
+    auto it = gateway_calls_.find(order_id);
+    return it == gateway_calls_.end() ? 0 : it->second;
+}
+
+void PaymentServiceHost::OnProcessPayment(messaging::ConsumeContext& context, const contracts::ProcessPayment& command) {
+    if (auto existing = ledger_.Find(command.order_id)) {
+        // Never charge twice: answer a repeated command from the ledger.
+        spdlog::info("order {}: ProcessPayment repeated; answering from the ledger", command.order_id);
+        if (existing->accepted)
+            context.Publish(contracts::PaymentAccepted{command.order_id, existing->transaction_id});
+        else
+            context.Publish(contracts::PaymentFailed{command.order_id, existing->reason});
+        return;
+    }
+    if (!command.amount.IsPositive()) throw messaging::NonRetryableError("ProcessPayment.amount must be positive");
+
+    // The simulated gateway call. Attempt counts are only kept for orders in progress.
+    if (gateway_calls_.size() > 10000) gateway_calls_.clear();
+    const int call = ++gateway_calls_[command.order_id];
+    const char last = command.order_id.back();
+    const auto& simulation = settings_.simulation;
+    if (simulation.gateway_down_suffixes.find(last) != std::string::npos)
+        throw PaymentGatewayUnavailable(simulation.gateway_down_message);
+    for (const auto& rule : simulation.transient_failures)
+        if (rule.suffix == last && call <= rule.failed_attempts) throw PaymentGatewayUnavailable(simulation.gateway_down_message);
+
+    PaymentRecord record;
+    record.order_id = command.order_id;
+    record.amount = command.amount;
+    if (simulation.decline_suffixes.find(last) != std::string::npos) {
+        record.reason = simulation.decline_reason;
+        ledger_.Record(record);
+        gateway_calls_.erase(command.order_id);
+        context.Publish(contracts::PaymentFailed{command.order_id, record.reason});
+        spdlog::info("order {}: payment of {} declined ({})", command.order_id, command.amount.ToString(), record.reason);
+        return;
+    }
+    record.accepted = true;
+    record.transaction_id = contracts::Guid::New().ToString();
+    ledger_.Record(record);
+    gateway_calls_.erase(command.order_id);
+    context.Publish(contracts::PaymentAccepted{command.order_id, record.transaction_id});
+    spdlog::info("order {}: payment of {} accepted ({})", command.order_id, command.amount.ToString(), record.transaction_id);
+}
+
+}  // namespace payment_service

@@ -1,0 +1,50 @@
+#include "PaymentService/PaymentSettings.h"
+
+namespace payment_service {
+
+contracts::OrderedJson PaymentSettings::ToJson() const {
+    contracts::OrderedJson json;
+    json["RabbitMQ"] = rabbitmq.ToJson();
+    json["Endpoint"] = messaging::EndpointSettingsToJson(endpoint);
+    json["Database"] = database.ToJson();
+    auto& simulation_json = json["Simulation"];
+    simulation_json["DeclineSuffixes"] = simulation.decline_suffixes;
+    simulation_json["DeclineReason"] = simulation.decline_reason;
+    simulation_json["GatewayDownSuffixes"] = simulation.gateway_down_suffixes;
+    simulation_json["GatewayDownMessage"] = simulation.gateway_down_message;
+    simulation_json["TransientFailures"] = contracts::OrderedJson::array();
+    for (const auto& rule : simulation.transient_failures)
+        simulation_json["TransientFailures"].push_back({{"Suffix", std::string(1, rule.suffix)}, {"FailedAttempts", rule.failed_attempts}});
+    json["Logging"]["Level"] = log_level;
+    return json;
+}
+
+PaymentSettings PaymentSettings::FromJson(const contracts::Json& json) {
+    PaymentSettings settings;
+    settings.rabbitmq = messaging::RabbitMqSettings::FromJson(json.at("RabbitMQ"));
+    settings.endpoint = messaging::EndpointSettingsFromJson(json.at("Endpoint"));
+    settings.database = messaging::DatabaseSettings::FromJson(json.at("Database"));
+    const auto& simulation = json.at("Simulation");
+    settings.simulation.decline_suffixes = messaging::SettingString(simulation, "DeclineSuffixes");
+    settings.simulation.decline_reason = messaging::SettingString(simulation, "DeclineReason");
+    settings.simulation.gateway_down_suffixes = messaging::SettingString(simulation, "GatewayDownSuffixes");
+    settings.simulation.gateway_down_message = messaging::SettingString(simulation, "GatewayDownMessage");
+    for (const auto& rule : simulation.at("TransientFailures")) {
+        const auto* suffix = contracts::FindField(rule, "Suffix");
+        const auto* attempts = contracts::FindField(rule, "FailedAttempts");
+        if (!rule.is_object() || rule.size() != 2 || !suffix || !suffix->is_string() || suffix->get<std::string>().size() != 1 ||
+            !attempts || !attempts->is_number_integer() || attempts->get<int>() < 0)
+            throw messaging::SettingsError(
+                "setting 'Simulation.TransientFailures' entries must be {\"Suffix\": \"<one character>\", \"FailedAttempts\": <n >= 0>}");
+        settings.simulation.transient_failures.push_back({suffix->get<std::string>()[0], attempts->get<int>()});
+    }
+    settings.log_level = messaging::SettingString(json.at("Logging"), "Level");
+    return settings;
+}
+
+PaymentSettings PaymentSettings::Load(const std::string& path, const std::vector<std::string>& environment) {
+    const contracts::Json defaults = contracts::Json::parse(PaymentSettings{}.ToJson().dump());
+    return FromJson(messaging::LoadSettingsJson(defaults, {path, environment, {"Retry"}}));
+}
+
+}  // namespace payment_service
