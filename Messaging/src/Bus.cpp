@@ -227,12 +227,14 @@ void Bus::Dispatch(std::vector<OutgoingMessage> messages, Completion done) {
         Completion done;
     };
     auto pending = std::make_shared<Pending>(Pending{messages.size(), Status::Ok(), std::move(done)});
+    // Completions that arrive after the bus (and whoever asked it to publish) is gone are dropped.
+    std::weak_ptr<bool> alive = alive_;
     for (auto& outgoing : messages) {
         if (observer_) observer_->OnPublished(outgoing);
         const std::string exchange = outgoing.exchange;
-        transport_.Publish(exchange, std::move(outgoing.message), [pending](const Status& status) {
+        transport_.Publish(exchange, std::move(outgoing.message), [pending, alive](const Status& status) {
             if (!status.ok() && pending->first_error.ok()) pending->first_error = status;
-            if (--pending->remaining == 0) pending->done(pending->first_error);
+            if (--pending->remaining == 0 && !alive.expired()) pending->done(pending->first_error);
         });
     }
 }

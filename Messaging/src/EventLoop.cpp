@@ -91,6 +91,7 @@ void EventLoop::Schedule(std::chrono::milliseconds delay, std::function<void()> 
     shot->work = std::move(work);
     shot->handle.data = shot;
     Check(uv_timer_init(&loop_, &shot->handle), "uv_timer_init");
+    uv_update_time(&loop_);  // measure the delay from now, not from the start of this loop iteration
     uv_timer_start(
         &shot->handle,
         [](uv_timer_t* t) {
@@ -120,6 +121,7 @@ Timer::~Timer() {
 
 void Timer::Start(std::chrono::milliseconds delay, std::function<void()> callback, std::chrono::milliseconds repeat) {
     state_->callback = std::move(callback);
+    uv_update_time(state_->handle.loop);
     uv_timer_start(
         &state_->handle,
         [](uv_timer_t* t) {

@@ -66,7 +66,10 @@ void InMemoryTransport::Publish(const std::string& exchange, TransportMessage me
             ScheduleDispatch(queue);
         }
     }
-    if (confirmed) loop_.Post([confirmed = std::move(confirmed), status] { confirmed(status); });
+    if (confirmed)
+        loop_.Post([alive = std::weak_ptr<bool>(alive_), confirmed = std::move(confirmed), status] {
+            if (!alive.expired()) confirmed(status);
+        });
 }
 
 ConsumerId InMemoryTransport::Consume(const std::string& queue, std::uint16_t prefetch, DeliveryHandler handler) {
@@ -89,7 +92,8 @@ void InMemoryTransport::ScheduleDispatch(const std::string& queue) {
     auto& q = queues_[queue];
     if (q.dispatch_scheduled || q.consumers.empty()) return;
     q.dispatch_scheduled = true;
-    loop_.Post([this, queue] {
+    loop_.Post([this, alive = std::weak_ptr<bool>(alive_), queue] {
+        if (alive.expired()) return;
         queues_[queue].dispatch_scheduled = false;
         DispatchQueue(queue);
     });

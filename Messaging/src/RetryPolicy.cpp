@@ -126,6 +126,10 @@ RetryPolicy RetryPolicy::FromJson(const contracts::Json& json) {
         if (std::find(kKnownKeys.begin(), kKnownKeys.end(), it.key()) == kKnownKeys.end())
             throw std::invalid_argument("Retry." + it.key() + " is not a known setting");
 
+    static const std::vector<std::string> kPolicies = {"None", "Immediate", "Interval", "Intervals", "Exponential", "Incremental"};
+    if (std::find(kPolicies.begin(), kPolicies.end(), policy) == kPolicies.end())
+        throw std::invalid_argument("Retry.Policy '" + policy +
+                                    "' is not one of None, Immediate, Interval, Intervals, Exponential, Incremental");
     const int limit = static_cast<int>(integer("Limit", policy != "None" && policy != "Intervals"));
     if (policy == "None") return None();
     if (policy == "Immediate") return Immediate(limit);
@@ -146,8 +150,7 @@ RetryPolicy RetryPolicy::FromJson(const contracts::Json& json) {
                            Millis(integer("IntervalDeltaMs", true)));
     if (policy == "Incremental")
         return Incremental(limit, Millis(integer("InitialIntervalMs", true)), Millis(integer("IntervalIncrementMs", true)));
-    throw std::invalid_argument("Retry.Policy '" + policy +
-                                "' is not one of None, Immediate, Interval, Intervals, Exponential, Incremental");
+    return None();
 }
 
 contracts::OrderedJson RetryPolicy::ToJson() const {

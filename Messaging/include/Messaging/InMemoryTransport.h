@@ -6,6 +6,7 @@
 
 #include <deque>
 #include <map>
+#include <memory>
 #include <optional>
 #include <set>
 #include <string>
@@ -76,6 +77,7 @@ private:
     ConsumerId next_consumer_id_ = 1;
     std::uint64_t next_delivery_tag_ = 1;
     bool available_ = true;
+    std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);  // posted work checks it still exists
 };
 
 }  // namespace messaging

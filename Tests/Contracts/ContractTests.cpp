@@ -1,0 +1,219 @@
+// Contracts: exact JSON for every message, round trips, tolerant reading (case, decimals as strings
+// or numbers), envelope ids in N/D/B forms, URN and exchange names, and clear errors for bad input.
+#include <doctest/doctest.h>
+
+#include "Contracts/Messages.h"
+#include "Messaging/Envelope.h"
+
+using namespace contracts;
+
+namespace {
+
+template <class T>
+void CheckRoundTrip(const T& message, const std::string& expected_json) {
+    const std::string written = MessageContract<T>::Write(message).dump();
+    CHECK(written == expected_json);
+    CHECK(MessageContract<T>::Read(Json::parse(written)) == message);
+}
+
+const Timestamp kTime = *ParseIso8601("2026-02-10T14:03:05.412987Z");
+
+}  // namespace
+
+TEST_SUITE("Contracts") {
+    TEST_CASE("Decimal keeps its scale, compares by value and never overflows silently") {
+        CHECK(Decimal::Parse("149.97")->ToString() == "149.97");
+        CHECK(Decimal::Parse("150.00")->ToString() == "150.00");
+        CHECK(Decimal::Parse("-0.5")->ToString() == "-0.5");
+        CHECK(*Decimal::Parse("150.00") == *Decimal::Parse("150"));
+        CHECK(*Decimal::Parse("0.1") < *Decimal::Parse("0.25"));
+        CHECK((*Decimal::Parse("24.99") * 2 + *Decimal::Parse("99.99")).ToString() == "149.97");
+        CHECK(Decimal::Parse("1.50")->SignificantScale() == 1);
+        CHECK_FALSE(Decimal::Parse(""));
+        CHECK_FALSE(Decimal::Parse("1e5"));
+        CHECK_FALSE(Decimal::Parse("12.3.4"));
+        CHECK_FALSE(Decimal::Parse("."));
+        CHECK_FALSE(Decimal::Parse("1."));
+        CHECK_FALSE(Decimal::Parse("1234567890123456789"));
+        CHECK_THROWS_AS(*Decimal::Parse("900000000000000000") * 100, std::overflow_error);
+    }
+
+    TEST_CASE("Decimals are read from a string or a JSON number and written as strings") {
+        CHECK(DecimalFromJson(Json("149.97"))->ToString() == "149.97");
+        CHECK(DecimalFromJson(Json::parse("149.97"))->ToString() == "149.97");
+        CHECK(DecimalFromJson(Json::parse("150"))->ToString() == "150");
+        CHECK_FALSE(DecimalFromJson(Json::parse("true")));
+        CHECK(DecimalToJson(*Decimal::Parse("10.50")).dump() == "\"10.50\"");
+    }
+
+    TEST_CASE("GUIDs are read in N, D, B and P forms and written lowercase D") {
+        const std::string d = "6f1c2a9e-3b7d-4c55-9a1e-2d8f0c4b7e31";
+        CHECK(Guid::Parse(d)->ToString() == d);
+        CHECK(Guid::Parse("6F1C2A9E3B7D4C559A1E2D8F0C4B7E31")->ToString() == d);
+        CHECK(Guid::Parse("{6f1c2a9e-3b7d-4c55-9a1e-2d8f0c4b7e31}")->ToString() == d);
+        CHECK(Guid::Parse("(6f1c2a9e-3b7d-4c55-9a1e-2d8f0c4b7e31)")->ToString() == d);
+        CHECK_FALSE(Guid::Parse("6f1c2a9e-3b7d-4c55-9a1e-2d8f0c4b7e3"));
+        CHECK_FALSE(Guid::Parse("zf1c2a9e-3b7d-4c55-9a1e-2d8f0c4b7e31"));
+        CHECK(Guid::New() != Guid::New());
+        CHECK(Guid::New().ToString()[14] == '4');
+    }
+
+    TEST_CASE("Timestamps are ISO-8601 UTC with Z and trailing zeros dropped") {
+        CHECK(FormatIso8601(kTime) == "2026-02-10T14:03:05.412987Z");
+        CHECK(FormatIso8601(*ParseIso8601("2026-02-10T14:03:05.5000000Z")) == "2026-02-10T14:03:05.5Z");
+        CHECK(FormatIso8601(*ParseIso8601("2026-02-10T14:03:05Z")) == "2026-02-10T14:03:05Z");
+        CHECK(FormatIso8601(*ParseIso8601("2026-02-10T16:03:05+02:00")) == "2026-02-10T14:03:05Z");
+        CHECK_FALSE(ParseIso8601("2026-02-30T14:03:05Z"));
+        CHECK_FALSE(ParseIso8601("yesterday"));
+    }
+
+    TEST_CASE("Order ids are 1-64 characters of [A-Za-z0-9_-]") {
+        CHECK(IsValidOrderId("order-123_X"));
+        CHECK(IsValidOrderId(std::string(64, 'a')));
+        CHECK_FALSE(IsValidOrderId(""));
+        CHECK_FALSE(IsValidOrderId(std::string(65, 'a')));
+        CHECK_FALSE(IsValidOrderId("a b"));
+        CHECK_FALSE(IsValidOrderId("../etc"));
+    }
+
+    TEST_CASE("URNs and exchange names follow MassTransit's formatters") {
+        CHECK(ContractName("OrderSubmitted").Urn() == "urn:message:Contracts:OrderSubmitted");
+        CHECK(ContractName("OrderSubmitted").EntityName() == "Contracts:OrderSubmitted");
+        CHECK(FaultOf(ContractName("CheckInventory")).Urn() == "urn:message:MassTransit:Fault[[Contracts:CheckInventory]]");
+        CHECK(FaultOf(ContractName("CheckInventory")).EntityName() == "MassTransit:Fault--Contracts:CheckInventory--");
+        CHECK(FaultOf(ContractName("CheckInventory")).DotNetName() == "MassTransit.Fault<Contracts.CheckInventory>");
+        // A generic argument in the generic's own namespace is written without it.
+        MessageTypeName envelope{"Contracts", "Envelope", {ContractName("Item")}};
+        CHECK(envelope.EntityName() == "Contracts:Envelope--Item--");
+        MessageTypeName pair{"Contracts", "Pair", {ContractName("A"), MessageTypeName{"Other", "B", {}}}};
+        CHECK(pair.EntityName() == "Contracts:Pair--A::Other:B--");
+        CHECK(pair.Urn() == "urn:message:Contracts:Pair[[Contracts:A],[Other:B]]");
+        CHECK(MessageContract<Fault<ProcessPayment>>::MessageTypes() ==
+              std::vector<std::string>{"urn:message:MassTransit:Fault[[Contracts:ProcessPayment]]", "urn:message:MassTransit:Fault"});
+        CHECK(IsValidEntityName("MassTransit:Fault--Contracts:X--"));
+        CHECK_FALSE(IsValidEntityName("bad name"));
+    }
+
+    TEST_CASE("Every message is written exactly and reads back equal") {
+        const Decimal price = *Decimal::Parse("24.99");
+        CheckRoundTrip(OrderSubmitted{"o-1", kTime, "CUST-42", *Decimal::Parse("49.98"), {{"SKU-1", 2, price}}},
+                       R"({"orderId":"o-1","timestamp":"2026-02-10T14:03:05.412987Z","customerNumber":"CUST-42","totalAmount":"49.98","items":[{"sku":"SKU-1","quantity":2,"unitPrice":"24.99"}]})");
+        CheckRoundTrip(CheckInventory{"o-1", {{"SKU-1", 2, price}}},
+                       R"({"orderId":"o-1","items":[{"sku":"SKU-1","quantity":2,"unitPrice":"24.99"}]})");
+        CheckRoundTrip(StockReserved{"o-1"}, R"({"orderId":"o-1"})");
+        CheckRoundTrip(StockShortage{"o-1", "Out of stock"}, R"({"orderId":"o-1","reason":"Out of stock"})");
+        CheckRoundTrip(ProcessPayment{"o-1", *Decimal::Parse("149.97"), "tok_1"},
+                       R"({"orderId":"o-1","amount":"149.97","cardNumber":"tok_1"})");
+        CheckRoundTrip(PaymentAccepted{"o-1", "tx-9"}, R"({"orderId":"o-1","transactionId":"tx-9"})");
+        CheckRoundTrip(PaymentFailed{"o-1", "Credit card limit exceeded"},
+                       R"({"orderId":"o-1","reason":"Credit card limit exceeded"})");
+        CheckRoundTrip(OrderTimeoutExpired{"o-1"}, R"({"orderId":"o-1"})");
+        CheckRoundTrip(OrderCompleted{"o-1"}, R"({"orderId":"o-1"})");
+        CheckRoundTrip(OrderFailed{"o-1", "Out of stock"}, R"({"orderId":"o-1","reason":"Out of stock"})");
+        CheckRoundTrip(ReleaseStock{"o-1", "timeout"}, R"({"orderId":"o-1","reason":"timeout"})");
+        CheckRoundTrip(StockReleased{"o-1"}, R"({"orderId":"o-1"})");
+    }
+
+    TEST_CASE("PascalCase keys, numbers for decimals and unknown fields are accepted") {
+        const auto m = MessageContract<OrderSubmitted>::Read(Json::parse(
+            R"({"OrderId":"o-2","Timestamp":"2026-02-10T14:03:05Z","CustomerNumber":"C","TotalAmount":149.97,"Extra":{"x":1}})"));
+        CHECK(m.order_id == "o-2");
+        CHECK(m.customer_number == "C");
+        CHECK(m.total_amount.ToString() == "149.97");
+        CHECK(m.items.empty());
+        CHECK(MessageContract<ProcessPayment>::Read(Json::parse(R"({"ORDERID":"o-3","Amount":"10"})")).amount ==
+              *Decimal::Parse("10.00"));
+    }
+
+    TEST_CASE("A missing or malformed required field is rejected with a clear error") {
+        CHECK_THROWS_WITH_AS(MessageContract<OrderSubmitted>::Read(Json::parse(R"({"orderId":"o-1","totalAmount":"1"})")),
+                             "OrderSubmitted.customerNumber: required field is missing", ContractError);
+        CHECK_THROWS_WITH_AS(MessageContract<ProcessPayment>::Read(Json::parse(R"({"orderId":"o-1","amount":"abc"})")),
+                             doctest::Contains("ProcessPayment.amount: must be a decimal"), ContractError);
+        CHECK_THROWS_WITH_AS(MessageContract<StockReserved>::Read(Json::parse(R"({"orderId":"bad id!"})")),
+                             doctest::Contains("StockReserved.orderId"), ContractError);
+        CHECK_THROWS_AS(MessageContract<StockReserved>::Read(Json::parse("[1,2]")), ContractError);
+        CHECK_THROWS_WITH_AS(MessageContract<CheckInventory>::Read(Json::parse(R"({"orderId":"o","items":[{"sku":"a","quantity":"2","unitPrice":"1"}]})")),
+                             doctest::Contains("OrderItem.quantity: must be an integer"), ContractError);
+    }
+
+    TEST_CASE("Fault<T> is written with MassTransit's fields and read back") {
+        Fault<ProcessPayment> fault;
+        fault.fault_id = *Guid::Parse("0b4e0000-5a1c-0015-1e44-08de49a2c3ab");
+        fault.faulted_message_id = "0b4e0000-5a1c-0015-77aa-08de49a2c2b0";
+        fault.timestamp = kTime;
+        fault.exceptions.push_back(ExceptionInfo{"payment_service.PaymentGatewayUnavailable", nullptr, "   at X", "down", "PaymentService"});
+        fault.fault_message_types = {"urn:message:Contracts:ProcessPayment"};
+        fault.message = ProcessPayment{"o-2", *Decimal::Parse("5.00"), "tok"};
+        const auto json = MessageContract<Fault<ProcessPayment>>::Write(fault);
+        CHECK(json["faultId"] == "0b4e0000-5a1c-0015-1e44-08de49a2c3ab");
+        CHECK(json["exceptions"][0]["exceptionType"] == "payment_service.PaymentGatewayUnavailable");
+        CHECK(json["exceptions"][0]["innerException"].is_null());
+        CHECK(json["message"]["amount"] == "5.00");
+        const auto back = MessageContract<Fault<ProcessPayment>>::Read(Json::parse(json.dump()));
+        CHECK(back.message == fault.message);
+        CHECK(back.exceptions.at(0).message == "down");
+        CHECK(back.faulted_message_id == fault.faulted_message_id);
+    }
+}
+
+TEST_SUITE("Contracts.Envelope") {
+    TEST_CASE("The envelope is written with every field, nulls for unused ones") {
+        messaging::Envelope envelope;
+        envelope.message_id = "0b4e0000-5a1c-0015-9d3f-08de49a2c1f7";
+        envelope.conversation_id = "0b4e0000-5a1c-0015-a2b6-08de49a2c1f7";
+        envelope.source_address = "rabbitmq://localhost/bus?temporary=true";
+        envelope.destination_address = "rabbitmq://localhost/Contracts:StockReserved";
+        envelope.message_type = {"urn:message:Contracts:StockReserved"};
+        envelope.sent_time = kTime;
+        envelope.host.machine_name = "apphost";
+        envelope.host.process_id = 4711;
+        const auto json = Json::parse(messaging::SerializeEnvelope(envelope, MessageContract<StockReserved>::Write({"o-1"})));
+        std::vector<std::string> keys;
+        for (auto it = json.begin(); it != json.end(); ++it) keys.push_back(it.key());
+        std::sort(keys.begin(), keys.end());
+        CHECK(keys == std::vector<std::string>{"conversationId", "correlationId", "destinationAddress", "expirationTime",
+                                               "faultAddress", "headers", "host", "initiatorId", "message", "messageId",
+                                               "messageType", "requestId", "responseAddress", "sentTime", "sourceAddress"});
+        CHECK(json["requestId"].is_null());
+        CHECK(json["correlationId"].is_null());
+        CHECK(json["expirationTime"].is_null());
+        CHECK(json["headers"].is_object());
+        CHECK(json["sentTime"] == "2026-02-10T14:03:05.412987Z");
+        CHECK(json["host"]["processId"] == 4711);
+        CHECK(json["message"]["orderId"] == "o-1");
+    }
+
+    TEST_CASE("Envelope ids in N, D and B forms are accepted and normalized") {
+        const auto envelope = messaging::ParseEnvelope(R"({
+            "MessageId": "0B4E00005A1C00159D3F08DE49A2C1F7",
+            "ConversationId": "{0b4e0000-5a1c-0015-a2b6-08de49a2c1f7}",
+            "CorrelationId": "6f1c2a9e-3b7d-4c55-9a1e-2d8f0c4b7e31",
+            "MessageType": ["urn:message:Contracts:StockReserved"],
+            "Message": {"OrderId": "x"},
+            "Headers": {"Custom": 5, "Flag": true},
+            "Host": {"MachineName": "dotnet-box", "ProcessId": 12},
+            "SomethingNew": [1, 2, 3]
+        })");
+        CHECK(envelope.message_id == "0b4e0000-5a1c-0015-9d3f-08de49a2c1f7");
+        CHECK(envelope.conversation_id == "0b4e0000-5a1c-0015-a2b6-08de49a2c1f7");
+        CHECK(envelope.correlation_id == "6f1c2a9e-3b7d-4c55-9a1e-2d8f0c4b7e31");
+        CHECK(envelope.host.machine_name == "dotnet-box");
+        CHECK(envelope.headers["Custom"] == 5);
+    }
+
+    TEST_CASE("The minimal body MassTransit accepts is accepted") {
+        const auto envelope = messaging::ParseEnvelope(R"({"messageType":["urn:message:Contracts:StockReserved"],"message":{"orderId":"a"}})");
+        CHECK(envelope.message_id.empty());
+        CHECK(envelope.message["orderId"] == "a");
+    }
+
+    TEST_CASE("Malformed envelopes are rejected with the reason") {
+        CHECK_THROWS_WITH_AS(messaging::ParseEnvelope("{not json"), "the message body is not valid JSON", messaging::EnvelopeError);
+        CHECK_THROWS_WITH_AS(messaging::ParseEnvelope(R"({"message":{}})"), "envelope messageType is missing", messaging::EnvelopeError);
+        CHECK_THROWS_WITH_AS(messaging::ParseEnvelope(R"({"messageId":"42","messageType":["x"],"message":{}})"),
+                             doctest::Contains("messageId is not a GUID"), messaging::EnvelopeError);
+        CHECK_THROWS_WITH_AS(messaging::ParseEnvelope(R"({"sourceAddress":"relative/path","messageType":["x"],"message":{}})"),
+                             doctest::Contains("not an absolute URI"), messaging::EnvelopeError);
+    }
+}

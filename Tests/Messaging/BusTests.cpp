@@ -1,0 +1,370 @@
+// The consume pipeline on the in-memory transport: retry counts and delays, exactly one Fault<T> and
+// one `_error` copy with MassTransit's headers, `_skipped` for unknown types, `_error` for bodies
+// that do not parse, outbox semantics (ack after confirms), and envelope propagation.
+#include <doctest/doctest.h>
+
+#include <atomic>
+
+#include "Messaging/InMemoryTransport.h"
+#include "Messaging/TestHarness.h"
+#include "Support/TestSupport.h"
+
+using namespace messaging;
+using namespace std::chrono_literals;
+using contracts::Json;
+
+namespace {
+
+const char* const kQueue = "test-queue";
+
+// A bus with one endpoint consuming StockReserved through `handler`, plus an observer queue bound to
+// MassTransit:Fault so faults can be read back.
+struct BusFixture {
+    explicit BusFixture(RetryPolicy retry) {
+        loop_thread.loop().Invoke([&] {
+            transport = std::make_unique<InMemoryTransport>(loop_thread.loop());
+            bus = std::make_unique<Bus>(loop_thread.loop(), *transport, BusSettings{"TestService"});
+            harness.Observe(*bus);
+            bus->AddReceiveEndpoint({kQueue, 16, retry})
+                .Handle<contracts::StockReserved>("Tests.StockReservedConsumer",
+                                                  [this](ConsumeContext& context, const contracts::StockReserved& message) {
+                                                      attempts.fetch_add(1);
+                                                      {
+                                                          std::lock_guard lock(mutex);
+                                                          attempt_times.push_back(std::chrono::steady_clock::now());
+                                                      }
+                                                      if (handler) handler(context, message);
+                                                  });
+            REQUIRE(bus->Start().ok());
+            Topology observer = QueueWithExchange("fault-observer");
+            observer.BindExchange("MassTransit:Fault", "fault-observer");
+            REQUIRE(transport->Declare(observer).ok());
+        });
+    }
+    ~BusFixture() {
+        loop_thread.loop().Invoke([&] {
+            bus.reset();
+            transport.reset();
+        });
+    }
+
+    Status PublishRaw(const std::string& exchange, TransportMessage message) {
+        auto done = std::make_shared<std::promise<Status>>();
+        auto future = done->get_future();
+        loop_thread.loop().Post([&, message, done] {
+            transport->Publish(exchange, message, [done](const Status& s) { done->set_value(s); });
+        });
+        return future.get();
+    }
+
+    TransportMessage Prepared(const contracts::StockReserved& message, SendOptions options = {}) {
+        return loop_thread.loop().Invoke([&] { return bus->PreparePublish(message, options).message; });
+    }
+
+    std::vector<TransportMessage> Queue(const std::string& name) {
+        return loop_thread.loop().Invoke([&] { return transport->ReadyMessages(name); });
+    }
+    std::size_t Unacked() {
+        return loop_thread.loop().Invoke([&] { return transport->UnackedCount(kQueue); });
+    }
+    bool WaitQueue(const std::string& name, std::size_t count) {
+        return harness.WaitUntil([&] { return Queue(name).size() >= count && Unacked() == 0; });
+    }
+
+    EventLoopThread loop_thread;
+    std::unique_ptr<InMemoryTransport> transport;
+    std::unique_ptr<Bus> bus;
+    TestHarness harness;
+    std::function<void(ConsumeContext&, const contracts::StockReserved&)> handler;
+    std::atomic<int> attempts{0};
+    std::mutex mutex;
+    std::vector<std::chrono::steady_clock::time_point> attempt_times;
+};
+
+std::string Header(const TransportMessage& message, const std::string& name) {
+    const auto* value = FindHeader(message.properties.headers, name);
+    return value ? HeaderToString(*value) : std::string("<missing>");
+}
+
+void AlwaysThrow(ConsumeContext&, const contracts::StockReserved&) { throw std::runtime_error("boom"); }
+
+}  // namespace
+
+TEST_SUITE("Messaging.Bus") {
+    TEST_CASE("Immediate(5): a consumer that always throws runs 6 times, then faults once") {
+        BusFixture fixture(RetryPolicy::Immediate(5));
+        fixture.handler = AlwaysThrow;
+        REQUIRE(fixture.PublishRaw("Contracts:StockReserved", fixture.Prepared({"o-1"})).ok());
+        REQUIRE(fixture.WaitQueue("test-queue_error", 1));
+        CHECK(fixture.attempts == 6);
+        CHECK(fixture.Queue("test-queue_error").size() == 1);
+        CHECK(fixture.Queue("fault-observer").size() == 1);
+        CHECK(fixture.Unacked() == 0);
+        CHECK(fixture.Queue(kQueue).empty());
+    }
+
+    TEST_CASE("Interval(3, 500ms): 4 attempts spread over at least 1.5 s") {
+        BusFixture fixture(RetryPolicy::Interval(3, 500ms));
+        fixture.handler = AlwaysThrow;
+        REQUIRE(fixture.PublishRaw("Contracts:StockReserved", fixture.Prepared({"o-1"})).ok());
+        REQUIRE(fixture.WaitQueue("test-queue_error", 1));
+        CHECK(fixture.attempts == 4);
+        std::lock_guard lock(fixture.mutex);
+        REQUIRE(fixture.attempt_times.size() == 4);
+        CHECK(fixture.attempt_times.back() - fixture.attempt_times.front() >= 1500ms);
+        for (std::size_t i = 1; i < fixture.attempt_times.size(); ++i)
+            CHECK(fixture.attempt_times[i] - fixture.attempt_times[i - 1] >= 500ms);
+    }
+
+    TEST_CASE("The _error copy is the unchanged body with every MassTransit fault header") {
+        BusFixture fixture(RetryPolicy::Immediate(3));
+        fixture.handler = AlwaysThrow;
+        TransportMessage original = fixture.Prepared({"o-7"});
+        original.properties.expiration = "60000";
+        original.properties.headers["Custom-Header"] = std::string("kept");
+        REQUIRE(fixture.PublishRaw("Contracts:StockReserved", original).ok());
+        REQUIRE(fixture.WaitQueue("test-queue_error", 1));
+        const TransportMessage copy = fixture.Queue("test-queue_error").at(0);
+
+        CHECK(copy.body == original.body);
+        CHECK(copy.properties.message_id == original.properties.message_id);
+        CHECK(copy.properties.content_type == "application/vnd.masstransit+json");
+        CHECK(copy.properties.delivery_mode == 2);
+        CHECK(copy.properties.expiration.empty());
+        CHECK(Header(copy, "Custom-Header") == "kept");
+        CHECK(Header(copy, "MT-Reason") == "fault");
+        CHECK(Header(copy, "MT-Fault-ExceptionType") == "std.runtime_error");
+        CHECK(Header(copy, "MT-Fault-InputAddress") == "loopback://localhost/test-queue");
+        CHECK(Header(copy, "MT-Fault-Message") == "boom");
+        CHECK(contracts::ParseIso8601(Header(copy, "MT-Fault-Timestamp")).has_value());
+        CHECK(Header(copy, "MT-Fault-StackTrace").find("Tests.StockReservedConsumer") != std::string::npos);
+        CHECK(Header(copy, "MT-Fault-ConsumerType") == "Tests.StockReservedConsumer");
+        CHECK(Header(copy, "MT-Fault-MessageType") == "Contracts.StockReserved");
+        // Immediate(3): 4 attempts; on the last one the retry count is 2, as MassTransit reports it.
+        const auto* retry_count = FindHeader(copy.properties.headers, "MT-Fault-RetryCount");
+        REQUIRE(retry_count);
+        CHECK(std::get<std::int32_t>(*retry_count) == 2);
+        for (const char* name : {"MT-Host-MachineName", "MT-Host-ProcessName", "MT-Host-ProcessId", "MT-Host-Assembly",
+                                 "MT-Host-AssemblyVersion", "MT-Host-MassTransitVersion", "MT-Host-FrameworkVersion",
+                                 "MT-Host-OperatingSystemVersion"}) {
+            const auto* value = FindHeader(copy.properties.headers, name);
+            REQUIRE_MESSAGE(value, name);
+            CHECK(std::holds_alternative<std::string>(*value));  // ProcessId too travels as a string
+        }
+        CHECK(Header(copy, "MT-Host-ProcessId") == std::to_string(getpid()));
+    }
+
+    TEST_CASE("Exactly one Fault<T> is published, with MassTransit's envelope and body") {
+        BusFixture fixture(RetryPolicy::Immediate(2));
+        fixture.handler = AlwaysThrow;
+        const TransportMessage original = fixture.Prepared({"6f1c2a9e-3b7d-4c55-9a1e-2d8f0c4b7e31"});
+        REQUIRE(fixture.PublishRaw("Contracts:StockReserved", original).ok());
+        REQUIRE(fixture.WaitQueue("fault-observer", 1));
+        const auto faults = fixture.harness.Published();
+        const auto count = std::count_if(faults.begin(), faults.end(), [](const RecordedMessage& m) {
+            return m.destination == "MassTransit:Fault--Contracts:StockReserved--";
+        });
+        CHECK(count == 1);
+        const Json fault = Json::parse(fixture.Queue("fault-observer").at(0).body);
+        const Json consumed = Json::parse(original.body);
+        CHECK(fault["messageType"] == Json::array({"urn:message:MassTransit:Fault[[Contracts:StockReserved]]",
+                                                   "urn:message:MassTransit:Fault"}));
+        CHECK(fault["correlationId"] == "6f1c2a9e-3b7d-4c55-9a1e-2d8f0c4b7e31");
+        CHECK(fault["initiatorId"] == "6f1c2a9e-3b7d-4c55-9a1e-2d8f0c4b7e31");
+        CHECK(fault["conversationId"] == consumed["conversationId"]);
+        CHECK(fault["sourceAddress"] == "loopback://localhost/test-queue");
+        CHECK(fault["destinationAddress"] == "loopback://localhost/MassTransit:Fault--Contracts:StockReserved--");
+        CHECK(fault["headers"]["MT-Fault-RetryCount"] == 1);
+        const Json& body = fault["message"];
+        CHECK(contracts::Guid::Parse(body["faultId"].get<std::string>()).has_value());
+        CHECK(body["faultedMessageId"] == consumed["messageId"]);
+        CHECK(body["exceptions"].size() == 1);
+        CHECK(body["exceptions"][0]["message"] == "boom");
+        CHECK(body["exceptions"][0]["exceptionType"] == "std.runtime_error");
+        CHECK(body["faultMessageTypes"] == Json::array({"urn:message:Contracts:StockReserved"}));
+        CHECK(body["message"] == consumed["message"]);
+        CHECK(body["host"]["processName"] == "TestService");
+    }
+
+    TEST_CASE("A fault goes to faultAddress when the message names one") {
+        BusFixture fixture(RetryPolicy::None());
+        fixture.handler = AlwaysThrow;
+        fixture.loop_thread.loop().Invoke([&] { REQUIRE(fixture.transport->Declare(QueueWithExchange("my-faults")).ok()); });
+        TransportMessage message = fixture.Prepared({"o-1"});
+        Json envelope = Json::parse(message.body);
+        envelope["faultAddress"] = "loopback://localhost/my-faults";
+        message.body = envelope.dump();
+        REQUIRE(fixture.PublishRaw("Contracts:StockReserved", message).ok());
+        REQUIRE(fixture.WaitQueue("my-faults", 1));
+        CHECK(fixture.attempts == 1);
+        CHECK(fixture.Queue("fault-observer").empty());
+    }
+
+    TEST_CASE("A message no consumer matches goes to _skipped with MT-Reason=dead-letter") {
+        BusFixture fixture(RetryPolicy::Immediate(1));
+        TransportMessage message = fixture.Prepared({"o-1"});
+        Json envelope = Json::parse(message.body);
+        envelope["messageType"] = Json::array({"urn:message:Contracts:SomethingElse"});
+        message.body = envelope.dump();
+        REQUIRE(fixture.PublishRaw(kQueue, message).ok());
+        REQUIRE(fixture.WaitQueue("test-queue_skipped", 1));
+        const TransportMessage copy = fixture.Queue("test-queue_skipped").at(0);
+        CHECK(copy.body == message.body);
+        CHECK(Header(copy, "MT-Reason") == "dead-letter");
+        CHECK(Header(copy, "MT-Host-ProcessName") == "TestService");
+        CHECK(fixture.attempts == 0);
+        CHECK(fixture.Queue("test-queue_error").empty());
+    }
+
+    TEST_CASE("A URN is matched case-insensitively") {
+        BusFixture fixture(RetryPolicy::None());
+        TransportMessage message = fixture.Prepared({"o-1"});
+        Json envelope = Json::parse(message.body);
+        envelope["messageType"] = Json::array({"URN:MESSAGE:contracts:stockreserved"});
+        message.body = envelope.dump();
+        REQUIRE(fixture.PublishRaw(kQueue, message).ok());
+        REQUIRE(fixture.harness.WaitUntil([&] { return fixture.attempts == 1 && fixture.Unacked() == 0; }));
+        CHECK(fixture.Queue("test-queue_skipped").empty());
+    }
+
+    TEST_CASE("A body that does not parse goes to _error without retries") {
+        BusFixture fixture(RetryPolicy::Immediate(5));
+        TransportMessage garbage;
+        garbage.body = "{this is not json";
+        garbage.properties.message_id = "m-1";
+        REQUIRE(fixture.PublishRaw(kQueue, garbage).ok());
+        REQUIRE(fixture.WaitQueue("test-queue_error", 1));
+        const TransportMessage copy = fixture.Queue("test-queue_error").at(0);
+        CHECK(copy.body == garbage.body);
+        CHECK(Header(copy, "MT-Reason") == "fault");
+        CHECK(Header(copy, "MT-Fault-ExceptionType") == "MassTransit.SerializationException");
+        CHECK(Header(copy, "MT-Fault-Message") == "the message body is not valid JSON");
+        CHECK(FindHeader(copy.properties.headers, "MT-Fault-ConsumerType") == nullptr);
+        CHECK(fixture.attempts == 0);
+        CHECK(fixture.Queue("fault-observer").empty());
+    }
+
+    TEST_CASE("A message whose fields break the contract faults at once, without retries") {
+        BusFixture fixture(RetryPolicy::Immediate(5));
+        TransportMessage message = fixture.Prepared({"o-1"});
+        Json envelope = Json::parse(message.body);
+        envelope["message"] = Json::object({{"orderId", "not valid!"}});
+        message.body = envelope.dump();
+        REQUIRE(fixture.PublishRaw(kQueue, message).ok());
+        REQUIRE(fixture.WaitQueue("test-queue_error", 1));
+        CHECK(fixture.attempts == 0);  // the handler never saw it: the contract rejected it
+        CHECK(Header(fixture.Queue("test-queue_error").at(0), "MT-Fault-Message").find("StockReserved.orderId") == 0);
+        CHECK(fixture.Queue("fault-observer").size() == 1);
+    }
+
+    TEST_CASE("A consumer that recovers on a retry is acked once and publishes once") {
+        BusFixture fixture(RetryPolicy::Interval(3, 10ms));
+        fixture.handler = [&](ConsumeContext& context, const contracts::StockReserved& message) {
+            if (context.retry_attempt() < 2) throw std::runtime_error("transient");
+            context.Publish(contracts::OrderCompleted{message.order_id});
+        };
+        REQUIRE(fixture.PublishRaw("Contracts:StockReserved", fixture.Prepared({"o-1"})).ok());
+        REQUIRE(fixture.harness.WaitPublished<contracts::OrderCompleted>(nullptr));
+        REQUIRE(fixture.harness.WaitUntil([&] { return fixture.Unacked() == 0; }));
+        CHECK(fixture.attempts == 3);
+        CHECK(fixture.harness.Published<contracts::OrderCompleted>().size() == 1);
+        CHECK(fixture.Queue("test-queue_error").empty());
+    }
+
+    TEST_CASE("Messages sent from a consumer carry the conversation, initiator, source and custom headers") {
+        BusFixture fixture(RetryPolicy::None());
+        std::atomic<bool> delivered_hook_ran{false};
+        fixture.handler = [&](ConsumeContext& context, const contracts::StockReserved& message) {
+            context.Publish(contracts::OrderCompleted{message.order_id});
+            context.OnDelivered([&] { delivered_hook_ran = true; });
+        };
+        SendOptions options;
+        options.headers["Tenant"] = "acme";
+        options.headers["MT-Internal"] = "not copied";
+        const TransportMessage incoming = fixture.Prepared({"6f1c2a9e-3b7d-4c55-9a1e-2d8f0c4b7e31"}, options);
+        REQUIRE(fixture.PublishRaw("Contracts:StockReserved", incoming).ok());
+        REQUIRE(fixture.harness.WaitUntil([&] { return delivered_hook_ran.load() && fixture.Unacked() == 0; }));
+        const auto published = fixture.harness.Published();
+        auto it = std::find_if(published.begin(), published.end(),
+                               [](const RecordedMessage& m) { return m.destination == "Contracts:OrderCompleted"; });
+        REQUIRE(it != published.end());
+        const Json in = Json::parse(incoming.body);
+        CHECK(it->envelope["conversationId"] == in["conversationId"]);
+        CHECK(it->envelope["initiatorId"] == in["correlationId"]);
+        CHECK(it->envelope["sourceAddress"] == "loopback://localhost/test-queue");
+        CHECK(it->envelope["destinationAddress"] == "loopback://localhost/Contracts:OrderCompleted");
+        CHECK(it->envelope["headers"]["Tenant"] == "acme");
+        CHECK_FALSE(it->envelope["headers"].contains("MT-Internal"));
+        CHECK(Header(it->transport, "Tenant") == "acme");
+        CHECK(it->transport.properties.message_id == it->envelope["messageId"]);
+        CHECK(it->transport.properties.correlation_id == "6f1c2a9e-3b7d-4c55-9a1e-2d8f0c4b7e31");
+    }
+
+    TEST_CASE("If a consumer's messages cannot be published, the delivery returns to the queue") {
+        BusFixture fixture(RetryPolicy::None());
+        std::atomic<bool> seen{false};
+        fixture.handler = [&](ConsumeContext& context, const contracts::StockReserved& message) {
+            seen = true;
+            // The broker goes away while the consumer works.
+            fixture.transport->SetAvailable(false);
+            context.Publish(contracts::OrderCompleted{message.order_id});
+        };
+        REQUIRE(fixture.PublishRaw("Contracts:StockReserved", fixture.Prepared({"o-1"})).ok());
+        REQUIRE(fixture.harness.WaitUntil([&] { return seen.load() && fixture.Queue(kQueue).size() == 1; }));
+        CHECK(fixture.Unacked() == 0);
+        CHECK(fixture.Queue("test-queue_error").empty());
+        fixture.handler = nullptr;
+        fixture.loop_thread.loop().Invoke([&] { fixture.transport->SetAvailable(true); });
+        REQUIRE(fixture.harness.WaitUntil([&] { return fixture.Queue(kQueue).empty() && fixture.Unacked() == 0; }));
+        CHECK(fixture.attempts == 2);
+    }
+
+    TEST_CASE("Stop returns deliveries waiting for a retry to the queue") {
+        BusFixture fixture(RetryPolicy::Interval(3, 60s));
+        fixture.handler = AlwaysThrow;
+        REQUIRE(fixture.PublishRaw("Contracts:StockReserved", fixture.Prepared({"o-1"})).ok());
+        REQUIRE(fixture.harness.WaitUntil([&] { return fixture.attempts == 1; }));
+        std::promise<void> stopped;
+        fixture.loop_thread.loop().Post([&] { fixture.bus->Stop([&] { stopped.set_value(); }); });
+        REQUIRE(stopped.get_future().wait_for(5s) == std::future_status::ready);
+        CHECK(fixture.Queue(kQueue).size() == 1);
+        CHECK(fixture.Unacked() == 0);
+    }
+}
+
+TEST_SUITE("Messaging.RetryPolicy") {
+    TEST_CASE("Each policy yields its delays and runs out after its limit") {
+        CHECK(RetryPolicy::None().DelayBeforeRetry(1) == std::nullopt);
+        CHECK(RetryPolicy::Immediate(5).DelayBeforeRetry(5) == 0ms);
+        CHECK(RetryPolicy::Immediate(5).DelayBeforeRetry(6) == std::nullopt);
+        CHECK(RetryPolicy::Interval(3, 500ms).DelayBeforeRetry(3) == 500ms);
+        CHECK(RetryPolicy::Interval(3, 500ms).DelayBeforeRetry(4) == std::nullopt);
+        const auto intervals = RetryPolicy::Intervals({100ms, 200ms});
+        CHECK(intervals.Limit() == 2);
+        CHECK(intervals.DelayBeforeRetry(2) == 200ms);
+        const auto incremental = RetryPolicy::Incremental(3, 100ms, 50ms);
+        CHECK(incremental.DelayBeforeRetry(1) == 100ms);
+        CHECK(incremental.DelayBeforeRetry(3) == 200ms);
+        const auto exponential = RetryPolicy::Exponential(4, 100ms, 1000ms, 100ms);
+        for (int retry = 1; retry <= 4; ++retry) {
+            const auto delay = exponential.DelayBeforeRetry(retry);
+            REQUIRE(delay);
+            CHECK(*delay >= 75ms);     // min, jittered down by at most 25%
+            CHECK(*delay <= 1250ms);   // max, jittered up by at most 25%
+        }
+        CHECK(exponential.DelayBeforeRetry(5) == std::nullopt);
+    }
+
+    TEST_CASE("Policies are read from settings and bad ones are named") {
+        CHECK(RetryPolicy::FromJson(Json::parse(R"({"Policy":"Interval","Limit":3,"IntervalMs":500})")).Describe() ==
+              "Interval(3, 500ms)");
+        CHECK(RetryPolicy::FromJson(Json::parse(R"({"Policy":"Intervals","IntervalsMs":[100,200]})")).Describe() ==
+              "Intervals(100ms, 200ms)");
+        CHECK(RetryPolicy::FromJson(RetryPolicy::Incremental(2, 10ms, 5ms).ToJson()).Describe() == "Incremental(2, 10ms, 5ms)");
+        CHECK_THROWS_WITH(RetryPolicy::FromJson(Json::parse(R"({"Policy":"Sometimes"})")), doctest::Contains("'Sometimes'"));
+        CHECK_THROWS_WITH(RetryPolicy::FromJson(Json::parse(R"({"Policy":"Interval","Limit":3})")),
+                          doctest::Contains("Retry.IntervalMs"));
+        CHECK_THROWS_WITH(RetryPolicy::FromJson(Json::parse(R"({"Policy":"Immediate","Limit":3,"Typo":1})")),
+                          doctest::Contains("Retry.Typo"));
+    }
+}

@@ -1,0 +1,227 @@
+// The pieces under the bus: the event loop (posting from threads, timers, signals, clean shutdown),
+// the settings loader (.NET-style overrides, unknown keys rejected), topology and in-memory routing,
+// and the SQLite wrapper's transactions.
+#include <doctest/doctest.h>
+
+#include <csignal>
+#include <fstream>
+
+#include "InventoryService/InventorySettings.h"
+#include "Messaging/InMemoryTransport.h"
+#include "Messaging/Settings.h"
+#include "Messaging/Sqlite.h"
+#include "OrderService/OrderSettings.h"
+#include "PaymentService/PaymentSettings.h"
+#include "Support/TestSupport.h"
+
+using namespace messaging;
+using namespace std::chrono_literals;
+using contracts::Json;
+
+TEST_SUITE("Messaging.EventLoop") {
+    TEST_CASE("Work posted from many threads runs on the loop thread, in order per thread") {
+        EventLoopThread loop_thread;
+        std::mutex mutex;
+        std::vector<int> seen;
+        std::atomic<int> off_thread{0};
+        std::vector<std::thread> threads;
+        for (int t = 0; t < 4; ++t)
+            threads.emplace_back([&, t] {
+                for (int i = 0; i < 250; ++i)
+                    loop_thread.loop().Post([&, t, i] {
+                        if (!loop_thread.loop().IsLoopThread()) ++off_thread;
+                        std::lock_guard lock(mutex);
+                        seen.push_back(t * 1000 + i);
+                    });
+            });
+        for (auto& thread : threads) thread.join();
+        // Invoke runs after everything posted before it.
+        CHECK(loop_thread.loop().Invoke([&] { return static_cast<int>(seen.size()); }) == 1000);
+        CHECK(off_thread == 0);
+        std::vector<int> last(4, -1);
+        for (int value : seen) {
+            CHECK(value % 1000 > last[value / 1000]);
+            last[value / 1000] = value % 1000;
+        }
+    }
+
+    TEST_CASE("Timers fire after their delay, repeat, and stop when destroyed") {
+        EventLoopThread loop_thread;
+        std::atomic<int> ticks{0};
+        std::promise<std::chrono::steady_clock::duration> one_shot;
+        const auto start = std::chrono::steady_clock::now();
+        loop_thread.loop().Invoke([&] {
+            loop_thread.loop().Schedule(50ms, [&] { one_shot.set_value(std::chrono::steady_clock::now() - start); });
+        });
+        CHECK(one_shot.get_future().get() >= 50ms);
+        std::unique_ptr<Timer> timer;
+        loop_thread.loop().Invoke([&] {
+            timer = std::make_unique<Timer>(loop_thread.loop());
+            timer->Start(1ms, [&] { ++ticks; }, 1ms);
+        });
+        REQUIRE(test_support::WaitFor([&] { return ticks >= 5; }));
+        loop_thread.loop().Invoke([&] { timer.reset(); });
+        const int after = loop_thread.loop().Invoke([&] { return ticks.load(); });
+        // A round trip through the loop shows no tick ran after the timer was destroyed.
+        CHECK(loop_thread.loop().Invoke([&] { return ticks.load(); }) == after);
+    }
+
+    TEST_CASE("A signal is delivered to its watcher on the loop thread") {
+        EventLoopThread loop_thread;
+        std::promise<bool> got;
+        std::unique_ptr<SignalWatcher> watcher;
+        loop_thread.loop().Invoke([&] {
+            watcher = std::make_unique<SignalWatcher>(loop_thread.loop(), SIGUSR1,
+                                                      [&] { got.set_value(loop_thread.loop().IsLoopThread()); });
+        });
+        ::kill(::getpid(), SIGUSR1);
+        auto future = got.get_future();
+        REQUIRE(future.wait_for(5s) == std::future_status::ready);
+        CHECK(future.get());
+        loop_thread.loop().Invoke([&] { watcher.reset(); });
+    }
+
+    TEST_CASE("Destroying a loop closes handles left open") {
+        auto loop = std::make_unique<EventLoop>();
+        bool ran = false;
+        loop->Schedule(10s, [&] { ran = true; });  // never due
+        loop.reset();                              // must not leak or crash (checked under ASan in CI builds)
+        CHECK_FALSE(ran);
+    }
+}
+
+TEST_SUITE("Messaging.Settings") {
+    const Json kDefaults = Json::parse(R"({"RabbitMQ":{"Host":"localhost","Port":5672},"Endpoint":{"Retry":{"Policy":"None"}},"Flag":false})");
+
+    TEST_CASE("The file overrides defaults and the environment overrides the file") {
+        test_support::TempDir dir;
+        std::ofstream(dir.File("s.json")) << R"({"rabbitmq": {"host": "from-file"}, // comments are allowed
+                                                  "Endpoint": {"Retry": {"Policy": "Immediate", "Limit": 2}}})";
+        const Json settings = LoadSettingsJson(kDefaults, {dir.File("s.json"), {"RabbitMQ__Port=5673", "PATH=/bin", "Other__X=1", "Flag=true"}, {"Retry"}});
+        CHECK(settings["RabbitMQ"]["Host"] == "from-file");
+        CHECK(settings["RabbitMQ"]["Port"] == 5673);
+        CHECK(settings["Endpoint"]["Retry"]["Limit"] == 2);
+        CHECK(settings["Flag"] == false);  // no "__": not a settings variable
+        const Json from_env = LoadSettingsJson(kDefaults, {"", {"rabbitmq__HOST=broker"}, {}});
+        CHECK(from_env["RabbitMQ"]["Host"] == "broker");
+    }
+
+    TEST_CASE("Unknown keys and wrong types stop the load with the key named") {
+        test_support::TempDir dir;
+        std::ofstream(dir.File("typo.json")) << R"({"RabbitMQ": {"Hots": "x"}})";
+        CHECK_THROWS_WITH_AS(LoadSettingsJson(kDefaults, {dir.File("typo.json"), {}, {}}),
+                             doctest::Contains("unknown setting 'RabbitMQ.Hots'"), SettingsError);
+        std::ofstream(dir.File("type.json")) << R"({"RabbitMQ": {"Port": "5672"}})";
+        CHECK_THROWS_WITH_AS(LoadSettingsJson(kDefaults, {dir.File("type.json"), {}, {}}),
+                             doctest::Contains("'RabbitMQ.Port' must be an integer"), SettingsError);
+        CHECK_THROWS_WITH_AS(LoadSettingsJson(kDefaults, {"", {"RabbitMQ__Port=abc"}, {}}),
+                             doctest::Contains("RabbitMQ__Port must be an integer"), SettingsError);
+        CHECK_THROWS_WITH_AS(LoadSettingsJson(kDefaults, {"", {"RabbitMQ__Nope=1"}, {}}),
+                             doctest::Contains("unknown setting 'Nope'"), SettingsError);
+        CHECK_THROWS_AS(LoadSettingsJson(kDefaults, {dir.File("missing.json"), {}, {}}), SettingsError);
+    }
+
+    TEST_CASE("The committed appsettings files load and match the settings structs field for field") {
+        const std::string root = SAGA_SOURCE_DIR "/appsettings/";
+        const auto order = order_service::OrderSettings::Load(root + "OrderService.json", {});
+        CHECK(order.endpoint.queue == "order-service");
+        CHECK(order.endpoint.retry.Describe() == "Interval(3, 500ms)");
+        CHECK(order.saga.timeout == 300000ms);
+        const auto inventory = inventory_service::InventorySettings::Load(root + "InventoryService.json", {});
+        CHECK(inventory.endpoint.queue == "inventory-service");
+        CHECK(inventory.simulation.shortage_suffixes == "0");
+        const auto payment = payment_service::PaymentSettings::Load(root + "PaymentService.json", {});
+        CHECK(payment.endpoint.queue == "payment-service");
+        CHECK(payment.simulation.gateway_down_suffixes == "2");
+        // Field for field: the file holds every key the struct has.
+        for (const auto& [file, defaults] : std::vector<std::pair<std::string, Json>>{
+                 {"OrderService.json", Json::parse(order_service::OrderSettings{}.ToJson().dump())},
+                 {"InventoryService.json", Json::parse(inventory_service::InventorySettings{}.ToJson().dump())},
+                 {"PaymentService.json", Json::parse(payment_service::PaymentSettings{}.ToJson().dump())}}) {
+            std::ifstream in(root + file);
+            const Json committed = Json::parse(in, nullptr, true, true);
+            for (auto section = defaults.begin(); section != defaults.end(); ++section) {
+                REQUIRE_MESSAGE(committed.contains(section.key()), file << " lacks " << section.key());
+                for (auto key = section->begin(); key != section->end(); ++key)
+                    CHECK_MESSAGE(committed[section.key()].contains(key.key()), file << " lacks " << section.key() << "." << key.key());
+            }
+        }
+    }
+
+    TEST_CASE("Environment overrides reach the typed settings") {
+        const auto settings = order_service::OrderSettings::Load("", {"RabbitMQ__Host=rabbit", "Http__Port=8080",
+                                                                        R"(Endpoint__Retry={"Policy":"Immediate","Limit":1})"});
+        CHECK(settings.rabbitmq.host == "rabbit");
+        CHECK(settings.http.port == 8080);
+        CHECK(settings.endpoint.retry.Describe() == "Immediate(1)");
+        CHECK_THROWS_WITH_AS(order_service::OrderSettings::Load("", {"Database__Synchronous=sometimes"}),
+                             doctest::Contains("Database.Synchronous"), SettingsError);
+        CHECK_THROWS_WITH_AS(order_service::OrderSettings::Load("", {"Http__Port=70000"}), doctest::Contains("'Port'"), SettingsError);
+    }
+}
+
+TEST_SUITE("Messaging.Topology") {
+    TEST_CASE("A receive endpoint declares its queue, exchange, _error, _skipped and type bindings") {
+        const auto topology = ReceiveEndpointTopology("order-service", {contracts::ContractName("OrderSubmitted")});
+        CHECK(topology.queues.size() == 3);
+        CHECK(std::count(topology.queue_bindings.begin(), topology.queue_bindings.end(), QueueBinding{"order-service", "order-service"}) == 1);
+        CHECK(std::count(topology.queue_bindings.begin(), topology.queue_bindings.end(),
+                         QueueBinding{"order-service_error", "order-service_error"}) == 1);
+        CHECK(std::count(topology.exchange_bindings.begin(), topology.exchange_bindings.end(),
+                         ExchangeBinding{"Contracts:OrderSubmitted", "order-service"}) == 1);
+        for (const auto& exchange : topology.exchanges) {
+            CHECK(exchange.type == "fanout");
+            CHECK(exchange.durable);
+            CHECK_FALSE(exchange.auto_delete);
+        }
+        for (const auto& queue : topology.queues) {
+            CHECK(queue.durable);
+            CHECK_FALSE(queue.exclusive);
+            CHECK_FALSE(queue.auto_delete);
+        }
+    }
+
+    TEST_CASE("In memory: a message reaches each bound queue once; a different re-declare fails") {
+        EventLoopThread loop_thread;
+        loop_thread.loop().Invoke([&] {
+            InMemoryTransport transport(loop_thread.loop());
+            Topology topology = QueueWithExchange("q");
+            topology.AddExchange("a");
+            topology.AddExchange("b");
+            topology.BindExchange("a", "q");
+            topology.BindExchange("a", "b");
+            topology.BindExchange("b", "q");
+            REQUIRE(transport.Declare(topology).ok());
+            transport.Publish("a", TransportMessage{"x", {}, ""}, nullptr);
+            CHECK(transport.ReadyCount("q") == 1);
+            Topology conflicting;
+            conflicting.exchanges.push_back(ExchangeSpec{"a", "direct"});
+            CHECK(transport.Declare(conflicting).code() == StatusCode::kPreconditionFailed);
+        });
+    }
+}
+
+TEST_SUITE("Messaging.Sqlite") {
+    TEST_CASE("A transaction rolls back unless committed; statements are reused") {
+        SqliteDatabase db(":memory:");
+        db.Execute("CREATE TABLE t (k TEXT PRIMARY KEY, v INTEGER)");
+        {
+            Transaction transaction(db);
+            db.Prepare("INSERT INTO t VALUES (?1, ?2)").Bind(1, "a").Bind(2, 1).Run();
+        }
+        auto& count = db.Prepare("SELECT COUNT(*) FROM t");
+        REQUIRE(count.Step());
+        CHECK(count.Integer(0) == 0);
+        {
+            Transaction transaction(db);
+            db.Prepare("INSERT INTO t VALUES (?1, ?2)").Bind(1, "a").Bind(2, 1).Run();
+            transaction.Commit();
+        }
+        auto& again = db.Prepare("SELECT COUNT(*) FROM t");
+        CHECK(&again == &count);
+        REQUIRE(again.Step());
+        CHECK(again.Integer(0) == 1);
+        CHECK_THROWS_AS(db.Prepare("INSERT INTO t VALUES (?1, ?2)").Bind(1, "a").Bind(2, 2).Run(), SqliteError);
+        CHECK_THROWS_AS(db.Prepare("SELECT nope FROM t"), SqliteError);
+    }
+}

@@ -1,0 +1,185 @@
+// The HTTP API with a real cpp-httplib server on a free port and a real client: accepted orders,
+// every validation error, malformed and oversize bodies, duplicates, 404s, 503 when the bus is away,
+// and the final state of each simulation scenario read back through GET.
+#include <doctest/doctest.h>
+#include <httplib.h>
+
+#include "Support/TestSupport.h"
+
+using namespace contracts;
+using namespace std::chrono_literals;
+using test_support::InMemorySystem;
+using test_support::SystemOptions;
+
+namespace {
+
+struct ApiFixture {
+    ApiFixture() : system(SystemOptions{.start_http = true}), client("127.0.0.1", system.http_port()) {
+        client.set_read_timeout(15, 0);
+    }
+
+    httplib::Result Post(const std::string& body, const std::string& type = "application/json") {
+        return client.Post("/order", body, type.c_str());
+    }
+
+    // Expects a JSON error of `status` that names `field` (empty: no field).
+    void ExpectError(const httplib::Result& result, int status, const std::string& field) {
+        REQUIRE(result);
+        CHECK(result->status == status);
+        CHECK(result->get_header_value("Content-Type") == "application/json");
+        const Json body = Json::parse(result->body, nullptr, false);
+        REQUIRE(body.is_object());
+        CHECK(body["message"].is_string());
+        if (field.empty())
+            CHECK_FALSE(body.contains("field"));
+        else
+            CHECK(body.value("field", "") == field);
+    }
+
+    std::string FinalStatus(const std::string& id) {
+        std::string status;
+        test_support::WaitFor([&] {
+            auto result = client.Get(("/order/" + id).c_str());
+            if (!result || result->status != 200) return false;
+            status = Json::parse(result->body)["status"];
+            return status == "Completed" || status == "Failed";
+        }, 15s);
+        return status;
+    }
+
+    std::size_t SubmittedCount(const std::string& id) {
+        return system.harness().Published<OrderSubmitted>([&](const OrderSubmitted& m) { return m.order_id == id; }).size();
+    }
+
+    InMemorySystem system;
+    httplib::Client client;
+};
+
+}  // namespace
+
+TEST_SUITE("OrderService.HttpApi") {
+    TEST_CASE("POST /order accepts a valid order with 202, its id and a Location") {
+        ApiFixture api;
+        auto result = api.Post(R"({"orderId":"web-1003","customerNumber":"CUST-1","totalAmount":"49.98",
+                                   "items":[{"sku":"SKU-1","quantity":2,"unitPrice":"24.99"}]})");
+        REQUIRE(result);
+        CHECK(result->status == 202);
+        CHECK(result->get_header_value("Location") == "/order/web-1003");
+        CHECK(Json::parse(result->body) == Json{{"orderId", "web-1003"}});
+        CHECK(api.FinalStatus("web-1003") == "Completed");
+        auto order = api.client.Get("/order/web-1003");
+        REQUIRE(order);
+        const Json body = Json::parse(order->body);
+        CHECK(body["customerNumber"] == "CUST-1");
+        CHECK(body["totalAmount"] == "49.98");
+        CHECK(body["reason"].is_null());
+        CHECK(body["items"][0]["sku"] == "SKU-1");
+        CHECK(ParseIso8601(body["createdAt"].get<std::string>()).has_value());
+        CHECK(ParseIso8601(body["updatedAt"].get<std::string>()).has_value());
+    }
+
+    TEST_CASE("Without an orderId the API generates a lowercase GUID; numbers are accepted for money") {
+        ApiFixture api;
+        auto result = api.Post(R"({"customerNumber":"C","totalAmount":10.5})");
+        REQUIRE(result);
+        CHECK(result->status == 202);
+        const std::string id = Json::parse(result->body)["orderId"];
+        REQUIRE(Guid::Parse(id).has_value());
+        CHECK(Guid::Parse(id)->ToString() == id);
+        REQUIRE(api.system.harness().WaitPublished<OrderSubmitted>([&](const OrderSubmitted& m) { return m.order_id == id; }));
+        CHECK(api.system.harness().Published<OrderSubmitted>()[0].total_amount.ToString() == "10.5");
+    }
+
+    TEST_CASE("Each invalid field is rejected with 400 naming it, and nothing is published") {
+        ApiFixture api;
+        api.ExpectError(api.Post(R"({"totalAmount":"1.00"})"), 400, "customerNumber");
+        api.ExpectError(api.Post(R"({"customerNumber":"","totalAmount":"1.00"})"), 400, "customerNumber");
+        api.ExpectError(api.Post(R"({"customerNumber":")" + std::string(257, 'c') + R"(","totalAmount":"1.00"})"), 400, "customerNumber");
+        api.ExpectError(api.Post(R"({"customerNumber":42,"totalAmount":"1.00"})"), 400, "customerNumber");
+        api.ExpectError(api.Post(R"({"customerNumber":"C"})"), 400, "totalAmount");
+        api.ExpectError(api.Post(R"({"customerNumber":"C","totalAmount":"0"})"), 400, "totalAmount");
+        api.ExpectError(api.Post(R"({"customerNumber":"C","totalAmount":-5})"), 400, "totalAmount");
+        api.ExpectError(api.Post(R"({"customerNumber":"C","totalAmount":"1.999"})"), 400, "totalAmount");
+        api.ExpectError(api.Post(R"({"customerNumber":"C","totalAmount":"ten"})"), 400, "totalAmount");
+        api.ExpectError(api.Post(R"({"customerNumber":"C","totalAmount":true})"), 400, "totalAmount");
+        api.ExpectError(api.Post(R"({"orderId":"has space","customerNumber":"C","totalAmount":"1"})"), 400, "orderId");
+        api.ExpectError(api.Post(R"({"orderId":")" + std::string(65, 'a') + R"(","customerNumber":"C","totalAmount":"1"})"), 400, "orderId");
+        api.ExpectError(api.Post(R"({"orderId":"","customerNumber":"C","totalAmount":"1"})"), 400, "orderId");
+        api.ExpectError(api.Post(R"({"orderId":7,"customerNumber":"C","totalAmount":"1"})"), 400, "orderId");
+        api.ExpectError(api.Post(R"({"customerNumber":"C","totalAmount":"1","items":{}})"), 400, "items");
+        api.ExpectError(api.Post(R"({"customerNumber":"C","totalAmount":"1","items":[{"sku":"A","quantity":0,"unitPrice":"1"}]})"), 400,
+                        "items[0].quantity");
+        api.ExpectError(api.Post(R"({"customerNumber":"C","totalAmount":"1","items":[{"quantity":1,"unitPrice":"1"}]})"), 400,
+                        "items[0].sku");
+        api.ExpectError(api.Post(R"({"customerNumber":"C","totalAmount":"1","items":[{"sku":"A","quantity":1,"unitPrice":"0.001"}]})"),
+                        400, "items[0].unitPrice");
+        api.ExpectError(api.Post(R"({"customerNumber":"C","totalAmount":"1","totalAmmount":"2"})"), 400, "totalAmmount");
+        CHECK(api.system.harness().Published<OrderSubmitted>().empty());
+    }
+
+    TEST_CASE("Malformed JSON, a wrong content type and an oversize body get JSON errors") {
+        ApiFixture api;
+        api.ExpectError(api.Post("{\"customerNumber\": "), 400, "");
+        api.ExpectError(api.Post("[1,2,3]"), 400, "");
+        api.ExpectError(api.Post(R"({"customerNumber":"C","totalAmount":"1"})", "text/plain"), 415, "Content-Type");
+        const std::string huge = R"({"customerNumber":")" + std::string(70 * 1024, 'x') + R"(","totalAmount":"1"})";
+        auto result = api.Post(huge);
+        REQUIRE(result);
+        CHECK(result->status == 413);
+        CHECK(Json::parse(result->body, nullptr, false).value("error", "") == "payload_too_large");
+        CHECK(api.system.harness().Published<OrderSubmitted>().empty());
+        // The server is still serving.
+        auto ok = api.Post(R"({"customerNumber":"C","totalAmount":"1"})");
+        REQUIRE(ok);
+        CHECK(ok->status == 202);
+    }
+
+    TEST_CASE("Posting the same orderId again answers 202 with the same id and starts nothing new") {
+        ApiFixture api;
+        const std::string body = R"({"orderId":"web-dup-3","customerNumber":"C","totalAmount":"5"})";
+        auto first = api.Post(body);
+        REQUIRE(first);
+        CHECK(first->status == 202);
+        CHECK(api.FinalStatus("web-dup-3") == "Completed");
+        auto second = api.Post(body);
+        REQUIRE(second);
+        CHECK(second->status == 202);
+        CHECK(Json::parse(second->body)["orderId"] == "web-dup-3");
+        CHECK(api.SubmittedCount("web-dup-3") == 1);
+    }
+
+    TEST_CASE("GET answers 404 for an unknown order, 400 for an invalid id; unknown routes are JSON 404s") {
+        ApiFixture api;
+        api.ExpectError(api.client.Get("/order/no-such-order"), 404, "orderId");
+        api.ExpectError(api.client.Get("/order/bad%20id"), 400, "orderId");
+        api.ExpectError(api.client.Get("/orders"), 404, "");
+        api.ExpectError(api.client.Delete("/order/x"), 404, "");
+    }
+
+    TEST_CASE("When the bus is unavailable POST answers 503 and stores and publishes nothing") {
+        ApiFixture api;
+        api.system.loop().Invoke([&] { api.system.transport().SetAvailable(false); });
+        api.ExpectError(api.Post(R"({"orderId":"web-503","customerNumber":"C","totalAmount":"5"})"), 503, "");
+        CHECK_FALSE(api.system.Order("web-503").has_value());
+        CHECK(api.system.harness().Published<OrderSubmitted>().empty());
+        api.system.loop().Invoke([&] { api.system.transport().SetAvailable(true); });
+        auto result = api.Post(R"({"orderId":"web-503","customerNumber":"C","totalAmount":"5"})");
+        REQUIRE(result);
+        CHECK(result->status == 202);
+    }
+
+    TEST_CASE("Each scenario's final state is reached through GET") {
+        ApiFixture api;
+        for (const char* id : {"web-0", "web-1", "web-2", "web-3"})
+            REQUIRE(api.Post(std::string(R"({"orderId":")") + id + R"(","customerNumber":"C","totalAmount":"12.34"})")->status == 202);
+        CHECK(api.FinalStatus("web-3") == "Completed");
+        CHECK(api.FinalStatus("web-0") == "Failed");
+        CHECK(api.FinalStatus("web-1") == "Failed");
+        CHECK(api.FinalStatus("web-2") == "Failed");
+        auto reason = [&](const char* id) { return Json::parse(api.client.Get((std::string("/order/") + id).c_str())->body)["reason"]; };
+        CHECK(reason("web-0") == "Out of stock");
+        CHECK(reason("web-1") == "Credit card limit exceeded");
+        CHECK(reason("web-2") == "Payment faulted: Payment gateway unavailable");
+        CHECK(reason("web-3").is_null());
+    }
+}

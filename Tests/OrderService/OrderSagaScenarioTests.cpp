@@ -1,0 +1,217 @@
+// End-to-end stories over the in-memory bus with all three services running: the four simulation
+// outcomes, a timeout, a retry that recovers, duplicates, a late reservation, a restart on the same
+// SQLite files, and two writers racing on one saga row.
+#include <doctest/doctest.h>
+
+#include "Support/TestSupport.h"
+
+using namespace order_service;
+using namespace contracts;
+using namespace std::chrono_literals;
+using test_support::InMemorySystem;
+using test_support::SystemOptions;
+
+namespace {
+
+template <class T>
+std::size_t CountFor(InMemorySystem& system, const std::string& id) {
+    return system.harness().Published<T>([&](const T& m) { return m.order_id == id; }).size();
+}
+
+}  // namespace
+
+TEST_SUITE("OrderService.Scenarios") {
+    SCENARIO("An order whose id ends in 3 completes") {
+        GIVEN("all three services on the in-memory bus") {
+            InMemorySystem system;
+            WHEN("order ...3 is submitted") {
+                system.Submit("order-0003");
+                THEN("it is Completed, paid once, and its saga is finalized") {
+                    REQUIRE(system.WaitForStatus("order-0003", "Completed"));
+                    REQUIRE(system.WaitIdle());
+                    CHECK(CountFor<CheckInventory>(system, "order-0003") == 1);
+                    CHECK(CountFor<StockReserved>(system, "order-0003") == 1);
+                    CHECK(CountFor<ProcessPayment>(system, "order-0003") == 1);
+                    CHECK(CountFor<PaymentAccepted>(system, "order-0003") == 1);
+                    CHECK(CountFor<OrderCompleted>(system, "order-0003") == 1);
+                    CHECK(CountFor<OrderFailed>(system, "order-0003") == 0);
+                    CHECK_FALSE(system.Saga("order-0003").has_value());
+                    CHECK(system.loop().Invoke([&] { return system.payment().ledger().CountCharges(); }) == 1);
+                    CHECK(system.Order("order-0003")->transaction_id.size() == 36);
+                }
+            }
+        }
+    }
+
+    SCENARIO("An order whose id ends in 0 fails for want of stock") {
+        InMemorySystem system;
+        system.Submit("order-0010");
+        REQUIRE(system.WaitForStatus("order-0010", "Failed"));
+        REQUIRE(system.WaitIdle());
+        CHECK(system.Order("order-0010")->reason == "Out of stock");
+        CHECK(CountFor<ProcessPayment>(system, "order-0010") == 0);
+        CHECK(CountFor<OrderFailed>(system, "order-0010") == 1);
+        CHECK(CountFor<ReleaseStock>(system, "order-0010") == 0);
+    }
+
+    SCENARIO("An order whose id ends in 1 fails payment and releases its stock") {
+        InMemorySystem system;
+        system.Submit("order-0021");
+        REQUIRE(system.WaitForStatus("order-0021", "Failed"));
+        REQUIRE(system.harness().WaitUntil([&] { auto s = system.Saga("order-0021"); return s && s->stock_released; }));
+        CHECK(system.Order("order-0021")->reason == "Credit card limit exceeded");
+        CHECK(CountFor<ReleaseStock>(system, "order-0021") == 1);
+        CHECK(CountFor<StockReleased>(system, "order-0021") == 1);
+        CHECK(CountFor<OrderCompleted>(system, "order-0021") == 0);
+        CHECK(system.loop().Invoke([&] { return system.inventory().ledger().StatusOf("order-0021"); }) ==
+              inventory_service::ReservationStatus::kReleased);
+    }
+
+    SCENARIO("An order whose id ends in 2 exhausts the payment retries and fails") {
+        InMemorySystem system;  // worker retry Interval(3, 20ms): 4 attempts
+        system.Submit("order-0032");
+        REQUIRE(system.WaitForStatus("order-0032", "Failed"));
+        REQUIRE(system.WaitIdle());
+        CHECK(system.loop().Invoke([&] { return system.payment().GatewayCalls("order-0032"); }) == 4);
+        REQUIRE(system.QueueDepth("payment-service_error") == 1);
+        const auto copy = system.QueueMessages("payment-service_error").at(0);
+        CHECK(messaging::HeaderToString(*messaging::FindHeader(copy.properties.headers, "MT-Fault-Message")) ==
+              "Payment gateway unavailable");
+        CHECK(system.harness().Published<Fault<ProcessPayment>>().size() == 1);
+        CHECK(CountFor<ReleaseStock>(system, "order-0032") == 1);
+        CHECK(system.Order("order-0032")->reason == "Payment faulted: Payment gateway unavailable");
+        CHECK(system.loop().Invoke([&] { return system.payment().ledger().CountCharges(); }) == 0);
+    }
+
+    SCENARIO("A payment that fails twice and then succeeds completes the order") {
+        InMemorySystem system(SystemOptions{.transient_failures = {{'5', 2}}});
+        system.Submit("order-0045");
+        REQUIRE(system.WaitForStatus("order-0045", "Completed"));
+        CHECK(system.QueueDepth("payment-service_error") == 0);
+        CHECK(system.harness().Published<Fault<ProcessPayment>>().empty());
+        CHECK(system.loop().Invoke([&] { return system.payment().ledger().CountCharges(); }) == 1);
+    }
+
+    SCENARIO("An order that waits too long for payment times out and releases its stock") {
+        GIVEN("a 200 ms saga timeout and no payment service") {
+            InMemorySystem system(SystemOptions{.saga_timeout = 200ms, .start_payment = false});
+            WHEN("an order is submitted") {
+                system.Submit("order-0053");
+                THEN("it fails with the timeout reason and its stock is released") {
+                    REQUIRE(system.WaitForStatus("order-0053", "Failed"));
+                    CHECK(system.Order("order-0053")->reason == kTimeoutReason);
+                    REQUIRE(system.harness().WaitUntil([&] { auto s = system.Saga("order-0053"); return s && s->stock_released; }));
+                    CHECK(CountFor<ReleaseStock>(system, "order-0053") == 1);
+                    CHECK(CountFor<OrderFailed>(system, "order-0053") == 1);
+                    CHECK(system.harness().Consumed<OrderTimeoutExpired>().size() == 1);
+                }
+            }
+        }
+    }
+
+    SCENARIO("Duplicates of every event in a completed flow change nothing") {
+        InMemorySystem system;
+        system.Submit("order-0063");
+        REQUIRE(system.WaitForStatus("order-0063", "Completed"));
+        REQUIRE(system.WaitIdle());
+        const auto published_before = system.harness().Published().size();
+        system.Submit("order-0063");
+        REQUIRE(system.Publish(StockReserved{"order-0063"}).ok());
+        REQUIRE(system.Publish(PaymentAccepted{"order-0063", "tx-dup"}).ok());
+        REQUIRE(system.harness().WaitUntil([&] { return system.harness().Consumed<PaymentAccepted>().size() == 2; }));
+        REQUIRE(system.WaitIdle());
+        // Only the three duplicates we published ourselves were added.
+        CHECK(system.harness().Published().size() == published_before + 3);
+        CHECK(system.Order("order-0063")->status == "Completed");
+        CHECK(CountFor<OrderCompleted>(system, "order-0063") == 1);
+    }
+
+    SCENARIO("A StockReserved that arrives after the order failed releases the stock") {
+        InMemorySystem system(SystemOptions{.saga_timeout = 100ms, .start_inventory = false});
+        system.Submit("order-0073");
+        REQUIRE(system.WaitForStatus("order-0073", "Failed"));
+        const auto releases = CountFor<ReleaseStock>(system, "order-0073");
+        REQUIRE(system.Publish(StockReserved{"order-0073"}).ok());
+        REQUIRE(system.harness().WaitUntil([&] { return CountFor<ReleaseStock>(system, "order-0073") == releases + 1; }));
+        CHECK(system.Order("order-0073")->status == "Failed");
+    }
+
+    SCENARIO("The saga's state and timeouts survive a restart on the same SQLite file") {
+        auto dir = std::make_shared<test_support::TempDir>();
+        {
+            // An order stuck in Submitted because inventory is down; then the process goes away.
+            InMemorySystem first(SystemOptions{.saga_timeout = 60s, .start_inventory = false}, dir);
+            first.Submit("order-0083");
+            REQUIRE(first.SagaExists("order-0083", OrderState::kSubmitted));
+        }
+        WHEN("the services start again on the same files") {
+            InMemorySystem second(SystemOptions{}, dir);
+            THEN("the instance and its timeout are back, and a StockReserved continues the order") {
+                const auto saga = second.Saga("order-0083");
+                REQUIRE(saga);
+                CHECK(saga->state == OrderState::kSubmitted);
+                CHECK(second.loop().Invoke([&] { return second.orders().timeouts().PendingCount(); }) == 1);
+                REQUIRE(second.Publish(StockReserved{"order-0083"}).ok());
+                REQUIRE(second.WaitForStatus("order-0083", "Completed"));
+            }
+        }
+    }
+
+    SCENARIO("A timeout that came due while the service was down fires after the restart") {
+        auto dir = std::make_shared<test_support::TempDir>();
+        {
+            InMemorySystem first(SystemOptions{.saga_timeout = 300ms, .start_inventory = false}, dir);
+            first.Submit("order-0093");
+            REQUIRE(first.SagaExists("order-0093", OrderState::kSubmitted));
+            first.loop().Invoke([&] { first.orders().timeouts().Cancel("order-0093"); });  // "crash" before it fires
+        }
+        InMemorySystem second(SystemOptions{.saga_timeout = 300ms, .start_inventory = false}, dir);
+        REQUIRE(second.WaitForStatus("order-0093", "Failed"));
+        CHECK(second.Order("order-0093")->reason == kTimeoutReason);
+    }
+
+    SCENARIO("Two writers racing on one saga row resolve through the version check") {
+        GIVEN("an order in Submitted and a second connection to the same database") {
+            InMemorySystem system(SystemOptions{.start_inventory = false, .start_payment = false});
+            system.Submit("order-0103");
+            REQUIRE(system.SagaExists("order-0103", OrderState::kSubmitted));
+            messaging::SqliteDatabase other_db(system.dir()->File("orders.db"));
+            OrderRepository other(other_db);
+            int interference = 0;
+            system.loop().Invoke([&] {
+                system.orders().saga().SetBeforeSaveHook([&](const OrderSagaInstance& loaded) {
+                    if (interference++ > 0) return;
+                    // The other writer commits a change between our load and our save.
+                    OrderSagaInstance theirs = *other.LoadSaga(loaded.order_id);
+                    theirs.reason = "touched by the other writer";
+                    other.SaveSaga(theirs);
+                });
+            });
+            WHEN("StockReserved is handled while the other writer updates the row") {
+                REQUIRE(system.Publish(StockReserved{"order-0103"}).ok());
+                THEN("the first save conflicts, the retry reloads and applies the event once") {
+                    REQUIRE(system.SagaExists("order-0103", OrderState::kInventoryReserved));
+                    REQUIRE(system.WaitIdle());
+                    const auto saga = system.Saga("order-0103");
+                    CHECK(saga->version == 3);  // ours (1) -> theirs (2) -> the retried save (3)
+                    CHECK(saga->reason == "touched by the other writer");
+                    CHECK(interference == 2);
+                    CHECK(CountFor<ProcessPayment>(system, "order-0103") == 1);
+                    CHECK(system.QueueDepth("order-service_error") == 0);
+                }
+            }
+            system.loop().Invoke([&] { system.orders().saga().SetBeforeSaveHook(nullptr); });
+        }
+    }
+
+    SCENARIO("A message published while the broker is away is not lost") {
+        InMemorySystem system;
+        system.Submit("order-0113");
+        REQUIRE(system.WaitForStatus("order-0113", "Completed"));
+        system.loop().Invoke([&] { system.transport().SetAvailable(false); });
+        CHECK_FALSE(system.Publish(StockReserved{"x"}).ok());
+        system.loop().Invoke([&] { system.transport().SetAvailable(true); });
+        system.Submit("order-0123");
+        REQUIRE(system.WaitForStatus("order-0123", "Completed"));
+    }
+}
