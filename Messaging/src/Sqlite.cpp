@@ -1,5 +1,7 @@
 #include "Messaging/Sqlite.h"
 
+#include <filesystem>
+
 namespace messaging {
 namespace {
 
@@ -66,6 +68,8 @@ std::int64_t Statement::Integer(int column) const { return sqlite3_column_int64(
 bool Statement::IsNull(int column) const { return sqlite3_column_type(statement_, column) == SQLITE_NULL; }
 
 SqliteDatabase::SqliteDatabase(const std::string& path, SqliteSync sync) {
+    if (path != ":memory:")
+        if (auto dir = std::filesystem::path(path).parent_path(); !dir.empty()) std::filesystem::create_directories(dir);
     const int rc = sqlite3_open_v2(path.c_str(), &db_, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
     if (rc != SQLITE_OK) {
         const std::string message = db_ ? sqlite3_errmsg(db_) : sqlite3_errstr(rc);

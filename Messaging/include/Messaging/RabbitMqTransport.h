@@ -1,0 +1,80 @@
+// The RabbitMQ transport on rabbitmq-c, driven by the owning event loop: uv_poll watches the
+// connection's socket and frames are read without blocking, so deliveries, publisher confirms and
+// RPC replies interleave on one channel. Publisher confirms are on; heartbeats are sent from a loop
+// timer. When the connection drops it reconnects with capped exponential back-off, declares its
+// topology again and resumes its consumers; unacked deliveries come back from the broker.
+// rabbitmq-c is not thread-safe: only the loop thread may touch this object.
+#pragma once
+
+#include <deque>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "Messaging/EventLoop.h"
+#include "Messaging/Settings.h"
+#include "Messaging/Transport.h"
+
+namespace messaging {
+
+class RabbitMqTransport : public Transport {
+public:
+    RabbitMqTransport(EventLoop& loop, RabbitMqSettings settings, std::string connection_name);
+    ~RabbitMqTransport() override;
+
+    // Connects now (returning why it failed, if it did) and keeps reconnecting in the background.
+    Status Start();
+    // Closes the channel and connection cleanly and stops reconnecting.
+    void Close();
+
+    Status Declare(const Topology& topology) override;
+    void Publish(const std::string& exchange, TransportMessage message, Completion confirmed) override;
+    ConsumerId Consume(const std::string& queue, std::uint16_t prefetch, DeliveryHandler handler) override;
+    void Cancel(ConsumerId consumer) override;
+    void Ack(const Delivery& delivery) override;
+    void Nack(const Delivery& delivery, bool requeue) override;
+    bool IsConnected() const override { return connected_; }
+    std::string BaseAddress() const override;
+
+    std::uint64_t connection_generation() const { return generation_; }
+    std::size_t PendingConfirms() const { return pending_confirms_.size(); }
+
+private:
+    struct Connection;
+    struct ConsumerEntry {
+        std::string queue;
+        std::uint16_t prefetch;
+        DeliveryHandler handler;
+        std::string tag;  // broker-generated; empty while disconnected
+    };
+
+    Status Connect();
+    Status DeclareNow(const Topology& topology);
+    Status StartConsumer(ConsumerEntry& consumer);
+    void OnReadable();
+    void HandleMethod(std::uint16_t channel, std::uint32_t method_id, void* decoded);
+    void ConnectionLost(const std::string& reason);
+    void ScheduleReconnect();
+    void Confirm(std::uint64_t tag, bool multiple, bool ok);
+
+    EventLoop& loop_;
+    RabbitMqSettings settings_;
+    std::string connection_name_;
+    std::unique_ptr<Connection> connection_;
+    std::unique_ptr<PollWatcher> poll_;
+    std::unique_ptr<Timer> heartbeat_timer_;
+    std::unique_ptr<Timer> reconnect_timer_;
+    bool connected_ = false;
+    bool closing_ = false;
+    std::uint64_t generation_ = 0;
+    int reconnect_attempts_ = 0;
+    std::uint64_t next_publish_tag_ = 1;
+    std::map<std::uint64_t, Completion> pending_confirms_;
+    std::vector<Topology> topology_;
+    std::map<ConsumerId, ConsumerEntry> consumers_;
+    ConsumerId next_consumer_id_ = 1;
+    std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
+};
+
+}  // namespace messaging
