@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# Starts or stops a private RabbitMQ node: its own node name, ports, Erlang cookie and data directory,
+# so it never collides with another broker on the machine. The management plugin is on.
+#
+#   scripts/broker.sh start DIR AMQP_PORT MANAGEMENT_PORT   # returns once the node answers
+#   scripts/broker.sh stop  DIR
+set -euo pipefail
+
+command=${1:?usage: broker.sh start|stop DIR [AMQP_PORT MANAGEMENT_PORT]}
+dir=$(mkdir -p "${2:?directory required}" && cd "$2" && pwd)
+bin=/usr/lib/rabbitmq/bin
+
+node_env() {
+    local amqp_port=$1 management_port=$2
+    export HOME="$dir/home"  # a private Erlang cookie
+    export RABBITMQ_NODENAME="saga-$amqp_port@localhost"
+    export RABBITMQ_NODE_IP_ADDRESS=127.0.0.1
+    export RABBITMQ_NODE_PORT="$amqp_port"
+    export RABBITMQ_DIST_PORT=$((amqp_port + 1))
+    export RABBITMQ_MNESIA_BASE="$dir/mnesia"
+    export RABBITMQ_LOG_BASE="$dir/log"
+    export RABBITMQ_PID_FILE="$dir/rabbitmq.pid"
+    export RABBITMQ_ENABLED_PLUGINS_FILE="$dir/enabled_plugins"
+    export RABBITMQ_CONFIG_FILE="$dir/rabbitmq"  # rabbitmq.conf
+    export RABBITMQ_ADVANCED_CONFIG_FILE="$dir/advanced.config"
+    mkdir -p "$HOME" "$RABBITMQ_MNESIA_BASE" "$RABBITMQ_LOG_BASE"
+    echo "[rabbitmq_management]." > "$RABBITMQ_ENABLED_PLUGINS_FILE"
+    echo "[]." > "$RABBITMQ_ADVANCED_CONFIG_FILE"
+    cat > "$dir/rabbitmq.conf" <<CONF
+management.tcp.port = $management_port
+management.tcp.ip = 127.0.0.1
+loopback_users = none
+log.console = false
+log.file.level = warning
+CONF
+    echo "$amqp_port $management_port" > "$dir/ports"
+}
+
+case "$command" in
+start)
+    amqp_port=${3:?AMQP port required}
+    management_port=${4:?management port required}
+    node_env "$amqp_port" "$management_port"
+    if "$bin/rabbitmqctl" -q status > /dev/null 2>&1; then
+        echo "broker $RABBITMQ_NODENAME already running"
+        exit 0
+    fi
+    nohup "$bin/rabbitmq-server" > "$dir/server.out" 2>&1 &
+    echo $! > "$dir/server.shell.pid"
+    # Wait until the node has booted (await_startup fails at once while the node is not reachable yet),
+    # then until the management API answers; 120 s at most.
+    deadline=$((SECONDS + 120))
+    until "$bin/rabbitmqctl" -q await_startup --timeout 10 > /dev/null 2>&1; do
+        if [ $SECONDS -ge $deadline ] || ! kill -0 "$(cat "$dir/server.shell.pid")" 2> /dev/null; then
+            echo "broker did not start; its output:" >&2
+            tail -n 30 "$dir/server.out" "$RABBITMQ_LOG_BASE"/*.log >&2 || true
+            exit 1
+        fi
+        sleep 1
+    done
+    while [ $SECONDS -lt $deadline ]; do
+        if curl -fsS -u guest:guest "http://127.0.0.1:$management_port/api/overview" > /dev/null 2>&1; then
+            echo "broker $RABBITMQ_NODENAME ready: amqp://127.0.0.1:$amqp_port, management http://127.0.0.1:$management_port"
+            exit 0
+        fi
+        sleep 0.5
+    done
+    echo "the management API did not answer within 120 s" >&2
+    exit 1
+    ;;
+stop)
+    read -r amqp_port management_port < "$dir/ports" 2> /dev/null || exit 0
+    node_env "$amqp_port" "$management_port"
+    # `rabbitmqctl stop` with the pid file waits until the Erlang VM has exited.
+    timeout 60 "$bin/rabbitmqctl" -q stop "$RABBITMQ_PID_FILE" > /dev/null 2>&1 || true
+    if [ -f "$dir/server.shell.pid" ]; then
+        pid=$(cat "$dir/server.shell.pid")
+        kill "$pid" 2> /dev/null || true
+        for _ in $(seq 1 50); do kill -0 "$pid" 2> /dev/null || break; sleep 0.2; done
+        rm -f "$dir/server.shell.pid"
+    fi
+    echo "broker $RABBITMQ_NODENAME stopped"
+    ;;
+*)
+    echo "usage: broker.sh start|stop DIR [AMQP_PORT MANAGEMENT_PORT]" >&2
+    exit 2
+    ;;
+esac
