@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Installs the Debian 12 packages the build, the tests and the broker need. In CI (CI=true), or
+# when any package is missing, it runs `apt-get update` and `apt-get install`; otherwise it is quick.
+set -euo pipefail
+
+packages=(
+    build-essential cmake pkg-config git curl ca-certificates
+    librabbitmq-dev libuv1-dev libsqlite3-dev nlohmann-json3-dev libcpp-httplib-dev libspdlog-dev doctest-dev
+    rabbitmq-server
+)
+
+missing=()
+for package in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$package" 2> /dev/null | grep -q "install ok installed" || missing+=("$package")
+done
+
+if [ "${CI:-}" = "true" ] || [ ${#missing[@]} -gt 0 ]; then
+    sudo=""
+    [ "$(id -u)" -ne 0 ] && sudo="sudo"
+    export DEBIAN_FRONTEND=noninteractive
+    $sudo apt-get update -q
+    # A fresh install of rabbitmq-server may start the system broker on 5672; ours use their own nodes.
+    $sudo apt-get install -y -q --no-install-recommends "${packages[@]}"
+fi
