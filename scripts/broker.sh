@@ -30,6 +30,7 @@ node_env() {
 management.tcp.port = $management_port
 management.tcp.ip = 127.0.0.1
 loopback_users = none
+collect_statistics_interval = 1000
 log.console = false
 log.file.level = warning
 CONF
@@ -81,8 +82,18 @@ stop)
     fi
     echo "broker $RABBITMQ_NODENAME stopped"
     ;;
+restart-app)
+    # Restarts the RabbitMQ application inside the running node: every connection drops, durable
+    # queues and persistent messages stay.
+    read -r amqp_port management_port < "$dir/ports"
+    node_env "$amqp_port" "$management_port"
+    "$bin/rabbitmqctl" -q stop_app > /dev/null
+    sleep "${3:-1}"
+    "$bin/rabbitmqctl" -q start_app > /dev/null
+    "$bin/rabbitmqctl" -q await_startup > /dev/null
+    ;;
 *)
-    echo "usage: broker.sh start|stop DIR [AMQP_PORT MANAGEMENT_PORT]" >&2
+    echo "usage: broker.sh start|stop|restart-app DIR [AMQP_PORT MANAGEMENT_PORT]" >&2
     exit 2
     ;;
 esac

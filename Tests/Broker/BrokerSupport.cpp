@@ -1,0 +1,353 @@
+#include "Broker/BrokerSupport.h"
+
+#include <amqp.h>
+#include <amqp_tcp_socket.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdlib>
+#include <fcntl.h>
+#include <random>
+#include <stdexcept>
+#include <thread>
+
+extern char** environ;
+
+namespace broker_test {
+namespace {
+
+using contracts::Json;
+
+int RequiredPort(const char* name) {
+    const char* value = std::getenv(name);
+    if (!value || !*value)
+        throw std::runtime_error(std::string(name) +
+                                 " is not set: the broker tests need the private RabbitMQ node that scripts/test.sh starts "
+                                 "(run `bash scripts/test.sh`)");
+    return std::atoi(value);
+}
+
+amqp_connection_state_t State(void* state) { return static_cast<amqp_connection_state_t>(state); }
+
+void CheckReply(amqp_connection_state_t state, const std::string& what) {
+    const amqp_rpc_reply_t reply = amqp_get_rpc_reply(state);
+    if (reply.reply_type != AMQP_RESPONSE_NORMAL) throw std::runtime_error("raw AMQP client: " + what + " failed");
+}
+
+amqp_bytes_t Bytes(const std::string& text) { return amqp_bytes_t{text.size(), const_cast<char*>(text.data())}; }
+
+}  // namespace
+
+const BrokerEnvironment& BrokerEnvironment::Get() {
+    static const BrokerEnvironment environment = [] {
+        BrokerEnvironment e;
+        e.amqp_port = RequiredPort("SAGA_TEST_AMQP_PORT");
+        e.management_port = RequiredPort("SAGA_TEST_MANAGEMENT_PORT");
+        const char* dir = std::getenv("SAGA_BROKER_DIR");
+        e.broker_dir = dir ? dir : "";
+        return e;
+    }();
+    return environment;
+}
+
+std::string SourceDir() { return SAGA_SOURCE_DIR; }
+
+std::string Encode(const std::string& text) {
+    std::string out;
+    for (unsigned char c : text) {
+        if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
+            out.push_back(static_cast<char>(c));
+        } else {
+            char buffer[4];
+            std::snprintf(buffer, sizeof buffer, "%%%02X", c);
+            out += buffer;
+        }
+    }
+    return out;
+}
+
+ManagementApi::ManagementApi() : client_("127.0.0.1", BrokerEnvironment::Get().management_port) {
+    client_.set_basic_auth("guest", "guest");
+    client_.set_read_timeout(30, 0);
+}
+
+Json ManagementApi::Get(const std::string& path) {
+    auto result = client_.Get(("/api/" + path).c_str());
+    if (!result || result->status != 200)
+        throw std::runtime_error("management GET " + path + " failed: " + (result ? std::to_string(result->status) : "no answer"));
+    return Json::parse(result->body);
+}
+
+void ManagementApi::Put(const std::string& path, const Json& body) {
+    auto result = client_.Put(("/api/" + path).c_str(), body.dump(), "application/json");
+    if (!result || result->status >= 300) throw std::runtime_error("management PUT " + path + " failed");
+}
+
+void ManagementApi::Delete(const std::string& path) { client_.Delete(("/api/" + path).c_str()); }
+
+ScopedVhost::ScopedVhost() {
+    std::random_device device;
+    name_ = "test-" + std::to_string(device() % 1000000000);
+    ManagementApi api;
+    api.Put("vhosts/" + Encode(name_), Json::object());
+    api.Put("permissions/" + Encode(name_) + "/guest", Json{{"configure", ".*"}, {"write", ".*"}, {"read", ".*"}});
+}
+
+ScopedVhost::~ScopedVhost() {
+    try {
+        ManagementApi().Delete("vhosts/" + Encode(name_));
+    } catch (...) {
+    }
+}
+
+messaging::RabbitMqSettings ScopedVhost::Settings() const {
+    messaging::RabbitMqSettings settings;
+    settings.host = "127.0.0.1";
+    settings.port = BrokerEnvironment::Get().amqp_port;
+    settings.virtual_host = name_;
+    settings.username = "guest";
+    settings.password = "guest";
+    settings.heartbeat_seconds = 5;
+    return settings;
+}
+
+std::vector<std::string> ScopedVhost::SettingsEnvironment() const {
+    return {"RabbitMQ__Host=127.0.0.1", "RabbitMQ__Port=" + std::to_string(BrokerEnvironment::Get().amqp_port),
+            "RabbitMQ__VirtualHost=" + name_, "RabbitMQ__Username=guest", "RabbitMQ__Password=guest"};
+}
+
+RawAmqpClient::RawAmqpClient(const std::string& vhost) {
+    auto state = amqp_new_connection();
+    state_ = state;
+    amqp_socket_t* socket = amqp_tcp_socket_new(state);
+    if (amqp_socket_open(socket, "127.0.0.1", BrokerEnvironment::Get().amqp_port) != AMQP_STATUS_OK)
+        throw std::runtime_error("raw AMQP client: cannot connect");
+    if (amqp_login(state, vhost.c_str(), 0, 131072, 0, AMQP_SASL_METHOD_PLAIN, "guest", "guest").reply_type != AMQP_RESPONSE_NORMAL)
+        throw std::runtime_error("raw AMQP client: login failed");
+    amqp_channel_open(state, 1);
+    CheckReply(state, "channel.open");
+    amqp_confirm_select(state, 1);
+    CheckReply(state, "confirm.select");
+}
+
+RawAmqpClient::~RawAmqpClient() {
+    amqp_channel_close(State(state_), 1, AMQP_REPLY_SUCCESS);
+    amqp_connection_close(State(state_), AMQP_REPLY_SUCCESS);
+    amqp_destroy_connection(State(state_));
+}
+
+void RawAmqpClient::Tap(const std::string& queue, const std::vector<std::string>& exchanges) {
+    auto state = State(state_);
+    amqp_queue_declare(state, 1, Bytes(queue), 0, 1, 0, 0, amqp_empty_table);
+    CheckReply(state, "queue.declare");
+    for (const auto& exchange : exchanges) {
+        amqp_exchange_declare(state, 1, Bytes(exchange), amqp_cstring_bytes("fanout"), 0, 1, 0, 0, amqp_empty_table);
+        CheckReply(state, "exchange.declare " + exchange);
+        amqp_queue_bind(state, 1, Bytes(queue), Bytes(exchange), amqp_empty_bytes, amqp_empty_table);
+        CheckReply(state, "queue.bind");
+    }
+}
+
+void RawAmqpClient::Publish(const std::string& exchange, const std::string& body, const messaging::MessageProperties& p) {
+    auto state = State(state_);
+    amqp_basic_properties_t properties{};
+    properties._flags = AMQP_BASIC_DELIVERY_MODE_FLAG;
+    properties.delivery_mode = p.delivery_mode;
+    if (!p.content_type.empty()) {
+        properties._flags |= AMQP_BASIC_CONTENT_TYPE_FLAG;
+        properties.content_type = Bytes(p.content_type);
+    }
+    if (!p.message_id.empty()) {
+        properties._flags |= AMQP_BASIC_MESSAGE_ID_FLAG;
+        properties.message_id = Bytes(p.message_id);
+    }
+    if (amqp_basic_publish(state, 1, Bytes(exchange), amqp_empty_bytes, 0, 0, &properties, Bytes(body)) != AMQP_STATUS_OK)
+        throw std::runtime_error("raw AMQP client: publish failed");
+    // Wait for the confirm.
+    amqp_frame_t frame;
+    if (amqp_simple_wait_frame(state, &frame) != AMQP_STATUS_OK || frame.frame_type != AMQP_FRAME_METHOD ||
+        frame.payload.method.id != AMQP_BASIC_ACK_METHOD)
+        throw std::runtime_error("raw AMQP client: publish was not confirmed");
+}
+
+std::optional<RawMessage> RawAmqpClient::Get(const std::string& queue, std::chrono::milliseconds timeout) {
+    auto state = State(state_);
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    for (;;) {
+        amqp_rpc_reply_t reply = amqp_basic_get(state, 1, Bytes(queue), /*no_ack=*/1);
+        if (reply.reply_type != AMQP_RESPONSE_NORMAL) throw std::runtime_error("raw AMQP client: basic.get failed");
+        if (reply.reply.id == AMQP_BASIC_GET_OK_METHOD) {
+            auto* ok = static_cast<amqp_basic_get_ok_t*>(reply.reply.decoded);
+            RawMessage raw;
+            raw.exchange = std::string(static_cast<char*>(ok->exchange.bytes), ok->exchange.len);
+            raw.routing_key = std::string(static_cast<char*>(ok->routing_key.bytes), ok->routing_key.len);
+            amqp_message_t message;
+            if (amqp_read_message(state, 1, &message, 0).reply_type != AMQP_RESPONSE_NORMAL)
+                throw std::runtime_error("raw AMQP client: reading the message failed");
+            raw.body.assign(static_cast<char*>(message.body.bytes), message.body.len);
+            const auto& p = message.properties;
+            raw.properties.delivery_mode = (p._flags & AMQP_BASIC_DELIVERY_MODE_FLAG) ? p.delivery_mode : 0;
+            auto text = [](amqp_bytes_t b) { return std::string(static_cast<char*>(b.bytes), b.len); };
+            if (p._flags & AMQP_BASIC_CONTENT_TYPE_FLAG) raw.properties.content_type = text(p.content_type);
+            if (p._flags & AMQP_BASIC_MESSAGE_ID_FLAG) raw.properties.message_id = text(p.message_id);
+            if (p._flags & AMQP_BASIC_CORRELATION_ID_FLAG) raw.properties.correlation_id = text(p.correlation_id);
+            if (p._flags & AMQP_BASIC_EXPIRATION_FLAG) raw.properties.expiration = text(p.expiration);
+            if (p._flags & AMQP_BASIC_HEADERS_FLAG) {
+                for (int i = 0; i < p.headers.num_entries; ++i) {
+                    const auto& entry = p.headers.entries[i];
+                    const std::string key = text(entry.key);
+                    switch (entry.value.kind) {
+                        case AMQP_FIELD_KIND_UTF8:
+                        case AMQP_FIELD_KIND_BYTES:
+                            raw.properties.headers[key] = text(entry.value.value.bytes);
+                            break;
+                        case AMQP_FIELD_KIND_I32:
+                            raw.properties.headers[key] = entry.value.value.i32;
+                            break;
+                        case AMQP_FIELD_KIND_I64:
+                            raw.properties.headers[key] = entry.value.value.i64;
+                            break;
+                        case AMQP_FIELD_KIND_BOOLEAN:
+                            raw.properties.headers[key] = entry.value.value.boolean != 0;
+                            break;
+                        default:
+                            raw.properties.headers[key] = std::string("<kind ") + static_cast<char>(entry.value.kind) + ">";
+                    }
+                }
+            }
+            amqp_destroy_message(&message);
+            amqp_maybe_release_buffers(state);
+            return raw;
+        }
+        if (std::chrono::steady_clock::now() >= deadline) return std::nullopt;
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));  // basic.get polling interval
+    }
+}
+
+std::vector<RawMessage> RawAmqpClient::Drain(const std::string& queue) {
+    std::vector<RawMessage> messages;
+    while (auto message = Get(queue, std::chrono::milliseconds(0))) messages.push_back(std::move(*message));
+    return messages;
+}
+
+BrokerSystem::BrokerSystem(const ScopedVhost& vhost, Options options) {
+    loop().Invoke([&] {
+        auto connect = [&](const char* name) -> messaging::Transport& {
+            transports_.push_back(std::make_unique<messaging::RabbitMqTransport>(loop(), vhost.Settings(), name));
+            if (auto status = transports_.back()->Start(); !status.ok()) throw std::runtime_error(status.message());
+            return *transports_.back();
+        };
+        if (options.start_orders) {
+            order_service::OrderSettings order_settings;
+            order_settings.database.path = dir_.File("orders.db");
+            order_settings.endpoint.retry = messaging::RetryPolicy::Immediate(5);
+            order_settings.http.port = 0;
+            order_settings.http.host = "127.0.0.1";
+            order_ = std::make_unique<order_service::OrderServiceHost>(loop(), connect("OrderService"), order_settings);
+            harness_.Observe(order_->bus());
+            if (auto status = order_->Start(); !status.ok()) throw std::runtime_error(status.message());
+        }
+        if (options.start_inventory) {
+            inventory_service::InventorySettings settings;
+            settings.database.path = dir_.File("inventory.db");
+            settings.endpoint.retry = options.worker_retry;
+            inventory_ = std::make_unique<inventory_service::InventoryServiceHost>(loop(), connect("InventoryService"), settings);
+            harness_.Observe(inventory_->bus());
+            if (auto status = inventory_->Start(); !status.ok()) throw std::runtime_error(status.message());
+        }
+        if (options.start_payment) {
+            payment_service::PaymentSettings settings;
+            settings.database.path = dir_.File("payments.db");
+            settings.endpoint.retry = options.worker_retry;
+            payment_ = std::make_unique<payment_service::PaymentServiceHost>(loop(), connect("PaymentService"), settings);
+            harness_.Observe(payment_->bus());
+            if (auto status = payment_->Start(); !status.ok()) throw std::runtime_error(status.message());
+        }
+    });
+    if (options.start_http && order_) http_port_ = order_->StartHttp();
+}
+
+BrokerSystem::~BrokerSystem() {
+    loop().Invoke([&] {
+        order_.reset();
+        inventory_.reset();
+        payment_.reset();
+        transports_.clear();
+    });
+}
+
+std::optional<order_service::OrderRecord> BrokerSystem::Order(const std::string& id) {
+    return loop().Invoke([&] { return order_->repository().FindOrder(id); });
+}
+
+bool BrokerSystem::WaitForStatus(const std::string& id, const std::string& status, std::chrono::milliseconds timeout) {
+    return harness_.WaitUntil([&] {
+        auto order = Order(id);
+        return order && order->status == status;
+    }, timeout);
+}
+
+bool BrokerSystem::Connected() {
+    return loop().Invoke([&] {
+        for (auto& transport : transports_)
+            if (!transport->IsConnected()) return false;
+        return true;
+    });
+}
+
+ChildProcess::ChildProcess(const std::string& program, const std::vector<std::string>& arguments,
+                           const std::vector<std::string>& extra_environment, const std::string& log_path) {
+    std::vector<std::string> args{program};
+    args.insert(args.end(), arguments.begin(), arguments.end());
+    std::vector<std::string> env;
+    for (char** e = environ; *e; ++e) env.emplace_back(*e);
+    env.insert(env.end(), extra_environment.begin(), extra_environment.end());
+    std::vector<char*> argv, envp;
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    for (auto& e : env) envp.push_back(e.data());
+    envp.push_back(nullptr);
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init(&actions);
+    posix_spawn_file_actions_addopen(&actions, 1, log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+    posix_spawn_file_actions_adddup2(&actions, 1, 2);
+    const int rc = posix_spawn(&pid_, program.c_str(), &actions, nullptr, argv.data(), envp.data());
+    posix_spawn_file_actions_destroy(&actions);
+    if (rc != 0) throw std::runtime_error("cannot start " + program);
+}
+
+ChildProcess::~ChildProcess() {
+    if (!exit_code_) {
+        ::kill(pid_, SIGKILL);
+        Wait(std::chrono::seconds(10));
+    }
+}
+
+void ChildProcess::Signal(int signal_number) { ::kill(pid_, signal_number); }
+
+std::optional<int> ChildProcess::Wait(std::chrono::milliseconds timeout) {
+    if (exit_code_) return exit_code_;
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    for (;;) {
+        int status = 0;
+        if (::waitpid(pid_, &status, WNOHANG) == pid_) {
+            exit_code_ = WIFEXITED(status) ? WEXITSTATUS(status) : -WTERMSIG(status);
+            return exit_code_;
+        }
+        if (std::chrono::steady_clock::now() >= deadline) return std::nullopt;
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));  // waitpid polling interval
+    }
+}
+
+void RestartBrokerApp(int seconds_down) {
+    const auto& environment = BrokerEnvironment::Get();
+    if (environment.broker_dir.empty()) throw std::runtime_error("SAGA_BROKER_DIR is not set");
+    const std::string command = "bash '" + SourceDir() + "/scripts/broker.sh' restart-app '" + environment.broker_dir + "' " +
+                                std::to_string(seconds_down);
+    if (std::system(command.c_str()) != 0) throw std::runtime_error("restarting the broker failed");
+}
+
+}  // namespace broker_test

@@ -1,0 +1,128 @@
+// Support for the tests that run against the private RabbitMQ node scripts/test.sh starts: where it
+// is (SAGA_TEST_* variables; a missing broker fails the tests, it never skips them), a management
+// API client, a private vhost per test, a plain blocking AMQP client standing in for a .NET peer, the
+// three services wired in-process on RabbitMqTransport, and service executables as child processes.
+#pragma once
+
+#include <httplib.h>
+#include <sys/types.h>
+
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "Messaging/RabbitMqTransport.h"
+#include "Support/TestSupport.h"
+
+namespace broker_test {
+
+struct BrokerEnvironment {
+    int amqp_port = 0;
+    int management_port = 0;
+    std::string broker_dir;
+    static const BrokerEnvironment& Get();  // throws with instructions when the broker is not set up
+};
+
+class ManagementApi {
+public:
+    ManagementApi();
+    contracts::Json Get(const std::string& path);
+    void Put(const std::string& path, const contracts::Json& body);
+    void Delete(const std::string& path);
+
+private:
+    httplib::Client client_;
+};
+
+std::string Encode(const std::string& text);  // percent-encoding for management API paths
+
+// A vhost of its own for one test; deleted at the end.
+class ScopedVhost {
+public:
+    ScopedVhost();
+    ~ScopedVhost();
+    const std::string& name() const { return name_; }
+    messaging::RabbitMqSettings Settings() const;
+    std::vector<std::string> SettingsEnvironment() const;  // RabbitMQ__* for a child process
+
+private:
+    std::string name_;
+};
+
+struct RawMessage {
+    std::string body;
+    messaging::MessageProperties properties;
+    std::string exchange;
+    std::string routing_key;
+};
+
+// A blocking AMQP client on its own connection, as a .NET peer or an operator's tool would be.
+class RawAmqpClient {
+public:
+    explicit RawAmqpClient(const std::string& vhost);
+    ~RawAmqpClient();
+    // Declares a durable queue bound to each of the exchanges (declaring them as MassTransit does).
+    void Tap(const std::string& queue, const std::vector<std::string>& exchanges);
+    void Publish(const std::string& exchange, const std::string& body, const messaging::MessageProperties& properties);
+    // basic.get with ack, polling until a message arrives or the timeout passes.
+    std::optional<RawMessage> Get(const std::string& queue, std::chrono::milliseconds timeout = std::chrono::seconds(10));
+    std::vector<RawMessage> Drain(const std::string& queue);  // everything ready now
+
+private:
+    void* state_;
+};
+
+// The three services on RabbitMqTransport, in this process, on one loop thread.
+class BrokerSystem {
+public:
+    struct Options {
+        bool start_orders = true;
+        bool start_inventory = true;
+        bool start_payment = true;
+        bool start_http = false;
+        messaging::RetryPolicy worker_retry = messaging::RetryPolicy::Interval(3, std::chrono::milliseconds(50));
+    };
+    BrokerSystem(const ScopedVhost& vhost, Options options);
+    ~BrokerSystem();
+
+    messaging::EventLoop& loop() { return loop_thread_.loop(); }
+    messaging::TestHarness& harness() { return harness_; }
+    order_service::OrderServiceHost& orders() { return *order_; }
+    int http_port() const { return http_port_; }
+    std::optional<order_service::OrderRecord> Order(const std::string& id);
+    bool WaitForStatus(const std::string& id, const std::string& status, std::chrono::milliseconds timeout = std::chrono::seconds(20));
+    bool Connected();
+
+private:
+    test_support::TempDir dir_;
+    messaging::EventLoopThread loop_thread_;
+    messaging::TestHarness harness_;
+    std::vector<std::unique_ptr<messaging::RabbitMqTransport>> transports_;
+    std::unique_ptr<order_service::OrderServiceHost> order_;
+    std::unique_ptr<inventory_service::InventoryServiceHost> inventory_;
+    std::unique_ptr<payment_service::PaymentServiceHost> payment_;
+    int http_port_ = 0;
+};
+
+// A service executable run as a child process; killed (SIGKILL) if still running at destruction.
+class ChildProcess {
+public:
+    ChildProcess(const std::string& program, const std::vector<std::string>& arguments,
+                 const std::vector<std::string>& extra_environment, const std::string& log_path);
+    ~ChildProcess();
+    void Signal(int signal_number);
+    // The exit code, or nullopt if it did not exit within `timeout` (-signal for a signal death).
+    std::optional<int> Wait(std::chrono::milliseconds timeout);
+    pid_t pid() const { return pid_; }
+
+private:
+    pid_t pid_ = -1;
+    std::optional<int> exit_code_;
+};
+
+std::string SourceDir();
+void RestartBrokerApp(int seconds_down = 1);
+
+}  // namespace broker_test

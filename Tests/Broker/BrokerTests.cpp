@@ -1,0 +1,463 @@
+// Tests against the real RabbitMQ node that scripts/test.sh starts. Each test has a vhost of its own.
+// They check the topology through the management API, the AMQP properties and envelopes on the
+// wire, interop with hand-made .NET-style messages, the fault path, HTTP end to end, and resilience.
+#include <doctest/doctest.h>
+
+#include <csignal>
+#include <fstream>
+#include <set>
+#include <thread>
+
+#include "Broker/BrokerSupport.h"
+
+using namespace broker_test;
+using namespace contracts;
+using namespace std::chrono_literals;
+
+namespace {
+
+const std::vector<std::string> kMessageNames = {"OrderSubmitted", "CheckInventory", "StockReserved", "StockShortage",
+                                                "ProcessPayment", "PaymentAccepted", "PaymentFailed", "OrderTimeoutExpired",
+                                                "OrderCompleted", "OrderFailed", "ReleaseStock", "StockReleased"};
+
+std::string Header(const messaging::MessageProperties& properties, const std::string& name) {
+    const auto* value = messaging::FindHeader(properties.headers, name);
+    return value ? messaging::HeaderToString(*value) : "<missing>";
+}
+
+void SubmitOrder(BrokerSystem& system, const std::string& id, const std::string& amount = "149.97") {
+    auto done = std::make_shared<std::promise<order_service::SubmitOutcome>>();
+    auto future = done->get_future();
+    system.loop().Post([&system, id, amount, done] {
+        order_service::NewOrder order{id, "CUST-7", *Decimal::Parse(amount), {{"SKU-1", 1, *Decimal::Parse(amount)}}};
+        system.orders().submission().Submit(order, [done](order_service::SubmitOutcome outcome) { done->set_value(outcome); });
+    });
+    REQUIRE(future.get() == order_service::SubmitOutcome::kAccepted);
+}
+
+bool QueuesSettled(ManagementApi& api, const ScopedVhost& vhost) {
+    const Json queues = api.Get("queues/" + Encode(vhost.name()));
+    for (const auto& queue : queues)
+        if (queue.value("messages_unacknowledged", 0) != 0) return false;
+    return true;
+}
+
+}  // namespace
+
+TEST_SUITE("Broker") {
+    TEST_CASE("Topology: exchanges, queues and bindings exactly as MassTransit declares them") {
+        ScopedVhost vhost;
+        BrokerSystem system(vhost, {});
+        ManagementApi api;
+        const std::string v = Encode(vhost.name());
+
+        std::map<std::string, Json> exchanges;
+        for (const auto& exchange : api.Get("exchanges/" + v)) exchanges[exchange["name"].get<std::string>()] = exchange;
+        std::vector<std::string> expected_exchanges = {"MassTransit:Fault"};
+        for (const auto& name : kMessageNames) expected_exchanges.push_back("Contracts:" + name);
+        for (const char* queue : {"order-service", "inventory-service", "payment-service"})
+            for (const char* suffix : {"", "_error", "_skipped"}) expected_exchanges.push_back(std::string(queue) + suffix);
+        for (const char* faulted : {"OrderSubmitted", "StockReserved", "CheckInventory", "ProcessPayment", "ReleaseStock"})
+            expected_exchanges.push_back(std::string("MassTransit:Fault--Contracts:") + faulted + "--");
+        for (const auto& name : expected_exchanges) {
+            REQUIRE_MESSAGE(exchanges.count(name), "missing exchange " << name);
+            const Json& exchange = exchanges[name];
+            CHECK_MESSAGE(exchange["type"] == "fanout", name);
+            CHECK_MESSAGE(exchange["durable"] == true, name);
+            CHECK_MESSAGE(exchange["auto_delete"] == false, name);
+            CHECK_MESSAGE(exchange["internal"] == false, name);
+            CHECK_MESSAGE(exchange["arguments"] == Json::object(), name);
+        }
+
+        std::map<std::string, Json> queues;
+        for (const auto& queue : api.Get("queues/" + v)) queues[queue["name"].get<std::string>()] = queue;
+        for (const char* queue : {"order-service", "inventory-service", "payment-service"}) {
+            for (const char* suffix : {"", "_error", "_skipped"}) {
+                const std::string name = std::string(queue) + suffix;
+                REQUIRE_MESSAGE(queues.count(name), "missing queue " << name);
+                CHECK(queues[name]["durable"] == true);
+                CHECK(queues[name]["auto_delete"] == false);
+                CHECK(queues[name]["exclusive"] == false);
+                CHECK_MESSAGE(queues[name]["arguments"] == Json::object(), name);
+            }
+        }
+
+        std::set<std::tuple<std::string, std::string, std::string>> bindings;  // source, destination, type
+        for (const auto& binding : api.Get("bindings/" + v)) {
+            if (binding["source"] == "") continue;  // the default exchange
+            CHECK(binding["routing_key"] == "");
+            CHECK(binding["arguments"] == Json::object());
+            bindings.insert(std::make_tuple(binding["source"].get<std::string>(), binding["destination"].get<std::string>(),
+                                            binding["destination_type"].get<std::string>()));
+        }
+        for (const char* queue : {"order-service", "inventory-service", "payment-service"})
+            for (const char* suffix : {"", "_error", "_skipped"}) {
+                const std::string name = std::string(queue) + suffix;
+                CHECK_MESSAGE(bindings.count({name, name, "queue"}), "missing binding " << name << " -> queue " << name);
+            }
+        const std::vector<std::pair<std::string, std::string>> consumed = {
+            {"OrderSubmitted", "order-service"},       {"StockReserved", "order-service"},   {"StockShortage", "order-service"},
+            {"PaymentAccepted", "order-service"},      {"PaymentFailed", "order-service"},   {"OrderTimeoutExpired", "order-service"},
+            {"StockReleased", "order-service"},        {"CheckInventory", "inventory-service"}, {"ReleaseStock", "inventory-service"},
+            {"ProcessPayment", "payment-service"}};
+        for (const auto& [message, queue] : consumed)
+            CHECK_MESSAGE(bindings.count({"Contracts:" + message, queue, "exchange"}), message << " -> " << queue);
+        for (const char* faulted : {"CheckInventory", "ProcessPayment"}) {
+            const std::string exchange = std::string("MassTransit:Fault--Contracts:") + faulted + "--";
+            CHECK(bindings.count({exchange, "order-service", "exchange"}));
+            CHECK(bindings.count({exchange, "MassTransit:Fault", "exchange"}));
+        }
+        // A .NET peer declaring the same names with MassTransit's flags does not fail.
+        RawAmqpClient peer(vhost.name());
+        peer.Tap("order-service", {"Contracts:OrderSubmitted", "order-service"});
+    }
+
+    TEST_CASE("Wire: AMQP properties and every envelope field as a MassTransit peer expects") {
+        ScopedVhost vhost;
+        RawAmqpClient tap(vhost.name());
+        std::vector<std::string> exchanges;
+        for (const auto& name : kMessageNames) exchanges.push_back("Contracts:" + name);
+        tap.Tap("wire-tap", exchanges);
+        BrokerSystem system(vhost, {});
+        const std::string id = "6f1c2a9e-3b7d-4c55-9a1e-2d8f0c4b7e33";
+        SubmitOrder(system, id, "24.50");
+        REQUIRE(system.WaitForStatus(id, "Completed"));
+
+        std::map<std::string, RawMessage> seen;  // by first URN
+        REQUIRE(test_support::WaitFor([&] {
+            for (auto& message : tap.Drain("wire-tap")) seen[Json::parse(message.body)["messageType"][0]] = message;
+            return seen.count("urn:message:Contracts:OrderCompleted") > 0;
+        }, 20s));
+        for (const char* name : {"OrderSubmitted", "CheckInventory", "StockReserved", "ProcessPayment", "PaymentAccepted", "OrderCompleted"}) {
+            const std::string urn = std::string("urn:message:Contracts:") + name;
+            REQUIRE_MESSAGE(seen.count(urn), "not seen: " << name);
+            const RawMessage& raw = seen[urn];
+            const Json envelope = Json::parse(raw.body);
+            CHECK(raw.exchange == std::string("Contracts:") + name);
+            CHECK(raw.routing_key == "");
+            CHECK(raw.properties.content_type == "application/vnd.masstransit+json");
+            CHECK(raw.properties.delivery_mode == 2);
+            CHECK(raw.properties.message_id == envelope["messageId"]);
+            CHECK(raw.properties.correlation_id == id);
+            CHECK(Guid::Parse(envelope["messageId"].get<std::string>())->ToString() == envelope["messageId"]);
+            CHECK(Guid::Parse(envelope["conversationId"].get<std::string>()).has_value());
+            CHECK(envelope["correlationId"] == id);
+            CHECK(envelope["requestId"].is_null());
+            CHECK(envelope["responseAddress"].is_null());
+            CHECK(envelope["faultAddress"].is_null());
+            CHECK(envelope["expirationTime"].is_null());
+            const std::string base = "rabbitmq://127.0.0.1:" + std::to_string(BrokerEnvironment::Get().amqp_port) + "/" + vhost.name() + "/";
+            CHECK(envelope["destinationAddress"] == base + "Contracts:" + name);
+            CHECK(envelope["sourceAddress"].get<std::string>().rfind(base, 0) == 0);
+            CHECK(envelope["messageType"] == Json::array({urn}));
+            CHECK(ParseIso8601(envelope["sentTime"].get<std::string>()).has_value());
+            CHECK(envelope["sentTime"].get<std::string>().back() == 'Z');
+            CHECK(envelope["headers"].is_object());
+            for (const char* key : {"machineName", "processName", "processId", "assembly", "assemblyVersion", "frameworkVersion",
+                                    "massTransitVersion", "operatingSystemVersion"})
+                CHECK_MESSAGE(envelope["host"].contains(key), key);
+            CHECK(envelope["host"]["processId"].is_number_integer());
+            CHECK(envelope["message"]["orderId"] == id);
+        }
+        const Json submitted = Json::parse(seen["urn:message:Contracts:OrderSubmitted"].body);
+        CHECK(submitted["sourceAddress"].get<std::string>().find("_bus_") != std::string::npos);
+        CHECK(submitted["sourceAddress"].get<std::string>().find("?temporary=true") != std::string::npos);
+        CHECK(submitted["message"]["totalAmount"] == "24.50");
+        CHECK(submitted["message"]["customerNumber"] == "CUST-7");
+        CHECK(submitted["message"]["items"][0]["unitPrice"] == "24.50");
+        CHECK(submitted["message"]["items"][0]["quantity"] == 1);
+        const Json payment = Json::parse(seen["urn:message:Contracts:ProcessPayment"].body);
+        CHECK(payment["message"]["amount"] == "24.50");
+        CHECK(payment["sourceAddress"].get<std::string>().find("/order-service") != std::string::npos);
+        CHECK(payment["conversationId"] == submitted["conversationId"]);
+        CHECK(payment["initiatorId"] == id);
+    }
+
+    TEST_CASE("Interop: a .NET-style OrderSubmitted completes; a .NET-style Fault<ProcessPayment> fails the order") {
+        ScopedVhost vhost;
+        BrokerSystem system(vhost, {});
+        RawAmqpClient dotnet(vhost.name());
+        const std::string body = R"json({
+          "MessageId": "0B4E00005A1C00159D3F08DE49A2C1F7", "RequestId": null, "CorrelationId": null,
+          "ConversationId": "0B4E00005A1C0015A2B608DE49A2C1F7", "InitiatorId": null,
+          "SourceAddress": "rabbitmq://localhost/apphost_OrderService_bus_9yoyyyr7mkrbng5sbdqz4xtodc?temporary=true",
+          "DestinationAddress": "rabbitmq://localhost/Contracts:OrderSubmitted",
+          "MessageType": ["urn:message:Contracts:OrderSubmitted"],
+          "Message": {"OrderId": "dotnet-order-3", "Timestamp": "2026-02-10T14:03:05.4129871Z", "CustomerNumber": "CUST-42",
+                      "TotalAmount": "149.97", "SomethingTheyAdded": {"x": 1}},
+          "ExpirationTime": null, "SentTime": "2026-02-10T14:03:05.4129871Z",
+          "Headers": {"MT-Activity-Id": "00-abc-def-01", "Tenant": "acme"},
+          "Host": {"MachineName": "apphost", "ProcessName": "OrderApi", "ProcessId": 4711, "Assembly": "OrderApi",
+                   "AssemblyVersion": "1.0.0.0", "FrameworkVersion": "8.0.11", "MassTransitVersion": "8.5.8.0",
+                   "OperatingSystemVersion": "Unix 6.8.0.45"},
+          "ExtraEnvelopeField": true})json";
+        messaging::MessageProperties properties;  // no content type, as the checklist allows
+        properties.message_id = "0b4e0000-5a1c-0015-9d3f-08de49a2c1f7";
+        dotnet.Publish("Contracts:OrderSubmitted", body, properties);
+        REQUIRE(system.WaitForStatus("dotnet-order-3", "Completed"));
+        CHECK(system.Order("dotnet-order-3")->total_amount == *Decimal::Parse("149.97"));
+
+        // An order waiting for payment, failed by a Fault<ProcessPayment> a .NET payment service published.
+        ScopedVhost vhost2;
+        BrokerSystem no_payment(vhost2, {.start_payment = false});
+        SubmitOrder(no_payment, "dotnet-fault-3");
+        REQUIRE(no_payment.WaitForStatus("dotnet-fault-3", "InventoryReserved"));
+        RawAmqpClient peer(vhost2.name());
+        const std::string fault = R"json({
+          "messageId": "0b4e0000-5a1c-0015-c7d2-08de49a2c3aa", "conversationId": "0b4e0000-5a1c-0015-a2b6-08de49a2c1f7",
+          "sourceAddress": "rabbitmq://localhost/payment-service",
+          "destinationAddress": "rabbitmq://localhost/MassTransit:Fault--Contracts:ProcessPayment--",
+          "messageType": ["urn:message:MassTransit:Fault[[Contracts:ProcessPayment]]", "urn:message:MassTransit:Fault"],
+          "message": {"faultId": "0b4e0000-5a1c-0015-1e44-08de49a2c3ab", "faultedMessageId": "0b4e0000-5a1c-0015-77aa-08de49a2c2b0",
+                      "timestamp": "2026-02-10T14:03:07.5523310Z",
+                      "exceptions": [{"exceptionType": "System.InvalidOperationException", "innerException": null,
+                                      "stackTrace": "   at Payment.ProcessPaymentConsumer.Consume(...)",
+                                      "message": "Card processor down", "source": "PaymentService", "data": null}],
+                      "host": {"machineName": "apphost", "processName": "PaymentService", "processId": 5120},
+                      "faultMessageTypes": ["urn:message:Contracts:ProcessPayment"],
+                      "message": {"orderId": "dotnet-fault-3", "amount": 149.97, "cardNumber": "tok"}},
+          "sentTime": "2026-02-10T14:03:07.5530002Z", "headers": {"MT-Fault-RetryCount": 2}, "host": {}})json";
+        messaging::MessageProperties fault_properties;
+        fault_properties.content_type = "application/vnd.masstransit+json";
+        peer.Publish("MassTransit:Fault--Contracts:ProcessPayment--", fault, fault_properties);
+        REQUIRE(no_payment.WaitForStatus("dotnet-fault-3", "Failed"));
+        CHECK(no_payment.Order("dotnet-fault-3")->reason == "Payment faulted: Card processor down");
+    }
+
+    TEST_CASE("Faults: an id ending in 2 runs 4 attempts, then one _error copy, one Fault<ProcessPayment>, order Failed") {
+        ScopedVhost vhost;
+        RawAmqpClient tap(vhost.name());
+        tap.Tap("payment-tap", {"Contracts:ProcessPayment"});
+        tap.Tap("fault-tap", {"MassTransit:Fault--Contracts:ProcessPayment--"});
+        BrokerSystem system(vhost, {});
+        SubmitOrder(system, "fault-order-2");
+        REQUIRE(system.WaitForStatus("fault-order-2", "Failed"));
+
+        const auto original = tap.Get("payment-tap");
+        REQUIRE(original);
+        ManagementApi api;
+        const auto copy = tap.Get("payment-service_error");
+        REQUIRE(copy);
+        CHECK_FALSE(tap.Get("payment-service_error", 500ms).has_value());  // exactly one
+        CHECK(copy->body == original->body);                               // byte-identical
+        CHECK(copy->properties.message_id == original->properties.message_id);
+        CHECK(copy->properties.content_type == "application/vnd.masstransit+json");
+        CHECK(copy->properties.delivery_mode == 2);
+        CHECK(copy->exchange == "payment-service_error");
+        CHECK(Header(copy->properties, "MT-Reason") == "fault");
+        CHECK(Header(copy->properties, "MT-Fault-ExceptionType") == "payment_service.PaymentGatewayUnavailable");
+        CHECK(Header(copy->properties, "MT-Fault-Message") == "Payment gateway unavailable");
+        CHECK(Header(copy->properties, "MT-Fault-InputAddress") ==
+              "rabbitmq://127.0.0.1:" + std::to_string(BrokerEnvironment::Get().amqp_port) + "/" + vhost.name() + "/payment-service");
+        CHECK(Header(copy->properties, "MT-Fault-ConsumerType") == "Payment.ProcessPaymentConsumer");
+        CHECK(Header(copy->properties, "MT-Fault-MessageType") == "Contracts.ProcessPayment");
+        CHECK(Header(copy->properties, "MT-Fault-RetryCount") == "2");
+        CHECK(std::holds_alternative<std::int32_t>(copy->properties.headers.at("MT-Fault-RetryCount")));
+        CHECK(ParseIso8601(Header(copy->properties, "MT-Fault-Timestamp")).has_value());
+        CHECK(Header(copy->properties, "MT-Fault-StackTrace") != "<missing>");
+        for (const char* name : {"MT-Host-MachineName", "MT-Host-ProcessName", "MT-Host-ProcessId", "MT-Host-Assembly",
+                                 "MT-Host-AssemblyVersion", "MT-Host-MassTransitVersion", "MT-Host-FrameworkVersion",
+                                 "MT-Host-OperatingSystemVersion"})
+            CHECK_MESSAGE(std::holds_alternative<std::string>(copy->properties.headers.at(name)), name);
+
+        const auto fault = tap.Get("fault-tap");
+        REQUIRE(fault);
+        CHECK_FALSE(tap.Get("fault-tap", 500ms).has_value());
+        const Json envelope = Json::parse(fault->body);
+        CHECK(envelope["messageType"][0] == "urn:message:MassTransit:Fault[[Contracts:ProcessPayment]]");
+        CHECK(envelope["message"]["faultedMessageId"] == original->properties.message_id);
+        CHECK(envelope["message"]["message"]["orderId"] == "fault-order-2");
+        CHECK(system.Order("fault-order-2")->reason == "Payment faulted: Payment gateway unavailable");
+        REQUIRE(test_support::WaitFor([&] { return QueuesSettled(api, vhost); }, 20s));
+    }
+
+    TEST_CASE("Faults: an unknown message type goes to _skipped, a malformed body to _error; nothing stays unacked") {
+        ScopedVhost vhost;
+        BrokerSystem system(vhost, {});
+        RawAmqpClient client(vhost.name());
+        messaging::MessageProperties properties;
+        properties.content_type = "application/vnd.masstransit+json";
+        properties.message_id = "11111111-2222-3333-4444-555555555555";
+        const std::string unknown = R"({"messageId":"11111111-2222-3333-4444-555555555555","messageType":["urn:message:Contracts:Unheard"],"message":{}})";
+        client.Publish("inventory-service", unknown, properties);
+        const auto skipped = client.Get("inventory-service_skipped");
+        REQUIRE(skipped);
+        CHECK(skipped->body == unknown);
+        CHECK(Header(skipped->properties, "MT-Reason") == "dead-letter");
+        CHECK(Header(skipped->properties, "MT-Host-ProcessName") == "InventoryService");
+
+        client.Publish("order-service", "{definitely not json", properties);
+        const auto error = client.Get("order-service_error");
+        REQUIRE(error);
+        CHECK(error->body == "{definitely not json");
+        CHECK(Header(error->properties, "MT-Reason") == "fault");
+        CHECK(Header(error->properties, "MT-Fault-ExceptionType") == "MassTransit.SerializationException");
+        ManagementApi api;
+        REQUIRE(test_support::WaitFor([&] { return QueuesSettled(api, vhost); }, 20s));
+    }
+
+    TEST_CASE("End to end over HTTP: ids ending in 0, 1, 2, 3 reach their final states") {
+        ScopedVhost vhost;
+        BrokerSystem system(vhost, {.start_http = true});
+        httplib::Client client("127.0.0.1", system.http_port());
+        for (const char* id : {"http-0", "http-1", "http-2", "http-3"}) {
+            auto result = client.Post("/order", std::string(R"({"orderId":")") + id + R"(","customerNumber":"C","totalAmount":"10.00"})",
+                                      "application/json");
+            REQUIRE(result);
+            CHECK(result->status == 202);
+        }
+        auto final_state = [&](const char* id) {
+            Json order;
+            test_support::WaitFor([&] {
+                auto result = client.Get((std::string("/order/") + id).c_str());
+                if (!result || result->status != 200) return false;
+                order = Json::parse(result->body);
+                return order["status"] == "Completed" || order["status"] == "Failed";
+            }, 20s);
+            return order;
+        };
+        CHECK(final_state("http-3")["status"] == "Completed");
+        CHECK(final_state("http-0")["reason"] == "Out of stock");
+        CHECK(final_state("http-1")["reason"] == "Credit card limit exceeded");
+        CHECK(final_state("http-2")["reason"] == "Payment faulted: Payment gateway unavailable");
+    }
+
+    TEST_CASE("Resilience: the broker restarts while orders flow; every order ends once, none is lost") {
+        ScopedVhost vhost;
+        RawAmqpClient tap(vhost.name());
+        tap.Tap("final-tap", {"Contracts:OrderCompleted", "Contracts:OrderFailed"});
+        BrokerSystem system(vhost, {});
+        std::vector<std::string> ids;
+        for (int i = 0; i < 40; ++i) {
+            ids.push_back("restart-" + std::to_string(i) + "3");
+            SubmitOrder(system, ids.back());
+        }
+        RestartBrokerApp(1);
+        for (int i = 40; i < 80; ++i) {
+            ids.push_back("restart-" + std::to_string(i) + "3");
+            // Submitting waits for the reconnect when the broker is still away (503 would be the HTTP answer).
+            REQUIRE(system.harness().WaitUntil([&] { return system.Connected(); }, 30s));
+            SubmitOrder(system, ids.back());
+        }
+        for (const auto& id : ids) REQUIRE_MESSAGE(system.WaitForStatus(id, "Completed", 60s), id);
+        std::map<std::string, std::set<std::string>> finals;  // order -> distinct final message ids
+        RawAmqpClient reader(vhost.name());  // the tap's own connection did not survive the restart
+        REQUIRE(test_support::WaitFor([&] {
+            for (auto& message : reader.Drain("final-tap")) {
+                const Json envelope = Json::parse(message.body);
+                finals[envelope["message"]["orderId"]].insert(envelope["messageId"]);
+            }
+            return finals.size() == ids.size();
+        }, 30s));
+        for (const auto& id : ids) CHECK_MESSAGE(finals[id].size() == 1, id << " ended " << finals[id].size() << " times");
+    }
+
+    TEST_CASE("Resilience: kill -9 a worker holding unacked messages; after a restart the orders complete") {
+        ScopedVhost vhost;
+        test_support::TempDir dir;
+        BrokerSystem system(vhost, {.start_payment = false});
+        auto environment = vhost.SettingsEnvironment();
+        environment.push_back("Database__Path=" + dir.File("payments.db"));
+        // Each ProcessPayment fails three times 2 s apart before it succeeds: the worker holds it unacked meanwhile.
+        environment.push_back(R"(Endpoint__Retry={"Policy":"Interval","Limit":3,"IntervalMs":2000})");
+        environment.push_back(R"(Simulation__TransientFailures=[{"Suffix":"5","FailedAttempts":3}])");
+        const std::string config = SourceDir() + "/appsettings/PaymentService.json";
+        auto worker = std::make_unique<ChildProcess>(PAYMENT_SERVICE_BIN, std::vector<std::string>{"--config", config}, environment,
+                                                     dir.File("payment-1.log"));
+        ManagementApi api;
+        auto consumers = [&] {
+            try {
+                return api.Get("queues/" + Encode(vhost.name()) + "/payment-service").value("consumers", 0);
+            } catch (const std::exception&) {
+                return 0;  // not declared yet
+            }
+        };
+        REQUIRE(test_support::WaitFor([&] { return consumers() == 1; }, 30s));
+        std::vector<std::string> ids;
+        for (int i = 0; i < 5; ++i) {
+            ids.push_back("kill-" + std::to_string(i) + "5");
+            SubmitOrder(system, ids.back());
+        }
+        // The worker holds the ProcessPayment deliveries unacked while it waits to retry them.
+        REQUIRE(test_support::WaitFor([&] {
+            const Json queue = api.Get("queues/" + Encode(vhost.name()) + "/payment-service");
+            return queue.value("messages_unacknowledged", 0) == 5;
+        }, 30s));
+        worker->Signal(SIGKILL);
+        CHECK(worker->Wait(10s) == -SIGKILL);
+        worker = std::make_unique<ChildProcess>(PAYMENT_SERVICE_BIN, std::vector<std::string>{"--config", config}, environment,
+                                                dir.File("payment-2.log"));
+        for (const auto& id : ids) REQUIRE_MESSAGE(system.WaitForStatus(id, "Completed", 60s), id);
+        worker->Signal(SIGTERM);
+        CHECK(worker->Wait(10s) == 0);
+    }
+
+    TEST_CASE("Resilience: SIGTERM under load exits 0 within 10 s and loses no accepted order") {
+        ScopedVhost vhost;
+        test_support::TempDir dir;
+        BrokerSystem workers(vhost, {.start_orders = false});  // inventory and payment only
+        auto environment = vhost.SettingsEnvironment();
+        environment.push_back("Database__Path=" + dir.File("orders.db"));
+        environment.push_back("Http__Port=0");
+        environment.push_back("Endpoint__Queue=order-service-2");
+        const std::string config = SourceDir() + "/appsettings/OrderService.json";
+        // Port 0 picks a free port; read it back from the log.
+        auto service = std::make_unique<ChildProcess>(ORDER_SERVICE_BIN, std::vector<std::string>{"--config", config}, environment,
+                                                      dir.File("order-1.log"));
+        auto port_from_log = [&](const std::string& log) {
+            int port = 0;
+            test_support::WaitFor([&] {
+                std::ifstream in(log);
+                std::string line;
+                while (std::getline(in, line))
+                    if (auto at = line.find("listening on http://0.0.0.0:"); at != std::string::npos)
+                        port = std::atoi(line.c_str() + at + 28);
+                return port > 0;
+            }, 20s);
+            return port;
+        };
+        const int port = port_from_log(dir.File("order-1.log"));
+        REQUIRE(port > 0);
+        std::atomic<bool> stop{false};
+        std::mutex mutex;
+        std::vector<std::string> accepted;
+        std::thread load([&] {
+            httplib::Client client("127.0.0.1", port);
+            client.set_read_timeout(10, 0);
+            for (int i = 0; !stop && i < 100000; ++i) {
+                const std::string id = "term-" + std::to_string(i) + "3";
+                auto result = client.Post("/order", R"({"orderId":")" + id + R"(","customerNumber":"C","totalAmount":"1.00"})",
+                                          "application/json");
+                if (result && result->status == 202) {
+                    std::lock_guard lock(mutex);
+                    accepted.push_back(id);
+                }
+                if (!result) break;  // the server has gone
+            }
+        });
+        REQUIRE(test_support::WaitFor([&] { std::lock_guard lock(mutex); return accepted.size() >= 50; }, 30s));
+        const auto signalled = std::chrono::steady_clock::now();
+        service->Signal(SIGTERM);
+        const auto code = service->Wait(10s);
+        stop = true;
+        load.join();
+        REQUIRE(code.has_value());
+        CHECK(*code == 0);
+        CHECK(std::chrono::steady_clock::now() - signalled < 10s);
+        // Start it again on the same database: every accepted order reaches its final state.
+        service = std::make_unique<ChildProcess>(ORDER_SERVICE_BIN, std::vector<std::string>{"--config", config}, environment,
+                                                 dir.File("order-2.log"));
+        const int port2 = port_from_log(dir.File("order-2.log"));
+        REQUIRE(port2 > 0);
+        httplib::Client client("127.0.0.1", port2);
+        for (const auto& id : accepted) {
+            const bool done = test_support::WaitFor([&] {
+                auto result = client.Get(("/order/" + id).c_str());
+                return result && result->status == 200 && Json::parse(result->body)["status"] == "Completed";
+            }, 60s);
+            CHECK_MESSAGE(done, id << " did not complete");
+        }
+        service->Signal(SIGTERM);
+        CHECK(service->Wait(10s) == 0);
+    }
+}
