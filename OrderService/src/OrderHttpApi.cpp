@@ -177,6 +177,18 @@ void OrderHttpApi::Routes() {
         response.set_content(OrderToJson(*order).dump(), "application/json");
     });
 
+    server.Get("/health", [this](const httplib::Request&, httplib::Response& response) {
+        auto task = std::make_shared<std::packaged_task<bool()>>([this] { return submission_.BusConnected(); });
+        auto future = task->get_future();
+        loop_.Post([task] { (*task)(); });
+        const bool connected = future.wait_for(std::chrono::seconds(5)) == std::future_status::ready && future.get();
+        OrderedJson body;
+        body["status"] = connected ? "ok" : "degraded";
+        body["broker"] = connected ? "connected" : "disconnected";
+        response.status = connected ? 200 : 503;
+        response.set_content(body.dump(), "application/json");
+    });
+
     server.set_exception_handler([](const httplib::Request&, httplib::Response& response, std::exception_ptr) {
         SendError(response, 500, "internal", "unexpected error");
     });

@@ -45,7 +45,7 @@ bool QueuesSettled(ManagementApi& api, const ScopedVhost& vhost) {
 }  // namespace
 
 TEST_SUITE("Broker") {
-    TEST_CASE("Topology: exchanges, queues and bindings exactly as MassTransit declares them") {
+    TEST_CASE("Topology: exchanges - queues and bindings exactly as MassTransit declares them") {
         ScopedVhost vhost;
         BrokerSystem system(vhost, {});
         ManagementApi api;
@@ -173,7 +173,7 @@ TEST_SUITE("Broker") {
         CHECK(payment["initiatorId"] == id);
     }
 
-    TEST_CASE("Interop: a .NET-style OrderSubmitted completes; a .NET-style Fault<ProcessPayment> fails the order") {
+    TEST_CASE("Interop: a .NET-style OrderSubmitted completes - a .NET-style Fault<ProcessPayment> fails the order") {
         ScopedVhost vhost;
         BrokerSystem system(vhost, {});
         RawAmqpClient dotnet(vhost.name());
@@ -224,7 +224,7 @@ TEST_SUITE("Broker") {
         CHECK(no_payment.Order("dotnet-fault-3")->reason == "Payment faulted: Card processor down");
     }
 
-    TEST_CASE("Faults: an id ending in 2 runs 4 attempts, then one _error copy, one Fault<ProcessPayment>, order Failed") {
+    TEST_CASE("Faults: an id ending in 2 runs 4 attempts then one _error copy and one Fault<ProcessPayment> and the order fails") {
         ScopedVhost vhost;
         RawAmqpClient tap(vhost.name());
         tap.Tap("payment-tap", {"Contracts:ProcessPayment"});
@@ -271,7 +271,7 @@ TEST_SUITE("Broker") {
         REQUIRE(test_support::WaitFor([&] { return QueuesSettled(api, vhost); }, 20s));
     }
 
-    TEST_CASE("Faults: an unknown message type goes to _skipped, a malformed body to _error; nothing stays unacked") {
+    TEST_CASE("Faults: an unknown message type goes to _skipped - a malformed body to _error - nothing stays unacked") {
         ScopedVhost vhost;
         BrokerSystem system(vhost, {});
         RawAmqpClient client(vhost.name());
@@ -296,7 +296,7 @@ TEST_SUITE("Broker") {
         REQUIRE(test_support::WaitFor([&] { return QueuesSettled(api, vhost); }, 20s));
     }
 
-    TEST_CASE("End to end over HTTP: ids ending in 0, 1, 2, 3 reach their final states") {
+    TEST_CASE("End to end over HTTP: ids ending in 0 1 2 and 3 reach their final states") {
         ScopedVhost vhost;
         BrokerSystem system(vhost, {.start_http = true});
         httplib::Client client("127.0.0.1", system.http_port());
@@ -322,7 +322,7 @@ TEST_SUITE("Broker") {
         CHECK(final_state("http-2")["reason"] == "Payment faulted: Payment gateway unavailable");
     }
 
-    TEST_CASE("Resilience: the broker restarts while orders flow; every order ends once, none is lost") {
+    TEST_CASE("Resilience: the broker restarts while orders flow - every order ends once - none is lost") {
         ScopedVhost vhost;
         RawAmqpClient tap(vhost.name());
         tap.Tap("final-tap", {"Contracts:OrderCompleted", "Contracts:OrderFailed"});
@@ -352,7 +352,7 @@ TEST_SUITE("Broker") {
         for (const auto& id : ids) CHECK_MESSAGE(finals[id].size() == 1, id << " ended " << finals[id].size() << " times");
     }
 
-    TEST_CASE("Resilience: kill -9 a worker holding unacked messages; after a restart the orders complete") {
+    TEST_CASE("Resilience: kill -9 a worker holding unacked messages - after a restart the orders complete") {
         ScopedVhost vhost;
         test_support::TempDir dir;
         BrokerSystem system(vhost, {.start_payment = false});

@@ -21,7 +21,7 @@ const Timestamp kTime = *ParseIso8601("2026-02-10T14:03:05.412987Z");
 }  // namespace
 
 TEST_SUITE("Contracts") {
-    TEST_CASE("Decimal keeps its scale, compares by value and never overflows silently") {
+    TEST_CASE("Decimal keeps its scale - compares by value and never overflows silently") {
         CHECK(Decimal::Parse("149.97")->ToString() == "149.97");
         CHECK(Decimal::Parse("150.00")->ToString() == "150.00");
         CHECK(Decimal::Parse("-0.5")->ToString() == "-0.5");
@@ -46,7 +46,7 @@ TEST_SUITE("Contracts") {
         CHECK(DecimalToJson(*Decimal::Parse("10.50")).dump() == "\"10.50\"");
     }
 
-    TEST_CASE("GUIDs are read in N, D, B and P forms and written lowercase D") {
+    TEST_CASE("GUIDs are read in the N D B and P forms and written lowercase D") {
         const std::string d = "6f1c2a9e-3b7d-4c55-9a1e-2d8f0c4b7e31";
         CHECK(Guid::Parse(d)->ToString() == d);
         CHECK(Guid::Parse("6F1C2A9E3B7D4C559A1E2D8F0C4B7E31")->ToString() == d);
@@ -114,7 +114,7 @@ TEST_SUITE("Contracts") {
         CheckRoundTrip(StockReleased{"o-1"}, R"({"orderId":"o-1"})");
     }
 
-    TEST_CASE("PascalCase keys, numbers for decimals and unknown fields are accepted") {
+    TEST_CASE("PascalCase keys - numbers for decimals and unknown fields are accepted") {
         const auto m = MessageContract<OrderSubmitted>::Read(Json::parse(
             R"({"OrderId":"o-2","Timestamp":"2026-02-10T14:03:05Z","CustomerNumber":"C","TotalAmount":149.97,"Extra":{"x":1}})"));
         CHECK(m.order_id == "o-2");
@@ -158,7 +158,7 @@ TEST_SUITE("Contracts") {
 }
 
 TEST_SUITE("Contracts.Envelope") {
-    TEST_CASE("The envelope is written with every field, nulls for unused ones") {
+    TEST_CASE("The envelope is written with every field - nulls for unused ones") {
         messaging::Envelope envelope;
         envelope.message_id = "0b4e0000-5a1c-0015-9d3f-08de49a2c1f7";
         envelope.conversation_id = "0b4e0000-5a1c-0015-a2b6-08de49a2c1f7";
@@ -184,7 +184,7 @@ TEST_SUITE("Contracts.Envelope") {
         CHECK(json["message"]["orderId"] == "o-1");
     }
 
-    TEST_CASE("Envelope ids in N, D and B forms are accepted and normalized") {
+    TEST_CASE("Envelope ids in the N D and B forms are accepted and normalized") {
         const auto envelope = messaging::ParseEnvelope(R"({
             "MessageId": "0B4E00005A1C00159D3F08DE49A2C1F7",
             "ConversationId": "{0b4e0000-5a1c-0015-a2b6-08de49a2c1f7}",

@@ -91,7 +91,7 @@ void AlwaysThrow(ConsumeContext&, const contracts::StockReserved&) { throw std::
 }  // namespace
 
 TEST_SUITE("Messaging.Bus") {
-    TEST_CASE("Immediate(5): a consumer that always throws runs 6 times, then faults once") {
+    TEST_CASE("Immediate(5): a consumer that always throws runs 6 times - then faults once") {
         BusFixture fixture(RetryPolicy::Immediate(5));
         fixture.handler = AlwaysThrow;
         REQUIRE(fixture.PublishRaw("Contracts:StockReserved", fixture.Prepared({"o-1"})).ok());
@@ -103,7 +103,7 @@ TEST_SUITE("Messaging.Bus") {
         CHECK(fixture.Queue(kQueue).empty());
     }
 
-    TEST_CASE("Interval(3, 500ms): 4 attempts spread over at least 1.5 s") {
+    TEST_CASE("Interval(3 x 500ms): 4 attempts spread over at least 1.5 s") {
         BusFixture fixture(RetryPolicy::Interval(3, 500ms));
         fixture.handler = AlwaysThrow;
         REQUIRE(fixture.PublishRaw("Contracts:StockReserved", fixture.Prepared({"o-1"})).ok());
@@ -154,7 +154,7 @@ TEST_SUITE("Messaging.Bus") {
         CHECK(Header(copy, "MT-Host-ProcessId") == std::to_string(getpid()));
     }
 
-    TEST_CASE("Exactly one Fault<T> is published, with MassTransit's envelope and body") {
+    TEST_CASE("Exactly one Fault<T> is published - with MassTransit's envelope and body") {
         BusFixture fixture(RetryPolicy::Immediate(2));
         fixture.handler = AlwaysThrow;
         const TransportMessage original = fixture.Prepared({"6f1c2a9e-3b7d-4c55-9a1e-2d8f0c4b7e31"});
@@ -244,7 +244,7 @@ TEST_SUITE("Messaging.Bus") {
         CHECK(fixture.Queue("fault-observer").empty());
     }
 
-    TEST_CASE("A message whose fields break the contract faults at once, without retries") {
+    TEST_CASE("A message whose fields break the contract faults at once - without retries") {
         BusFixture fixture(RetryPolicy::Immediate(5));
         TransportMessage message = fixture.Prepared({"o-1"});
         Json envelope = Json::parse(message.body);
@@ -271,7 +271,7 @@ TEST_SUITE("Messaging.Bus") {
         CHECK(fixture.Queue("test-queue_error").empty());
     }
 
-    TEST_CASE("Messages sent from a consumer carry the conversation, initiator, source and custom headers") {
+    TEST_CASE("Messages sent from a consumer carry the conversation and initiator and source and custom headers") {
         BusFixture fixture(RetryPolicy::None());
         std::atomic<bool> delivered_hook_ran{false};
         fixture.handler = [&](ConsumeContext& context, const contracts::StockReserved& message) {
@@ -300,7 +300,7 @@ TEST_SUITE("Messaging.Bus") {
         CHECK(it->transport.properties.correlation_id == "6f1c2a9e-3b7d-4c55-9a1e-2d8f0c4b7e31");
     }
 
-    TEST_CASE("If a consumer's messages cannot be published, the delivery returns to the queue") {
+    TEST_CASE("If a consumer's messages cannot be published - the delivery returns to the queue") {
         BusFixture fixture(RetryPolicy::None());
         std::atomic<bool> seen{false};
         fixture.handler = [&](ConsumeContext& context, const contracts::StockReserved& message) {

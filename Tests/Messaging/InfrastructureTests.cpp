@@ -19,7 +19,7 @@ using namespace std::chrono_literals;
 using contracts::Json;
 
 TEST_SUITE("Messaging.EventLoop") {
-    TEST_CASE("Work posted from many threads runs on the loop thread, in order per thread") {
+    TEST_CASE("Work posted from many threads runs on the loop thread - in order per thread") {
         EventLoopThread loop_thread;
         std::mutex mutex;
         std::vector<int> seen;
@@ -45,7 +45,7 @@ TEST_SUITE("Messaging.EventLoop") {
         }
     }
 
-    TEST_CASE("Timers fire after their delay, repeat, and stop when destroyed") {
+    TEST_CASE("Timers fire after their delay - repeat - and stop when destroyed") {
         EventLoopThread loop_thread;
         std::atomic<int> ticks{0};
         std::promise<std::chrono::steady_clock::duration> one_shot;
@@ -161,7 +161,7 @@ TEST_SUITE("Messaging.Settings") {
 }
 
 TEST_SUITE("Messaging.Topology") {
-    TEST_CASE("A receive endpoint declares its queue, exchange, _error, _skipped and type bindings") {
+    TEST_CASE("A receive endpoint declares its queue and exchange plus _error and _skipped and type bindings") {
         const auto topology = ReceiveEndpointTopology("order-service", {contracts::ContractName("OrderSubmitted")});
         CHECK(topology.queues.size() == 3);
         CHECK(std::count(topology.queue_bindings.begin(), topology.queue_bindings.end(), QueueBinding{"order-service", "order-service"}) == 1);
@@ -181,7 +181,7 @@ TEST_SUITE("Messaging.Topology") {
         }
     }
 
-    TEST_CASE("In memory: a message reaches each bound queue once; a different re-declare fails") {
+    TEST_CASE("In memory: a message reaches each bound queue once - a different re-declare fails") {
         EventLoopThread loop_thread;
         loop_thread.loop().Invoke([&] {
             InMemoryTransport transport(loop_thread.loop());
@@ -202,7 +202,7 @@ TEST_SUITE("Messaging.Topology") {
 }
 
 TEST_SUITE("Messaging.Sqlite") {
-    TEST_CASE("A transaction rolls back unless committed; statements are reused") {
+    TEST_CASE("A transaction rolls back unless committed - statements are reused") {
         SqliteDatabase db(":memory:");
         db.Execute("CREATE TABLE t (k TEXT PRIMARY KEY, v INTEGER)");
         {

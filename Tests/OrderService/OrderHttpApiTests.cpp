@@ -58,7 +58,7 @@ struct ApiFixture {
 }  // namespace
 
 TEST_SUITE("OrderService.HttpApi") {
-    TEST_CASE("POST /order accepts a valid order with 202, its id and a Location") {
+    TEST_CASE("POST /order accepts a valid order with 202 - its id and a Location") {
         ApiFixture api;
         auto result = api.Post(R"({"orderId":"web-1003","customerNumber":"CUST-1","totalAmount":"49.98",
                                    "items":[{"sku":"SKU-1","quantity":2,"unitPrice":"24.99"}]})");
@@ -78,7 +78,7 @@ TEST_SUITE("OrderService.HttpApi") {
         CHECK(ParseIso8601(body["updatedAt"].get<std::string>()).has_value());
     }
 
-    TEST_CASE("Without an orderId the API generates a lowercase GUID; numbers are accepted for money") {
+    TEST_CASE("Without an orderId the API generates a lowercase GUID - numbers are accepted for money") {
         ApiFixture api;
         auto result = api.Post(R"({"customerNumber":"C","totalAmount":10.5})");
         REQUIRE(result);
@@ -90,7 +90,7 @@ TEST_SUITE("OrderService.HttpApi") {
         CHECK(api.system.harness().Published<OrderSubmitted>()[0].total_amount.ToString() == "10.5");
     }
 
-    TEST_CASE("Each invalid field is rejected with 400 naming it, and nothing is published") {
+    TEST_CASE("Each invalid field is rejected with 400 naming it - and nothing is published") {
         ApiFixture api;
         api.ExpectError(api.Post(R"({"totalAmount":"1.00"})"), 400, "customerNumber");
         api.ExpectError(api.Post(R"({"customerNumber":"","totalAmount":"1.00"})"), 400, "customerNumber");
@@ -117,7 +117,7 @@ TEST_SUITE("OrderService.HttpApi") {
         CHECK(api.system.harness().Published<OrderSubmitted>().empty());
     }
 
-    TEST_CASE("Malformed JSON, a wrong content type and an oversize body get JSON errors") {
+    TEST_CASE("Malformed JSON and a wrong content type and an oversize body get JSON errors") {
         ApiFixture api;
         api.ExpectError(api.Post("{\"customerNumber\": "), 400, "");
         api.ExpectError(api.Post("[1,2,3]"), 400, "");
@@ -148,7 +148,7 @@ TEST_SUITE("OrderService.HttpApi") {
         CHECK(api.SubmittedCount("web-dup-3") == 1);
     }
 
-    TEST_CASE("GET answers 404 for an unknown order, 400 for an invalid id; unknown routes are JSON 404s") {
+    TEST_CASE("GET answers 404 for an unknown order - 400 for an invalid id - unknown routes are JSON 404s") {
         ApiFixture api;
         api.ExpectError(api.client.Get("/order/no-such-order"), 404, "orderId");
         api.ExpectError(api.client.Get("/order/bad%20id"), 400, "orderId");
@@ -166,6 +166,19 @@ TEST_SUITE("OrderService.HttpApi") {
         auto result = api.Post(R"({"orderId":"web-503","customerNumber":"C","totalAmount":"5"})");
         REQUIRE(result);
         CHECK(result->status == 202);
+    }
+
+    TEST_CASE("GET /health answers 200 while the bus is connected and 503 when it is not") {
+        ApiFixture api;
+        auto healthy = api.client.Get("/health");
+        REQUIRE(healthy);
+        CHECK(healthy->status == 200);
+        CHECK(Json::parse(healthy->body)["broker"] == "connected");
+        api.system.loop().Invoke([&] { api.system.transport().SetAvailable(false); });
+        auto degraded = api.client.Get("/health");
+        REQUIRE(degraded);
+        CHECK(degraded->status == 503);
+        CHECK(Json::parse(degraded->body)["broker"] == "disconnected");
     }
 
     TEST_CASE("Each scenario's final state is reached through GET") {

@@ -35,7 +35,7 @@ TEST_SUITE("OrderService.Repository") {
         CHECK_THROWS_WITH(OrderRepository{db}, doctest::Contains("newer than this OrderService"));
     }
 
-    TEST_CASE("A saga instance round-trips, and a stale version is a conflict") {
+    TEST_CASE("A saga instance round-trips - and a stale version is a conflict") {
         messaging::SqliteDatabase db(":memory:");
         OrderRepository repository(db);
         auto instance = Instance("r-1");
@@ -76,7 +76,7 @@ TEST_SUITE("OrderService.Repository") {
         CHECK(order->created_at == record.created_at);
     }
 
-    TEST_CASE("Outbox rows keep the message exactly; the inbox remembers message ids") {
+    TEST_CASE("Outbox rows keep the message exactly - the inbox remembers message ids") {
         messaging::SqliteDatabase db(":memory:");
         OrderRepository repository(db);
         messaging::OutgoingMessage message;

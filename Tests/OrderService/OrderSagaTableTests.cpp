@@ -102,7 +102,7 @@ Fault<ProcessPayment> PaymentFault(const std::string& id) {
 }  // namespace
 
 TEST_SUITE("OrderService.SagaTable") {
-    TEST_CASE("Initial + OrderSubmitted -> Submitted: store order, schedule timeout, publish CheckInventory") {
+    TEST_CASE("Initial + OrderSubmitted -> Submitted: store order - schedule timeout - publish CheckInventory") {
         SagaRowFixture f;
         f.Deliver(OrderSubmitted{"row-1", UtcNow(), "CUST-9", *Decimal::Parse("20.00"), {{"SKU-1", 2, *Decimal::Parse("10.00")}}});
         const auto saga = f.system.Saga("row-1");
@@ -118,7 +118,7 @@ TEST_SUITE("OrderService.SagaTable") {
         CHECK(f.system.Order("row-1")->status == "Submitted");
     }
 
-    TEST_CASE("Submitted + StockReserved -> InventoryReserved: reschedule timeout, publish ProcessPayment") {
+    TEST_CASE("Submitted + StockReserved -> InventoryReserved: reschedule timeout - publish ProcessPayment") {
         SagaRowFixture f;
         f.Store("row-2", OrderState::kSubmitted);
         f.Deliver(StockReserved{"row-2"});
@@ -217,7 +217,7 @@ TEST_SUITE("OrderService.SagaTable") {
         CHECK(f.PublishedCountBySaga() == 1);
     }
 
-    TEST_CASE("Failed + StockReleased -> Failed: record the release, publish nothing") {
+    TEST_CASE("Failed + StockReleased -> Failed: record the release - publish nothing") {
         SagaRowFixture f;
         f.Store("row-11", OrderState::kFailed);
         f.Deliver(StockReleased{"row-11"});
@@ -284,7 +284,7 @@ TEST_SUITE("OrderService.SagaTable") {
         CHECK(f.StateOf("unhandled") == OrderState::kFailed);
     }
 
-    TEST_CASE("An event for an order with no saga instance is discarded, not skipped") {
+    TEST_CASE("An event for an order with no saga instance is discarded - not skipped") {
         SagaRowFixture f;
         f.Deliver(StockReserved{"nobody"});
         CHECK_FALSE(f.system.Saga("nobody").has_value());

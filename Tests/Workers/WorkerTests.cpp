@@ -22,7 +22,7 @@ TEST_SUITE("Workers") {
         CHECK(system.harness().Published<StockShortage>()[0].reason == "Out of stock");
     }
 
-    TEST_CASE("A repeated ReleaseStock releases once; a release before the reservation blocks it") {
+    TEST_CASE("A repeated ReleaseStock releases once - a release before the reservation blocks it") {
         InMemorySystem system(SystemOptions{.start_payment = false});
         REQUIRE(system.Publish(CheckInventory{"inv-2", {}}).ok());
         REQUIRE(system.harness().WaitPublished<StockReserved>(nullptr));
@@ -52,7 +52,7 @@ TEST_SUITE("Workers") {
         CHECK(system.loop().Invoke([&] { return system.payment().ledger().Find("pay-3")->amount; }) == *Decimal::Parse("99.99"));
     }
 
-    TEST_CASE("A declined payment answers PaymentFailed, also when repeated") {
+    TEST_CASE("A declined payment answers PaymentFailed - also when repeated") {
         InMemorySystem system(SystemOptions{.start_inventory = false});
         REQUIRE(system.Publish(ProcessPayment{"pay-1", *Decimal::Parse("5"), "tok"}).ok());
         REQUIRE(system.Publish(ProcessPayment{"pay-1", *Decimal::Parse("5"), "tok"}).ok());

@@ -1,4 +1,4 @@
-// The HTTP API (cpp-httplib): POST /order and GET /order/{orderId}. Requests are validated on the
+// The HTTP API (cpp-httplib): POST /order, GET /order/{orderId} and GET /health. Requests are validated on the
 // HTTP threads (ParseNewOrder is pure) and handed to the loop thread, which owns the bus and the
 // database. Every error answer is a JSON object {"error", "message", "field"?}.
 #pragma once

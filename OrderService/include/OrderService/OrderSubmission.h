@@ -27,6 +27,7 @@ public:
 
     void Submit(const NewOrder& order, std::function<void(SubmitOutcome)> done);
     std::optional<OrderRecord> Find(const std::string& order_id) { return repository_.FindOrder(order_id); }
+    bool BusConnected() const { return bus_.transport().IsConnected() && !bus_.stopping(); }
 
 private:
     messaging::Bus& bus_;
