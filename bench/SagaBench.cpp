@@ -1,0 +1,353 @@
+// The benchmark tool (see bench/README.md). Two modes, each printing one JSON object:
+//   ceiling: what the broker itself allows on this machine: chains of six persistent,
+//            publisher-confirmed, acked hops through fanout exchanges (one per message of an order),
+//            across three connections like the three services, with one SQLite WAL upsert per saga
+//            step, at the size of the real envelopes.
+//   load:    an open-loop load of POST /order at a fixed rate over keep-alive connections; each
+//            order's outcome is read from a queue of our own bound to OrderCompleted and OrderFailed,
+//            and latency runs from the order's scheduled send time to its final event.
+#include <httplib.h>
+#include <spdlog/spdlog.h>
+
+#include <sys/resource.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <condition_variable>
+#include <iostream>
+#include <map>
+#include <mutex>
+#include <set>
+#include <thread>
+
+#include "Messaging/Envelope.h"
+#include "Messaging/RabbitMqTransport.h"
+#include "Messaging/Sqlite.h"
+
+using namespace std::chrono;
+using contracts::Json;
+using contracts::OrderedJson;
+using messaging::EventLoopThread;
+using messaging::RabbitMqTransport;
+
+namespace {
+
+struct Options {
+    std::string mode;
+    std::string http_host = "127.0.0.1";
+    int http_port = 5000;
+    messaging::RabbitMqSettings rabbitmq;
+    double rate = 500;
+    double seconds = 10;
+    int connections = 8;
+    double failure_share = 0;  // 0.1 => 10% shortage and 10% declined
+    std::string database = "bench-ceiling.db";
+    std::string synchronous = "Normal";
+    std::size_t message_size = 1100;
+    int in_flight = 256;
+};
+
+Options Parse(int argc, char** argv) {
+    Options o;
+    o.rabbitmq.username = "guest";
+    o.rabbitmq.password = "guest";
+    o.rabbitmq.host = "127.0.0.1";
+    if (argc < 2) throw std::runtime_error("usage: SagaBench ceiling|load [--option value]...");
+    o.mode = argv[1];
+    for (int i = 2; i + 1 < argc; i += 2) {
+        const std::string key = argv[i], value = argv[i + 1];
+        if (key == "--http-port") o.http_port = std::stoi(value);
+        else if (key == "--amqp-port") o.rabbitmq.port = std::stoi(value);
+        else if (key == "--vhost") o.rabbitmq.virtual_host = value;
+        else if (key == "--rate") o.rate = std::stod(value);
+        else if (key == "--seconds") o.seconds = std::stod(value);
+        else if (key == "--connections") o.connections = std::stoi(value);
+        else if (key == "--failure-share") o.failure_share = std::stod(value);
+        else if (key == "--database") o.database = value;
+        else if (key == "--synchronous") o.synchronous = value;
+        else if (key == "--message-size") o.message_size = std::stoul(value);
+        else if (key == "--in-flight") o.in_flight = std::stoi(value);
+        else throw std::runtime_error("unknown option " + key);
+    }
+    return o;
+}
+
+double Percentile(std::vector<double>& sorted, double p) {
+    if (sorted.empty()) return 0;
+    const auto index = static_cast<std::size_t>(std::ceil(p / 100.0 * static_cast<double>(sorted.size()))) - 1;
+    return sorted[std::min(index, sorted.size() - 1)];
+}
+
+// ---- ceiling -------------------------------------------------------------------------------------
+
+// One "service" of the chain: its own connection and loop thread, consuming its queue; for each
+// delivery it upserts a row (saga steps only), publishes the next hop, waits for the confirm, acks.
+class ChainStage {
+public:
+    ChainStage(const Options& o, const std::string& name, const std::string& queue, std::vector<std::string> exchanges, bool saga)
+        : name_(name), saga_(saga) {
+        loop_.loop().Invoke([&] {
+            transport_ = std::make_unique<RabbitMqTransport>(loop_.loop(), o.rabbitmq, name);
+            if (auto s = transport_->Start(); !s.ok()) throw std::runtime_error(s.message());
+            messaging::Topology topology = messaging::QueueWithExchange(queue);
+            for (const auto& exchange : exchanges) {
+                topology.AddExchange(exchange);
+                topology.BindExchange(exchange, queue);
+            }
+            transport_->Declare(topology);
+            if (saga_) {
+                db_ = std::make_unique<messaging::SqliteDatabase>(o.database, o.synchronous == "Full" ? messaging::SqliteSync::kFull
+                                                                                                       : messaging::SqliteSync::kNormal);
+                db_->Execute("CREATE TABLE IF NOT EXISTS chain (id TEXT PRIMARY KEY, step INTEGER NOT NULL, body TEXT NOT NULL)");
+            }
+        });
+    }
+    ~ChainStage() {
+        loop_.loop().Invoke([&] {
+            transport_.reset();
+            db_.reset();
+        });
+    }
+    // `next` maps the hop a message arrived on to the exchange of the following hop ("" = end).
+    void Start(const std::string& queue, std::function<std::string(int)> next, std::function<void(const std::string&)> on_end) {
+        loop_.loop().Invoke([&] {
+            transport_->Consume(queue, 256, [this, next, on_end](messaging::Delivery delivery) {
+                const int hop = std::stoi(messaging::HeaderToString(delivery.message.properties.headers.at("hop")));
+                const std::string id = delivery.message.properties.message_id;
+                if (saga_) {
+                    db_->Prepare("INSERT INTO chain (id, step, body) VALUES (?1, ?2, ?3) ON CONFLICT(id) DO UPDATE SET step = excluded.step, body = excluded.body")
+                        .Bind(1, id)
+                        .Bind(2, hop)
+                        .Bind(3, std::string_view(delivery.message.body).substr(0, 200))
+                        .Run();
+                }
+                const std::string exchange = next(hop);
+                if (exchange.empty()) {
+                    on_end(id);
+                    transport_->Ack(delivery);
+                    return;
+                }
+                messaging::TransportMessage out = delivery.message;
+                out.properties.headers["hop"] = static_cast<std::int32_t>(hop + 1);
+                transport_->Publish(exchange, std::move(out), [this, delivery](const messaging::Status& status) {
+                    if (status.ok())
+                        transport_->Ack(delivery);
+                    else
+                        transport_->Nack(delivery, true);
+                });
+            });
+        });
+    }
+    messaging::EventLoop& loop() { return loop_.loop(); }
+    RabbitMqTransport& transport() { return *transport_; }
+
+private:
+    std::string name_;
+    bool saga_;
+    EventLoopThread loop_;
+    std::unique_ptr<RabbitMqTransport> transport_;
+    std::unique_ptr<messaging::SqliteDatabase> db_;
+};
+
+int Ceiling(const Options& o) {
+    // Hops: 1 OrderSubmitted -> order, 2 CheckInventory -> inventory, 3 StockReserved -> order,
+    // 4 ProcessPayment -> payment, 5 PaymentAccepted -> order, 6 OrderCompleted -> the generator.
+    std::remove(o.database.c_str());
+    ChainStage order(o, "chain-order", "chain-order", {"chain-1", "chain-3", "chain-5"}, true);
+    ChainStage inventory(o, "chain-inventory", "chain-inventory", {"chain-2"}, false);
+    ChainStage payment(o, "chain-payment", "chain-payment", {"chain-4"}, false);
+    ChainStage generator(o, "chain-generator", "chain-generator", {"chain-6"}, false);
+
+    std::mutex mutex;
+    std::condition_variable done_changed;
+    std::atomic<std::int64_t> completed{0};
+    order.Start("chain-order", [](int hop) { return "chain-" + std::to_string(hop + 1); }, nullptr);
+    inventory.Start("chain-inventory", [](int) { return std::string("chain-3"); }, nullptr);
+    payment.Start("chain-payment", [](int) { return std::string("chain-5"); }, nullptr);
+
+    std::atomic<std::int64_t> started{0};
+    const auto start = steady_clock::now();
+    const auto deadline = start + duration<double>(o.seconds);
+    std::string body(o.message_size, 'x');
+    // Keep `in_flight` chains going: each completion starts the next one.
+    std::function<void()> launch = [&] {
+        if (steady_clock::now() >= deadline) return;
+        messaging::TransportMessage message;
+        message.body = body;
+        message.properties.content_type = messaging::kEnvelopeContentType;
+        message.properties.message_id = contracts::Guid::New().ToString();
+        message.properties.headers["hop"] = std::int32_t{1};
+        ++started;
+        generator.transport().Publish("chain-1", std::move(message), [](const messaging::Status&) {});
+    };
+    generator.Start("chain-generator", [](int) { return std::string(); }, [&](const std::string&) {
+        ++completed;
+        done_changed.notify_all();
+        launch();
+    });
+    generator.loop().Invoke([&] {
+        for (int i = 0; i < o.in_flight; ++i) launch();
+    });
+    std::this_thread::sleep_until(deadline);  // a benchmark's measuring window, not test synchronisation
+    const double elapsed = duration<double>(steady_clock::now() - start).count();
+    const auto chains = completed.load();
+    OrderedJson result;
+    result["mode"] = "ceiling";
+    result["synchronous"] = o.synchronous;
+    result["message_size"] = o.message_size;
+    result["in_flight"] = o.in_flight;
+    result["seconds"] = elapsed;
+    result["chains"] = chains;
+    result["chains_per_second"] = static_cast<double>(chains) / elapsed;
+    std::cout << result.dump() << std::endl;
+    return 0;
+}
+
+// ---- load ----------------------------------------------------------------------------------------
+
+int Load(const Options& o) {
+    struct Outcome {
+        steady_clock::time_point at;
+        std::set<std::string> message_ids;
+        std::string status;
+    };
+    std::mutex mutex;
+    std::map<std::string, Outcome> outcomes;
+    EventLoopThread loop;
+    std::unique_ptr<RabbitMqTransport> transport;
+    const std::string queue = "bench-outcomes-" + std::to_string(::getpid());
+    loop.loop().Invoke([&] {
+        transport = std::make_unique<RabbitMqTransport>(loop.loop(), o.rabbitmq, "bench-load");
+        if (auto s = transport->Start(); !s.ok()) throw std::runtime_error(s.message());
+        messaging::Topology topology = messaging::QueueWithExchange(queue);
+        for (const char* exchange : {"Contracts:OrderCompleted", "Contracts:OrderFailed"}) {
+            topology.AddExchange(exchange);
+            topology.BindExchange(exchange, queue);
+        }
+        transport->Declare(topology);
+        transport->Consume(queue, 512, [&](messaging::Delivery delivery) {
+            const auto now = steady_clock::now();
+            try {
+                const auto envelope = messaging::ParseEnvelope(delivery.message.body);
+                const std::string id = envelope.message.at("orderId");
+                std::lock_guard lock(mutex);
+                auto& outcome = outcomes[id];
+                if (outcome.message_ids.empty()) outcome.at = now;
+                outcome.message_ids.insert(envelope.message_id);
+                outcome.status = envelope.message_type.front().find("OrderCompleted") != std::string::npos ? "Completed" : "Failed";
+            } catch (const std::exception&) {
+            }
+            transport->Ack(delivery);
+        });
+    });
+
+    const auto total = static_cast<std::int64_t>(o.rate * o.seconds);
+    const std::string run = std::to_string(::getpid()) + "-" + std::to_string(steady_clock::now().time_since_epoch().count() % 100000);
+    std::vector<steady_clock::time_point> scheduled(static_cast<std::size_t>(total));
+    std::vector<std::string> ids(static_cast<std::size_t>(total));
+    std::vector<int> statuses(static_cast<std::size_t>(total), 0);
+    for (std::int64_t i = 0; i < total; ++i) {
+        // The mix: by default every order succeeds (ids end in 3); optionally shortages (0) and declines (1).
+        char last = '3';
+        if (o.failure_share > 0) {
+            const double slot = std::fmod(static_cast<double>(i) * 0.6180339887, 1.0);
+            last = slot < o.failure_share ? '0' : slot < 2 * o.failure_share ? '1' : '3';
+        }
+        ids[static_cast<std::size_t>(i)] = "b" + run + "-" + std::to_string(i) + last;
+    }
+    std::atomic<std::int64_t> next{0};
+    const auto start = steady_clock::now() + milliseconds(100);
+    std::vector<std::thread> senders;
+    for (int c = 0; c < o.connections; ++c) {
+        senders.emplace_back([&] {
+            httplib::Client client(o.http_host, o.http_port);
+            client.set_keep_alive(true);
+            client.set_read_timeout(30, 0);
+            for (;;) {
+                const std::int64_t i = next++;
+                if (i >= total) return;
+                const auto due = start + duration_cast<steady_clock::duration>(duration<double>(static_cast<double>(i) / o.rate));
+                std::this_thread::sleep_until(due);  // open loop: each order has its own send time
+                scheduled[static_cast<std::size_t>(i)] = due;
+                const std::string body = R"({"orderId":")" + ids[static_cast<std::size_t>(i)] +
+                                         R"(","customerNumber":"BENCH","totalAmount":"49.90","items":[{"sku":"SKU-1","quantity":2,"unitPrice":"24.95"}]})";
+                auto result = client.Post("/order", body, "application/json");
+                statuses[static_cast<std::size_t>(i)] = result ? result->status : -1;
+            }
+        });
+    }
+    for (auto& sender : senders) sender.join();
+    const auto sent_done = steady_clock::now();
+    std::int64_t accepted = 0;
+    for (int status : statuses) accepted += status == 202;
+    // Wait for the outcomes of every accepted order (at most 60 s after the last send).
+    const auto drain_deadline = sent_done + seconds(60);
+    for (;;) {
+        std::size_t finished = 0;
+        {
+            std::lock_guard lock(mutex);
+            for (std::int64_t i = 0; i < total; ++i)
+                if (statuses[static_cast<std::size_t>(i)] == 202 && outcomes.count(ids[static_cast<std::size_t>(i)])) ++finished;
+        }
+        if (static_cast<std::int64_t>(finished) >= accepted || steady_clock::now() > drain_deadline) break;
+        std::this_thread::sleep_for(milliseconds(50));
+    }
+    loop.loop().Invoke([&] { transport.reset(); });
+
+    std::vector<double> latencies;
+    std::int64_t lost = 0, duplicated = 0, completed = 0, failed = 0;
+    steady_clock::time_point last_outcome = start;
+    {
+        std::lock_guard lock(mutex);
+        for (std::int64_t i = 0; i < total; ++i) {
+            if (statuses[static_cast<std::size_t>(i)] != 202) continue;
+            auto it = outcomes.find(ids[static_cast<std::size_t>(i)]);
+            if (it == outcomes.end()) {
+                ++lost;
+                continue;
+            }
+            if (it->second.message_ids.size() > 1) ++duplicated;
+            (it->second.status == "Completed" ? completed : failed)++;
+            latencies.push_back(duration<double, std::milli>(it->second.at - scheduled[static_cast<std::size_t>(i)]).count());
+            last_outcome = std::max(last_outcome, it->second.at);
+        }
+    }
+    std::sort(latencies.begin(), latencies.end());
+    const double window = duration<double>(last_outcome - start).count();
+    OrderedJson result;
+    result["mode"] = "load";
+    result["offered_rate"] = o.rate;
+    result["seconds"] = o.seconds;
+    result["orders"] = total;
+    result["accepted"] = accepted;
+    result["rejected"] = total - accepted;
+    result["completed"] = completed;
+    result["failed"] = failed;
+    result["lost"] = lost;
+    result["duplicated"] = duplicated;
+    rusage usage{};
+    getrusage(RUSAGE_SELF, &usage);
+    result["cpu_seconds"] = static_cast<double>(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) +
+                            static_cast<double>(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6;
+    result["throughput"] = window > 0 ? static_cast<double>(completed + failed) / window : 0.0;
+    result["latency_ms"] = {{"p50", Percentile(latencies, 50)}, {"p95", Percentile(latencies, 95)},
+                            {"p99", Percentile(latencies, 99)}, {"max", latencies.empty() ? 0.0 : latencies.back()}};
+    std::cout << result.dump() << std::endl;
+    return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    try {
+        spdlog::set_level(spdlog::level::warn);
+        const Options options = Parse(argc, argv);
+        if (options.mode == "ceiling") return Ceiling(options);
+        if (options.mode == "load") return Load(options);
+        throw std::runtime_error("mode must be ceiling or load");
+    } catch (const std::exception& e) {
+        std::cerr << "SagaBench: " << e.what() << std::endl;
+        return 2;
+    }
+}

@@ -1,0 +1,117 @@
+#!/usr/bin/env bash
+# The benchmark: builds a Release tree, starts a private RabbitMQ node, and for each durability mode
+# (Database.Synchronous Normal and Full) measures the broker's own ceiling (SagaBench ceiling), then
+# runs the three services under open-loop loads at fractions of that ceiling (SagaBench load). CPU
+# seconds and peak RSS per process come from /proc. Writes bench/out/report.json, report.md and
+# latency.png.
+#   bash bench/run.sh            the full run (a few minutes)
+#   bash bench/run.sh --smoke    a few seconds at a low rate (run by the test suite)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+
+smoke=no
+[ "${1:-}" = "--smoke" ] && smoke=yes
+seconds=${BENCH_SECONDS:-15}
+fractions=${BENCH_FRACTIONS:-"0.25 0.5 0.75 0.9 1.0"}
+modes=${BENCH_MODES:-"Normal Full"}
+build=${BENCH_BUILD:-build-bench}
+out=${BENCH_OUT:-bench/out}
+amqp_port=${BENCH_AMQP_PORT:-46672}
+management_port=${BENCH_MANAGEMENT_PORT:-46674}
+http_port=${BENCH_HTTP_PORT:-5600}
+if [ $smoke = yes ]; then
+    seconds=2; fractions="0.1"; modes="Normal"; out=${BENCH_OUT:-$build/smoke}
+fi
+
+if [ -z "${BENCH_SKIP_SETUP:-}" ]; then
+    scripts/install-deps.sh
+    command -v gnuplot > /dev/null && command -v python3 > /dev/null || {
+        [ "$(id -u)" -eq 0 ] && sudo="" || sudo=sudo
+        $sudo apt-get install -y -q --no-install-recommends gnuplot-nox python3
+    }
+    scripts/build.sh "$build" -DCMAKE_BUILD_TYPE=Release -DSAGA_BUILD_TESTS=OFF
+fi
+bench_bin="$root/$build/bench/SagaBench"
+mkdir -p "$out"
+work=$(mktemp -d)
+broker_dir="$root/$build/bench-broker"
+pids=()
+cleanup() {
+    for pid in "${pids[@]}"; do kill -TERM "$pid" 2> /dev/null || true; done
+    for pid in "${pids[@]}"; do wait "$pid" 2> /dev/null || true; done
+    scripts/broker.sh stop "$broker_dir" > /dev/null || true
+    rm -rf "$work"
+}
+trap cleanup EXIT
+scripts/broker.sh start "$broker_dir" "$amqp_port" "$management_port"
+broker_pid=$(cat "$broker_dir/rabbitmq.pid")
+
+api() { curl -fsS -u guest:guest -H 'content-type: application/json' "$@"; }
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+peak_rss_kb() { awk '/VmHWM/ {print $2}' "/proc/$1/status"; }
+ticks_per_second=$(getconf CLK_TCK)
+
+results="$work/results.jsonl"
+: > "$results"
+for sync in $modes; do
+    vhost="bench-$sync-$$"
+    api -X PUT "http://127.0.0.1:$management_port/api/vhosts/$vhost" > /dev/null
+    api -X PUT "http://127.0.0.1:$management_port/api/permissions/$vhost/guest" -d '{"configure":".*","write":".*","read":".*"}' > /dev/null
+    echo "== $sync: measuring the broker's ceiling ($seconds s)" >&2
+    ceiling_json=$("$bench_bin" ceiling --amqp-port "$amqp_port" --vhost "$vhost" --seconds "$seconds" \
+                   --synchronous "$sync" --database "$work/ceiling-$sync.db" --message-size 1100)
+    echo "$ceiling_json" >&2
+    ceiling=$(python3 -c "import json,sys; print(json.loads(sys.argv[1])['chains_per_second'])" "$ceiling_json")
+
+    # The services, on RabbitMQ, in this vhost.
+    export RabbitMQ__Host=127.0.0.1 RabbitMQ__Port=$amqp_port RabbitMQ__VirtualHost=$vhost Logging__Level=warning
+    export Database__Synchronous=$sync Saga__TimeoutMs=600000
+    service_pids=()
+    for service in InventoryService PaymentService OrderService; do
+        Database__Path="$work/$sync-$service.db" Http__Port=$http_port \
+            "$root/$build/$service/$service" --config "appsettings/$service.json" > "$work/$sync-$service.log" 2>&1 &
+        service_pids+=($!)
+        pids+=($!)
+    done
+    for _ in $(seq 1 100); do curl -fsS "http://127.0.0.1:$http_port/health" > /dev/null 2>&1 && break; sleep 0.1; done
+
+    for fraction in $fractions; do
+        rate=$(python3 -c "print(max(1.0, round($ceiling * $fraction, 1)))")
+        echo "== $sync: offered $rate orders/s ($fraction of the ceiling) for $seconds s" >&2
+        declare -A before=()
+        for pid in "$broker_pid" "${service_pids[@]}"; do before[$pid]=$(cpu_ticks "$pid"); done
+        load_json=$("$bench_bin" load --http-port "$http_port" --amqp-port "$amqp_port" \
+                    --vhost "$vhost" --rate "$rate" --seconds "$seconds" --connections 16)
+        echo "$load_json" >&2
+        python3 - "$load_json" "$ceiling_json" "$sync" "$fraction" "$ticks_per_second" \
+            "broker=$broker_pid:${before[$broker_pid]}:$(cpu_ticks "$broker_pid"):0" \
+            "InventoryService=${service_pids[0]}:${before[${service_pids[0]}]}:$(cpu_ticks "${service_pids[0]}"):$(peak_rss_kb "${service_pids[0]}")" \
+            "PaymentService=${service_pids[1]}:${before[${service_pids[1]}]}:$(cpu_ticks "${service_pids[1]}"):$(peak_rss_kb "${service_pids[1]}")" \
+            "OrderService=${service_pids[2]}:${before[${service_pids[2]}]}:$(cpu_ticks "${service_pids[2]}"):$(peak_rss_kb "${service_pids[2]}")" \
+            >> "$results" <<'PY'
+import json, sys
+load, ceiling, sync, fraction, hz = json.loads(sys.argv[1]), json.loads(sys.argv[2]), sys.argv[3], float(sys.argv[4]), int(sys.argv[5])
+orders = max(1, load["completed"] + load["failed"])
+cpu = {}
+rss = {}
+for entry in sys.argv[6:]:
+    name, rest = entry.split("=", 1)
+    pid, before, after, peak = rest.split(":")
+    cpu[name] = (int(after) - int(before)) / hz * 1000 / orders
+    if name != "broker":
+        rss[name] = int(peak) / 1024
+cpu["load-generator"] = load["cpu_seconds"] * 1000 / orders
+row = dict(load, synchronous=sync, fraction=fraction, ceiling=ceiling["chains_per_second"],
+           ratio_to_ceiling=load["throughput"] / ceiling["chains_per_second"],
+           cpu_seconds_per_1000_orders=cpu, peak_rss_mb=rss)
+print(json.dumps(row))
+PY
+    done
+    for pid in "${service_pids[@]}"; do kill -TERM "$pid"; wait "$pid" || true; done
+    unset RabbitMQ__Host RabbitMQ__Port RabbitMQ__VirtualHost Logging__Level Database__Synchronous Saga__TimeoutMs
+    api -X DELETE "http://127.0.0.1:$management_port/api/vhosts/$vhost" > /dev/null || true
+done
+
+python3 bench/report.py "$results" "$out" "$(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -sr)"
+echo "report: $out/report.md" >&2
