@@ -220,10 +220,11 @@ int Load(const Options& o) {
     loop.loop().Invoke([&] {
         transport = std::make_unique<RabbitMqTransport>(loop.loop(), o.rabbitmq, "bench-load");
         if (auto s = transport->Start(); !s.ok()) throw std::runtime_error(s.message());
-        messaging::Topology topology = messaging::QueueWithExchange(queue);
+        messaging::Topology topology;
+        topology.queues.push_back(messaging::QueueSpec{queue, /*durable=*/false, /*exclusive=*/false, /*auto_delete=*/true});
         for (const char* exchange : {"Contracts:OrderCompleted", "Contracts:OrderFailed"}) {
             topology.AddExchange(exchange);
-            topology.BindExchange(exchange, queue);
+            topology.BindQueue(exchange, queue);
         }
         transport->Declare(topology);
         transport->Consume(queue, 512, [&](messaging::Delivery delivery) {
@@ -263,6 +264,7 @@ int Load(const Options& o) {
         senders.emplace_back([&] {
             httplib::Client client(o.http_host, o.http_port);
             client.set_keep_alive(true);
+            client.set_tcp_nodelay(true);
             client.set_read_timeout(30, 0);
             for (;;) {
                 const std::int64_t i = next++;

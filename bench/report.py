@@ -53,3 +53,10 @@ plot for [i=0:{len(ceilings) - 1}] "{data}" index i using 1:2 with linespoints t
      for [i=0:{len(ceilings) - 1}] "{data}" index i using 1:4 with linespoints title columnheader(1)." p99"
 """
 subprocess.run(["gnuplot"], input=script, text=True, check=True)
+
+# Every accepted order must reach exactly one final event.
+bad = [r for r in rows if r["lost"] or r["duplicated"] or r["completed"] + r["failed"] == 0]
+for r in bad:
+    print(f"FAILED: offered {r['offered_rate']}/s ({r['synchronous']}): lost {r['lost']}, duplicated {r['duplicated']}, "
+          f"finished {r['completed'] + r['failed']}", file=sys.stderr)
+sys.exit(1 if bad else 0)

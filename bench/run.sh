@@ -32,10 +32,11 @@ if [ -z "${BENCH_SKIP_SETUP:-}" ]; then
     }
     scripts/build.sh "$build" -DCMAKE_BUILD_TYPE=Release -DSAGA_BUILD_TESTS=OFF
 fi
-bench_bin="$root/$build/bench/SagaBench"
+case "$build" in /*) build_dir=$build ;; *) build_dir="$root/$build" ;; esac
+bench_bin="$build_dir/bench/SagaBench"
 mkdir -p "$out"
 work=$(mktemp -d)
-broker_dir="$root/$build/bench-broker"
+broker_dir="$build_dir/bench-broker"
 pids=()
 cleanup() {
     for pid in "${pids[@]}"; do kill -TERM "$pid" 2> /dev/null || true; done
@@ -70,7 +71,7 @@ for sync in $modes; do
     service_pids=()
     for service in InventoryService PaymentService OrderService; do
         Database__Path="$work/$sync-$service.db" Http__Port=$http_port \
-            "$root/$build/$service/$service" --config "appsettings/$service.json" > "$work/$sync-$service.log" 2>&1 &
+            "$build_dir/$service/$service" --config "appsettings/$service.json" > "$work/$sync-$service.log" 2>&1 &
         service_pids+=($!)
         pids+=($!)
     done
