@@ -5,7 +5,10 @@ import subprocess
 import sys
 
 results_path, out, machine = sys.argv[1], sys.argv[2], sys.argv[3]
-rows = [json.loads(line) for line in open(results_path) if line.strip()]
+if results_path.endswith(".json"):  # re-render an earlier report
+    rows = json.load(open(results_path))["runs"]
+else:
+    rows = [json.loads(line) for line in open(results_path) if line.strip()]
 json.dump({"machine": machine, "runs": rows}, open(f"{out}/report.json", "w"), indent=2)
 
 lines = [f"# Benchmark report", "", f"Machine: {machine}. Command: `bash bench/run.sh`.", ""]
@@ -47,6 +50,7 @@ set xlabel "offered orders/s"
 set ylabel "latency (ms)"
 set logscale y
 set key left top
+set xrange [0:{max(ceilings.values()) * 1.08}]
 {arrows}
 plot for [i=0:{len(ceilings) - 1}] "{data}" index i using 1:2 with linespoints title columnheader(1)." p50", \\
      for [i=0:{len(ceilings) - 1}] "{data}" index i using 1:3 with linespoints title columnheader(1)." p95", \\

@@ -3,11 +3,16 @@
 // stop taking work, let in-flight messages finish, close the connection and exit 0.
 #pragma once
 
+#include <spdlog/spdlog.h>
+
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "Messaging/EventLoop.h"
+#include "Messaging/RabbitMqTransport.h"
+#include "Messaging/Settings.h"
 #include "Messaging/Status.h"
 #include "Messaging/Transport.h"
 
@@ -29,5 +34,38 @@ struct RunningService {
 // Runs the loop until a signal stops it; `start` builds the service on the loop thread.
 // Returns the process exit code.
 int RunUntilSignalled(EventLoop& loop, const std::function<RunningService()>& start);
+
+// The whole main() of a worker service: Settings has Load(path, environment), `rabbitmq` and
+// `log_level`; Host is built from (loop, transport, settings) and has Start() and Stop(done).
+template <class Settings, class Host>
+int RunWorkerMain(int argc, char** argv, const std::string& service_name) {
+    try {
+        const CommandLine line = ParseCommandLine(argc, argv, service_name);
+        if (!line.unknown.empty() || line.in_memory) throw SettingsError("usage: " + service_name + " [--config PATH]");
+        const Settings settings = Settings::Load(line.config_path, ProcessEnvironment());
+        ConfigureLogging(service_name, settings.log_level);
+        EventLoop loop;
+        std::unique_ptr<RabbitMqTransport> transport;
+        std::unique_ptr<Host> host;
+        const int code = RunUntilSignalled(loop, [&] {
+            transport = std::make_unique<RabbitMqTransport>(loop, settings.rabbitmq, service_name);
+            transport->Start();
+            host = std::make_unique<Host>(loop, *transport, settings);
+            if (auto status = host->Start(); !status.ok()) throw std::runtime_error(status.message());
+            return RunningService{[&](std::function<void()> done) {
+                host->Stop([&, done] {
+                    transport->Close();
+                    done();
+                });
+            }};
+        });
+        host.reset();
+        transport.reset();
+        return code;
+    } catch (const std::exception& e) {
+        spdlog::critical("{}: {}", service_name, e.what());
+        return 2;
+    }
+}
 
 }  // namespace messaging
