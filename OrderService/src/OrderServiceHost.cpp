@@ -54,7 +54,6 @@ int OrderServiceHost::StartHttp() {
 
 void OrderServiceHost::Stop(std::function<void()> stopped) {
     if (http_) http_->StopAccepting();
-    timeouts_.Cancel("");
     bus_.Stop(std::move(stopped));
 }
 

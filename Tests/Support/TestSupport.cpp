@@ -92,15 +92,16 @@ std::optional<order_service::OrderSagaInstance> InMemorySystem::Saga(const std::
     return loop().Invoke([&] { return order_->repository().LoadSaga(order_id); });
 }
 
+// The waits below wake whenever a bus records something, which is when saga state can change.
 bool InMemorySystem::WaitForStatus(const std::string& order_id, const std::string& status, std::chrono::milliseconds timeout) {
-    return WaitFor([&] {
+    return harness_.WaitUntil([&] {
         auto order = Order(order_id);
         return order && order->status == status;
     }, timeout);
 }
 
 bool InMemorySystem::SagaExists(const std::string& order_id, order_service::OrderState state, std::chrono::milliseconds timeout) {
-    return WaitFor([&] {
+    return harness_.WaitUntil([&] {
         auto saga = Saga(order_id);
         return saga && saga->state == state;
     }, timeout);
@@ -115,7 +116,7 @@ std::vector<messaging::TransportMessage> InMemorySystem::QueueMessages(const std
 }
 
 bool InMemorySystem::WaitIdle(std::chrono::milliseconds timeout) {
-    return WaitFor([&] {
+    return harness_.WaitUntil([&] {
         return loop().Invoke([&] {
             for (const char* queue : {"order-service", "inventory-service", "payment-service"})
                 if (transport_->ReadyCount(queue) || transport_->UnackedCount(queue)) return false;
