@@ -30,10 +30,12 @@ int main(int argc, char** argv) {
         const int code = RunUntilSignalled(loop, [&] {
             if (line.in_memory) {
                 transport = std::make_unique<InMemoryTransport>(loop);
-                auto inventory_settings =
-                    inventory_service::InventorySettings::Load((config_dir / "InventoryService.json").string(), environment);
-                auto payment_settings = payment_service::PaymentSettings::Load((config_dir / "PaymentService.json").string(), environment);
-                inventory = std::make_unique<inventory_service::InventoryServiceHost>(loop, *transport, inventory_settings);
+                auto inventory_settings = inventory_service::InventorySettings::Load(
+                    (config_dir / "InventoryService.json").string(), environment);
+                auto payment_settings =
+                    payment_service::PaymentSettings::Load((config_dir / "PaymentService.json").string(), environment);
+                inventory =
+                    std::make_unique<inventory_service::InventoryServiceHost>(loop, *transport, inventory_settings);
                 payment = std::make_unique<payment_service::PaymentServiceHost>(loop, *transport, payment_settings);
                 if (auto status = inventory->Start(); !status.ok()) throw std::runtime_error(status.message());
                 if (auto status = payment->Start(); !status.ok()) throw std::runtime_error(status.message());

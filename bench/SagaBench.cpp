@@ -57,18 +57,30 @@ Options Parse(int argc, char** argv) {
     o.mode = argv[1];
     for (int i = 2; i + 1 < argc; i += 2) {
         const std::string key = argv[i], value = argv[i + 1];
-        if (key == "--http-port") o.http_port = std::stoi(value);
-        else if (key == "--amqp-port") o.rabbitmq.port = std::stoi(value);
-        else if (key == "--vhost") o.rabbitmq.virtual_host = value;
-        else if (key == "--rate") o.rate = std::stod(value);
-        else if (key == "--seconds") o.seconds = std::stod(value);
-        else if (key == "--connections") o.connections = std::stoi(value);
-        else if (key == "--failure-share") o.failure_share = std::stod(value);
-        else if (key == "--database") o.database = value;
-        else if (key == "--synchronous") o.synchronous = value;
-        else if (key == "--message-size") o.message_size = std::stoul(value);
-        else if (key == "--in-flight") o.in_flight = std::stoi(value);
-        else throw std::runtime_error("unknown option " + key);
+        if (key == "--http-port")
+            o.http_port = std::stoi(value);
+        else if (key == "--amqp-port")
+            o.rabbitmq.port = std::stoi(value);
+        else if (key == "--vhost")
+            o.rabbitmq.virtual_host = value;
+        else if (key == "--rate")
+            o.rate = std::stod(value);
+        else if (key == "--seconds")
+            o.seconds = std::stod(value);
+        else if (key == "--connections")
+            o.connections = std::stoi(value);
+        else if (key == "--failure-share")
+            o.failure_share = std::stod(value);
+        else if (key == "--database")
+            o.database = value;
+        else if (key == "--synchronous")
+            o.synchronous = value;
+        else if (key == "--message-size")
+            o.message_size = std::stoul(value);
+        else if (key == "--in-flight")
+            o.in_flight = std::stoi(value);
+        else
+            throw std::runtime_error("unknown option " + key);
     }
     return o;
 }
@@ -84,8 +96,9 @@ double Percentile(std::vector<double>& sorted, double p) {
 // One "service" of the chain: its own connection and loop thread, consuming its queue; for each
 // delivery it upserts a row (saga steps only), publishes the next hop, waits for the confirm, acks.
 class ChainStage {
-public:
-    ChainStage(const Options& o, const std::string& name, const std::string& queue, std::vector<std::string> exchanges, bool saga)
+  public:
+    ChainStage(const Options& o, const std::string& name, const std::string& queue, std::vector<std::string> exchanges,
+               bool saga)
         : name_(name), saga_(saga) {
         loop_.loop().Invoke([&] {
             transport_ = std::make_unique<RabbitMqTransport>(loop_.loop(), o.rabbitmq, name);
@@ -97,9 +110,12 @@ public:
             }
             transport_->Declare(topology);
             if (saga_) {
-                db_ = std::make_unique<messaging::SqliteDatabase>(o.database, o.synchronous == "Full" ? messaging::SqliteSync::kFull
-                                                                                                       : messaging::SqliteSync::kNormal);
-                db_->Execute("CREATE TABLE IF NOT EXISTS chain (id TEXT PRIMARY KEY, step INTEGER NOT NULL, body TEXT NOT NULL)");
+                db_ = std::make_unique<messaging::SqliteDatabase>(o.database, o.synchronous == "Full"
+                                                                                  ? messaging::SqliteSync::kFull
+                                                                                  : messaging::SqliteSync::kNormal);
+                db_->Execute(
+                    "CREATE TABLE IF NOT EXISTS chain (id TEXT PRIMARY KEY, step INTEGER NOT NULL, body TEXT NOT "
+                    "NULL)");
             }
         });
     }
@@ -110,13 +126,16 @@ public:
         });
     }
     // `next` maps the hop a message arrived on to the exchange of the following hop ("" = end).
-    void Start(const std::string& queue, std::function<std::string(int)> next, std::function<void(const std::string&)> on_end) {
+    void Start(const std::string& queue, std::function<std::string(int)> next,
+               std::function<void(const std::string&)> on_end) {
         loop_.loop().Invoke([&] {
             transport_->Consume(queue, 256, [this, next, on_end](messaging::Delivery delivery) {
                 const int hop = std::stoi(messaging::HeaderToString(delivery.message.properties.headers.at("hop")));
                 const std::string id = delivery.message.properties.message_id;
                 if (saga_) {
-                    db_->Prepare("INSERT INTO chain (id, step, body) VALUES (?1, ?2, ?3) ON CONFLICT(id) DO UPDATE SET step = excluded.step, body = excluded.body")
+                    db_->Prepare(
+                           "INSERT INTO chain (id, step, body) VALUES (?1, ?2, ?3) ON CONFLICT(id) DO UPDATE SET step "
+                           "= excluded.step, body = excluded.body")
                         .Bind(1, id)
                         .Bind(2, hop)
                         .Bind(3, std::string_view(delivery.message.body).substr(0, 200))
@@ -142,7 +161,7 @@ public:
     messaging::EventLoop& loop() { return loop_.loop(); }
     RabbitMqTransport& transport() { return *transport_; }
 
-private:
+  private:
     std::string name_;
     bool saga_;
     EventLoopThread loop_;
@@ -162,9 +181,12 @@ int Ceiling(const Options& o) {
     std::mutex mutex;
     std::condition_variable done_changed;
     std::atomic<std::int64_t> completed{0};
-    order.Start("chain-order", [](int hop) { return "chain-" + std::to_string(hop + 1); }, nullptr);
-    inventory.Start("chain-inventory", [](int) { return std::string("chain-3"); }, nullptr);
-    payment.Start("chain-payment", [](int) { return std::string("chain-5"); }, nullptr);
+    order.Start(
+        "chain-order", [](int hop) { return "chain-" + std::to_string(hop + 1); }, nullptr);
+    inventory.Start(
+        "chain-inventory", [](int) { return std::string("chain-3"); }, nullptr);
+    payment.Start(
+        "chain-payment", [](int) { return std::string("chain-5"); }, nullptr);
 
     std::atomic<std::int64_t> started{0};
     const auto start = steady_clock::now();
@@ -181,11 +203,13 @@ int Ceiling(const Options& o) {
         ++started;
         generator.transport().Publish("chain-1", std::move(message), [](const messaging::Status&) {});
     };
-    generator.Start("chain-generator", [](int) { return std::string(); }, [&](const std::string&) {
-        ++completed;
-        done_changed.notify_all();
-        launch();
-    });
+    generator.Start(
+        "chain-generator", [](int) { return std::string(); },
+        [&](const std::string&) {
+            ++completed;
+            done_changed.notify_all();
+            launch();
+        });
     generator.loop().Invoke([&] {
         for (int i = 0; i < o.in_flight; ++i) launch();
     });
@@ -221,7 +245,8 @@ int Load(const Options& o) {
         transport = std::make_unique<RabbitMqTransport>(loop.loop(), o.rabbitmq, "bench-load");
         if (auto s = transport->Start(); !s.ok()) throw std::runtime_error(s.message());
         messaging::Topology topology;
-        topology.queues.push_back(messaging::QueueSpec{queue, /*durable=*/false, /*exclusive=*/false, /*auto_delete=*/true});
+        topology.queues.push_back(
+            messaging::QueueSpec{queue, /*durable=*/false, /*exclusive=*/false, /*auto_delete=*/true});
         for (const char* exchange : {"Contracts:OrderCompleted", "Contracts:OrderFailed"}) {
             topology.AddExchange(exchange);
             topology.BindQueue(exchange, queue);
@@ -236,7 +261,8 @@ int Load(const Options& o) {
                 auto& outcome = outcomes[id];
                 if (outcome.message_ids.empty()) outcome.at = now;
                 outcome.message_ids.insert(envelope.message_id);
-                outcome.status = envelope.message_type.front().find("OrderCompleted") != std::string::npos ? "Completed" : "Failed";
+                outcome.status =
+                    envelope.message_type.front().find("OrderCompleted") != std::string::npos ? "Completed" : "Failed";
             } catch (const std::exception&) {
             }
             transport->Ack(delivery);
@@ -244,7 +270,8 @@ int Load(const Options& o) {
     });
 
     const auto total = static_cast<std::int64_t>(o.rate * o.seconds);
-    const std::string run = std::to_string(::getpid()) + "-" + std::to_string(steady_clock::now().time_since_epoch().count() % 100000);
+    const std::string run =
+        std::to_string(::getpid()) + "-" + std::to_string(steady_clock::now().time_since_epoch().count() % 100000);
     std::vector<steady_clock::time_point> scheduled(static_cast<std::size_t>(total));
     std::vector<std::string> ids(static_cast<std::size_t>(total));
     std::vector<int> statuses(static_cast<std::size_t>(total), 0);
@@ -269,11 +296,13 @@ int Load(const Options& o) {
             for (;;) {
                 const std::int64_t i = next++;
                 if (i >= total) return;
-                const auto due = start + duration_cast<steady_clock::duration>(duration<double>(static_cast<double>(i) / o.rate));
+                const auto due =
+                    start + duration_cast<steady_clock::duration>(duration<double>(static_cast<double>(i) / o.rate));
                 std::this_thread::sleep_until(due);  // open loop: each order has its own send time
                 scheduled[static_cast<std::size_t>(i)] = due;
-                const std::string body = R"({"orderId":")" + ids[static_cast<std::size_t>(i)] +
-                                         R"(","customerNumber":"BENCH","totalAmount":"49.90","items":[{"sku":"SKU-1","quantity":2,"unitPrice":"24.95"}]})";
+                const std::string body =
+                    R"({"orderId":")" + ids[static_cast<std::size_t>(i)] +
+                    R"(","customerNumber":"BENCH","totalAmount":"49.90","items":[{"sku":"SKU-1","quantity":2,"unitPrice":"24.95"}]})";
                 auto result = client.Post("/order", body, "application/json");
                 statuses[static_cast<std::size_t>(i)] = result ? result->status : -1;
             }
@@ -290,7 +319,8 @@ int Load(const Options& o) {
         {
             std::lock_guard lock(mutex);
             for (std::int64_t i = 0; i < total; ++i)
-                if (statuses[static_cast<std::size_t>(i)] == 202 && outcomes.count(ids[static_cast<std::size_t>(i)])) ++finished;
+                if (statuses[static_cast<std::size_t>(i)] == 202 && outcomes.count(ids[static_cast<std::size_t>(i)]))
+                    ++finished;
         }
         if (static_cast<std::int64_t>(finished) >= accepted || steady_clock::now() > drain_deadline) break;
         std::this_thread::sleep_for(milliseconds(50));
@@ -311,7 +341,8 @@ int Load(const Options& o) {
             }
             if (it->second.message_ids.size() > 1) ++duplicated;
             (it->second.status == "Completed" ? completed : failed)++;
-            latencies.push_back(duration<double, std::milli>(it->second.at - scheduled[static_cast<std::size_t>(i)]).count());
+            latencies.push_back(
+                duration<double, std::milli>(it->second.at - scheduled[static_cast<std::size_t>(i)]).count());
             last_outcome = std::max(last_outcome, it->second.at);
         }
     }
@@ -333,8 +364,10 @@ int Load(const Options& o) {
     result["cpu_seconds"] = static_cast<double>(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) +
                             static_cast<double>(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6;
     result["throughput"] = window > 0 ? static_cast<double>(completed + failed) / window : 0.0;
-    result["latency_ms"] = {{"p50", Percentile(latencies, 50)}, {"p95", Percentile(latencies, 95)},
-                            {"p99", Percentile(latencies, 99)}, {"max", latencies.empty() ? 0.0 : latencies.back()}};
+    result["latency_ms"] = {{"p50", Percentile(latencies, 50)},
+                            {"p95", Percentile(latencies, 95)},
+                            {"p99", Percentile(latencies, 99)},
+                            {"max", latencies.empty() ? 0.0 : latencies.back()}};
     std::cout << result.dump() << std::endl;
     return 0;
 }

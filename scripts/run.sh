@@ -29,7 +29,8 @@ stop_all() {
     echo "stopping..."
     for pid in "${pids[@]}"; do kill -TERM "$pid" 2> /dev/null || true; done
     for pid in "${pids[@]}"; do wait "$pid" 2> /dev/null || true; done
-    [ "$started_broker" = yes ] && scripts/broker.sh stop data/broker
+    if [ "$started_broker" = yes ]; then scripts/broker.sh stop data/broker; fi
+    exit 0
 }
 trap stop_all INT TERM EXIT
 

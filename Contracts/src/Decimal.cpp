@@ -5,8 +5,8 @@
 namespace contracts {
 namespace {
 
-constexpr std::int64_t kPowersOfTen[] = {1,         10,         100,         1000,         10000,        100000,
-                                         1000000,   10000000,   100000000,   1000000000,   10000000000LL};
+constexpr std::int64_t kPowersOfTen[] = {1,       10,       100,       1000,       10000,        100000,
+                                         1000000, 10000000, 100000000, 1000000000, 10000000000LL};
 
 __extension__ using Wide = __int128;  // comparisons across scales cannot overflow in 128 bits
 
@@ -89,7 +89,9 @@ Decimal Decimal::operator+(const Decimal& other) const {
     return Decimal(sum, scale);
 }
 
-Decimal Decimal::operator*(std::int64_t factor) const { return Decimal(CheckedMultiply(units_, factor), scale_); }
+Decimal Decimal::operator*(std::int64_t factor) const {
+    return Decimal(CheckedMultiply(units_, factor), scale_);
+}
 
 std::strong_ordering Decimal::operator<=>(const Decimal& other) const {
     const int scale = std::max(scale_, other.scale_);
@@ -100,6 +102,8 @@ std::strong_ordering Decimal::operator<=>(const Decimal& other) const {
     return std::strong_ordering::equal;
 }
 
-bool Decimal::operator==(const Decimal& other) const { return (*this <=> other) == 0; }
+bool Decimal::operator==(const Decimal& other) const {
+    return (*this <=> other) == 0;
+}
 
 }  // namespace contracts

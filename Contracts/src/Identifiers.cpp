@@ -24,7 +24,9 @@ std::uint64_t RandomWord() {
     return engine();
 }
 
-bool IsLeapYear(int year) { return (year % 4 == 0 && year % 100 != 0) || year % 400 == 0; }
+bool IsLeapYear(int year) {
+    return (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
+}
 
 }  // namespace
 
@@ -40,7 +42,8 @@ Guid Guid::New() {
 }
 
 std::optional<Guid> Guid::Parse(std::string_view text) {
-    if (text.size() == 38 && ((text.front() == '{' && text.back() == '}') || (text.front() == '(' && text.back() == ')')))
+    if (text.size() == 38 &&
+        ((text.front() == '{' && text.back() == '}') || (text.front() == '(' && text.back() == ')')))
         text = text.substr(1, 36);
     const bool hyphenated = text.size() == 36;
     if (!hyphenated && text.size() != 32) return std::nullopt;
@@ -80,13 +83,16 @@ bool Guid::IsEmpty() const {
 bool IsValidOrderId(std::string_view order_id) {
     if (order_id.empty() || order_id.size() > 64) return false;
     for (char c : order_id) {
-        const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '-';
+        const bool ok =
+            (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '-';
         if (!ok) return false;
     }
     return true;
 }
 
-Timestamp UtcNow() { return std::chrono::time_point_cast<std::chrono::microseconds>(std::chrono::system_clock::now()); }
+Timestamp UtcNow() {
+    return std::chrono::time_point_cast<std::chrono::microseconds>(std::chrono::system_clock::now());
+}
 
 std::string FormatIso8601(Timestamp time) {
     using namespace std::chrono;
@@ -160,8 +166,8 @@ std::optional<Timestamp> ParseIso8601(std::string_view text) {
         }
     }
     const sys_days date = year{y} / month{static_cast<unsigned>(mo)} / day{static_cast<unsigned>(d)};
-    Timestamp result = time_point_cast<microseconds>(date) + hours{h} + minutes{mi} + seconds{s} + microseconds{micros} -
-                       minutes{offset_minutes};
+    Timestamp result = time_point_cast<microseconds>(date) + hours{h} + minutes{mi} + seconds{s} +
+                       microseconds{micros} - minutes{offset_minutes};
     return result;
 }
 
@@ -169,6 +175,8 @@ std::int64_t ToUnixMillis(Timestamp time) {
     return std::chrono::duration_cast<std::chrono::milliseconds>(time.time_since_epoch()).count();
 }
 
-Timestamp FromUnixMillis(std::int64_t millis) { return Timestamp{std::chrono::milliseconds{millis}}; }
+Timestamp FromUnixMillis(std::int64_t millis) {
+    return Timestamp{std::chrono::milliseconds{millis}};
+}
 
 }  // namespace contracts

@@ -28,7 +28,9 @@ const Json* FindField(const Json& object, std::string_view name) {
     return nullptr;
 }
 
-OrderedJson DecimalToJson(const Decimal& value) { return value.ToString(); }
+OrderedJson DecimalToJson(const Decimal& value) {
+    return value.ToString();
+}
 
 std::optional<Decimal> DecimalFromJson(const Json& value) {
     if (value.is_string()) return Decimal::Parse(value.get_ref<const std::string&>());

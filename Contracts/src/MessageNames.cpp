@@ -31,23 +31,32 @@ std::string EntityBody(const MessageTypeName& type, const std::string& enclosing
 
 }  // namespace
 
-std::string MessageTypeName::Urn() const { return "urn:message:" + UrnBody(*this); }
+std::string MessageTypeName::Urn() const {
+    return "urn:message:" + UrnBody(*this);
+}
 
-std::string MessageTypeName::EntityName() const { return EntityBody(*this, std::string()); }
+std::string MessageTypeName::EntityName() const {
+    return EntityBody(*this, std::string());
+}
 
 std::string MessageTypeName::DotNetName() const {
     std::string out = ns + "." + name;
     if (!generic_arguments.empty()) {
         out += "<";
-        for (std::size_t i = 0; i < generic_arguments.size(); ++i) out += (i ? "," : "") + generic_arguments[i].DotNetName();
+        for (std::size_t i = 0; i < generic_arguments.size(); ++i)
+            out += (i ? "," : "") + generic_arguments[i].DotNetName();
         out += ">";
     }
     return out;
 }
 
-MessageTypeName ContractName(std::string name) { return MessageTypeName{kContractsNamespace, std::move(name), {}}; }
+MessageTypeName ContractName(std::string name) {
+    return MessageTypeName{kContractsNamespace, std::move(name), {}};
+}
 
-MessageTypeName FaultOf(const MessageTypeName& message) { return MessageTypeName{"MassTransit", "Fault", {message}}; }
+MessageTypeName FaultOf(const MessageTypeName& message) {
+    return MessageTypeName{"MassTransit", "Fault", {message}};
+}
 
 bool IsValidEntityName(const std::string& name) {
     if (name.empty()) return false;

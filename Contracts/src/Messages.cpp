@@ -130,7 +130,9 @@ CheckInventory MessageContract<CheckInventory>::Read(const Json& json) {
     return CheckInventory{reader.RequiredOrderId("orderId"), ReadItems(reader)};
 }
 
-OrderedJson MessageContract<StockReserved>::Write(const StockReserved& m) { return WithOrderId(m.order_id); }
+OrderedJson MessageContract<StockReserved>::Write(const StockReserved& m) {
+    return WithOrderId(m.order_id);
+}
 
 StockReserved MessageContract<StockReserved>::Read(const Json& json) {
     return StockReserved{FieldReader(json, "StockReserved").RequiredOrderId("orderId")};
@@ -185,13 +187,17 @@ PaymentFailed MessageContract<PaymentFailed>::Read(const Json& json) {
     return PaymentFailed{reader.RequiredOrderId("orderId"), reader.OptionalString("reason").value_or("")};
 }
 
-OrderedJson MessageContract<OrderTimeoutExpired>::Write(const OrderTimeoutExpired& m) { return WithOrderId(m.order_id); }
+OrderedJson MessageContract<OrderTimeoutExpired>::Write(const OrderTimeoutExpired& m) {
+    return WithOrderId(m.order_id);
+}
 
 OrderTimeoutExpired MessageContract<OrderTimeoutExpired>::Read(const Json& json) {
     return OrderTimeoutExpired{FieldReader(json, "OrderTimeoutExpired").RequiredOrderId("orderId")};
 }
 
-OrderedJson MessageContract<OrderCompleted>::Write(const OrderCompleted& m) { return WithOrderId(m.order_id); }
+OrderedJson MessageContract<OrderCompleted>::Write(const OrderCompleted& m) {
+    return WithOrderId(m.order_id);
+}
 
 OrderCompleted MessageContract<OrderCompleted>::Read(const Json& json) {
     return OrderCompleted{FieldReader(json, "OrderCompleted").RequiredOrderId("orderId")};
@@ -219,7 +225,9 @@ ReleaseStock MessageContract<ReleaseStock>::Read(const Json& json) {
     return ReleaseStock{reader.RequiredOrderId("orderId"), reader.OptionalString("reason").value_or("")};
 }
 
-OrderedJson MessageContract<StockReleased>::Write(const StockReleased& m) { return WithOrderId(m.order_id); }
+OrderedJson MessageContract<StockReleased>::Write(const StockReleased& m) {
+    return WithOrderId(m.order_id);
+}
 
 StockReleased MessageContract<StockReleased>::Read(const Json& json) {
     return StockReleased{FieldReader(json, "StockReleased").RequiredOrderId("orderId")};

@@ -13,10 +13,14 @@ InventoryServiceHost::InventoryServiceHost(messaging::EventLoop& loop, messaging
     auto& endpoint = bus_.AddReceiveEndpoint(settings_.endpoint);
     endpoint.Handle<contracts::CheckInventory>(
         "Inventory.CheckInventoryConsumer",
-        [this](messaging::ConsumeContext& context, const contracts::CheckInventory& command) { OnCheckInventory(context, command); });
+        [this](messaging::ConsumeContext& context, const contracts::CheckInventory& command) {
+            OnCheckInventory(context, command);
+        });
     endpoint.Handle<contracts::ReleaseStock>(
         "Inventory.ReleaseStockConsumer",
-        [this](messaging::ConsumeContext& context, const contracts::ReleaseStock& command) { OnReleaseStock(context, command); });
+        [this](messaging::ConsumeContext& context, const contracts::ReleaseStock& command) {
+            OnReleaseStock(context, command);
+        });
 }
 
 messaging::Status InventoryServiceHost::Start() {
@@ -26,7 +30,8 @@ messaging::Status InventoryServiceHost::Start() {
     return bus_.Start();
 }
 
-void InventoryServiceHost::OnCheckInventory(messaging::ConsumeContext& context, const contracts::CheckInventory& command) {
+void InventoryServiceHost::OnCheckInventory(messaging::ConsumeContext& context,
+                                            const contracts::CheckInventory& command) {
     const char last = command.order_id.back();
     const bool in_stock = settings_.simulation.shortage_suffixes.find(last) == std::string::npos;
     const auto result = ledger_.Reserve(command.order_id, in_stock, settings_.simulation.shortage_reason);
@@ -39,7 +44,8 @@ void InventoryServiceHost::OnCheckInventory(messaging::ConsumeContext& context, 
             context.Publish(contracts::StockShortage{command.order_id, result.reason});
             break;
         case ReservationStatus::kReleased:
-            context.Publish(contracts::StockShortage{command.order_id, "Order was cancelled before stock was reserved"});
+            context.Publish(
+                contracts::StockShortage{command.order_id, "Order was cancelled before stock was reserved"});
             break;
     }
     spdlog::info("order {}: CheckInventory -> {}{}", command.order_id,

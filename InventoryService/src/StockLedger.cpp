@@ -72,7 +72,8 @@ ReservationResult StockLedger::Reserve(const std::string& order_id, bool in_stoc
 
 bool StockLedger::Release(const std::string& order_id) {
     const std::string now = contracts::FormatIso8601(contracts::UtcNow());
-    auto& update = db_.Prepare("UPDATE reservations SET status = 'Released', updated_at = ?2 WHERE order_id = ?1 AND status = 'Reserved'");
+    auto& update = db_.Prepare(
+        "UPDATE reservations SET status = 'Released', updated_at = ?2 WHERE order_id = ?1 AND status = 'Reserved'");
     update.Bind(1, order_id).Bind(2, now).Run();
     if (db_.Changes() > 0) return true;
     // Nothing reserved yet: leave a tombstone so a CheckInventory that arrives later reserves nothing.

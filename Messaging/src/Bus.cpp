@@ -109,12 +109,16 @@ std::vector<contracts::MessageTypeName> ReceiveEndpoint::ConsumedTypes() const {
 const ReceiveEndpoint::Registration* ReceiveEndpoint::Match(const std::vector<std::string>& message_types) const {
     for (const auto& urn : message_types)
         for (const auto& registration : registrations_)
-            if (urn.size() == registration.urn.size() && StartsWithIgnoreCase(urn, registration.urn)) return &registration;
+            if (urn.size() == registration.urn.size() && StartsWithIgnoreCase(urn, registration.urn))
+                return &registration;
     return nullptr;
 }
 
 Bus::Bus(EventLoop& loop, Transport& transport, BusSettings settings)
-    : loop_(loop), transport_(transport), settings_(std::move(settings)), host_(CurrentHostInfo(settings_.service_name)) {
+    : loop_(loop),
+      transport_(transport),
+      settings_(std::move(settings)),
+      host_(CurrentHostInfo(settings_.service_name)) {
     bus_address_ = transport_.BaseAddress() + NewBusAddressName(host_) + "?temporary=true";
 }
 
@@ -142,16 +146,19 @@ Status Bus::Start() {
     stopping_ = false;
     for (auto& endpoint : endpoints_) {
         const auto consumed = endpoint.ConsumedTypes();
-        if (Status status = transport_.Declare(ReceiveEndpointTopology(endpoint.settings_.queue, consumed)); !status.ok())
+        if (Status status = transport_.Declare(ReceiveEndpointTopology(endpoint.settings_.queue, consumed));
+            !status.ok())
             return status;
         for (const auto& type : consumed)
-            if (Status status = DeclareTopologyFor(contracts::FaultOf(type), {{"MassTransit", "Fault", {}}}); !status.ok())
+            if (Status status = DeclareTopologyFor(contracts::FaultOf(type), {{"MassTransit", "Fault", {}}});
+                !status.ok())
                 return status;
     }
     for (auto& endpoint : endpoints_) {
         ReceiveEndpoint* target = &endpoint;
-        endpoint.consumer_id_ = transport_.Consume(endpoint.settings_.queue, endpoint.settings_.prefetch,
-                                                   [this, target](Delivery delivery) { OnDelivery(*target, std::move(delivery)); });
+        endpoint.consumer_id_ =
+            transport_.Consume(endpoint.settings_.queue, endpoint.settings_.prefetch,
+                               [this, target](Delivery delivery) { OnDelivery(*target, std::move(delivery)); });
         endpoint.consuming_ = true;
         spdlog::info("consuming {} (prefetch {}, retry {})", endpoint.settings_.queue, endpoint.settings_.prefetch,
                      endpoint.settings_.retry.Describe());
@@ -250,7 +257,8 @@ void Bus::OnDelivery(ReceiveEndpoint& endpoint, Delivery delivery) {
         in_flight->envelope = ParseEnvelope(in_flight->delivery.message.body);
     } catch (const std::exception& e) {
         spdlog::warn("{}: message {} cannot be read ({}); moving it to {}", endpoint.settings_.queue,
-                     in_flight->delivery.message.properties.message_id, e.what(), ErrorQueueName(endpoint.settings_.queue));
+                     in_flight->delivery.message.properties.message_id, e.what(),
+                     ErrorQueueName(endpoint.settings_.queue));
         MoveToError(in_flight, "MassTransit.SerializationException", e.what(), {});
         return;
     }
@@ -289,8 +297,9 @@ void Bus::RunAttempt(const std::shared_ptr<InFlight>& in_flight) {
     }
 
     if (!error_type.empty()) {
-        const auto delay = retryable && !stopping_ ? in_flight->endpoint->settings_.retry.DelayBeforeRetry(in_flight->attempt + 1)
-                                                   : std::nullopt;
+        const auto delay = retryable && !stopping_
+                               ? in_flight->endpoint->settings_.retry.DelayBeforeRetry(in_flight->attempt + 1)
+                               : std::nullopt;
         if (delay) {
             spdlog::debug("{}: {} attempt {} failed ({}); retrying in {} ms", queue, registration.consumer_type,
                           in_flight->attempt + 1, error_message, delay->count());
@@ -333,7 +342,8 @@ void Bus::GiveUp(const std::shared_ptr<InFlight>& in_flight, const std::string& 
 
     contracts::OrderedJson fault;
     fault["faultId"] = contracts::Guid::New().ToString();
-    fault["faultedMessageId"] = consumed.message_id.empty() ? contracts::OrderedJson() : contracts::OrderedJson(consumed.message_id);
+    fault["faultedMessageId"] =
+        consumed.message_id.empty() ? contracts::OrderedJson() : contracts::OrderedJson(consumed.message_id);
     fault["timestamp"] = contracts::FormatIso8601(contracts::UtcNow());
     contracts::ExceptionInfo info;
     info.exception_type = exception_type;
@@ -356,8 +366,8 @@ void Bus::GiveUp(const std::shared_ptr<InFlight>& in_flight, const std::string& 
     else if (!consumed.response_address.empty())
         exchange = ExchangeOfAddress(consumed.response_address);
     ConsumeContext parent(*this, consumed, queue, in_flight->attempt, in_flight->delivery.redelivered);
-    OutgoingMessage fault_message =
-        Build(exchange, {fault_type.Urn(), contracts::kFaultUrn}, std::move(fault), consumed.correlation_id, &parent, options);
+    OutgoingMessage fault_message = Build(exchange, {fault_type.Urn(), contracts::kFaultUrn}, std::move(fault),
+                                          consumed.correlation_id, &parent, options);
     MoveToError(in_flight, exception_type, exception_message, {std::move(fault_message)});
 }
 
@@ -388,7 +398,8 @@ void Bus::MoveToError(const std::shared_ptr<InFlight>& in_flight, const std::str
             Truncate("   at " + registration->consumer_type + ".Consume(" + registration->type.DotNetName() + ")");
         headers["MT-Fault-ConsumerType"] = registration->consumer_type;
         headers["MT-Fault-MessageType"] = registration->type.DotNetName();
-        if (in_flight->attempt - 1 > 0) headers["MT-Fault-RetryCount"] = static_cast<std::int32_t>(in_flight->attempt - 1);
+        if (in_flight->attempt - 1 > 0)
+            headers["MT-Fault-RetryCount"] = static_cast<std::int32_t>(in_flight->attempt - 1);
     } else {
         headers["MT-Fault-StackTrace"] = std::string("   at MassTransit.Serialization.DeserializeEnvelope()");
     }
@@ -415,10 +426,11 @@ void Bus::MoveToSkipped(const std::shared_ptr<InFlight>& in_flight) {
     for (auto& [name, value] : HostHeaders()) copy.properties.headers[name] = value;
     if (observer_) observer_->OnMoved(SkippedQueueName(queue), copy);
     std::weak_ptr<bool> alive = alive_;
-    Dispatch({OutgoingMessage{SkippedQueueName(queue), std::move(copy)}}, [this, alive, in_flight](const Status& status) {
-        if (alive.expired()) return;
-        Settle(in_flight, status.ok());
-    });
+    Dispatch({OutgoingMessage{SkippedQueueName(queue), std::move(copy)}},
+             [this, alive, in_flight](const Status& status) {
+                 if (alive.expired()) return;
+                 Settle(in_flight, status.ok());
+             });
 }
 
 void Bus::Settle(const std::shared_ptr<InFlight>& in_flight, bool ack) {

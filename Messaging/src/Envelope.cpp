@@ -10,7 +10,9 @@ using contracts::FindField;
 using contracts::Json;
 using contracts::OrderedJson;
 
-OrderedJson NullIfEmpty(const std::string& value) { return value.empty() ? OrderedJson() : OrderedJson(value); }
+OrderedJson NullIfEmpty(const std::string& value) {
+    return value.empty() ? OrderedJson() : OrderedJson(value);
+}
 
 std::string ReadId(const Json& root, std::string_view name) {
     const Json* field = FindField(root, name);
@@ -28,8 +30,8 @@ bool IsAbsoluteUri(const std::string& text) {
     if (colon == std::string::npos || colon == 0) return false;
     for (std::size_t i = 0; i < colon; ++i) {
         const char c = text[i];
-        const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (i > 0 && ((c >= '0' && c <= '9') ||
-                                                                                     c == '+' || c == '-' || c == '.'));
+        const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+                        (i > 0 && ((c >= '0' && c <= '9') || c == '+' || c == '-' || c == '.'));
         if (!ok) return false;
     }
     return true;

@@ -8,15 +8,15 @@ Status InMemoryTransport::Declare(const Topology& topology) {
     for (const auto& spec : topology.exchanges) {
         auto [it, inserted] = exchanges_.try_emplace(spec.name, Exchange{spec, {}, {}});
         if (!inserted && !(it->second.spec == spec))
-            return Status(StatusCode::kPreconditionFailed, "PRECONDITION_FAILED - inequivalent arg for exchange '" +
-                                                               spec.name + "'");
+            return Status(StatusCode::kPreconditionFailed,
+                          "PRECONDITION_FAILED - inequivalent arg for exchange '" + spec.name + "'");
     }
     for (const auto& spec : topology.queues) {
         auto [it, inserted] = queues_.try_emplace(spec.name);
         if (inserted) it->second.spec = spec;
         if (!inserted && !(it->second.spec == spec))
-            return Status(StatusCode::kPreconditionFailed, "PRECONDITION_FAILED - inequivalent arg for queue '" +
-                                                               spec.name + "'");
+            return Status(StatusCode::kPreconditionFailed,
+                          "PRECONDITION_FAILED - inequivalent arg for queue '" + spec.name + "'");
     }
     for (const auto& binding : topology.queue_bindings) {
         auto exchange = exchanges_.find(binding.exchange);
@@ -151,8 +151,12 @@ void InMemoryTransport::Settle(const Delivery& delivery, bool requeue, bool ack)
     ScheduleDispatch(delivery.queue);
 }
 
-void InMemoryTransport::Ack(const Delivery& delivery) { Settle(delivery, false, true); }
-void InMemoryTransport::Nack(const Delivery& delivery, bool requeue) { Settle(delivery, requeue, false); }
+void InMemoryTransport::Ack(const Delivery& delivery) {
+    Settle(delivery, false, true);
+}
+void InMemoryTransport::Nack(const Delivery& delivery, bool requeue) {
+    Settle(delivery, requeue, false);
+}
 
 void InMemoryTransport::SetAvailable(bool available) {
     available_ = available;

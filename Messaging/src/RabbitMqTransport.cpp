@@ -12,8 +12,12 @@ namespace {
 
 constexpr amqp_channel_t kChannel = 1;
 
-amqp_bytes_t Bytes(const std::string& text) { return amqp_bytes_t{text.size(), const_cast<char*>(text.data())}; }
-std::string String(amqp_bytes_t bytes) { return std::string(static_cast<const char*>(bytes.bytes), bytes.len); }
+amqp_bytes_t Bytes(const std::string& text) {
+    return amqp_bytes_t{text.size(), const_cast<char*>(text.data())};
+}
+std::string String(amqp_bytes_t bytes) {
+    return std::string(static_cast<const char*>(bytes.bytes), bytes.len);
+}
 
 std::string ReplyText(const amqp_rpc_reply_t& reply) {
     switch (reply.reply_type) {
@@ -26,11 +30,13 @@ std::string ReplyText(const amqp_rpc_reply_t& reply) {
         case AMQP_RESPONSE_SERVER_EXCEPTION:
             if (reply.reply.id == AMQP_CONNECTION_CLOSE_METHOD) {
                 auto* close = static_cast<amqp_connection_close_t*>(reply.reply.decoded);
-                return "connection closed by the broker: " + std::to_string(close->reply_code) + " " + String(close->reply_text);
+                return "connection closed by the broker: " + std::to_string(close->reply_code) + " " +
+                       String(close->reply_text);
             }
             if (reply.reply.id == AMQP_CHANNEL_CLOSE_METHOD) {
                 auto* close = static_cast<amqp_channel_close_t*>(reply.reply.decoded);
-                return "channel closed by the broker: " + std::to_string(close->reply_code) + " " + String(close->reply_text);
+                return "channel closed by the broker: " + std::to_string(close->reply_code) + " " +
+                       String(close->reply_text);
             }
             return "unexpected broker method";
     }
@@ -178,7 +184,8 @@ Status RabbitMqTransport::Connect() {
     amqp_socket_t* socket = amqp_tcp_socket_new(connection->state);
     if (!socket) return Status::Internal("cannot create a TCP socket");
     timeval timeout{settings_.connection_timeout_seconds, 0};
-    if (int rc = amqp_socket_open_noblock(socket, settings_.host.c_str(), settings_.port, &timeout); rc != AMQP_STATUS_OK)
+    if (int rc = amqp_socket_open_noblock(socket, settings_.host.c_str(), settings_.port, &timeout);
+        rc != AMQP_STATUS_OK)
         return Status::Unavailable(std::string("cannot connect: ") + amqp_error_string2(rc));
 
     amqp_table_entry_t property{};
@@ -186,10 +193,9 @@ Status RabbitMqTransport::Connect() {
     property.value.kind = AMQP_FIELD_KIND_UTF8;
     property.value.value.bytes = Bytes(connection_name_);
     amqp_table_t client_properties{1, &property};
-    amqp_rpc_reply_t reply =
-        amqp_login_with_properties(connection->state, settings_.virtual_host.c_str(), 0, 131072, settings_.heartbeat_seconds,
-                                   &client_properties, AMQP_SASL_METHOD_PLAIN, settings_.username.c_str(),
-                                   settings_.password.c_str());
+    amqp_rpc_reply_t reply = amqp_login_with_properties(
+        connection->state, settings_.virtual_host.c_str(), 0, 131072, settings_.heartbeat_seconds, &client_properties,
+        AMQP_SASL_METHOD_PLAIN, settings_.username.c_str(), settings_.password.c_str());
     if (reply.reply_type != AMQP_RESPONSE_NORMAL) return Status::Unavailable("login failed: " + ReplyText(reply));
     amqp_channel_open(connection->state, kChannel);
     if (reply = amqp_get_rpc_reply(connection->state); reply.reply_type != AMQP_RESPONSE_NORMAL)
@@ -225,11 +231,12 @@ Status RabbitMqTransport::Connect() {
     if (settings_.heartbeat_seconds > 0) {
         heartbeat_timer_ = std::make_unique<Timer>(loop_);
         const auto period = std::chrono::milliseconds(settings_.heartbeat_seconds * 1000 / 2);
-        heartbeat_timer_->Start(period, [this] { OnReadable(); }, period);
+        heartbeat_timer_->Start(
+            period, [this] { OnReadable(); }, period);
     }
     reconnect_attempts_ = 0;
-    spdlog::info("connected to RabbitMQ at {}:{} vhost '{}' as {}", settings_.host, settings_.port, settings_.virtual_host,
-                 connection_name_);
+    spdlog::info("connected to RabbitMQ at {}:{} vhost '{}' as {}", settings_.host, settings_.port,
+                 settings_.virtual_host, connection_name_);
     // Frames may already be buffered from the RPCs above.
     OnReadable();
     return Status::Ok();
@@ -254,7 +261,8 @@ Status RabbitMqTransport::DeclareNow(const Topology& topology) {
         if (Status s = check("exchange.declare " + exchange.name); !s.ok()) return s;
     }
     for (const auto& binding : topology.queue_bindings) {
-        amqp_queue_bind(state, kChannel, Bytes(binding.queue), Bytes(binding.exchange), amqp_cstring_bytes(""), amqp_empty_table);
+        amqp_queue_bind(state, kChannel, Bytes(binding.queue), Bytes(binding.exchange), amqp_cstring_bytes(""),
+                        amqp_empty_table);
         if (Status s = check("queue.bind " + binding.exchange + " -> " + binding.queue); !s.ok()) return s;
     }
     for (const auto& binding : topology.exchange_bindings) {
@@ -284,7 +292,8 @@ Status RabbitMqTransport::StartConsumer(ConsumerEntry& consumer) {
     amqp_basic_qos(state, kChannel, 0, consumer.prefetch, 0);
     if (amqp_rpc_reply_t reply = amqp_get_rpc_reply(state); reply.reply_type != AMQP_RESPONSE_NORMAL)
         return Status::Unavailable("basic.qos failed: " + ReplyText(reply));
-    auto* ok = amqp_basic_consume(state, kChannel, Bytes(consumer.queue), amqp_empty_bytes, 0, /*no_ack=*/0, 0, amqp_empty_table);
+    auto* ok = amqp_basic_consume(state, kChannel, Bytes(consumer.queue), amqp_empty_bytes, 0, /*no_ack=*/0, 0,
+                                  amqp_empty_table);
     if (amqp_rpc_reply_t reply = amqp_get_rpc_reply(state); reply.reply_type != AMQP_RESPONSE_NORMAL || !ok)
         return Status::Unavailable("basic.consume " + consumer.queue + " failed: " + ReplyText(reply));
     consumer.tag = String(ok->consumer_tag);
@@ -469,8 +478,9 @@ void RabbitMqTransport::HandleMethod(std::uint16_t channel, std::uint32_t method
             break;
         case AMQP_CHANNEL_CLOSE_METHOD: {
             auto* close = static_cast<amqp_channel_close_t*>(decoded);
-            const std::string reason = "channel " + std::to_string(channel) + " closed by the broker: " +
-                                       std::to_string(close->reply_code) + " " + String(close->reply_text);
+            const std::string reason = "channel " + std::to_string(channel) +
+                                       " closed by the broker: " + std::to_string(close->reply_code) + " " +
+                                       String(close->reply_text);
             amqp_channel_close_ok_t close_ok{};
             amqp_send_method(connection_->state, channel, AMQP_CHANNEL_CLOSE_OK_METHOD, &close_ok);
             ConnectionLost(reason);
@@ -478,8 +488,8 @@ void RabbitMqTransport::HandleMethod(std::uint16_t channel, std::uint32_t method
         }
         case AMQP_CONNECTION_CLOSE_METHOD: {
             auto* close = static_cast<amqp_connection_close_t*>(decoded);
-            const std::string reason =
-                "connection closed by the broker: " + std::to_string(close->reply_code) + " " + String(close->reply_text);
+            const std::string reason = "connection closed by the broker: " + std::to_string(close->reply_code) + " " +
+                                       String(close->reply_text);
             amqp_connection_close_ok_t close_ok{};
             amqp_send_method(connection_->state, 0, AMQP_CONNECTION_CLOSE_OK_METHOD, &close_ok);
             ConnectionLost(reason);
@@ -514,8 +524,8 @@ void RabbitMqTransport::ConnectionLost(const std::string& reason) {
 
 void RabbitMqTransport::ScheduleReconnect() {
     if (closing_) return;
-    const auto delay = std::min<std::chrono::milliseconds>(std::chrono::milliseconds(100) * (1 << std::min(reconnect_attempts_, 7)),
-                                                           std::chrono::milliseconds(10000));
+    const auto delay = std::min<std::chrono::milliseconds>(
+        std::chrono::milliseconds(100) * (1 << std::min(reconnect_attempts_, 7)), std::chrono::milliseconds(10000));
     ++reconnect_attempts_;
     if (!reconnect_timer_) reconnect_timer_ = std::make_unique<Timer>(loop_);
     reconnect_timer_->Start(delay, [this] {

@@ -47,8 +47,10 @@ RetryPolicy RetryPolicy::Exponential(int limit, Millis min_interval, Millis max_
     // As MassTransit: min + 2^i * rand(0.8 delta, 1.2 delta), capped at max, computed once.
     for (int i = 0; i < limit; ++i) {
         const double delta = static_cast<double>(interval_delta.count());
-        const double ms = static_cast<double>(min_interval.count()) + std::pow(2.0, i) * Random(0.8 * delta, 1.2 * delta);
-        policy.intervals_.push_back(Millis(static_cast<long long>(std::min(ms, static_cast<double>(max_interval.count())))));
+        const double ms =
+            static_cast<double>(min_interval.count()) + std::pow(2.0, i) * Random(0.8 * delta, 1.2 * delta);
+        policy.intervals_.push_back(
+            Millis(static_cast<long long>(std::min(ms, static_cast<double>(max_interval.count())))));
     }
     return policy;
 }
@@ -97,7 +99,8 @@ std::string RetryPolicy::Describe() const {
             return out + ")";
         }
         case Kind::kExponential:
-            return "Exponential(" + std::to_string(limit_) + ", " + ms(min_) + ", " + ms(max_) + ", " + ms(delta_) + ")";
+            return "Exponential(" + std::to_string(limit_) + ", " + ms(min_) + ", " + ms(max_) + ", " + ms(delta_) +
+                   ")";
         case Kind::kIncremental:
             return "Incremental(" + std::to_string(limit_) + ", " + ms(initial_) + ", " + ms(increment_) + ")";
     }
@@ -105,7 +108,8 @@ std::string RetryPolicy::Describe() const {
 }
 
 RetryPolicy RetryPolicy::FromJson(const contracts::Json& json) {
-    if (!json.is_object()) throw std::invalid_argument("Retry must be an object such as {\"Policy\": \"Interval\", ...}");
+    if (!json.is_object())
+        throw std::invalid_argument("Retry must be an object such as {\"Policy\": \"Interval\", ...}");
     auto integer = [&](const char* key, bool required, long long fallback = 0) -> long long {
         const contracts::Json* field = contracts::FindField(json, key);
         if (!field) {
@@ -119,14 +123,15 @@ RetryPolicy RetryPolicy::FromJson(const contracts::Json& json) {
     const contracts::Json* policy_field = contracts::FindField(json, "Policy");
     if (!policy_field || !policy_field->is_string()) throw std::invalid_argument("Retry.Policy is required");
     const std::string policy = policy_field->get<std::string>();
-    static const std::vector<std::string> kKnownKeys = {"Policy",        "Limit",          "IntervalMs",
-                                                        "IntervalsMs",   "MinIntervalMs",  "MaxIntervalMs",
-                                                        "IntervalDeltaMs", "InitialIntervalMs", "IntervalIncrementMs"};
+    static const std::vector<std::string> kKnownKeys = {
+        "Policy",        "Limit",           "IntervalMs",        "IntervalsMs",        "MinIntervalMs",
+        "MaxIntervalMs", "IntervalDeltaMs", "InitialIntervalMs", "IntervalIncrementMs"};
     for (auto it = json.begin(); it != json.end(); ++it)
         if (std::find(kKnownKeys.begin(), kKnownKeys.end(), it.key()) == kKnownKeys.end())
             throw std::invalid_argument("Retry." + it.key() + " is not a known setting");
 
-    static const std::vector<std::string> kPolicies = {"None", "Immediate", "Interval", "Intervals", "Exponential", "Incremental"};
+    static const std::vector<std::string> kPolicies = {"None",      "Immediate",   "Interval",
+                                                       "Intervals", "Exponential", "Incremental"};
     if (std::find(kPolicies.begin(), kPolicies.end(), policy) == kPolicies.end())
         throw std::invalid_argument("Retry.Policy '" + policy +
                                     "' is not one of None, Immediate, Interval, Intervals, Exponential, Incremental");
@@ -149,7 +154,8 @@ RetryPolicy RetryPolicy::FromJson(const contracts::Json& json) {
         return Exponential(limit, Millis(integer("MinIntervalMs", true)), Millis(integer("MaxIntervalMs", true)),
                            Millis(integer("IntervalDeltaMs", true)));
     if (policy == "Incremental")
-        return Incremental(limit, Millis(integer("InitialIntervalMs", true)), Millis(integer("IntervalIncrementMs", true)));
+        return Incremental(limit, Millis(integer("InitialIntervalMs", true)),
+                           Millis(integer("IntervalIncrementMs", true)));
     return None();
 }
 

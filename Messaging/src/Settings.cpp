@@ -118,7 +118,8 @@ Json LoadSettingsJson(const Json& defaults, const SettingsSources& sources) {
         Json* slot = &settings;
         for (const auto& segment : segments) {
             const std::string key = slot->is_object() ? MatchKey(*slot, segment) : std::string();
-            if (key.empty()) throw SettingsError("environment variable " + name + ": unknown setting '" + segment + "'");
+            if (key.empty())
+                throw SettingsError("environment variable " + name + ": unknown setting '" + segment + "'");
             slot = &(*slot)[key];
         }
         *slot = ParseEnvironmentValue(*slot, entry.substr(equals + 1), name);
@@ -132,7 +133,9 @@ std::vector<std::string> ProcessEnvironment() {
     return entries;
 }
 
-std::string SettingString(const Json& json, const char* key) { return json.at(key).get<std::string>(); }
+std::string SettingString(const Json& json, const char* key) {
+    return json.at(key).get<std::string>();
+}
 
 int SettingInt(const Json& json, const char* key, int min, int max) {
     const long long value = json.at(key).get<long long>();

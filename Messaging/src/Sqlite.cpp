@@ -13,14 +13,19 @@ void Check(sqlite3* db, int rc, std::string_view what) {
 }  // namespace
 
 Statement::Statement(sqlite3* db, std::string_view sql) : db_(db) {
-    Check(db_, sqlite3_prepare_v3(db_, sql.data(), static_cast<int>(sql.size()), SQLITE_PREPARE_PERSISTENT, &statement_, nullptr),
+    Check(db_,
+          sqlite3_prepare_v3(db_, sql.data(), static_cast<int>(sql.size()), SQLITE_PREPARE_PERSISTENT, &statement_,
+                             nullptr),
           "prepare");
 }
 
-Statement::~Statement() { sqlite3_finalize(statement_); }
+Statement::~Statement() {
+    sqlite3_finalize(statement_);
+}
 
 Statement& Statement::Bind(int index, std::string_view value) {
-    Check(db_, sqlite3_bind_text(statement_, index, value.data(), static_cast<int>(value.size()), SQLITE_TRANSIENT), "bind");
+    Check(db_, sqlite3_bind_text(statement_, index, value.data(), static_cast<int>(value.size()), SQLITE_TRANSIENT),
+          "bind");
     return *this;
 }
 
@@ -59,18 +64,25 @@ void Statement::Reset() {
 
 std::string Statement::Text(int column) const {
     const auto* text = sqlite3_column_text(statement_, column);
-    return text ? std::string(reinterpret_cast<const char*>(text), static_cast<std::size_t>(sqlite3_column_bytes(statement_, column)))
+    return text ? std::string(reinterpret_cast<const char*>(text),
+                              static_cast<std::size_t>(sqlite3_column_bytes(statement_, column)))
                 : std::string();
 }
 
-std::int64_t Statement::Integer(int column) const { return sqlite3_column_int64(statement_, column); }
+std::int64_t Statement::Integer(int column) const {
+    return sqlite3_column_int64(statement_, column);
+}
 
-bool Statement::IsNull(int column) const { return sqlite3_column_type(statement_, column) == SQLITE_NULL; }
+bool Statement::IsNull(int column) const {
+    return sqlite3_column_type(statement_, column) == SQLITE_NULL;
+}
 
 SqliteDatabase::SqliteDatabase(const std::string& path, SqliteSync sync) {
     if (path != ":memory:")
-        if (auto dir = std::filesystem::path(path).parent_path(); !dir.empty()) std::filesystem::create_directories(dir);
-    const int rc = sqlite3_open_v2(path.c_str(), &db_, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
+        if (auto dir = std::filesystem::path(path).parent_path(); !dir.empty())
+            std::filesystem::create_directories(dir);
+    const int rc =
+        sqlite3_open_v2(path.c_str(), &db_, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
     if (rc != SQLITE_OK) {
         const std::string message = db_ ? sqlite3_errmsg(db_) : sqlite3_errstr(rc);
         sqlite3_close(db_);
@@ -118,7 +130,9 @@ void SqliteDatabase::SetUserVersion(int version) {
     Execute("PRAGMA user_version=" + std::to_string(version));
 }
 
-Transaction::Transaction(SqliteDatabase& db) : db_(db) { db_.Execute("BEGIN IMMEDIATE"); }
+Transaction::Transaction(SqliteDatabase& db) : db_(db) {
+    db_.Execute("BEGIN IMMEDIATE");
+}
 
 Transaction::~Transaction() {
     if (!done_) {

@@ -12,8 +12,12 @@ void AddUnique(std::vector<T>& items, T item) {
 
 }  // namespace
 
-void Topology::AddExchange(const std::string& name) { AddUnique(exchanges, ExchangeSpec{name}); }
-void Topology::AddQueue(const std::string& name) { AddUnique(queues, QueueSpec{name}); }
+void Topology::AddExchange(const std::string& name) {
+    AddUnique(exchanges, ExchangeSpec{name});
+}
+void Topology::AddQueue(const std::string& name) {
+    AddUnique(queues, QueueSpec{name});
+}
 void Topology::BindQueue(const std::string& exchange, const std::string& queue) {
     AddUnique(queue_bindings, QueueBinding{exchange, queue});
 }

@@ -19,7 +19,8 @@ const HeaderValue* FindHeader(const HeaderTable& headers, const std::string& nam
         if (key.size() != name.size()) continue;
         bool equal = true;
         for (std::size_t i = 0; i < key.size() && equal; ++i)
-            equal = std::tolower(static_cast<unsigned char>(key[i])) == std::tolower(static_cast<unsigned char>(name[i]));
+            equal =
+                std::tolower(static_cast<unsigned char>(key[i])) == std::tolower(static_cast<unsigned char>(name[i]));
         if (equal) return &value;
     }
     return nullptr;

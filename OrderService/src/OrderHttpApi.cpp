@@ -28,7 +28,9 @@ bool IsJsonContentType(const std::string& value) {
     return type == "application/json" || (type.size() > 5 && type.compare(type.size() - 5, 5, "+json") == 0);
 }
 
-std::optional<contracts::Decimal> ReadMoney(const Json& value) { return contracts::DecimalFromJson(value); }
+std::optional<contracts::Decimal> ReadMoney(const Json& value) {
+    return contracts::DecimalFromJson(value);
+}
 
 }  // namespace
 
@@ -40,7 +42,9 @@ std::variant<NewOrder, FieldError> ParseNewOrder(std::string_view text) {
     for (auto it = body.begin(); it != body.end(); ++it) {
         bool known = false;
         for (const auto& field : kFields) known = known || strcasecmp(field.c_str(), it.key().c_str()) == 0;
-        if (!known) return FieldError{it.key(), "is not a field of an order (expected orderId, customerNumber, totalAmount, items)"};
+        if (!known)
+            return FieldError{it.key(),
+                              "is not a field of an order (expected orderId, customerNumber, totalAmount, items)"};
     }
 
     NewOrder order;
@@ -54,7 +58,8 @@ std::variant<NewOrder, FieldError> ParseNewOrder(std::string_view text) {
 
     const Json* customer = contracts::FindField(body, "customerNumber");
     if (!customer) return FieldError{"customerNumber", "is required"};
-    if (!customer->is_string() || customer->get_ref<const std::string&>().empty() || customer->get_ref<const std::string&>().size() > 256)
+    if (!customer->is_string() || customer->get_ref<const std::string&>().empty() ||
+        customer->get_ref<const std::string&>().size() > 256)
         return FieldError{"customerNumber", "must be a string of 1-256 characters"};
     order.customer_number = customer->get<std::string>();
 
@@ -62,7 +67,8 @@ std::variant<NewOrder, FieldError> ParseNewOrder(std::string_view text) {
     if (!total) return FieldError{"totalAmount", "is required"};
     auto amount = ReadMoney(*total);
     if (!amount || !amount->IsPositive() || amount->SignificantScale() > 2)
-        return FieldError{"totalAmount", "must be a positive amount with at most 2 decimals, e.g. 149.97 or \"149.97\""};
+        return FieldError{"totalAmount",
+                          "must be a positive amount with at most 2 decimals, e.g. 149.97 or \"149.97\""};
     order.total_amount = *amount;
 
     if (const Json* items = contracts::FindField(body, "items")) {
@@ -73,10 +79,12 @@ std::variant<NewOrder, FieldError> ParseNewOrder(std::string_view text) {
             const std::string where = "items[" + std::to_string(i) + "]";
             if (!item.is_object()) return FieldError{where, "must be an object"};
             const Json* sku = contracts::FindField(item, "sku");
-            if (!sku || !sku->is_string() || sku->get_ref<const std::string&>().empty() || sku->get_ref<const std::string&>().size() > 64)
+            if (!sku || !sku->is_string() || sku->get_ref<const std::string&>().empty() ||
+                sku->get_ref<const std::string&>().size() > 64)
                 return FieldError{where + ".sku", "must be a string of 1-64 characters"};
             const Json* quantity = contracts::FindField(item, "quantity");
-            if (!quantity || !quantity->is_number_integer() || quantity->get<std::int64_t>() < 1 || quantity->get<std::int64_t>() > 1000000)
+            if (!quantity || !quantity->is_number_integer() || quantity->get<std::int64_t>() < 1 ||
+                quantity->get<std::int64_t>() > 1000000)
                 return FieldError{where + ".quantity", "must be an integer from 1 to 1000000"};
             const Json* price = contracts::FindField(item, "unitPrice");
             auto unit_price = price ? ReadMoney(*price) : std::nullopt;
@@ -104,7 +112,10 @@ OrderedJson OrderToJson(const OrderRecord& order) {
 }
 
 OrderHttpApi::OrderHttpApi(messaging::EventLoop& loop, OrderSubmission& submission, HttpSettings settings)
-    : loop_(loop), submission_(submission), settings_(std::move(settings)), server_(std::make_unique<httplib::Server>()) {
+    : loop_(loop),
+      submission_(submission),
+      settings_(std::move(settings)),
+      server_(std::make_unique<httplib::Server>()) {
     Routes();
 }
 
@@ -124,7 +135,8 @@ void OrderHttpApi::Routes() {
 
     server.Post("/order", [this](const httplib::Request& request, httplib::Response& response) {
         if (!IsJsonContentType(request.get_header_value("Content-Type")))
-            return SendError(response, 415, "unsupported_media_type", "send the order as application/json", "Content-Type");
+            return SendError(response, 415, "unsupported_media_type", "send the order as application/json",
+                             "Content-Type");
         auto parsed = ParseNewOrder(request.body);
         if (auto* error = std::get_if<FieldError>(&parsed))
             return SendError(response, 400, error->field.empty() ? "malformed_body" : "invalid_field",
@@ -161,8 +173,8 @@ void OrderHttpApi::Routes() {
     server.Get(R"(/order/([^/]+))", [this](const httplib::Request& request, httplib::Response& response) {
         const std::string order_id = request.matches[1];
         if (!contracts::IsValidOrderId(order_id))
-            return SendError(response, 400, "invalid_field", "orderId must be 1-64 characters of A-Z, a-z, 0-9, '_' or '-'",
-                             "orderId");
+            return SendError(response, 400, "invalid_field",
+                             "orderId must be 1-64 characters of A-Z, a-z, 0-9, '_' or '-'", "orderId");
         std::optional<OrderRecord> order;
         try {
             auto task = std::make_shared<std::packaged_task<std::optional<OrderRecord>()>>(
@@ -215,7 +227,8 @@ void OrderHttpApi::Start() {
     } else {
         port_ = server_->bind_to_port(settings_.host, settings_.port) ? settings_.port : -1;
     }
-    if (port_ <= 0) throw std::runtime_error("cannot listen on " + settings_.host + ":" + std::to_string(settings_.port));
+    if (port_ <= 0)
+        throw std::runtime_error("cannot listen on " + settings_.host + ":" + std::to_string(settings_.port));
     thread_ = std::thread([this] { server_->listen_after_bind(); });
     spdlog::info("HTTP API listening on http://{}:{} (POST /order, GET /order/{{orderId}})", settings_.host, port_);
 }

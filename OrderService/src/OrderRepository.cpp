@@ -17,8 +17,12 @@ std::vector<contracts::OrderItem> ItemsFromJson(const std::string& text) {
     return contracts::MessageContract<contracts::CheckInventory>::Read(Json{{"orderId", "x"}, {"items", items}}).items;
 }
 
-std::string TimeText(contracts::Timestamp time) { return contracts::FormatIso8601(time); }
-contracts::Timestamp TimeFrom(const std::string& text) { return contracts::ParseIso8601(text).value_or(contracts::Timestamp{}); }
+std::string TimeText(contracts::Timestamp time) {
+    return contracts::FormatIso8601(time);
+}
+contracts::Timestamp TimeFrom(const std::string& text) {
+    return contracts::ParseIso8601(text).value_or(contracts::Timestamp{});
+}
 
 OrderedJson HeadersToJson(const messaging::HeaderTable& headers) {
     OrderedJson json = OrderedJson::object();
@@ -53,13 +57,16 @@ messaging::HeaderTable HeadersFromJson(const Json& json) {
 
 }  // namespace
 
-OrderRepository::OrderRepository(messaging::SqliteDatabase& db) : db_(db) { Migrate(); }
+OrderRepository::OrderRepository(messaging::SqliteDatabase& db) : db_(db) {
+    Migrate();
+}
 
 void OrderRepository::Migrate() {
     const int version = db_.UserVersion();
     if (version > kSchemaVersion)
         throw std::runtime_error("the database schema (version " + std::to_string(version) +
-                                 ") is newer than this OrderService understands (" + std::to_string(kSchemaVersion) + ")");
+                                 ") is newer than this OrderService understands (" + std::to_string(kSchemaVersion) +
+                                 ")");
     if (version < 1) {
         messaging::Transaction transaction(db_);
         db_.Execute(R"sql(
@@ -169,9 +176,13 @@ void OrderRepository::SaveSaga(const OrderSagaInstance& instance) {
 }
 
 void OrderRepository::DeleteSaga(const std::string& order_id, std::int64_t expected_version) {
-    db_.Prepare("DELETE FROM order_saga WHERE correlation_id = ?1 AND version = ?2").Bind(1, order_id).Bind(2, expected_version).Run();
+    db_.Prepare("DELETE FROM order_saga WHERE correlation_id = ?1 AND version = ?2")
+        .Bind(1, order_id)
+        .Bind(2, expected_version)
+        .Run();
     if (db_.Changes() != 1)
-        throw ConcurrencyConflict("order " + order_id + ": the saga was changed by another writer before it was finalized");
+        throw ConcurrencyConflict("order " + order_id +
+                                  ": the saga was changed by another writer before it was finalized");
 }
 
 std::optional<OrderRecord> OrderRepository::FindOrder(const std::string& order_id) {
@@ -255,7 +266,8 @@ void OrderRepository::RemoveFromOutbox(const std::vector<std::int64_t>& sequence
 }
 
 std::vector<OutboxEntry> OrderRepository::PendingOutbox(std::size_t limit) {
-    auto& select = db_.Prepare("SELECT sequence, exchange, routing_key, properties, body FROM outbox ORDER BY sequence LIMIT ?1");
+    auto& select =
+        db_.Prepare("SELECT sequence, exchange, routing_key, properties, body FROM outbox ORDER BY sequence LIMIT ?1");
     select.Bind(1, static_cast<std::int64_t>(limit));
     std::vector<OutboxEntry> entries;
     while (select.Step()) {

@@ -18,13 +18,17 @@ using Guard = bool (*)(const OrderSagaInstance&, const Context&);
 using Action = void (*)(SagaTransition&, const Context&);
 
 // Guards.
-bool Always(const OrderSagaInstance&, const Context&) { return true; }
+bool Always(const OrderSagaInstance&, const Context&) {
+    return true;
+}
 bool CurrentTimeout(const OrderSagaInstance& instance, const Context& context) {
     // A timeout scheduled before the last reschedule is stale (MassTransit's token check). A timeout
     // from a scheduler that does not carry our token is taken as current.
     return context.event.timeout_token.empty() || context.event.timeout_token == instance.timeout_token;
 }
-bool StaleTimeout(const OrderSagaInstance& instance, const Context& context) { return !CurrentTimeout(instance, context); }
+bool StaleTimeout(const OrderSagaInstance& instance, const Context& context) {
+    return !CurrentTimeout(instance, context);
+}
 
 // Actions.
 void ScheduleTimeout(SagaTransition& t, const Context& c) {
@@ -92,7 +96,9 @@ void ReleaseLateStock(SagaTransition& t, const Context&) {
     t.commands.push_back(contracts::ReleaseStock{t.next.order_id, "Stock reserved after the order failed"});
 }
 
-void RecordStockReleased(SagaTransition& t, const Context&) { t.next.stock_released = true; }
+void RecordStockReleased(SagaTransition& t, const Context&) {
+    t.next.stock_released = true;
+}
 
 void Nothing(SagaTransition&, const Context&) {}
 
@@ -163,8 +169,8 @@ std::string_view StateName(OrderState state) {
 }
 
 std::optional<OrderState> ParseState(std::string_view name) {
-    for (auto state : {OrderState::kInitial, OrderState::kSubmitted, OrderState::kInventoryReserved, OrderState::kCompleted,
-                       OrderState::kFailed})
+    for (auto state : {OrderState::kInitial, OrderState::kSubmitted, OrderState::kInventoryReserved,
+                       OrderState::kCompleted, OrderState::kFailed})
         if (StateName(state) == name) return state;
     return std::nullopt;
 }

@@ -36,7 +36,8 @@ void OrderSagaConsumer::Register(messaging::ReceiveEndpoint& endpoint) {
     });
     endpoint.Handle<OrderTimeoutExpired>(consumer, [this](ConsumeContext& c, const OrderTimeoutExpired& m) {
         std::string token;
-        if (const auto* header = contracts::FindField(c.envelope().headers, "MT-Scheduling-TokenId"); header && header->is_string())
+        if (const auto* header = contracts::FindField(c.envelope().headers, "MT-Scheduling-TokenId");
+            header && header->is_string())
             token = header->get<std::string>();
         Handle(c, OrderEvent{OrderEventKind::kOrderTimeoutExpired, m.order_id, {}, {}, token, {}});
     });
@@ -44,10 +45,14 @@ void OrderSagaConsumer::Register(messaging::ReceiveEndpoint& endpoint) {
         Handle(c, OrderEvent{OrderEventKind::kStockReleased, m.order_id, {}, {}, {}, {}});
     });
     endpoint.Handle<Fault<CheckInventory>>(consumer, [this](ConsumeContext& c, const Fault<CheckInventory>& m) {
-        Handle(c, OrderEvent{OrderEventKind::kCheckInventoryFaulted, m.message.order_id, FaultMessage(m.exceptions), {}, {}, {}});
+        Handle(c,
+               OrderEvent{
+                   OrderEventKind::kCheckInventoryFaulted, m.message.order_id, FaultMessage(m.exceptions), {}, {}, {}});
     });
     endpoint.Handle<Fault<ProcessPayment>>(consumer, [this](ConsumeContext& c, const Fault<ProcessPayment>& m) {
-        Handle(c, OrderEvent{OrderEventKind::kProcessPaymentFaulted, m.message.order_id, FaultMessage(m.exceptions), {}, {}, {}});
+        Handle(c,
+               OrderEvent{
+                   OrderEventKind::kProcessPaymentFaulted, m.message.order_id, FaultMessage(m.exceptions), {}, {}, {}});
     });
 }
 
@@ -64,7 +69,8 @@ void OrderSagaConsumer::Handle(messaging::ConsumeContext& context, const OrderEv
         instance = std::move(*stored);
     } else if (event.kind == OrderEventKind::kOrderSubmitted) {
         // A finalized (completed) order has no saga row any more, but its outcome is kept.
-        if (auto order = repository_.FindOrder(event.order_id); order && (order->status == "Completed" || order->status == "Failed")) {
+        if (auto order = repository_.FindOrder(event.order_id);
+            order && (order->status == "Completed" || order->status == "Failed")) {
             spdlog::info("order {}: OrderSubmitted for a finished order ignored", event.order_id);
             return;
         }
@@ -84,11 +90,13 @@ void OrderSagaConsumer::Handle(messaging::ConsumeContext& context, const OrderEv
         throw UnhandledEventError("The " + std::string(EventName(event.kind)) + " event is not handled during the " +
                                   std::string(StateName(from)) + " state for the OrderStateMachine state machine");
     if (transition.disposition == Disposition::kIgnored) {
-        spdlog::info("order {}: {} in {} ignored ({})", event.order_id, EventName(event.kind), StateName(from), transition.row);
+        spdlog::info("order {}: {} in {} ignored ({})", event.order_id, EventName(event.kind), StateName(from),
+                     transition.row);
         return;
     }
 
-    for (const auto& command : transition.commands) std::visit([&](const auto& message) { context.Publish(message); }, command);
+    for (const auto& command : transition.commands)
+        std::visit([&](const auto& message) { context.Publish(message); }, command);
 
     if (before_save_) before_save_(instance);
     std::vector<std::int64_t> outbox_rows;
@@ -116,7 +124,8 @@ void OrderSagaConsumer::Handle(messaging::ConsumeContext& context, const OrderEv
 }
 
 void OrderSagaConsumer::RestoreTimeouts() {
-    for (const auto& pending : repository_.PendingTimeouts()) timeouts_.Schedule(pending.order_id, pending.token, pending.due_ms);
+    for (const auto& pending : repository_.PendingTimeouts())
+        timeouts_.Schedule(pending.order_id, pending.token, pending.due_ms);
 }
 
 }  // namespace order_service

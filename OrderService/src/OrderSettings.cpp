@@ -31,7 +31,8 @@ OrderSettings OrderSettings::FromJson(const contracts::Json& json) {
     settings.http.request_timeout_ms = SettingInt(http, "RequestTimeoutMs", 100, 600000);
     settings.database = messaging::DatabaseSettings::FromJson(json.at("Database"));
     settings.endpoint = messaging::EndpointSettingsFromJson(json.at("Endpoint"));
-    settings.saga.timeout = std::chrono::milliseconds(SettingInt(json.at("Saga"), "TimeoutMs", 10, 7 * 24 * 3600 * 1000));
+    settings.saga.timeout =
+        std::chrono::milliseconds(SettingInt(json.at("Saga"), "TimeoutMs", 10, 7 * 24 * 3600 * 1000));
     settings.saga.card_token = SettingString(json.at("Saga"), "CardToken");
     settings.log_level = SettingString(json.at("Logging"), "Level");
     return settings;

@@ -35,11 +35,13 @@ void OrderSubmission::Submit(const NewOrder& order, std::function<void(SubmitOut
         sequence = repository_.AddToOutbox(message);
         transaction.Commit();
     }
-    relay_.Send(sequence, std::move(message), [order_id = order.order_id, done = std::move(done)](const messaging::Status& status) {
-        if (!status.ok())
-            spdlog::warn("order {}: OrderSubmitted not confirmed yet ({}); the outbox will send it", order_id, status.message());
-        done(SubmitOutcome::kAccepted);
-    });
+    relay_.Send(sequence, std::move(message),
+                [order_id = order.order_id, done = std::move(done)](const messaging::Status& status) {
+                    if (!status.ok())
+                        spdlog::warn("order {}: OrderSubmitted not confirmed yet ({}); the outbox will send it",
+                                     order_id, status.message());
+                    done(SubmitOutcome::kAccepted);
+                });
 }
 
 }  // namespace order_service

@@ -11,7 +11,8 @@ void OutboxRelay::Start(std::chrono::milliseconds sweep_interval) {
     // Rows left by an earlier run are sent at the first sweep.
     const auto pending = repository_.PendingOutbox(1);
     if (!pending.empty()) seen_up_to_ = INT64_MAX;
-    timer_.Start(std::chrono::milliseconds(0), [this] { Sweep(); }, sweep_interval);
+    timer_.Start(
+        std::chrono::milliseconds(0), [this] { Sweep(); }, sweep_interval);
 }
 
 void OutboxRelay::Send(std::int64_t sequence, messaging::OutgoingMessage message, messaging::Completion done) {

@@ -4,16 +4,18 @@
 
 namespace payment_service {
 
-PaymentServiceHost::PaymentServiceHost(messaging::EventLoop& loop, messaging::Transport& transport, PaymentSettings settings)
+PaymentServiceHost::PaymentServiceHost(messaging::EventLoop& loop, messaging::Transport& transport,
+                                       PaymentSettings settings)
     : settings_(std::move(settings)),
       db_(settings_.database.path, settings_.database.synchronous),
       ledger_(db_),
       bus_(loop, transport, messaging::BusSettings{"PaymentService"}) {
     bus_.AddReceiveEndpoint(settings_.endpoint)
-        .Handle<contracts::ProcessPayment>("Payment.ProcessPaymentConsumer",
-                                           [this](messaging::ConsumeContext& context, const contracts::ProcessPayment& command) {
-                                               OnProcessPayment(context, command);
-                                           });
+        .Handle<contracts::ProcessPayment>(
+            "Payment.ProcessPaymentConsumer",
+            [this](messaging::ConsumeContext& context, const contracts::ProcessPayment& command) {
+                OnProcessPayment(context, command);
+            });
 }
 
 messaging::Status PaymentServiceHost::Start() {
@@ -27,7 +29,8 @@ int PaymentServiceHost::GatewayCalls(const std::string& order_id) const {
     return it == gateway_calls_.end() ? 0 : it->second;
 }
 
-void PaymentServiceHost::OnProcessPayment(messaging::ConsumeContext& context, const contracts::ProcessPayment& command) {
+void PaymentServiceHost::OnProcessPayment(messaging::ConsumeContext& context,
+                                          const contracts::ProcessPayment& command) {
     if (auto existing = ledger_.Find(command.order_id)) {
         // Never charge twice: answer a repeated command from the ledger.
         spdlog::info("order {}: ProcessPayment repeated; answering from the ledger", command.order_id);
@@ -47,7 +50,8 @@ void PaymentServiceHost::OnProcessPayment(messaging::ConsumeContext& context, co
     if (simulation.gateway_down_suffixes.find(last) != std::string::npos)
         throw PaymentGatewayUnavailable(simulation.gateway_down_message);
     for (const auto& rule : simulation.transient_failures)
-        if (rule.suffix == last && call <= rule.failed_attempts) throw PaymentGatewayUnavailable(simulation.gateway_down_message);
+        if (rule.suffix == last && call <= rule.failed_attempts)
+            throw PaymentGatewayUnavailable(simulation.gateway_down_message);
 
     PaymentRecord record;
     record.order_id = command.order_id;
@@ -57,7 +61,8 @@ void PaymentServiceHost::OnProcessPayment(messaging::ConsumeContext& context, co
         ledger_.Record(record);
         gateway_calls_.erase(command.order_id);
         context.Publish(contracts::PaymentFailed{command.order_id, record.reason});
-        spdlog::info("order {}: payment of {} declined ({})", command.order_id, command.amount.ToString(), record.reason);
+        spdlog::info("order {}: payment of {} declined ({})", command.order_id, command.amount.ToString(),
+                     record.reason);
         return;
     }
     record.accepted = true;
@@ -65,7 +70,8 @@ void PaymentServiceHost::OnProcessPayment(messaging::ConsumeContext& context, co
     ledger_.Record(record);
     gateway_calls_.erase(command.order_id);
     context.Publish(contracts::PaymentAccepted{command.order_id, record.transaction_id});
-    spdlog::info("order {}: payment of {} accepted ({})", command.order_id, command.amount.ToString(), record.transaction_id);
+    spdlog::info("order {}: payment of {} accepted ({})", command.order_id, command.amount.ToString(),
+                 record.transaction_id);
 }
 
 }  // namespace payment_service

@@ -14,7 +14,8 @@ contracts::OrderedJson PaymentSettings::ToJson() const {
     simulation_json["GatewayDownMessage"] = simulation.gateway_down_message;
     simulation_json["TransientFailures"] = contracts::OrderedJson::array();
     for (const auto& rule : simulation.transient_failures)
-        simulation_json["TransientFailures"].push_back({{"Suffix", std::string(1, rule.suffix)}, {"FailedAttempts", rule.failed_attempts}});
+        simulation_json["TransientFailures"].push_back(
+            {{"Suffix", std::string(1, rule.suffix)}, {"FailedAttempts", rule.failed_attempts}});
     json["Logging"]["Level"] = log_level;
     return json;
 }
@@ -32,10 +33,12 @@ PaymentSettings PaymentSettings::FromJson(const contracts::Json& json) {
     for (const auto& rule : simulation.at("TransientFailures")) {
         const auto* suffix = contracts::FindField(rule, "Suffix");
         const auto* attempts = contracts::FindField(rule, "FailedAttempts");
-        if (!rule.is_object() || rule.size() != 2 || !suffix || !suffix->is_string() || suffix->get<std::string>().size() != 1 ||
-            !attempts || !attempts->is_number_integer() || attempts->get<int>() < 0)
+        if (!rule.is_object() || rule.size() != 2 || !suffix || !suffix->is_string() ||
+            suffix->get<std::string>().size() != 1 || !attempts || !attempts->is_number_integer() ||
+            attempts->get<int>() < 0)
             throw messaging::SettingsError(
-                "setting 'Simulation.TransientFailures' entries must be {\"Suffix\": \"<one character>\", \"FailedAttempts\": <n >= 0>}");
+                "setting 'Simulation.TransientFailures' entries must be {\"Suffix\": \"<one character>\", "
+                "\"FailedAttempts\": <n >= 0>}");
         settings.simulation.transient_failures.push_back({suffix->get<std::string>()[0], attempts->get<int>()});
     }
     settings.log_level = messaging::SettingString(json.at("Logging"), "Level");

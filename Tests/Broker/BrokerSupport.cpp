@@ -7,9 +7,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <fcntl.h>
 #include <atomic>
 #include <cstdlib>
-#include <fcntl.h>
 #include <random>
 #include <stdexcept>
 #include <thread>
@@ -24,20 +24,25 @@ using contracts::Json;
 int RequiredPort(const char* name) {
     const char* value = std::getenv(name);
     if (!value || !*value)
-        throw std::runtime_error(std::string(name) +
-                                 " is not set: the broker tests need the private RabbitMQ node that scripts/test.sh starts "
-                                 "(run `bash scripts/test.sh`)");
+        throw std::runtime_error(
+            std::string(name) +
+            " is not set: the broker tests need the private RabbitMQ node that scripts/test.sh starts "
+            "(run `bash scripts/test.sh`)");
     return std::atoi(value);
 }
 
-amqp_connection_state_t State(void* state) { return static_cast<amqp_connection_state_t>(state); }
+amqp_connection_state_t State(void* state) {
+    return static_cast<amqp_connection_state_t>(state);
+}
 
 void CheckReply(amqp_connection_state_t state, const std::string& what) {
     const amqp_rpc_reply_t reply = amqp_get_rpc_reply(state);
     if (reply.reply_type != AMQP_RESPONSE_NORMAL) throw std::runtime_error("raw AMQP client: " + what + " failed");
 }
 
-amqp_bytes_t Bytes(const std::string& text) { return amqp_bytes_t{text.size(), const_cast<char*>(text.data())}; }
+amqp_bytes_t Bytes(const std::string& text) {
+    return amqp_bytes_t{text.size(), const_cast<char*>(text.data())};
+}
 
 }  // namespace
 
@@ -53,7 +58,9 @@ const BrokerEnvironment& BrokerEnvironment::Get() {
     return environment;
 }
 
-std::string SourceDir() { return SAGA_SOURCE_DIR; }
+std::string SourceDir() {
+    return SAGA_SOURCE_DIR;
+}
 
 std::string Encode(const std::string& text) {
     std::string out;
@@ -77,7 +84,8 @@ ManagementApi::ManagementApi() : client_("127.0.0.1", BrokerEnvironment::Get().m
 Json ManagementApi::Get(const std::string& path) {
     auto result = client_.Get(("/api/" + path).c_str());
     if (!result || result->status != 200)
-        throw std::runtime_error("management GET " + path + " failed: " + (result ? std::to_string(result->status) : "no answer"));
+        throw std::runtime_error("management GET " + path +
+                                 " failed: " + (result ? std::to_string(result->status) : "no answer"));
     return Json::parse(result->body);
 }
 
@@ -86,7 +94,9 @@ void ManagementApi::Put(const std::string& path, const Json& body) {
     if (!result || result->status >= 300) throw std::runtime_error("management PUT " + path + " failed");
 }
 
-void ManagementApi::Delete(const std::string& path) { client_.Delete(("/api/" + path).c_str()); }
+void ManagementApi::Delete(const std::string& path) {
+    client_.Delete(("/api/" + path).c_str());
+}
 
 ScopedVhost::ScopedVhost() {
     std::random_device device;
@@ -125,7 +135,8 @@ RawAmqpClient::RawAmqpClient(const std::string& vhost) {
     amqp_socket_t* socket = amqp_tcp_socket_new(state);
     if (amqp_socket_open(socket, "127.0.0.1", BrokerEnvironment::Get().amqp_port) != AMQP_STATUS_OK)
         throw std::runtime_error("raw AMQP client: cannot connect");
-    if (amqp_login(state, vhost.c_str(), 0, 131072, 0, AMQP_SASL_METHOD_PLAIN, "guest", "guest").reply_type != AMQP_RESPONSE_NORMAL)
+    if (amqp_login(state, vhost.c_str(), 0, 131072, 0, AMQP_SASL_METHOD_PLAIN, "guest", "guest").reply_type !=
+        AMQP_RESPONSE_NORMAL)
         throw std::runtime_error("raw AMQP client: login failed");
     amqp_channel_open(state, 1);
     CheckReply(state, "channel.open");
@@ -151,7 +162,8 @@ void RawAmqpClient::Tap(const std::string& queue, const std::vector<std::string>
     }
 }
 
-void RawAmqpClient::Publish(const std::string& exchange, const std::string& body, const messaging::MessageProperties& p) {
+void RawAmqpClient::Publish(const std::string& exchange, const std::string& body,
+                            const messaging::MessageProperties& p) {
     auto state = State(state_);
     amqp_basic_properties_t properties{};
     properties._flags = AMQP_BASIC_DELIVERY_MODE_FLAG;
@@ -164,7 +176,8 @@ void RawAmqpClient::Publish(const std::string& exchange, const std::string& body
         properties._flags |= AMQP_BASIC_MESSAGE_ID_FLAG;
         properties.message_id = Bytes(p.message_id);
     }
-    if (amqp_basic_publish(state, 1, Bytes(exchange), amqp_empty_bytes, 0, 0, &properties, Bytes(body)) != AMQP_STATUS_OK)
+    if (amqp_basic_publish(state, 1, Bytes(exchange), amqp_empty_bytes, 0, 0, &properties, Bytes(body)) !=
+        AMQP_STATUS_OK)
         throw std::runtime_error("raw AMQP client: publish failed");
     // Wait for the confirm.
     amqp_frame_t frame;
@@ -214,7 +227,8 @@ std::optional<RawMessage> RawAmqpClient::Get(const std::string& queue, std::chro
                             raw.properties.headers[key] = entry.value.value.boolean != 0;
                             break;
                         default:
-                            raw.properties.headers[key] = std::string("<kind ") + static_cast<char>(entry.value.kind) + ">";
+                            raw.properties.headers[key] =
+                                std::string("<kind ") + static_cast<char>(entry.value.kind) + ">";
                     }
                 }
             }
@@ -254,7 +268,8 @@ BrokerSystem::BrokerSystem(const ScopedVhost& vhost, Options options) {
             inventory_service::InventorySettings settings;
             settings.database.path = dir_.File("inventory.db");
             settings.endpoint.retry = options.worker_retry;
-            inventory_ = std::make_unique<inventory_service::InventoryServiceHost>(loop(), connect("InventoryService"), settings);
+            inventory_ = std::make_unique<inventory_service::InventoryServiceHost>(loop(), connect("InventoryService"),
+                                                                                   settings);
             harness_.Observe(inventory_->bus());
             if (auto status = inventory_->Start(); !status.ok()) throw std::runtime_error(status.message());
         }
@@ -262,7 +277,8 @@ BrokerSystem::BrokerSystem(const ScopedVhost& vhost, Options options) {
             payment_service::PaymentSettings settings;
             settings.database.path = dir_.File("payments.db");
             settings.endpoint.retry = options.worker_retry;
-            payment_ = std::make_unique<payment_service::PaymentServiceHost>(loop(), connect("PaymentService"), settings);
+            payment_ =
+                std::make_unique<payment_service::PaymentServiceHost>(loop(), connect("PaymentService"), settings);
             harness_.Observe(payment_->bus());
             if (auto status = payment_->Start(); !status.ok()) throw std::runtime_error(status.message());
         }
@@ -284,10 +300,12 @@ std::optional<order_service::OrderRecord> BrokerSystem::Order(const std::string&
 }
 
 bool BrokerSystem::WaitForStatus(const std::string& id, const std::string& status, std::chrono::milliseconds timeout) {
-    return harness_.WaitUntil([&] {
-        auto order = Order(id);
-        return order && order->status == status;
-    }, timeout);
+    return harness_.WaitUntil(
+        [&] {
+            auto order = Order(id);
+            return order && order->status == status;
+        },
+        timeout);
 }
 
 bool BrokerSystem::Connected() {
@@ -326,7 +344,9 @@ ChildProcess::~ChildProcess() {
     }
 }
 
-void ChildProcess::Signal(int signal_number) { ::kill(pid_, signal_number); }
+void ChildProcess::Signal(int signal_number) {
+    ::kill(pid_, signal_number);
+}
 
 std::optional<int> ChildProcess::Wait(std::chrono::milliseconds timeout) {
     if (exit_code_) return exit_code_;
@@ -345,8 +365,8 @@ std::optional<int> ChildProcess::Wait(std::chrono::milliseconds timeout) {
 void RestartBrokerApp(int seconds_down) {
     const auto& environment = BrokerEnvironment::Get();
     if (environment.broker_dir.empty()) throw std::runtime_error("SAGA_BROKER_DIR is not set");
-    const std::string command = "bash '" + SourceDir() + "/scripts/broker.sh' restart-app '" + environment.broker_dir + "' " +
-                                std::to_string(seconds_down);
+    const std::string command = "bash '" + SourceDir() + "/scripts/broker.sh' restart-app '" + environment.broker_dir +
+                                "' " + std::to_string(seconds_down);
     if (std::system(command.c_str()) != 0) throw std::runtime_error("restarting the broker failed");
 }
 

@@ -26,13 +26,13 @@ struct BrokerEnvironment {
 };
 
 class ManagementApi {
-public:
+  public:
     ManagementApi();
     contracts::Json Get(const std::string& path);
     void Put(const std::string& path, const contracts::Json& body);
     void Delete(const std::string& path);
 
-private:
+  private:
     httplib::Client client_;
 };
 
@@ -40,14 +40,14 @@ std::string Encode(const std::string& text);  // percent-encoding for management
 
 // A vhost of its own for one test; deleted at the end.
 class ScopedVhost {
-public:
+  public:
     ScopedVhost();
     ~ScopedVhost();
     const std::string& name() const { return name_; }
     messaging::RabbitMqSettings Settings() const;
     std::vector<std::string> SettingsEnvironment() const;  // RabbitMQ__* for a child process
 
-private:
+  private:
     std::string name_;
 };
 
@@ -60,23 +60,24 @@ struct RawMessage {
 
 // A blocking AMQP client on its own connection, as a .NET peer or an operator's tool would be.
 class RawAmqpClient {
-public:
+  public:
     explicit RawAmqpClient(const std::string& vhost);
     ~RawAmqpClient();
     // Declares a durable queue bound to each of the exchanges (declaring them as MassTransit does).
     void Tap(const std::string& queue, const std::vector<std::string>& exchanges);
     void Publish(const std::string& exchange, const std::string& body, const messaging::MessageProperties& properties);
     // basic.get with ack, polling until a message arrives or the timeout passes.
-    std::optional<RawMessage> Get(const std::string& queue, std::chrono::milliseconds timeout = std::chrono::seconds(10));
+    std::optional<RawMessage> Get(const std::string& queue,
+                                  std::chrono::milliseconds timeout = std::chrono::seconds(10));
     std::vector<RawMessage> Drain(const std::string& queue);  // everything ready now
 
-private:
+  private:
     void* state_;
 };
 
 // The three services on RabbitMqTransport, in this process, on one loop thread.
 class BrokerSystem {
-public:
+  public:
     struct Options {
         bool start_orders = true;
         bool start_inventory = true;
@@ -92,10 +93,11 @@ public:
     order_service::OrderServiceHost& orders() { return *order_; }
     int http_port() const { return http_port_; }
     std::optional<order_service::OrderRecord> Order(const std::string& id);
-    bool WaitForStatus(const std::string& id, const std::string& status, std::chrono::milliseconds timeout = std::chrono::seconds(20));
+    bool WaitForStatus(const std::string& id, const std::string& status,
+                       std::chrono::milliseconds timeout = std::chrono::seconds(20));
     bool Connected();
 
-private:
+  private:
     test_support::TempDir dir_;
     messaging::EventLoopThread loop_thread_;
     messaging::TestHarness harness_;
@@ -108,7 +110,7 @@ private:
 
 // A service executable run as a child process; killed (SIGKILL) if still running at destruction.
 class ChildProcess {
-public:
+  public:
     ChildProcess(const std::string& program, const std::vector<std::string>& arguments,
                  const std::vector<std::string>& extra_environment, const std::string& log_path);
     ~ChildProcess();
@@ -117,7 +119,7 @@ public:
     std::optional<int> Wait(std::chrono::milliseconds timeout);
     pid_t pid() const { return pid_; }
 
-private:
+  private:
     pid_t pid_ = -1;
     std::optional<int> exit_code_;
 };

@@ -16,9 +16,9 @@ using namespace std::chrono_literals;
 
 namespace {
 
-const std::vector<std::string> kMessageNames = {"OrderSubmitted", "CheckInventory", "StockReserved", "StockShortage",
-                                                "ProcessPayment", "PaymentAccepted", "PaymentFailed", "OrderTimeoutExpired",
-                                                "OrderCompleted", "OrderFailed", "ReleaseStock", "StockReleased"};
+const std::vector<std::string> kMessageNames = {
+    "OrderSubmitted", "CheckInventory",      "StockReserved",  "StockShortage", "ProcessPayment", "PaymentAccepted",
+    "PaymentFailed",  "OrderTimeoutExpired", "OrderCompleted", "OrderFailed",   "ReleaseStock",   "StockReleased"};
 
 std::string Header(const messaging::MessageProperties& properties, const std::string& name) {
     const auto* value = messaging::FindHeader(properties.headers, name);
@@ -30,7 +30,8 @@ void SubmitOrder(BrokerSystem& system, const std::string& id, const std::string&
     auto future = done->get_future();
     system.loop().Post([&system, id, amount, done] {
         order_service::NewOrder order{id, "CUST-7", *Decimal::Parse(amount), {{"SKU-1", 1, *Decimal::Parse(amount)}}};
-        system.orders().submission().Submit(order, [done](order_service::SubmitOutcome outcome) { done->set_value(outcome); });
+        system.orders().submission().Submit(order,
+                                            [done](order_service::SubmitOutcome outcome) { done->set_value(outcome); });
     });
     REQUIRE(future.get() == order_service::SubmitOutcome::kAccepted);
 }
@@ -52,12 +53,15 @@ TEST_SUITE("Broker") {
         const std::string v = Encode(vhost.name());
 
         std::map<std::string, Json> exchanges;
-        for (const auto& exchange : api.Get("exchanges/" + v)) exchanges[exchange["name"].get<std::string>()] = exchange;
+        for (const auto& exchange : api.Get("exchanges/" + v))
+            exchanges[exchange["name"].get<std::string>()] = exchange;
         std::vector<std::string> expected_exchanges = {"MassTransit:Fault"};
         for (const auto& name : kMessageNames) expected_exchanges.push_back("Contracts:" + name);
         for (const char* queue : {"order-service", "inventory-service", "payment-service"})
-            for (const char* suffix : {"", "_error", "_skipped"}) expected_exchanges.push_back(std::string(queue) + suffix);
-        for (const char* faulted : {"OrderSubmitted", "StockReserved", "CheckInventory", "ProcessPayment", "ReleaseStock"})
+            for (const char* suffix : {"", "_error", "_skipped"})
+                expected_exchanges.push_back(std::string(queue) + suffix);
+        for (const char* faulted :
+             {"OrderSubmitted", "StockReserved", "CheckInventory", "ProcessPayment", "ReleaseStock"})
             expected_exchanges.push_back(std::string("MassTransit:Fault--Contracts:") + faulted + "--");
         for (const auto& name : expected_exchanges) {
             REQUIRE_MESSAGE(exchanges.count(name), "missing exchange " << name);
@@ -87,19 +91,22 @@ TEST_SUITE("Broker") {
             if (binding["source"] == "") continue;  // the default exchange
             CHECK(binding["routing_key"] == "");
             CHECK(binding["arguments"] == Json::object());
-            bindings.insert(std::make_tuple(binding["source"].get<std::string>(), binding["destination"].get<std::string>(),
+            bindings.insert(std::make_tuple(binding["source"].get<std::string>(),
+                                            binding["destination"].get<std::string>(),
                                             binding["destination_type"].get<std::string>()));
         }
         for (const char* queue : {"order-service", "inventory-service", "payment-service"})
             for (const char* suffix : {"", "_error", "_skipped"}) {
                 const std::string name = std::string(queue) + suffix;
-                CHECK_MESSAGE(bindings.count({name, name, "queue"}), "missing binding " << name << " -> queue " << name);
+                CHECK_MESSAGE(bindings.count({name, name, "queue"}),
+                              "missing binding " << name << " -> queue " << name);
             }
         const std::vector<std::pair<std::string, std::string>> consumed = {
-            {"OrderSubmitted", "order-service"},       {"StockReserved", "order-service"},   {"StockShortage", "order-service"},
-            {"PaymentAccepted", "order-service"},      {"PaymentFailed", "order-service"},   {"OrderTimeoutExpired", "order-service"},
-            {"StockReleased", "order-service"},        {"CheckInventory", "inventory-service"}, {"ReleaseStock", "inventory-service"},
-            {"ProcessPayment", "payment-service"}};
+            {"OrderSubmitted", "order-service"},   {"StockReserved", "order-service"},
+            {"StockShortage", "order-service"},    {"PaymentAccepted", "order-service"},
+            {"PaymentFailed", "order-service"},    {"OrderTimeoutExpired", "order-service"},
+            {"StockReleased", "order-service"},    {"CheckInventory", "inventory-service"},
+            {"ReleaseStock", "inventory-service"}, {"ProcessPayment", "payment-service"}};
         for (const auto& [message, queue] : consumed)
             CHECK_MESSAGE(bindings.count({"Contracts:" + message, queue, "exchange"}), message << " -> " << queue);
         for (const char* faulted : {"CheckInventory", "ProcessPayment"}) {
@@ -124,11 +131,14 @@ TEST_SUITE("Broker") {
         REQUIRE(system.WaitForStatus(id, "Completed"));
 
         std::map<std::string, RawMessage> seen;  // by first URN
-        REQUIRE(test_support::WaitFor([&] {
-            for (auto& message : tap.Drain("wire-tap")) seen[Json::parse(message.body)["messageType"][0]] = message;
-            return seen.count("urn:message:Contracts:OrderCompleted") > 0;
-        }, 20s));
-        for (const char* name : {"OrderSubmitted", "CheckInventory", "StockReserved", "ProcessPayment", "PaymentAccepted", "OrderCompleted"}) {
+        REQUIRE(test_support::WaitFor(
+            [&] {
+                for (auto& message : tap.Drain("wire-tap")) seen[Json::parse(message.body)["messageType"][0]] = message;
+                return seen.count("urn:message:Contracts:OrderCompleted") > 0;
+            },
+            20s));
+        for (const char* name : {"OrderSubmitted", "CheckInventory", "StockReserved", "ProcessPayment",
+                                 "PaymentAccepted", "OrderCompleted"}) {
             const std::string urn = std::string("urn:message:Contracts:") + name;
             REQUIRE_MESSAGE(seen.count(urn), "not seen: " << name);
             const RawMessage& raw = seen[urn];
@@ -146,15 +156,16 @@ TEST_SUITE("Broker") {
             CHECK(envelope["responseAddress"].is_null());
             CHECK(envelope["faultAddress"].is_null());
             CHECK(envelope["expirationTime"].is_null());
-            const std::string base = "rabbitmq://127.0.0.1:" + std::to_string(BrokerEnvironment::Get().amqp_port) + "/" + vhost.name() + "/";
+            const std::string base =
+                "rabbitmq://127.0.0.1:" + std::to_string(BrokerEnvironment::Get().amqp_port) + "/" + vhost.name() + "/";
             CHECK(envelope["destinationAddress"] == base + "Contracts:" + name);
             CHECK(envelope["sourceAddress"].get<std::string>().rfind(base, 0) == 0);
             CHECK(envelope["messageType"] == Json::array({urn}));
             CHECK(ParseIso8601(envelope["sentTime"].get<std::string>()).has_value());
             CHECK(envelope["sentTime"].get<std::string>().back() == 'Z');
             CHECK(envelope["headers"].is_object());
-            for (const char* key : {"machineName", "processName", "processId", "assembly", "assemblyVersion", "frameworkVersion",
-                                    "massTransitVersion", "operatingSystemVersion"})
+            for (const char* key : {"machineName", "processName", "processId", "assembly", "assemblyVersion",
+                                    "frameworkVersion", "massTransitVersion", "operatingSystemVersion"})
                 CHECK_MESSAGE(envelope["host"].contains(key), key);
             CHECK(envelope["host"]["processId"].is_number_integer());
             CHECK(envelope["message"]["orderId"] == id);
@@ -224,7 +235,9 @@ TEST_SUITE("Broker") {
         CHECK(no_payment.Order("dotnet-fault-3")->reason == "Payment faulted: Card processor down");
     }
 
-    TEST_CASE("Faults: an id ending in 2 runs 4 attempts then one _error copy and one Fault<ProcessPayment> and the order fails") {
+    TEST_CASE(
+        "Faults: an id ending in 2 runs 4 attempts then one _error copy and one Fault<ProcessPayment> and the order "
+        "fails") {
         ScopedVhost vhost;
         RawAmqpClient tap(vhost.name());
         tap.Tap("payment-tap", {"Contracts:ProcessPayment"});
@@ -248,7 +261,8 @@ TEST_SUITE("Broker") {
         CHECK(Header(copy->properties, "MT-Fault-ExceptionType") == "payment_service.PaymentGatewayUnavailable");
         CHECK(Header(copy->properties, "MT-Fault-Message") == "Payment gateway unavailable");
         CHECK(Header(copy->properties, "MT-Fault-InputAddress") ==
-              "rabbitmq://127.0.0.1:" + std::to_string(BrokerEnvironment::Get().amqp_port) + "/" + vhost.name() + "/payment-service");
+              "rabbitmq://127.0.0.1:" + std::to_string(BrokerEnvironment::Get().amqp_port) + "/" + vhost.name() +
+                  "/payment-service");
         CHECK(Header(copy->properties, "MT-Fault-ConsumerType") == "Payment.ProcessPaymentConsumer");
         CHECK(Header(copy->properties, "MT-Fault-MessageType") == "Contracts.ProcessPayment");
         CHECK(Header(copy->properties, "MT-Fault-RetryCount") == "2");
@@ -278,7 +292,8 @@ TEST_SUITE("Broker") {
         messaging::MessageProperties properties;
         properties.content_type = "application/vnd.masstransit+json";
         properties.message_id = "11111111-2222-3333-4444-555555555555";
-        const std::string unknown = R"({"messageId":"11111111-2222-3333-4444-555555555555","messageType":["urn:message:Contracts:Unheard"],"message":{}})";
+        const std::string unknown =
+            R"({"messageId":"11111111-2222-3333-4444-555555555555","messageType":["urn:message:Contracts:Unheard"],"message":{}})";
         client.Publish("inventory-service", unknown, properties);
         const auto skipped = client.Get("inventory-service_skipped");
         REQUIRE(skipped);
@@ -301,19 +316,22 @@ TEST_SUITE("Broker") {
         BrokerSystem system(vhost, {.start_http = true});
         httplib::Client client("127.0.0.1", system.http_port());
         for (const char* id : {"http-0", "http-1", "http-2", "http-3"}) {
-            auto result = client.Post("/order", std::string(R"({"orderId":")") + id + R"(","customerNumber":"C","totalAmount":"10.00"})",
-                                      "application/json");
+            auto result = client.Post(
+                "/order", std::string(R"({"orderId":")") + id + R"(","customerNumber":"C","totalAmount":"10.00"})",
+                "application/json");
             REQUIRE(result);
             CHECK(result->status == 202);
         }
         auto final_state = [&](const char* id) {
             Json order;
-            test_support::WaitFor([&] {
-                auto result = client.Get((std::string("/order/") + id).c_str());
-                if (!result || result->status != 200) return false;
-                order = Json::parse(result->body);
-                return order["status"] == "Completed" || order["status"] == "Failed";
-            }, 20s);
+            test_support::WaitFor(
+                [&] {
+                    auto result = client.Get((std::string("/order/") + id).c_str());
+                    if (!result || result->status != 200) return false;
+                    order = Json::parse(result->body);
+                    return order["status"] == "Completed" || order["status"] == "Failed";
+                },
+                20s);
             return order;
         };
         CHECK(final_state("http-3")["status"] == "Completed");
@@ -341,15 +359,18 @@ TEST_SUITE("Broker") {
         }
         for (const auto& id : ids) REQUIRE_MESSAGE(system.WaitForStatus(id, "Completed", 60s), id);
         std::map<std::string, std::set<std::string>> finals;  // order -> distinct final message ids
-        RawAmqpClient reader(vhost.name());  // the tap's own connection did not survive the restart
-        REQUIRE(test_support::WaitFor([&] {
-            for (auto& message : reader.Drain("final-tap")) {
-                const Json envelope = Json::parse(message.body);
-                finals[envelope["message"]["orderId"]].insert(envelope["messageId"]);
-            }
-            return finals.size() == ids.size();
-        }, 30s));
-        for (const auto& id : ids) CHECK_MESSAGE(finals[id].size() == 1, id << " ended " << finals[id].size() << " times");
+        RawAmqpClient reader(vhost.name());                   // the tap's own connection did not survive the restart
+        REQUIRE(test_support::WaitFor(
+            [&] {
+                for (auto& message : reader.Drain("final-tap")) {
+                    const Json envelope = Json::parse(message.body);
+                    finals[envelope["message"]["orderId"]].insert(envelope["messageId"]);
+                }
+                return finals.size() == ids.size();
+            },
+            30s));
+        for (const auto& id : ids)
+            CHECK_MESSAGE(finals[id].size() == 1, id << " ended " << finals[id].size() << " times");
     }
 
     TEST_CASE("Resilience: kill -9 a worker holding unacked messages - after a restart the orders complete") {
@@ -362,8 +383,8 @@ TEST_SUITE("Broker") {
         environment.push_back(R"(Endpoint__Retry={"Policy":"Interval","Limit":3,"IntervalMs":2000})");
         environment.push_back(R"(Simulation__TransientFailures=[{"Suffix":"5","FailedAttempts":3}])");
         const std::string config = SourceDir() + "/appsettings/PaymentService.json";
-        auto worker = std::make_unique<ChildProcess>(PAYMENT_SERVICE_BIN, std::vector<std::string>{"--config", config}, environment,
-                                                     dir.File("payment-1.log"));
+        auto worker = std::make_unique<ChildProcess>(PAYMENT_SERVICE_BIN, std::vector<std::string>{"--config", config},
+                                                     environment, dir.File("payment-1.log"));
         ManagementApi api;
         auto consumers = [&] {
             try {
@@ -379,14 +400,16 @@ TEST_SUITE("Broker") {
             SubmitOrder(system, ids.back());
         }
         // The worker holds the ProcessPayment deliveries unacked while it waits to retry them.
-        REQUIRE(test_support::WaitFor([&] {
-            const Json queue = api.Get("queues/" + Encode(vhost.name()) + "/payment-service");
-            return queue.value("messages_unacknowledged", 0) == 5;
-        }, 30s));
+        REQUIRE(test_support::WaitFor(
+            [&] {
+                const Json queue = api.Get("queues/" + Encode(vhost.name()) + "/payment-service");
+                return queue.value("messages_unacknowledged", 0) == 5;
+            },
+            30s));
         worker->Signal(SIGKILL);
         CHECK(worker->Wait(10s) == -SIGKILL);
-        worker = std::make_unique<ChildProcess>(PAYMENT_SERVICE_BIN, std::vector<std::string>{"--config", config}, environment,
-                                                dir.File("payment-2.log"));
+        worker = std::make_unique<ChildProcess>(PAYMENT_SERVICE_BIN, std::vector<std::string>{"--config", config},
+                                                environment, dir.File("payment-2.log"));
         for (const auto& id : ids) REQUIRE_MESSAGE(system.WaitForStatus(id, "Completed", 60s), id);
         worker->Signal(SIGTERM);
         CHECK(worker->Wait(10s) == 0);
@@ -402,18 +425,20 @@ TEST_SUITE("Broker") {
         environment.push_back("Endpoint__Queue=order-service-2");
         const std::string config = SourceDir() + "/appsettings/OrderService.json";
         // Port 0 picks a free port; read it back from the log.
-        auto service = std::make_unique<ChildProcess>(ORDER_SERVICE_BIN, std::vector<std::string>{"--config", config}, environment,
-                                                      dir.File("order-1.log"));
+        auto service = std::make_unique<ChildProcess>(ORDER_SERVICE_BIN, std::vector<std::string>{"--config", config},
+                                                      environment, dir.File("order-1.log"));
         auto port_from_log = [&](const std::string& log) {
             int port = 0;
-            test_support::WaitFor([&] {
-                std::ifstream in(log);
-                std::string line;
-                while (std::getline(in, line))
-                    if (auto at = line.find("listening on http://0.0.0.0:"); at != std::string::npos)
-                        port = std::atoi(line.c_str() + at + 28);
-                return port > 0;
-            }, 20s);
+            test_support::WaitFor(
+                [&] {
+                    std::ifstream in(log);
+                    std::string line;
+                    while (std::getline(in, line))
+                        if (auto at = line.find("listening on http://0.0.0.0:"); at != std::string::npos)
+                            port = std::atoi(line.c_str() + at + 28);
+                    return port > 0;
+                },
+                20s);
             return port;
         };
         const int port = port_from_log(dir.File("order-1.log"));
@@ -426,8 +451,9 @@ TEST_SUITE("Broker") {
             client.set_read_timeout(10, 0);
             for (int i = 0; !stop && i < 100000; ++i) {
                 const std::string id = "term-" + std::to_string(i) + "3";
-                auto result = client.Post("/order", R"({"orderId":")" + id + R"(","customerNumber":"C","totalAmount":"1.00"})",
-                                          "application/json");
+                auto result =
+                    client.Post("/order", R"({"orderId":")" + id + R"(","customerNumber":"C","totalAmount":"1.00"})",
+                                "application/json");
                 if (result && result->status == 202) {
                     std::lock_guard lock(mutex);
                     accepted.push_back(id);
@@ -435,7 +461,12 @@ TEST_SUITE("Broker") {
                 if (!result) break;  // the server has gone
             }
         });
-        REQUIRE(test_support::WaitFor([&] { std::lock_guard lock(mutex); return accepted.size() >= 50; }, 30s));
+        REQUIRE(test_support::WaitFor(
+            [&] {
+                std::lock_guard lock(mutex);
+                return accepted.size() >= 50;
+            },
+            30s));
         const auto signalled = std::chrono::steady_clock::now();
         service->Signal(SIGTERM);
         const auto code = service->Wait(10s);
@@ -445,16 +476,18 @@ TEST_SUITE("Broker") {
         CHECK(*code == 0);
         CHECK(std::chrono::steady_clock::now() - signalled < 10s);
         // Start it again on the same database: every accepted order reaches its final state.
-        service = std::make_unique<ChildProcess>(ORDER_SERVICE_BIN, std::vector<std::string>{"--config", config}, environment,
-                                                 dir.File("order-2.log"));
+        service = std::make_unique<ChildProcess>(ORDER_SERVICE_BIN, std::vector<std::string>{"--config", config},
+                                                 environment, dir.File("order-2.log"));
         const int port2 = port_from_log(dir.File("order-2.log"));
         REQUIRE(port2 > 0);
         httplib::Client client("127.0.0.1", port2);
         for (const auto& id : accepted) {
-            const bool done = test_support::WaitFor([&] {
-                auto result = client.Get(("/order/" + id).c_str());
-                return result && result->status == 200 && Json::parse(result->body)["status"] == "Completed";
-            }, 60s);
+            const bool done = test_support::WaitFor(
+                [&] {
+                    auto result = client.Get(("/order/" + id).c_str());
+                    return result && result->status == 200 && Json::parse(result->body)["status"] == "Completed";
+                },
+                60s);
             CHECK_MESSAGE(done, id << " did not complete");
         }
         service->Signal(SIGTERM);

@@ -79,7 +79,8 @@ TEST_SUITE("Contracts") {
     TEST_CASE("URNs and exchange names follow MassTransit's formatters") {
         CHECK(ContractName("OrderSubmitted").Urn() == "urn:message:Contracts:OrderSubmitted");
         CHECK(ContractName("OrderSubmitted").EntityName() == "Contracts:OrderSubmitted");
-        CHECK(FaultOf(ContractName("CheckInventory")).Urn() == "urn:message:MassTransit:Fault[[Contracts:CheckInventory]]");
+        CHECK(FaultOf(ContractName("CheckInventory")).Urn() ==
+              "urn:message:MassTransit:Fault[[Contracts:CheckInventory]]");
         CHECK(FaultOf(ContractName("CheckInventory")).EntityName() == "MassTransit:Fault--Contracts:CheckInventory--");
         CHECK(FaultOf(ContractName("CheckInventory")).DotNetName() == "MassTransit.Fault<Contracts.CheckInventory>");
         // A generic argument in the generic's own namespace is written without it.
@@ -89,15 +90,17 @@ TEST_SUITE("Contracts") {
         CHECK(pair.EntityName() == "Contracts:Pair--A::Other:B--");
         CHECK(pair.Urn() == "urn:message:Contracts:Pair[[Contracts:A],[Other:B]]");
         CHECK(MessageContract<Fault<ProcessPayment>>::MessageTypes() ==
-              std::vector<std::string>{"urn:message:MassTransit:Fault[[Contracts:ProcessPayment]]", "urn:message:MassTransit:Fault"});
+              std::vector<std::string>{"urn:message:MassTransit:Fault[[Contracts:ProcessPayment]]",
+                                       "urn:message:MassTransit:Fault"});
         CHECK(IsValidEntityName("MassTransit:Fault--Contracts:X--"));
         CHECK_FALSE(IsValidEntityName("bad name"));
     }
 
     TEST_CASE("Every message is written exactly and reads back equal") {
         const Decimal price = *Decimal::Parse("24.99");
-        CheckRoundTrip(OrderSubmitted{"o-1", kTime, "CUST-42", *Decimal::Parse("49.98"), {{"SKU-1", 2, price}}},
-                       R"({"orderId":"o-1","timestamp":"2026-02-10T14:03:05.412987Z","customerNumber":"CUST-42","totalAmount":"49.98","items":[{"sku":"SKU-1","quantity":2,"unitPrice":"24.99"}]})");
+        CheckRoundTrip(
+            OrderSubmitted{"o-1", kTime, "CUST-42", *Decimal::Parse("49.98"), {{"SKU-1", 2, price}}},
+            R"({"orderId":"o-1","timestamp":"2026-02-10T14:03:05.412987Z","customerNumber":"CUST-42","totalAmount":"49.98","items":[{"sku":"SKU-1","quantity":2,"unitPrice":"24.99"}]})");
         CheckRoundTrip(CheckInventory{"o-1", {{"SKU-1", 2, price}}},
                        R"({"orderId":"o-1","items":[{"sku":"SKU-1","quantity":2,"unitPrice":"24.99"}]})");
         CheckRoundTrip(StockReserved{"o-1"}, R"({"orderId":"o-1"})");
@@ -126,14 +129,16 @@ TEST_SUITE("Contracts") {
     }
 
     TEST_CASE("A missing or malformed required field is rejected with a clear error") {
-        CHECK_THROWS_WITH_AS(MessageContract<OrderSubmitted>::Read(Json::parse(R"({"orderId":"o-1","totalAmount":"1"})")),
-                             "OrderSubmitted.customerNumber: required field is missing", ContractError);
+        CHECK_THROWS_WITH_AS(
+            MessageContract<OrderSubmitted>::Read(Json::parse(R"({"orderId":"o-1","totalAmount":"1"})")),
+            "OrderSubmitted.customerNumber: required field is missing", ContractError);
         CHECK_THROWS_WITH_AS(MessageContract<ProcessPayment>::Read(Json::parse(R"({"orderId":"o-1","amount":"abc"})")),
                              doctest::Contains("ProcessPayment.amount: must be a decimal"), ContractError);
         CHECK_THROWS_WITH_AS(MessageContract<StockReserved>::Read(Json::parse(R"({"orderId":"bad id!"})")),
                              doctest::Contains("StockReserved.orderId"), ContractError);
         CHECK_THROWS_AS(MessageContract<StockReserved>::Read(Json::parse("[1,2]")), ContractError);
-        CHECK_THROWS_WITH_AS(MessageContract<CheckInventory>::Read(Json::parse(R"({"orderId":"o","items":[{"sku":"a","quantity":"2","unitPrice":"1"}]})")),
+        CHECK_THROWS_WITH_AS(MessageContract<CheckInventory>::Read(Json::parse(
+                                 R"({"orderId":"o","items":[{"sku":"a","quantity":"2","unitPrice":"1"}]})")),
                              doctest::Contains("OrderItem.quantity: must be an integer"), ContractError);
     }
 
@@ -142,7 +147,8 @@ TEST_SUITE("Contracts") {
         fault.fault_id = *Guid::Parse("0b4e0000-5a1c-0015-1e44-08de49a2c3ab");
         fault.faulted_message_id = "0b4e0000-5a1c-0015-77aa-08de49a2c2b0";
         fault.timestamp = kTime;
-        fault.exceptions.push_back(ExceptionInfo{"payment_service.PaymentGatewayUnavailable", nullptr, "   at X", "down", "PaymentService"});
+        fault.exceptions.push_back(
+            ExceptionInfo{"payment_service.PaymentGatewayUnavailable", nullptr, "   at X", "down", "PaymentService"});
         fault.fault_message_types = {"urn:message:Contracts:ProcessPayment"};
         fault.message = ProcessPayment{"o-2", *Decimal::Parse("5.00"), "tok"};
         const auto json = MessageContract<Fault<ProcessPayment>>::Write(fault);
@@ -168,13 +174,15 @@ TEST_SUITE("Contracts.Envelope") {
         envelope.sent_time = kTime;
         envelope.host.machine_name = "apphost";
         envelope.host.process_id = 4711;
-        const auto json = Json::parse(messaging::SerializeEnvelope(envelope, MessageContract<StockReserved>::Write({"o-1"})));
+        const auto json =
+            Json::parse(messaging::SerializeEnvelope(envelope, MessageContract<StockReserved>::Write({"o-1"})));
         std::vector<std::string> keys;
         for (auto it = json.begin(); it != json.end(); ++it) keys.push_back(it.key());
         std::sort(keys.begin(), keys.end());
-        CHECK(keys == std::vector<std::string>{"conversationId", "correlationId", "destinationAddress", "expirationTime",
-                                               "faultAddress", "headers", "host", "initiatorId", "message", "messageId",
-                                               "messageType", "requestId", "responseAddress", "sentTime", "sourceAddress"});
+        CHECK(keys == std::vector<std::string>{"conversationId", "correlationId", "destinationAddress",
+                                               "expirationTime", "faultAddress", "headers", "host", "initiatorId",
+                                               "message", "messageId", "messageType", "requestId", "responseAddress",
+                                               "sentTime", "sourceAddress"});
         CHECK(json["requestId"].is_null());
         CHECK(json["correlationId"].is_null());
         CHECK(json["expirationTime"].is_null());
@@ -203,17 +211,21 @@ TEST_SUITE("Contracts.Envelope") {
     }
 
     TEST_CASE("The minimal body MassTransit accepts is accepted") {
-        const auto envelope = messaging::ParseEnvelope(R"({"messageType":["urn:message:Contracts:StockReserved"],"message":{"orderId":"a"}})");
+        const auto envelope = messaging::ParseEnvelope(
+            R"({"messageType":["urn:message:Contracts:StockReserved"],"message":{"orderId":"a"}})");
         CHECK(envelope.message_id.empty());
         CHECK(envelope.message["orderId"] == "a");
     }
 
     TEST_CASE("Malformed envelopes are rejected with the reason") {
-        CHECK_THROWS_WITH_AS(messaging::ParseEnvelope("{not json"), "the message body is not valid JSON", messaging::EnvelopeError);
-        CHECK_THROWS_WITH_AS(messaging::ParseEnvelope(R"({"message":{}})"), "envelope messageType is missing", messaging::EnvelopeError);
+        CHECK_THROWS_WITH_AS(messaging::ParseEnvelope("{not json"), "the message body is not valid JSON",
+                             messaging::EnvelopeError);
+        CHECK_THROWS_WITH_AS(messaging::ParseEnvelope(R"({"message":{}})"), "envelope messageType is missing",
+                             messaging::EnvelopeError);
         CHECK_THROWS_WITH_AS(messaging::ParseEnvelope(R"({"messageId":"42","messageType":["x"],"message":{}})"),
                              doctest::Contains("messageId is not a GUID"), messaging::EnvelopeError);
-        CHECK_THROWS_WITH_AS(messaging::ParseEnvelope(R"({"sourceAddress":"relative/path","messageType":["x"],"message":{}})"),
-                             doctest::Contains("not an absolute URI"), messaging::EnvelopeError);
+        CHECK_THROWS_WITH_AS(
+            messaging::ParseEnvelope(R"({"sourceAddress":"relative/path","messageType":["x"],"message":{}})"),
+            doctest::Contains("not an absolute URI"), messaging::EnvelopeError);
     }
 }

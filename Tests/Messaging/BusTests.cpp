@@ -26,15 +26,16 @@ struct BusFixture {
             bus = std::make_unique<Bus>(loop_thread.loop(), *transport, BusSettings{"TestService"});
             harness.Observe(*bus);
             bus->AddReceiveEndpoint({kQueue, 16, retry})
-                .Handle<contracts::StockReserved>("Tests.StockReservedConsumer",
-                                                  [this](ConsumeContext& context, const contracts::StockReserved& message) {
-                                                      attempts.fetch_add(1);
-                                                      {
-                                                          std::lock_guard lock(mutex);
-                                                          attempt_times.push_back(std::chrono::steady_clock::now());
-                                                      }
-                                                      if (handler) handler(context, message);
-                                                  });
+                .Handle<contracts::StockReserved>(
+                    "Tests.StockReservedConsumer",
+                    [this](ConsumeContext& context, const contracts::StockReserved& message) {
+                        attempts.fetch_add(1);
+                        {
+                            std::lock_guard lock(mutex);
+                            attempt_times.push_back(std::chrono::steady_clock::now());
+                        }
+                        if (handler) handler(context, message);
+                    });
             REQUIRE(bus->Start().ok());
             Topology observer = QueueWithExchange("fault-observer");
             observer.BindExchange("MassTransit:Fault", "fault-observer");
@@ -86,7 +87,9 @@ std::string Header(const TransportMessage& message, const std::string& name) {
     return value ? HeaderToString(*value) : std::string("<missing>");
 }
 
-void AlwaysThrow(ConsumeContext&, const contracts::StockReserved&) { throw std::runtime_error("boom"); }
+void AlwaysThrow(ConsumeContext&, const contracts::StockReserved&) {
+    throw std::runtime_error("boom");
+}
 
 }  // namespace
 
@@ -189,7 +192,8 @@ TEST_SUITE("Messaging.Bus") {
     TEST_CASE("A fault goes to faultAddress when the message names one") {
         BusFixture fixture(RetryPolicy::None());
         fixture.handler = AlwaysThrow;
-        fixture.loop_thread.loop().Invoke([&] { REQUIRE(fixture.transport->Declare(QueueWithExchange("my-faults")).ok()); });
+        fixture.loop_thread.loop().Invoke(
+            [&] { REQUIRE(fixture.transport->Declare(QueueWithExchange("my-faults")).ok()); });
         TransportMessage message = fixture.Prepared({"o-1"});
         Json envelope = Json::parse(message.body);
         envelope["faultAddress"] = "loopback://localhost/my-faults";
@@ -349,8 +353,8 @@ TEST_SUITE("Messaging.RetryPolicy") {
         for (int retry = 1; retry <= 4; ++retry) {
             const auto delay = exponential.DelayBeforeRetry(retry);
             REQUIRE(delay);
-            CHECK(*delay >= 75ms);     // min, jittered down by at most 25%
-            CHECK(*delay <= 1250ms);   // max, jittered up by at most 25%
+            CHECK(*delay >= 75ms);    // min, jittered down by at most 25%
+            CHECK(*delay <= 1250ms);  // max, jittered up by at most 25%
         }
         CHECK(exponential.DelayBeforeRetry(5) == std::nullopt);
     }
@@ -360,8 +364,10 @@ TEST_SUITE("Messaging.RetryPolicy") {
               "Interval(3, 500ms)");
         CHECK(RetryPolicy::FromJson(Json::parse(R"({"Policy":"Intervals","IntervalsMs":[100,200]})")).Describe() ==
               "Intervals(100ms, 200ms)");
-        CHECK(RetryPolicy::FromJson(RetryPolicy::Incremental(2, 10ms, 5ms).ToJson()).Describe() == "Incremental(2, 10ms, 5ms)");
-        CHECK_THROWS_WITH(RetryPolicy::FromJson(Json::parse(R"({"Policy":"Sometimes"})")), doctest::Contains("'Sometimes'"));
+        CHECK(RetryPolicy::FromJson(RetryPolicy::Incremental(2, 10ms, 5ms).ToJson()).Describe() ==
+              "Incremental(2, 10ms, 5ms)");
+        CHECK_THROWS_WITH(RetryPolicy::FromJson(Json::parse(R"({"Policy":"Sometimes"})")),
+                          doctest::Contains("'Sometimes'"));
         CHECK_THROWS_WITH(RetryPolicy::FromJson(Json::parse(R"({"Policy":"Interval","Limit":3})")),
                           doctest::Contains("Retry.IntervalMs"));
         CHECK_THROWS_WITH(RetryPolicy::FromJson(Json::parse(R"({"Policy":"Immediate","Limit":3,"Typo":1})")),

@@ -57,7 +57,8 @@ TEST_SUITE("Messaging.EventLoop") {
         std::unique_ptr<Timer> timer;
         loop_thread.loop().Invoke([&] {
             timer = std::make_unique<Timer>(loop_thread.loop());
-            timer->Start(1ms, [&] { ++ticks; }, 1ms);
+            timer->Start(
+                1ms, [&] { ++ticks; }, 1ms);
         });
         REQUIRE(test_support::WaitFor([&] { return ticks >= 5; }));
         loop_thread.loop().Invoke([&] { timer.reset(); });
@@ -91,13 +92,16 @@ TEST_SUITE("Messaging.EventLoop") {
 }
 
 TEST_SUITE("Messaging.Settings") {
-    const Json kDefaults = Json::parse(R"({"RabbitMQ":{"Host":"localhost","Port":5672},"Endpoint":{"Retry":{"Policy":"None"}},"Flag":false})");
+    const Json kDefaults = Json::parse(
+        R"({"RabbitMQ":{"Host":"localhost","Port":5672},"Endpoint":{"Retry":{"Policy":"None"}},"Flag":false})");
 
     TEST_CASE("The file overrides defaults and the environment overrides the file") {
         test_support::TempDir dir;
         std::ofstream(dir.File("s.json")) << R"({"rabbitmq": {"host": "from-file"}, // comments are allowed
                                                   "Endpoint": {"Retry": {"Policy": "Immediate", "Limit": 2}}})";
-        const Json settings = LoadSettingsJson(kDefaults, {dir.File("s.json"), {"RabbitMQ__Port=5673", "PATH=/bin", "Other__X=1", "Flag=true"}, {"Retry"}});
+        const Json settings = LoadSettingsJson(
+            kDefaults,
+            {dir.File("s.json"), {"RabbitMQ__Port=5673", "PATH=/bin", "Other__X=1", "Flag=true"}, {"Retry"}});
         CHECK(settings["RabbitMQ"]["Host"] == "from-file");
         CHECK(settings["RabbitMQ"]["Port"] == 5673);
         CHECK(settings["Endpoint"]["Retry"]["Limit"] == 2);
@@ -143,20 +147,22 @@ TEST_SUITE("Messaging.Settings") {
             for (auto section = defaults.begin(); section != defaults.end(); ++section) {
                 REQUIRE_MESSAGE(committed.contains(section.key()), file << " lacks " << section.key());
                 for (auto key = section->begin(); key != section->end(); ++key)
-                    CHECK_MESSAGE(committed[section.key()].contains(key.key()), file << " lacks " << section.key() << "." << key.key());
+                    CHECK_MESSAGE(committed[section.key()].contains(key.key()),
+                                  file << " lacks " << section.key() << "." << key.key());
             }
         }
     }
 
     TEST_CASE("Environment overrides reach the typed settings") {
-        const auto settings = order_service::OrderSettings::Load("", {"RabbitMQ__Host=rabbit", "Http__Port=8080",
-                                                                        R"(Endpoint__Retry={"Policy":"Immediate","Limit":1})"});
+        const auto settings = order_service::OrderSettings::Load(
+            "", {"RabbitMQ__Host=rabbit", "Http__Port=8080", R"(Endpoint__Retry={"Policy":"Immediate","Limit":1})"});
         CHECK(settings.rabbitmq.host == "rabbit");
         CHECK(settings.http.port == 8080);
         CHECK(settings.endpoint.retry.Describe() == "Immediate(1)");
         CHECK_THROWS_WITH_AS(order_service::OrderSettings::Load("", {"Database__Synchronous=sometimes"}),
                              doctest::Contains("Database.Synchronous"), SettingsError);
-        CHECK_THROWS_WITH_AS(order_service::OrderSettings::Load("", {"Http__Port=70000"}), doctest::Contains("'Port'"), SettingsError);
+        CHECK_THROWS_WITH_AS(order_service::OrderSettings::Load("", {"Http__Port=70000"}), doctest::Contains("'Port'"),
+                             SettingsError);
     }
 }
 
@@ -164,7 +170,8 @@ TEST_SUITE("Messaging.Topology") {
     TEST_CASE("A receive endpoint declares its queue and exchange plus _error and _skipped and type bindings") {
         const auto topology = ReceiveEndpointTopology("order-service", {contracts::ContractName("OrderSubmitted")});
         CHECK(topology.queues.size() == 3);
-        CHECK(std::count(topology.queue_bindings.begin(), topology.queue_bindings.end(), QueueBinding{"order-service", "order-service"}) == 1);
+        CHECK(std::count(topology.queue_bindings.begin(), topology.queue_bindings.end(),
+                         QueueBinding{"order-service", "order-service"}) == 1);
         CHECK(std::count(topology.queue_bindings.begin(), topology.queue_bindings.end(),
                          QueueBinding{"order-service_error", "order-service_error"}) == 1);
         CHECK(std::count(topology.exchange_bindings.begin(), topology.exchange_bindings.end(),

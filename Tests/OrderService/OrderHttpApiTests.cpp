@@ -38,17 +38,21 @@ struct ApiFixture {
 
     std::string FinalStatus(const std::string& id) {
         std::string status;
-        test_support::WaitFor([&] {
-            auto result = client.Get(("/order/" + id).c_str());
-            if (!result || result->status != 200) return false;
-            status = Json::parse(result->body)["status"];
-            return status == "Completed" || status == "Failed";
-        }, 15s);
+        test_support::WaitFor(
+            [&] {
+                auto result = client.Get(("/order/" + id).c_str());
+                if (!result || result->status != 200) return false;
+                status = Json::parse(result->body)["status"];
+                return status == "Completed" || status == "Failed";
+            },
+            15s);
         return status;
     }
 
     std::size_t SubmittedCount(const std::string& id) {
-        return system.harness().Published<OrderSubmitted>([&](const OrderSubmitted& m) { return m.order_id == id; }).size();
+        return system.harness()
+            .Published<OrderSubmitted>([&](const OrderSubmitted& m) { return m.order_id == id; })
+            .size();
     }
 
     InMemorySystem system;
@@ -86,7 +90,8 @@ TEST_SUITE("OrderService.HttpApi") {
         const std::string id = Json::parse(result->body)["orderId"];
         REQUIRE(Guid::Parse(id).has_value());
         CHECK(Guid::Parse(id)->ToString() == id);
-        REQUIRE(api.system.harness().WaitPublished<OrderSubmitted>([&](const OrderSubmitted& m) { return m.order_id == id; }));
+        REQUIRE(api.system.harness().WaitPublished<OrderSubmitted>(
+            [&](const OrderSubmitted& m) { return m.order_id == id; }));
         CHECK(api.system.harness().Published<OrderSubmitted>()[0].total_amount.ToString() == "10.5");
     }
 
@@ -94,7 +99,8 @@ TEST_SUITE("OrderService.HttpApi") {
         ApiFixture api;
         api.ExpectError(api.Post(R"({"totalAmount":"1.00"})"), 400, "customerNumber");
         api.ExpectError(api.Post(R"({"customerNumber":"","totalAmount":"1.00"})"), 400, "customerNumber");
-        api.ExpectError(api.Post(R"({"customerNumber":")" + std::string(257, 'c') + R"(","totalAmount":"1.00"})"), 400, "customerNumber");
+        api.ExpectError(api.Post(R"({"customerNumber":")" + std::string(257, 'c') + R"(","totalAmount":"1.00"})"), 400,
+                        "customerNumber");
         api.ExpectError(api.Post(R"({"customerNumber":42,"totalAmount":"1.00"})"), 400, "customerNumber");
         api.ExpectError(api.Post(R"({"customerNumber":"C"})"), 400, "totalAmount");
         api.ExpectError(api.Post(R"({"customerNumber":"C","totalAmount":"0"})"), 400, "totalAmount");
@@ -103,17 +109,24 @@ TEST_SUITE("OrderService.HttpApi") {
         api.ExpectError(api.Post(R"({"customerNumber":"C","totalAmount":"ten"})"), 400, "totalAmount");
         api.ExpectError(api.Post(R"({"customerNumber":"C","totalAmount":true})"), 400, "totalAmount");
         api.ExpectError(api.Post(R"({"orderId":"has space","customerNumber":"C","totalAmount":"1"})"), 400, "orderId");
-        api.ExpectError(api.Post(R"({"orderId":")" + std::string(65, 'a') + R"(","customerNumber":"C","totalAmount":"1"})"), 400, "orderId");
+        api.ExpectError(
+            api.Post(R"({"orderId":")" + std::string(65, 'a') + R"(","customerNumber":"C","totalAmount":"1"})"), 400,
+            "orderId");
         api.ExpectError(api.Post(R"({"orderId":"","customerNumber":"C","totalAmount":"1"})"), 400, "orderId");
         api.ExpectError(api.Post(R"({"orderId":7,"customerNumber":"C","totalAmount":"1"})"), 400, "orderId");
         api.ExpectError(api.Post(R"({"customerNumber":"C","totalAmount":"1","items":{}})"), 400, "items");
-        api.ExpectError(api.Post(R"({"customerNumber":"C","totalAmount":"1","items":[{"sku":"A","quantity":0,"unitPrice":"1"}]})"), 400,
-                        "items[0].quantity");
-        api.ExpectError(api.Post(R"({"customerNumber":"C","totalAmount":"1","items":[{"quantity":1,"unitPrice":"1"}]})"), 400,
-                        "items[0].sku");
-        api.ExpectError(api.Post(R"({"customerNumber":"C","totalAmount":"1","items":[{"sku":"A","quantity":1,"unitPrice":"0.001"}]})"),
-                        400, "items[0].unitPrice");
-        api.ExpectError(api.Post(R"({"customerNumber":"C","totalAmount":"1","totalAmmount":"2"})"), 400, "totalAmmount");
+        api.ExpectError(
+            api.Post(R"({"customerNumber":"C","totalAmount":"1","items":[{"sku":"A","quantity":0,"unitPrice":"1"}]})"),
+            400, "items[0].quantity");
+        api.ExpectError(
+            api.Post(R"({"customerNumber":"C","totalAmount":"1","items":[{"quantity":1,"unitPrice":"1"}]})"), 400,
+            "items[0].sku");
+        api.ExpectError(
+            api.Post(
+                R"({"customerNumber":"C","totalAmount":"1","items":[{"sku":"A","quantity":1,"unitPrice":"0.001"}]})"),
+            400, "items[0].unitPrice");
+        api.ExpectError(api.Post(R"({"customerNumber":"C","totalAmount":"1","totalAmmount":"2"})"), 400,
+                        "totalAmmount");
         CHECK(api.system.harness().Published<OrderSubmitted>().empty());
     }
 
@@ -184,12 +197,15 @@ TEST_SUITE("OrderService.HttpApi") {
     TEST_CASE("Each scenario's final state is reached through GET") {
         ApiFixture api;
         for (const char* id : {"web-0", "web-1", "web-2", "web-3"})
-            REQUIRE(api.Post(std::string(R"({"orderId":")") + id + R"(","customerNumber":"C","totalAmount":"12.34"})")->status == 202);
+            REQUIRE(api.Post(std::string(R"({"orderId":")") + id + R"(","customerNumber":"C","totalAmount":"12.34"})")
+                        ->status == 202);
         CHECK(api.FinalStatus("web-3") == "Completed");
         CHECK(api.FinalStatus("web-0") == "Failed");
         CHECK(api.FinalStatus("web-1") == "Failed");
         CHECK(api.FinalStatus("web-2") == "Failed");
-        auto reason = [&](const char* id) { return Json::parse(api.client.Get((std::string("/order/") + id).c_str())->body)["reason"]; };
+        auto reason = [&](const char* id) {
+            return Json::parse(api.client.Get((std::string("/order/") + id).c_str())->body)["reason"];
+        };
         CHECK(reason("web-0") == "Out of stock");
         CHECK(reason("web-1") == "Credit card limit exceeded");
         CHECK(reason("web-2") == "Payment faulted: Payment gateway unavailable");

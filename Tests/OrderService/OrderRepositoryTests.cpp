@@ -120,7 +120,10 @@ TEST_SUITE("OrderService.Repository") {
             repository.AddToOutbox(left);
         }
         test_support::InMemorySystem system(test_support::SystemOptions{}, dir);
-        REQUIRE(system.harness().WaitPublished<StockReserved>([](const StockReserved& m) { return m.order_id == "crash-3"; }));
-        REQUIRE(test_support::WaitFor([&] { return system.loop().Invoke([&] { return system.orders().repository().PendingOutbox(10).empty(); }); }));
+        REQUIRE(system.harness().WaitPublished<StockReserved>(
+            [](const StockReserved& m) { return m.order_id == "crash-3"; }));
+        REQUIRE(test_support::WaitFor([&] {
+            return system.loop().Invoke([&] { return system.orders().repository().PendingOutbox(10).empty(); });
+        }));
     }
 }

@@ -58,7 +58,10 @@ TEST_SUITE("OrderService.Scenarios") {
         InMemorySystem system;
         system.Submit("order-0021");
         REQUIRE(system.WaitForStatus("order-0021", "Failed"));
-        REQUIRE(system.harness().WaitUntil([&] { auto s = system.Saga("order-0021"); return s && s->stock_released; }));
+        REQUIRE(system.harness().WaitUntil([&] {
+            auto s = system.Saga("order-0021");
+            return s && s->stock_released;
+        }));
         CHECK(system.Order("order-0021")->reason == "Credit card limit exceeded");
         CHECK(CountFor<ReleaseStock>(system, "order-0021") == 1);
         CHECK(CountFor<StockReleased>(system, "order-0021") == 1);
@@ -100,7 +103,10 @@ TEST_SUITE("OrderService.Scenarios") {
                 THEN("it fails with the timeout reason and its stock is released") {
                     REQUIRE(system.WaitForStatus("order-0053", "Failed"));
                     CHECK(system.Order("order-0053")->reason == kTimeoutReason);
-                    REQUIRE(system.harness().WaitUntil([&] { auto s = system.Saga("order-0053"); return s && s->stock_released; }));
+                    REQUIRE(system.harness().WaitUntil([&] {
+                        auto s = system.Saga("order-0053");
+                        return s && s->stock_released;
+                    }));
                     CHECK(CountFor<ReleaseStock>(system, "order-0053") == 1);
                     CHECK(CountFor<OrderFailed>(system, "order-0053") == 1);
                     CHECK(system.harness().Consumed<OrderTimeoutExpired>().size() == 1);
@@ -132,7 +138,8 @@ TEST_SUITE("OrderService.Scenarios") {
         REQUIRE(system.WaitForStatus("order-0073", "Failed"));
         const auto releases = CountFor<ReleaseStock>(system, "order-0073");
         REQUIRE(system.Publish(StockReserved{"order-0073"}).ok());
-        REQUIRE(system.harness().WaitUntil([&] { return CountFor<ReleaseStock>(system, "order-0073") == releases + 1; }));
+        REQUIRE(
+            system.harness().WaitUntil([&] { return CountFor<ReleaseStock>(system, "order-0073") == releases + 1; }));
         CHECK(system.Order("order-0073")->status == "Failed");
     }
 

@@ -17,7 +17,8 @@ using test_support::InMemorySystem;
 namespace {
 
 struct SagaRowFixture {
-    SagaRowFixture() : system(test_support::SystemOptions{.saga_timeout = 60s, .start_inventory = false, .start_payment = false}) {}
+    SagaRowFixture()
+        : system(test_support::SystemOptions{.saga_timeout = 60s, .start_inventory = false, .start_payment = false}) {}
 
     // Stores an instance of order `id` in `state`, as the saga would have left it.
     OrderSagaInstance Store(const std::string& id, OrderState state) {
@@ -44,7 +45,8 @@ struct SagaRowFixture {
         const auto faulted_before = system.harness().Faulted().size();
         REQUIRE(system.Publish(event, options).ok());
         REQUIRE(system.harness().WaitUntil([&] {
-            return system.harness().Consumed().size() > consumed_before || system.harness().Faulted().size() > faulted_before;
+            return system.harness().Consumed().size() > consumed_before ||
+                   system.harness().Faulted().size() > faulted_before;
         }));
         REQUIRE(system.WaitIdle());
     }
@@ -104,7 +106,8 @@ Fault<ProcessPayment> PaymentFault(const std::string& id) {
 TEST_SUITE("OrderService.SagaTable") {
     TEST_CASE("Initial + OrderSubmitted -> Submitted: store order - schedule timeout - publish CheckInventory") {
         SagaRowFixture f;
-        f.Deliver(OrderSubmitted{"row-1", UtcNow(), "CUST-9", *Decimal::Parse("20.00"), {{"SKU-1", 2, *Decimal::Parse("10.00")}}});
+        f.Deliver(OrderSubmitted{
+            "row-1", UtcNow(), "CUST-9", *Decimal::Parse("20.00"), {{"SKU-1", 2, *Decimal::Parse("10.00")}}});
         const auto saga = f.system.Saga("row-1");
         REQUIRE(saga);
         CHECK(saga->state == OrderState::kSubmitted);
@@ -235,11 +238,21 @@ TEST_SUITE("OrderService.SagaTable") {
         f.Deliver(StockReserved{"dup-r"});
         for (auto event : {0, 1, 2, 3, 4}) {
             switch (event) {
-                case 0: f.Deliver(OrderSubmitted{"dup-f", UtcNow(), "C", *Decimal::Parse("1"), {}}); break;
-                case 1: f.Deliver(StockShortage{"dup-f", "again"}); break;
-                case 2: f.Deliver(PaymentFailed{"dup-f", "again"}); break;
-                case 3: f.Deliver(InventoryFault("dup-f")); break;
-                case 4: f.Deliver(PaymentFault("dup-f")); break;
+                case 0:
+                    f.Deliver(OrderSubmitted{"dup-f", UtcNow(), "C", *Decimal::Parse("1"), {}});
+                    break;
+                case 1:
+                    f.Deliver(StockShortage{"dup-f", "again"});
+                    break;
+                case 2:
+                    f.Deliver(PaymentFailed{"dup-f", "again"});
+                    break;
+                case 3:
+                    f.Deliver(InventoryFault("dup-f"));
+                    break;
+                case 4:
+                    f.Deliver(PaymentFault("dup-f"));
+                    break;
             }
         }
         f.Deliver(OrderTimeoutExpired{"dup-f"});
@@ -253,8 +266,8 @@ TEST_SUITE("OrderService.SagaTable") {
     TEST_CASE("A redelivered message that was already applied publishes nothing the second time") {
         SagaRowFixture f;
         f.Store("redeliver", OrderState::kFailed);
-        const messaging::TransportMessage late =
-            f.system.loop().Invoke([&] { return f.system.orders().bus().PreparePublish(StockReserved{"redeliver"}).message; });
+        const messaging::TransportMessage late = f.system.loop().Invoke(
+            [&] { return f.system.orders().bus().PreparePublish(StockReserved{"redeliver"}).message; });
         REQUIRE(f.system.PublishRaw("Contracts:StockReserved", late).ok());
         REQUIRE(f.system.harness().WaitUntil([&] { return f.PublishedBySaga<ReleaseStock>("redeliver").size() == 1; }));
         REQUIRE(f.system.WaitIdle());
@@ -278,9 +291,11 @@ TEST_SUITE("OrderService.SagaTable") {
         f.Deliver(PaymentAccepted{"unhandled", "tx-late"});
         REQUIRE(f.system.harness().WaitUntil([&] { return f.system.QueueDepth("order-service_error") == 1; }));
         const auto copy = f.system.QueueMessages("order-service_error").at(0);
-        CHECK(messaging::HeaderToString(*messaging::FindHeader(copy.properties.headers, "MT-Fault-Message")) ==
-              "The PaymentAccepted event is not handled during the Failed state for the OrderStateMachine state machine");
-        CHECK(messaging::HeaderToString(*messaging::FindHeader(copy.properties.headers, "MT-Fault-ConsumerType")) == "Orders.OrderState");
+        CHECK(
+            messaging::HeaderToString(*messaging::FindHeader(copy.properties.headers, "MT-Fault-Message")) ==
+            "The PaymentAccepted event is not handled during the Failed state for the OrderStateMachine state machine");
+        CHECK(messaging::HeaderToString(*messaging::FindHeader(copy.properties.headers, "MT-Fault-ConsumerType")) ==
+              "Orders.OrderState");
         CHECK(f.StateOf("unhandled") == OrderState::kFailed);
     }
 
@@ -313,6 +328,7 @@ TEST_SUITE("OrderService.SagaTable") {
         std::stringstream text;
         text << in.rdbuf();
         CHECK_MESSAGE(text.str().find(OrderSagaMermaid()) != std::string::npos,
-                      "regenerate docs/saga.md: the table changed. Expected:\n" << OrderSagaMermaid());
+                      "regenerate docs/saga.md: the table changed. Expected:\n"
+                          << OrderSagaMermaid());
     }
 }

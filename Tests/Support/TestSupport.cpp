@@ -7,7 +7,8 @@ namespace test_support {
 
 TempDir::TempDir() {
     std::random_device device;
-    path_ = std::filesystem::temp_directory_path() / ("saga-test-" + std::to_string(device()) + std::to_string(device()));
+    path_ =
+        std::filesystem::temp_directory_path() / ("saga-test-" + std::to_string(device()) + std::to_string(device()));
     std::filesystem::create_directories(path_);
 }
 
@@ -73,13 +74,15 @@ messaging::Status InMemorySystem::PublishRaw(const std::string& exchange, messag
     auto result = std::make_shared<std::promise<messaging::Status>>();
     auto future = result->get_future();
     loop().Post([this, exchange, message, result] {
-        transport_->Publish(exchange, message, [result](const messaging::Status& status) { result->set_value(status); });
+        transport_->Publish(exchange, message,
+                            [result](const messaging::Status& status) { result->set_value(status); });
     });
     return future.get();
 }
 
 void InMemorySystem::Submit(const std::string& order_id, const std::string& amount) {
-    contracts::OrderSubmitted submitted{order_id, contracts::UtcNow(), "CUST-1", *contracts::Decimal::Parse(amount), {}};
+    contracts::OrderSubmitted submitted{
+        order_id, contracts::UtcNow(), "CUST-1", *contracts::Decimal::Parse(amount), {}};
     auto status = Publish(submitted);
     if (!status.ok()) throw std::runtime_error(status.message());
 }
@@ -93,18 +96,24 @@ std::optional<order_service::OrderSagaInstance> InMemorySystem::Saga(const std::
 }
 
 // The waits below wake whenever a bus records something, which is when saga state can change.
-bool InMemorySystem::WaitForStatus(const std::string& order_id, const std::string& status, std::chrono::milliseconds timeout) {
-    return harness_.WaitUntil([&] {
-        auto order = Order(order_id);
-        return order && order->status == status;
-    }, timeout);
+bool InMemorySystem::WaitForStatus(const std::string& order_id, const std::string& status,
+                                   std::chrono::milliseconds timeout) {
+    return harness_.WaitUntil(
+        [&] {
+            auto order = Order(order_id);
+            return order && order->status == status;
+        },
+        timeout);
 }
 
-bool InMemorySystem::SagaExists(const std::string& order_id, order_service::OrderState state, std::chrono::milliseconds timeout) {
-    return harness_.WaitUntil([&] {
-        auto saga = Saga(order_id);
-        return saga && saga->state == state;
-    }, timeout);
+bool InMemorySystem::SagaExists(const std::string& order_id, order_service::OrderState state,
+                                std::chrono::milliseconds timeout) {
+    return harness_.WaitUntil(
+        [&] {
+            auto saga = Saga(order_id);
+            return saga && saga->state == state;
+        },
+        timeout);
 }
 
 std::size_t InMemorySystem::QueueDepth(const std::string& queue) {
@@ -116,13 +125,15 @@ std::vector<messaging::TransportMessage> InMemorySystem::QueueMessages(const std
 }
 
 bool InMemorySystem::WaitIdle(std::chrono::milliseconds timeout) {
-    return harness_.WaitUntil([&] {
-        return loop().Invoke([&] {
-            for (const char* queue : {"order-service", "inventory-service", "payment-service"})
-                if (transport_->ReadyCount(queue) || transport_->UnackedCount(queue)) return false;
-            return true;
-        });
-    }, timeout);
+    return harness_.WaitUntil(
+        [&] {
+            return loop().Invoke([&] {
+                for (const char* queue : {"order-service", "inventory-service", "payment-service"})
+                    if (transport_->ReadyCount(queue) || transport_->UnackedCount(queue)) return false;
+                return true;
+            });
+        },
+        timeout);
 }
 
 }  // namespace test_support

@@ -21,13 +21,13 @@ namespace test_support {
 using namespace std::chrono_literals;
 
 class TempDir {
-public:
+  public:
     TempDir();
     ~TempDir();
     std::string File(const std::string& name) const { return (path_ / name).string(); }
     const std::filesystem::path& path() const { return path_; }
 
-private:
+  private:
     std::filesystem::path path_;
 };
 
@@ -46,7 +46,7 @@ struct SystemOptions {
 
 // The three services in one process on an in-memory broker, each on its own bus.
 class InMemorySystem {
-public:
+  public:
     explicit InMemorySystem(SystemOptions options = {}, std::shared_ptr<TempDir> dir = nullptr);
     ~InMemorySystem();
 
@@ -78,13 +78,14 @@ public:
     std::optional<order_service::OrderSagaInstance> Saga(const std::string& order_id);
     bool WaitForStatus(const std::string& order_id, const std::string& status, std::chrono::milliseconds timeout = 10s);
     // The saga view: true once the instance exists in `state` ("Submitted", ...).
-    bool SagaExists(const std::string& order_id, order_service::OrderState state, std::chrono::milliseconds timeout = 10s);
+    bool SagaExists(const std::string& order_id, order_service::OrderState state,
+                    std::chrono::milliseconds timeout = 10s);
     std::size_t QueueDepth(const std::string& queue);
     std::vector<messaging::TransportMessage> QueueMessages(const std::string& queue);
     // Waits until no message is ready or unacked on the three endpoint queues.
     bool WaitIdle(std::chrono::milliseconds timeout = 10s);
 
-private:
+  private:
     std::shared_ptr<TempDir> dir_;
     messaging::EventLoopThread loop_thread_;
     std::unique_ptr<messaging::InMemoryTransport> transport_;

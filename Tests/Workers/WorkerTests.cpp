@@ -18,7 +18,8 @@ TEST_SUITE("Workers") {
         CHECK(system.loop().Invoke([&] { return system.inventory().ledger().StatusOf("inv-1"); }) ==
               inventory_service::ReservationStatus::kReserved);
         REQUIRE(system.Publish(CheckInventory{"inv-10", {}}).ok());
-        REQUIRE(system.harness().WaitPublished<StockShortage>([](const StockShortage& m) { return m.order_id == "inv-10"; }));
+        REQUIRE(system.harness().WaitPublished<StockShortage>(
+            [](const StockShortage& m) { return m.order_id == "inv-10"; }));
         CHECK(system.harness().Published<StockShortage>()[0].reason == "Out of stock");
     }
 
@@ -34,10 +35,14 @@ TEST_SUITE("Workers") {
         CHECK(first);
         CHECK_FALSE(second);
         REQUIRE(system.Publish(ReleaseStock{"inv-3", "cancelled"}).ok());
-        REQUIRE(system.harness().WaitPublished<StockReleased>([](const StockReleased& m) { return m.order_id == "inv-3"; }));
+        REQUIRE(system.harness().WaitPublished<StockReleased>(
+            [](const StockReleased& m) { return m.order_id == "inv-3"; }));
         REQUIRE(system.Publish(CheckInventory{"inv-3", {}}).ok());
-        REQUIRE(system.harness().WaitPublished<StockShortage>([](const StockShortage& m) { return m.order_id == "inv-3"; }));
-        CHECK(system.harness().Published<StockReserved>([](const StockReserved& m) { return m.order_id == "inv-3"; }).empty());
+        REQUIRE(system.harness().WaitPublished<StockShortage>(
+            [](const StockShortage& m) { return m.order_id == "inv-3"; }));
+        CHECK(system.harness()
+                  .Published<StockReserved>([](const StockReserved& m) { return m.order_id == "inv-3"; })
+                  .empty());
     }
 
     TEST_CASE("A redelivered ProcessPayment never charges twice") {
@@ -49,7 +54,8 @@ TEST_SUITE("Workers") {
         const auto accepted = system.harness().Published<PaymentAccepted>();
         CHECK(accepted[0].transaction_id == accepted[1].transaction_id);
         CHECK(system.loop().Invoke([&] { return system.payment().ledger().CountCharges(); }) == 1);
-        CHECK(system.loop().Invoke([&] { return system.payment().ledger().Find("pay-3")->amount; }) == *Decimal::Parse("99.99"));
+        CHECK(system.loop().Invoke([&] { return system.payment().ledger().Find("pay-3")->amount; }) ==
+              *Decimal::Parse("99.99"));
     }
 
     TEST_CASE("A declined payment answers PaymentFailed - also when repeated") {

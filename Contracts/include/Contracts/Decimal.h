@@ -12,7 +12,7 @@
 namespace contracts {
 
 class Decimal {
-public:
+  public:
     static constexpr int kMaxScale = 8;
 
     constexpr Decimal() = default;
@@ -35,7 +35,7 @@ public:
     bool operator==(const Decimal& other) const;
     std::strong_ordering operator<=>(const Decimal& other) const;
 
-private:
+  private:
     constexpr Decimal(std::int64_t units, int scale) : units_(units), scale_(scale) {}
     Decimal Rescaled(int scale) const;
 

@@ -12,7 +12,7 @@
 namespace contracts {
 
 class Guid {
-public:
+  public:
     Guid() = default;
     static Guid New();  // random (version 4)
     static std::optional<Guid> Parse(std::string_view text);
@@ -21,7 +21,7 @@ public:
     bool IsEmpty() const;
     bool operator==(const Guid&) const = default;
 
-private:
+  private:
     std::array<std::uint8_t, 16> bytes_{};
 };
 

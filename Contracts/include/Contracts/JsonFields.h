@@ -18,7 +18,7 @@ using Json = nlohmann::json;
 using OrderedJson = nlohmann::ordered_json;
 
 class ContractError : public std::runtime_error {
-public:
+  public:
     using std::runtime_error::runtime_error;
 };
 
@@ -30,7 +30,7 @@ OrderedJson DecimalToJson(const Decimal& value);
 std::optional<Decimal> DecimalFromJson(const Json& value);
 
 class FieldReader {
-public:
+  public:
     // `owner` names the object in error messages, e.g. "OrderSubmitted".
     FieldReader(const Json& object, std::string owner);
 
@@ -47,7 +47,7 @@ public:
 
     [[noreturn]] void Fail(std::string_view name, std::string_view problem) const;
 
-private:
+  private:
     const Json& object_;
     std::string owner_;
 };

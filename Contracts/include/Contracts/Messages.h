@@ -134,14 +134,14 @@ ExceptionInfo ReadExceptionInfo(const Json& json);
 template <class T>
 struct MessageContract;  // specialised for every message below
 
-#define CONTRACTS_DECLARE_MESSAGE(Type)                                                         \
-    template <>                                                                                 \
-    struct MessageContract<Type> {                                                              \
-        static MessageTypeName Name() { return ContractName(#Type); }                           \
-        static std::vector<std::string> MessageTypes() { return {Name().Urn()}; }               \
-        static std::vector<MessageTypeName> ImplementedTypes() { return {}; }                   \
-        static OrderedJson Write(const Type& message);                                          \
-        static Type Read(const Json& json);                                                     \
+#define CONTRACTS_DECLARE_MESSAGE(Type)                                           \
+    template <>                                                                   \
+    struct MessageContract<Type> {                                                \
+        static MessageTypeName Name() { return ContractName(#Type); }             \
+        static std::vector<std::string> MessageTypes() { return {Name().Urn()}; } \
+        static std::vector<MessageTypeName> ImplementedTypes() { return {}; }     \
+        static OrderedJson Write(const Type& message);                            \
+        static Type Read(const Json& json);                                       \
     }
 
 CONTRACTS_DECLARE_MESSAGE(OrderSubmitted);
@@ -169,7 +169,8 @@ struct MessageContract<Fault<T>> {
     static OrderedJson Write(const Fault<T>& fault) {
         OrderedJson json;
         json["faultId"] = fault.fault_id.ToString();
-        json["faultedMessageId"] = fault.faulted_message_id.empty() ? OrderedJson() : OrderedJson(fault.faulted_message_id);
+        json["faultedMessageId"] =
+            fault.faulted_message_id.empty() ? OrderedJson() : OrderedJson(fault.faulted_message_id);
         json["timestamp"] = FormatIso8601(fault.timestamp);
         json["exceptions"] = OrderedJson::array();
         for (const auto& e : fault.exceptions) json["exceptions"].push_back(WriteExceptionInfo(e));

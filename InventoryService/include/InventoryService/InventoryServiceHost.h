@@ -12,14 +12,14 @@
 namespace inventory_service {
 
 class InventoryServiceHost {
-public:
+  public:
     InventoryServiceHost(messaging::EventLoop& loop, messaging::Transport& transport, InventorySettings settings);
     messaging::Status Start();
     void Stop(std::function<void()> stopped) { bus_.Stop(std::move(stopped)); }
     messaging::Bus& bus() { return bus_; }
     StockLedger& ledger() { return ledger_; }
 
-private:
+  private:
     void OnCheckInventory(messaging::ConsumeContext& context, const contracts::CheckInventory& command);
     void OnReleaseStock(messaging::ConsumeContext& context, const contracts::ReleaseStock& command);
 

@@ -18,7 +18,7 @@ struct ReservationResult {
 };
 
 class StockLedger {
-public:
+  public:
     explicit StockLedger(messaging::SqliteDatabase& db);
 
     // Records a reservation (or a shortage) unless the order already has a record.
@@ -27,7 +27,7 @@ public:
     bool Release(const std::string& order_id);
     std::optional<ReservationStatus> StatusOf(const std::string& order_id);
 
-private:
+  private:
     messaging::SqliteDatabase& db_;
 };
 

@@ -27,7 +27,7 @@ struct OutgoingMessage {
 
 // Thrown by a consumer for a failure that retrying cannot fix; the message faults at once.
 class NonRetryableError : public std::runtime_error {
-public:
+  public:
     using std::runtime_error::runtime_error;
 };
 
@@ -37,7 +37,7 @@ struct SendOptions {
 
 // Hooks for the test harness and for logging; every call happens on the loop thread.
 class BusObserver {
-public:
+  public:
     virtual ~BusObserver() = default;
     virtual void OnPublished(const OutgoingMessage& /*message*/) {}
     virtual void OnConsumed(const std::string& /*queue*/, const Envelope& /*envelope*/, const std::string& /*urn*/) {}
@@ -50,7 +50,7 @@ class Bus;
 
 // What a consumer sees of the message it handles, and how it replies.
 class ConsumeContext {
-public:
+  public:
     const Envelope& envelope() const { return envelope_; }
     const std::string& queue() const { return queue_; }
     int retry_attempt() const { return retry_attempt_; }  // 0 on the first attempt
@@ -65,10 +65,14 @@ public:
     void OnDelivered(std::function<void()> hook) { delivered_hooks_.push_back(std::move(hook)); }
     std::vector<OutgoingMessage>& outgoing() { return outgoing_; }
 
-private:
+  private:
     friend class Bus;
     ConsumeContext(Bus& bus, const Envelope& envelope, std::string queue, int retry_attempt, bool redelivered)
-        : bus_(bus), envelope_(envelope), queue_(std::move(queue)), retry_attempt_(retry_attempt), redelivered_(redelivered) {}
+        : bus_(bus),
+          envelope_(envelope),
+          queue_(std::move(queue)),
+          retry_attempt_(retry_attempt),
+          redelivered_(redelivered) {}
 
     Bus& bus_;
     const Envelope& envelope_;
@@ -86,7 +90,7 @@ struct ReceiveEndpointSettings {
 };
 
 class ReceiveEndpoint {
-public:
+  public:
     // `consumer_type` is the name written to MT-Fault-ConsumerType, e.g. "Inventory.CheckInventoryConsumer".
     template <class T>
     void Handle(std::string consumer_type, std::function<void(ConsumeContext&, const T&)> handler) {
@@ -104,7 +108,7 @@ public:
     const ReceiveEndpointSettings& settings() const { return settings_; }
     std::vector<contracts::MessageTypeName> ConsumedTypes() const;
 
-private:
+  private:
     friend class Bus;
     struct Registration {
         contracts::MessageTypeName type;
@@ -126,7 +130,7 @@ struct BusSettings {
 };
 
 class Bus {
-public:
+  public:
     Bus(EventLoop& loop, Transport& transport, BusSettings settings);
     ~Bus();
     Bus(const Bus&) = delete;
@@ -143,7 +147,8 @@ public:
     // Declares the exchange for T (and the types it implements) so that messages of T can be published.
     template <class T>
     Status DeclarePublishTopology() {
-        return DeclareTopologyFor(contracts::MessageContract<T>::Name(), contracts::MessageContract<T>::ImplementedTypes());
+        return DeclareTopologyFor(contracts::MessageContract<T>::Name(),
+                                  contracts::MessageContract<T>::ImplementedTypes());
     }
 
     // Builds the envelope for publishing T outside a consumer (an HTTP request, a timer).
@@ -151,14 +156,14 @@ public:
     OutgoingMessage PreparePublish(const T& message, const SendOptions& options = {}) {
         DeclarePublishTopology<T>();
         const std::string exchange = contracts::MessageContract<T>::Name().EntityName();
-        return Build(exchange, contracts::MessageContract<T>::MessageTypes(), contracts::MessageContract<T>::Write(message),
-                     CorrelationIdOf(message), nullptr, options);
+        return Build(exchange, contracts::MessageContract<T>::MessageTypes(),
+                     contracts::MessageContract<T>::Write(message), CorrelationIdOf(message), nullptr, options);
     }
     // Builds the envelope for sending T to a receive endpoint's exchange.
     template <class T>
     OutgoingMessage PrepareSend(const std::string& queue, const T& message, const SendOptions& options = {}) {
-        return Build(queue, contracts::MessageContract<T>::MessageTypes(), contracts::MessageContract<T>::Write(message),
-                     CorrelationIdOf(message), nullptr, options);
+        return Build(queue, contracts::MessageContract<T>::MessageTypes(),
+                     contracts::MessageContract<T>::Write(message), CorrelationIdOf(message), nullptr, options);
     }
 
     // Publishes every message; `done` runs once, after all are confirmed or with the first failure.
@@ -178,7 +183,7 @@ public:
     Transport& transport() { return transport_; }
     std::size_t InFlightCount() const { return in_flight_.size(); }
 
-private:
+  private:
     friend class ConsumeContext;
     struct InFlight;
 
@@ -224,10 +229,9 @@ private:
 template <class T>
 void ConsumeContext::Publish(const T& message, const SendOptions& options) {
     bus_.DeclarePublishTopology<T>();
-    outgoing_.push_back(bus_.Build(contracts::MessageContract<T>::Name().EntityName(),
-                                   contracts::MessageContract<T>::MessageTypes(),
-                                   contracts::MessageContract<T>::Write(message), Bus::CorrelationIdOf(message), this,
-                                   options));
+    outgoing_.push_back(
+        bus_.Build(contracts::MessageContract<T>::Name().EntityName(), contracts::MessageContract<T>::MessageTypes(),
+                   contracts::MessageContract<T>::Write(message), Bus::CorrelationIdOf(message), this, options));
 }
 
 template <class T>

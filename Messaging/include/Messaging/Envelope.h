@@ -18,7 +18,7 @@ namespace messaging {
 inline constexpr const char* kEnvelopeContentType = "application/vnd.masstransit+json";
 
 class EnvelopeError : public std::runtime_error {
-public:
+  public:
     using std::runtime_error::runtime_error;
 };
 
@@ -34,7 +34,7 @@ struct Envelope {
     std::string response_address;
     std::string fault_address;
     std::vector<std::string> message_type;
-    contracts::Json message;                // as read; on write the caller passes an ordered object
+    contracts::Json message;  // as read; on write the caller passes an ordered object
     std::optional<contracts::Timestamp> expiration_time;
     contracts::Timestamp sent_time{};
     contracts::Json headers = contracts::Json::object();

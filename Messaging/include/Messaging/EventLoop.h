@@ -17,7 +17,7 @@
 namespace messaging {
 
 class EventLoop {
-public:
+  public:
     EventLoop();
     ~EventLoop();  // closes every handle still open and drains the loop
     EventLoop(const EventLoop&) = delete;
@@ -48,7 +48,7 @@ public:
     void Schedule(std::chrono::milliseconds delay, std::function<void()> work);
     std::chrono::steady_clock::time_point Now() const { return std::chrono::steady_clock::now(); }
 
-private:
+  private:
     static void OnAsync(uv_async_t* handle);
 
     uv_loop_t loop_{};
@@ -61,7 +61,7 @@ private:
 
 // A repeating or one-shot timer. Create, use and destroy it on the loop thread.
 class Timer {
-public:
+  public:
     explicit Timer(EventLoop& loop);
     ~Timer();
     Timer(const Timer&) = delete;
@@ -71,45 +71,45 @@ public:
                std::chrono::milliseconds repeat = std::chrono::milliseconds(0));
     void Stop();
 
-private:
+  private:
     struct State;
     State* state_;  // freed by the uv_close callback
 };
 
 // Calls `callback` on the loop thread whenever `signal_number` arrives.
 class SignalWatcher {
-public:
+  public:
     SignalWatcher(EventLoop& loop, int signal_number, std::function<void()> callback);
     ~SignalWatcher();
     SignalWatcher(const SignalWatcher&) = delete;
     SignalWatcher& operator=(const SignalWatcher&) = delete;
 
-private:
+  private:
     struct State;
     State* state_;
 };
 
 // Watches a file descriptor for readability (used for the AMQP socket).
 class PollWatcher {
-public:
+  public:
     PollWatcher(EventLoop& loop, int fd, std::function<void(int status)> on_readable);
     ~PollWatcher();
     PollWatcher(const PollWatcher&) = delete;
     PollWatcher& operator=(const PollWatcher&) = delete;
 
-private:
+  private:
     struct State;
     State* state_;
 };
 
 // Runs an EventLoop on a thread of its own; used by tests and by tools that drive a service.
 class EventLoopThread {
-public:
+  public:
     EventLoopThread();
     ~EventLoopThread();  // stops the loop and joins
     EventLoop& loop() { return *loop_; }
 
-private:
+  private:
     std::unique_ptr<EventLoop> loop_;
     std::thread thread_;
 };

@@ -18,7 +18,7 @@
 namespace messaging {
 
 class InMemoryTransport : public Transport {
-public:
+  public:
     explicit InMemoryTransport(EventLoop& loop) : loop_(loop) {}
 
     Status Declare(const Topology& topology) override;
@@ -40,7 +40,7 @@ public:
     // Queues bound directly or through exchange bindings to `exchange`.
     std::set<std::string> RouteOf(const std::string& exchange) const;
 
-private:
+  private:
     struct Stored {
         TransportMessage message;
         std::string exchange;

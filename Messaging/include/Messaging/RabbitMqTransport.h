@@ -19,7 +19,7 @@
 namespace messaging {
 
 class RabbitMqTransport : public Transport {
-public:
+  public:
     RabbitMqTransport(EventLoop& loop, RabbitMqSettings settings, std::string connection_name);
     ~RabbitMqTransport() override;
 
@@ -40,7 +40,7 @@ public:
     std::uint64_t connection_generation() const { return generation_; }
     std::size_t PendingConfirms() const { return pending_confirms_.size(); }
 
-private:
+  private:
     struct Connection;
     struct ConsumerEntry {
         std::string queue;

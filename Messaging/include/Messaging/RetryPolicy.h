@@ -13,7 +13,7 @@
 namespace messaging {
 
 class RetryPolicy {
-public:
+  public:
     using Millis = std::chrono::milliseconds;
     enum class Kind { kNone, kImmediate, kInterval, kIntervals, kExponential, kIncremental };
 
@@ -35,7 +35,7 @@ public:
     static RetryPolicy FromJson(const contracts::Json& json);
     contracts::OrderedJson ToJson() const;
 
-private:
+  private:
     RetryPolicy(Kind kind, int limit) : kind_(kind), limit_(limit) {}
 
     Kind kind_;

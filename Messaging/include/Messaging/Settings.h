@@ -14,7 +14,7 @@
 namespace messaging {
 
 class SettingsError : public std::runtime_error {
-public:
+  public:
     using std::runtime_error::runtime_error;
 };
 

@@ -15,18 +15,18 @@
 namespace messaging {
 
 class SqliteError : public std::runtime_error {
-public:
+  public:
     SqliteError(const std::string& message, int code) : std::runtime_error(message), code_(code) {}
     int code() const { return code_; }
 
-private:
+  private:
     int code_;
 };
 
 enum class SqliteSync { kNormal, kFull };
 
 class Statement {
-public:
+  public:
     Statement(sqlite3* db, std::string_view sql);
     ~Statement();
     Statement(const Statement&) = delete;
@@ -48,13 +48,13 @@ public:
     std::int64_t Integer(int column) const;
     bool IsNull(int column) const;
 
-private:
+  private:
     sqlite3* db_;
     sqlite3_stmt* statement_ = nullptr;
 };
 
 class SqliteDatabase {
-public:
+  public:
     // Opens (creating) the file in WAL mode with the given synchronous level; ":memory:" works too.
     SqliteDatabase(const std::string& path, SqliteSync sync = SqliteSync::kNormal);
     ~SqliteDatabase();
@@ -69,21 +69,21 @@ public:
     void SetUserVersion(int version);
     sqlite3* raw() { return db_; }
 
-private:
+  private:
     sqlite3* db_ = nullptr;
     std::map<std::string, std::unique_ptr<Statement>> statements_;
 };
 
 // BEGIN IMMEDIATE on construction; ROLLBACK on destruction unless Commit() ran.
 class Transaction {
-public:
+  public:
     explicit Transaction(SqliteDatabase& db);
     ~Transaction();
     Transaction(const Transaction&) = delete;
     Transaction& operator=(const Transaction&) = delete;
     void Commit();
 
-private:
+  private:
     SqliteDatabase& db_;
     bool done_ = false;
 };

@@ -12,7 +12,7 @@ namespace messaging {
 enum class StatusCode { kOk, kInvalidArgument, kNotFound, kConflict, kUnavailable, kPreconditionFailed, kInternal };
 
 class Status {
-public:
+  public:
     Status() = default;
     Status(StatusCode code, std::string message) : code_(code), message_(std::move(message)) {}
     static Status Ok() { return {}; }
@@ -27,14 +27,14 @@ public:
     const std::string& message() const { return message_; }
     std::string ToString() const { return ok() ? "OK" : message_; }
 
-private:
+  private:
     StatusCode code_ = StatusCode::kOk;
     std::string message_;
 };
 
 template <class T>
 class Result {
-public:
+  public:
     Result(T value) : value_(std::move(value)) {}
     Result(Status status) : value_(std::move(status)) {}
     bool ok() const { return std::holds_alternative<T>(value_); }
@@ -45,7 +45,7 @@ public:
         return ok() ? kOk : std::get<Status>(value_);
     }
 
-private:
+  private:
     std::variant<T, Status> value_;
 };
 

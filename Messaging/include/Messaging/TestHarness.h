@@ -27,7 +27,7 @@ struct RecordedMessage {
 };
 
 class TestHarness : public BusObserver {
-public:
+  public:
     using Clock = std::chrono::steady_clock;
     static constexpr std::chrono::milliseconds kDefaultTimeout{10000};
 
@@ -58,17 +58,20 @@ public:
     bool WaitUntil(const std::function<bool()>& condition, std::chrono::milliseconds timeout = kDefaultTimeout) const;
 
     template <class T>
-    bool WaitPublished(const std::function<bool(const T&)>& predicate, std::chrono::milliseconds timeout = kDefaultTimeout) const {
+    bool WaitPublished(const std::function<bool(const T&)>& predicate,
+                       std::chrono::milliseconds timeout = kDefaultTimeout) const {
         return WaitUntil([&] { return !Published<T>(predicate).empty(); }, timeout);
     }
     template <class T>
-    bool WaitConsumed(const std::function<bool(const T&)>& predicate, std::chrono::milliseconds timeout = kDefaultTimeout) const {
+    bool WaitConsumed(const std::function<bool(const T&)>& predicate,
+                      std::chrono::milliseconds timeout = kDefaultTimeout) const {
         return WaitUntil([&] { return !Consumed<T>(predicate).empty(); }, timeout);
     }
 
-private:
+  private:
     template <class T>
-    static std::vector<T> Typed(const std::vector<RecordedMessage>& records, const std::function<bool(const T&)>& predicate) {
+    static std::vector<T> Typed(const std::vector<RecordedMessage>& records,
+                                const std::function<bool(const T&)>& predicate) {
         std::vector<T> out;
         const std::string urn = contracts::MessageContract<T>::Name().Urn();
         for (const auto& record : records) {

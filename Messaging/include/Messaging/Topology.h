@@ -63,7 +63,11 @@ Topology PublishTopology(const contracts::MessageTypeName& type,
 // bound exchange-to-exchange to the endpoint exchange.
 Topology ReceiveEndpointTopology(const std::string& queue, const std::vector<contracts::MessageTypeName>& consumed);
 
-inline std::string ErrorQueueName(const std::string& queue) { return queue + "_error"; }
-inline std::string SkippedQueueName(const std::string& queue) { return queue + "_skipped"; }
+inline std::string ErrorQueueName(const std::string& queue) {
+    return queue + "_error";
+}
+inline std::string SkippedQueueName(const std::string& queue) {
+    return queue + "_skipped";
+}
 
 }  // namespace messaging

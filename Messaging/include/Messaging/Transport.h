@@ -53,7 +53,7 @@ using DeliveryHandler = std::function<void(Delivery)>;
 using ConsumerId = std::uint64_t;
 
 class Transport {
-public:
+  public:
     virtual ~Transport() = default;
 
     // Declares the topology now (if connected) and again after every reconnect.

@@ -28,7 +28,7 @@ std::variant<NewOrder, FieldError> ParseNewOrder(std::string_view body);
 contracts::OrderedJson OrderToJson(const OrderRecord& order);
 
 class OrderHttpApi {
-public:
+  public:
     OrderHttpApi(messaging::EventLoop& loop, OrderSubmission& submission, HttpSettings settings);
     ~OrderHttpApi();
 
@@ -38,7 +38,7 @@ public:
     void StopAccepting();
     int port() const { return port_; }
 
-private:
+  private:
     void Routes();
 
     messaging::EventLoop& loop_;

@@ -17,7 +17,7 @@ namespace order_service {
 
 // Another writer changed the saga row first; retrying the message reloads it.
 class ConcurrencyConflict : public std::runtime_error {
-public:
+  public:
     using std::runtime_error::runtime_error;
 };
 
@@ -45,7 +45,7 @@ struct OutboxEntry {
 };
 
 class OrderRepository {
-public:
+  public:
     static constexpr int kSchemaVersion = 1;
 
     explicit OrderRepository(messaging::SqliteDatabase& db);  // creates or migrates the schema
@@ -71,7 +71,7 @@ public:
 
     std::vector<PendingTimeout> PendingTimeouts();
 
-private:
+  private:
     void Migrate();
     messaging::SqliteDatabase& db_;
 };

@@ -40,7 +40,7 @@ struct OrderSagaInstance {
     contracts::Decimal total_amount;
     std::vector<contracts::OrderItem> items;
     std::string reason;
-    std::string timeout_token;           // the scheduled OrderTimeoutExpired that still counts
+    std::string timeout_token;                   // the scheduled OrderTimeoutExpired that still counts
     std::optional<std::int64_t> timeout_due_ms;  // unix ms
     bool stock_released = false;
     std::string transaction_id;
@@ -73,8 +73,8 @@ struct SagaTransition {
     OrderSagaInstance next;  // the instance after the event (unchanged unless applied)
     std::vector<SagaCommand> commands;
     TimeoutChange timeout = TimeoutChange::kNone;
-    bool finalize = false;      // the instance is complete and its row is deleted
-    std::string_view row;       // the table row that matched, for logs and observers
+    bool finalize = false;  // the instance is complete and its row is deleted
+    std::string_view row;   // the table row that matched, for logs and observers
 };
 
 // `now` and `new_token` are inputs so the function stays pure and testable.

@@ -16,19 +16,20 @@ namespace order_service {
 
 // Sees every decision the saga makes: logging in production, recording in tests.
 class SagaObserver {
-public:
+  public:
     virtual ~SagaObserver() = default;
     virtual void OnTransition(const OrderEvent& event, OrderState from, const SagaTransition& transition) = 0;
 };
 
 class UnhandledEventError : public std::runtime_error {
-public:
+  public:
     using std::runtime_error::runtime_error;
 };
 
 class OrderSagaConsumer {
-public:
-    OrderSagaConsumer(messaging::Bus& bus, OrderRepository& repository, TimeoutScheduler& timeouts, SagaOptions options);
+  public:
+    OrderSagaConsumer(messaging::Bus& bus, OrderRepository& repository, TimeoutScheduler& timeouts,
+                      SagaOptions options);
 
     void Register(messaging::ReceiveEndpoint& endpoint);
     void Handle(messaging::ConsumeContext& context, const OrderEvent& event);
@@ -38,7 +39,7 @@ public:
     // Test hook: runs between loading the instance and saving it (to stage a concurrent writer).
     void SetBeforeSaveHook(std::function<void(const OrderSagaInstance&)> hook) { before_save_ = std::move(hook); }
 
-private:
+  private:
     messaging::Bus& bus_;
     OrderRepository& repository_;
     TimeoutScheduler& timeouts_;

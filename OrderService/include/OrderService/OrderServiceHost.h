@@ -17,7 +17,7 @@
 namespace order_service {
 
 class OrderServiceHost {
-public:
+  public:
     OrderServiceHost(messaging::EventLoop& loop, messaging::Transport& transport, OrderSettings settings);
     ~OrderServiceHost();
 
@@ -35,7 +35,7 @@ public:
     OrderSubmission& submission() { return submission_; }
     const OrderSettings& settings() const { return settings_; }
 
-private:
+  private:
     void SendTimeout(const std::string& order_id, const std::string& token);
 
     messaging::EventLoop& loop_;

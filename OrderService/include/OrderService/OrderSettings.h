@@ -12,7 +12,7 @@ struct HttpSettings {
     std::string host = "0.0.0.0";
     int port = 5000;  // 0 picks a free port (tests)
     int max_body_bytes = 64 * 1024;
-    int threads = 32;  // cpp-httplib keeps one thread per open keep-alive connection
+    int threads = 32;                // cpp-httplib keeps one thread per open keep-alive connection
     int request_timeout_ms = 10000;  // how long a request waits for the bus before answering 503
 };
 

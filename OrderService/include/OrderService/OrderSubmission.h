@@ -21,7 +21,7 @@ struct NewOrder {
 enum class SubmitOutcome { kAccepted, kDuplicate, kUnavailable };
 
 class OrderSubmission {
-public:
+  public:
     OrderSubmission(messaging::Bus& bus, OrderRepository& repository, OutboxRelay& relay)
         : bus_(bus), repository_(repository), relay_(relay) {}
 
@@ -29,7 +29,7 @@ public:
     std::optional<OrderRecord> Find(const std::string& order_id) { return repository_.FindOrder(order_id); }
     bool BusConnected() const { return bus_.transport().IsConnected() && !bus_.stopping(); }
 
-private:
+  private:
     messaging::Bus& bus_;
     OrderRepository& repository_;
     OutboxRelay& relay_;

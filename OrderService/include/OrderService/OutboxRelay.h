@@ -12,14 +12,14 @@
 namespace order_service {
 
 class OutboxRelay {
-public:
+  public:
     OutboxRelay(messaging::EventLoop& loop, messaging::Bus& bus, OrderRepository& repository);
     void Start(std::chrono::milliseconds sweep_interval = std::chrono::milliseconds(1000));
     // Publishes one stored message now; the row is removed on confirmation.
     void Send(std::int64_t sequence, messaging::OutgoingMessage message, messaging::Completion done);
     void Sweep();
 
-private:
+  private:
     messaging::Bus& bus_;
     OrderRepository& repository_;
     messaging::Timer timer_;

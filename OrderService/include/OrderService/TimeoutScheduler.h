@@ -13,7 +13,7 @@
 namespace order_service {
 
 class TimeoutScheduler {
-public:
+  public:
     using FireCallback = std::function<void(const std::string& order_id, const std::string& token)>;
 
     TimeoutScheduler(messaging::EventLoop& loop, FireCallback fire);
@@ -22,7 +22,7 @@ public:
     void Cancel(const std::string& order_id);
     std::size_t PendingCount() const { return by_order_.size(); }
 
-private:
+  private:
     struct Entry {
         std::string order_id;
         std::string token;

@@ -19,13 +19,13 @@ struct PaymentRecord {
 };
 
 class PaymentLedger {
-public:
+  public:
     explicit PaymentLedger(messaging::SqliteDatabase& db);
     std::optional<PaymentRecord> Find(const std::string& order_id);
     void Record(const PaymentRecord& record);
     std::int64_t CountCharges();  // accepted payments, for tests and diagnostics
 
-private:
+  private:
     messaging::SqliteDatabase& db_;
 };
 

@@ -12,12 +12,12 @@
 namespace payment_service {
 
 class PaymentGatewayUnavailable : public std::runtime_error {
-public:
+  public:
     using std::runtime_error::runtime_error;
 };
 
 class PaymentServiceHost {
-public:
+  public:
     PaymentServiceHost(messaging::EventLoop& loop, messaging::Transport& transport, PaymentSettings settings);
     messaging::Status Start();
     void Stop(std::function<void()> stopped) { bus_.Stop(std::move(stopped)); }
@@ -26,7 +26,7 @@ public:
     // How many times the gateway was called for an order (every attempt, including failed ones).
     int GatewayCalls(const std::string& order_id) const;
 
-private:
+  private:
     void OnProcessPayment(messaging::ConsumeContext& context, const contracts::ProcessPayment& command);
 
     PaymentSettings settings_;
