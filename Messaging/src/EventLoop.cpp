@@ -6,6 +6,12 @@
 namespace messaging {
 namespace {
 
+// libuv keeps loop time in whole milliseconds, so a timer can fire up to 1 ms before `delay` has
+// passed on the steady clock. A delay is a minimum (retry intervals, timeouts): round it up.
+std::uint64_t TimerDelay(std::chrono::milliseconds delay) {
+    return delay.count() > 0 ? static_cast<std::uint64_t>(delay.count()) + 1 : 0;
+}
+
 void Check(int rc, const char* what) {
     if (rc < 0) throw std::runtime_error(std::string(what) + ": " + uv_strerror(rc));
 }
@@ -38,7 +44,8 @@ EventLoop::EventLoop() {
 EventLoop::~EventLoop() {
     uv_close(reinterpret_cast<uv_handle_t*>(async_), [](uv_handle_t* h) { delete reinterpret_cast<uv_async_t*>(h); });
     // Close whatever is still open; the owners' close callbacks free their memory.
-    uv_walk(&loop_, [](uv_handle_t* handle, void*) { CloseAndFree(handle); }, nullptr);
+    uv_walk(
+        &loop_, [](uv_handle_t* handle, void*) { CloseAndFree(handle); }, nullptr);
     while (uv_run(&loop_, UV_RUN_NOWAIT) != 0) {
     }
     uv_loop_close(&loop_);
@@ -100,7 +107,7 @@ void EventLoop::Schedule(std::chrono::milliseconds delay, std::function<void()> 
             CloseAndFree(reinterpret_cast<uv_handle_t*>(t));
             fn();
         },
-        static_cast<std::uint64_t>(delay.count()), 0);
+        TimerDelay(delay), 0);
 }
 
 struct Timer::State : HandleState {
@@ -131,18 +138,19 @@ void Timer::Start(std::chrono::milliseconds delay, std::function<void()> callbac
                 run();
             }
         },
-        static_cast<std::uint64_t>(delay.count()), static_cast<std::uint64_t>(repeat.count()));
+        TimerDelay(delay), static_cast<std::uint64_t>(repeat.count()));
 }
 
-void Timer::Stop() { uv_timer_stop(&state_->handle); }
+void Timer::Stop() {
+    uv_timer_stop(&state_->handle);
+}
 
 struct SignalWatcher::State : HandleState {
     uv_signal_t handle{};
     std::function<void()> callback;
 };
 
-SignalWatcher::SignalWatcher(EventLoop& loop, int signal_number, std::function<void()> callback)
-    : state_(new State) {
+SignalWatcher::SignalWatcher(EventLoop& loop, int signal_number, std::function<void()> callback) : state_(new State) {
     state_->callback = std::move(callback);
     state_->handle.data = state_;
     Check(uv_signal_init(loop.raw(), &state_->handle), "uv_signal_init");
@@ -161,18 +169,16 @@ struct PollWatcher::State : HandleState {
     std::function<void(int)> on_readable;
 };
 
-PollWatcher::PollWatcher(EventLoop& loop, int fd, std::function<void(int)> on_readable)
-    : state_(new State) {
+PollWatcher::PollWatcher(EventLoop& loop, int fd, std::function<void(int)> on_readable) : state_(new State) {
     state_->on_readable = std::move(on_readable);
     state_->handle.data = state_;
     Check(uv_poll_init(loop.raw(), &state_->handle, fd), "uv_poll_init");
-    Check(uv_poll_start(
-              &state_->handle, UV_READABLE,
-              [](uv_poll_t* h, int status, int) {
-                  auto* s = static_cast<State*>(h->data);
-                  auto callback = s->on_readable;
-                  callback(status);
-              }),
+    Check(uv_poll_start(&state_->handle, UV_READABLE,
+                        [](uv_poll_t* h, int status, int) {
+                            auto* s = static_cast<State*>(h->data);
+                            auto callback = s->on_readable;
+                            callback(status);
+                        }),
           "uv_poll_start");
 }
 
