@@ -17,14 +17,6 @@ std::string Truncate(std::string text) {
     return text;
 }
 
-bool StartsWithIgnoreCase(const std::string& text, std::string_view prefix) {
-    if (text.size() < prefix.size()) return false;
-    for (std::size_t i = 0; i < prefix.size(); ++i)
-        if (std::tolower(static_cast<unsigned char>(text[i])) != std::tolower(static_cast<unsigned char>(prefix[i])))
-            return false;
-    return true;
-}
-
 // The C++ type of the exception being handled, written the way .NET writes type names
 // ("payment_service::GatewayUnavailable" -> "payment_service.GatewayUnavailable").
 std::string CurrentExceptionTypeName() {
@@ -109,7 +101,7 @@ std::vector<contracts::MessageTypeName> ReceiveEndpoint::ConsumedTypes() const {
 const ReceiveEndpoint::Registration* ReceiveEndpoint::Match(const std::vector<std::string>& message_types) const {
     for (const auto& urn : message_types)
         for (const auto& registration : registrations_)
-            if (urn.size() == registration.urn.size() && StartsWithIgnoreCase(urn, registration.urn))
+            if (contracts::EqualsIgnoreCase(urn, registration.urn))
                 return &registration;
     return nullptr;
 }
@@ -200,7 +192,7 @@ OutgoingMessage Bus::Build(const std::string& exchange, std::vector<std::string>
         envelope.initiator_id = !consumed.correlation_id.empty() ? consumed.correlation_id : consumed.request_id;
         envelope.source_address = InputAddress(parent->queue());
         for (auto it = consumed.headers.begin(); it != consumed.headers.end(); ++it)
-            if (!StartsWithIgnoreCase(it.key(), "MT-")) envelope.headers[it.key()] = it.value();
+            if (!contracts::StartsWithIgnoreCase(it.key(), "MT-")) envelope.headers[it.key()] = it.value();
     } else {
         envelope.conversation_id = contracts::Guid::New().ToString();
         envelope.source_address = bus_address_;

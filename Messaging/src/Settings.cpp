@@ -11,13 +11,8 @@ extern char** environ;
 namespace messaging {
 namespace {
 
+using contracts::EqualsIgnoreCase;
 using contracts::Json;
-
-bool EqualsIgnoreCase(const std::string& a, const std::string& b) {
-    return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
-               return std::tolower(static_cast<unsigned char>(x)) == std::tolower(static_cast<unsigned char>(y));
-           });
-}
 
 // The key of `object` equal to `name` ignoring case, or empty.
 std::string MatchKey(const Json& object, const std::string& name) {

@@ -1,7 +1,5 @@
 #include "Messaging/TestHarness.h"
 
-#include <strings.h>
-
 namespace messaging {
 namespace {
 
@@ -31,7 +29,7 @@ RecordedMessage FromTransport(const std::string& destination, const TransportMes
 
 bool RecordedMessage::HasType(const std::string& urn) const {
     for (const auto& type : message_type)
-        if (strcasecmp(type.c_str(), urn.c_str()) == 0) return true;
+        if (contracts::EqualsIgnoreCase(type, urn)) return true;
     return false;
 }
 

@@ -1,6 +1,6 @@
 #include "Messaging/Transport.h"
 
-#include <cctype>
+#include "Contracts/JsonFields.h"
 
 namespace messaging {
 
@@ -15,14 +15,8 @@ std::string HeaderToString(const HeaderValue& value) {
 }
 
 const HeaderValue* FindHeader(const HeaderTable& headers, const std::string& name) {
-    for (const auto& [key, value] : headers) {
-        if (key.size() != name.size()) continue;
-        bool equal = true;
-        for (std::size_t i = 0; i < key.size() && equal; ++i)
-            equal =
-                std::tolower(static_cast<unsigned char>(key[i])) == std::tolower(static_cast<unsigned char>(name[i]));
-        if (equal) return &value;
-    }
+    for (const auto& [key, value] : headers)
+        if (contracts::EqualsIgnoreCase(key, name)) return &value;
     return nullptr;
 }
 

@@ -41,7 +41,7 @@ std::variant<NewOrder, FieldError> ParseNewOrder(std::string_view text) {
     static const std::vector<std::string> kFields = {"orderId", "customerNumber", "totalAmount", "items"};
     for (auto it = body.begin(); it != body.end(); ++it) {
         bool known = false;
-        for (const auto& field : kFields) known = known || strcasecmp(field.c_str(), it.key().c_str()) == 0;
+        for (const auto& field : kFields) known = known || contracts::EqualsIgnoreCase(field, it.key());
         if (!known)
             return FieldError{it.key(),
                               "is not a field of an order (expected orderId, customerNumber, totalAmount, items)"};

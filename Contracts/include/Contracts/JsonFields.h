@@ -22,6 +22,11 @@ class ContractError : public std::runtime_error {
     using std::runtime_error::runtime_error;
 };
 
+// ASCII case-insensitive comparisons: JSON property names, URNs, header names and settings keys all
+// match this way.
+bool EqualsIgnoreCase(std::string_view a, std::string_view b);
+bool StartsWithIgnoreCase(std::string_view text, std::string_view prefix);
+
 // Finds a property by name, ignoring ASCII case; nullptr when absent. A JSON null counts as absent.
 const Json* FindField(const Json& object, std::string_view name);
 
