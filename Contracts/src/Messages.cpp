@@ -1,9 +1,8 @@
 #include "Contracts/Messages.h"
 
 namespace contracts {
-namespace {
 
-OrderedJson WriteItems(const std::vector<OrderItem>& items) {
+OrderedJson WriteOrderItems(const std::vector<OrderItem>& items) {
     OrderedJson array = OrderedJson::array();
     for (const auto& item : items) {
         OrderedJson json;
@@ -15,12 +14,10 @@ OrderedJson WriteItems(const std::vector<OrderItem>& items) {
     return array;
 }
 
-std::vector<OrderItem> ReadItems(const FieldReader& owner) {
+std::vector<OrderItem> ReadOrderItems(const Json& array) {
     std::vector<OrderItem> items;
-    const Json* array = owner.Optional("items");
-    if (!array) return items;
-    if (!array->is_array()) owner.Fail("items", "must be an array");
-    for (const auto& element : *array) {
+    if (!array.is_array()) throw ContractError("items: must be an array");
+    for (const auto& element : array) {
         FieldReader reader(element, "OrderItem");
         OrderItem item;
         item.sku = reader.RequiredString("sku");
@@ -30,6 +27,14 @@ std::vector<OrderItem> ReadItems(const FieldReader& owner) {
         items.push_back(std::move(item));
     }
     return items;
+}
+
+namespace {
+
+std::vector<OrderItem> ReadItems(const FieldReader& owner) {
+    const Json* array = owner.Optional("items");
+    if (array && !array->is_array()) owner.Fail("items", "must be an array");
+    return array ? ReadOrderItems(*array) : std::vector<OrderItem>{};
 }
 
 OrderedJson WithOrderId(const std::string& order_id) {
@@ -104,7 +109,7 @@ OrderedJson MessageContract<OrderSubmitted>::Write(const OrderSubmitted& m) {
     json["timestamp"] = FormatIso8601(m.timestamp);
     json["customerNumber"] = m.customer_number;
     json["totalAmount"] = DecimalToJson(m.total_amount);
-    json["items"] = WriteItems(m.items);
+    json["items"] = WriteOrderItems(m.items);
     return json;
 }
 
@@ -121,7 +126,7 @@ OrderSubmitted MessageContract<OrderSubmitted>::Read(const Json& json) {
 
 OrderedJson MessageContract<CheckInventory>::Write(const CheckInventory& m) {
     OrderedJson json = WithOrderId(m.order_id);
-    json["items"] = WriteItems(m.items);
+    json["items"] = WriteOrderItems(m.items);
     return json;
 }
 

@@ -103,8 +103,7 @@ OrderedJson OrderToJson(const OrderRecord& order) {
     json["reason"] = order.reason.empty() ? OrderedJson() : OrderedJson(order.reason);
     json["customerNumber"] = order.customer_number;
     json["totalAmount"] = order.total_amount.ToString();
-    contracts::CheckInventory holder{order.order_id, order.items};
-    json["items"] = contracts::MessageContract<contracts::CheckInventory>::Write(holder)["items"];
+    json["items"] = contracts::WriteOrderItems(order.items);
     json["transactionId"] = order.transaction_id.empty() ? OrderedJson() : OrderedJson(order.transaction_id);
     json["createdAt"] = contracts::FormatIso8601(order.created_at);
     json["updatedAt"] = contracts::FormatIso8601(order.updated_at);

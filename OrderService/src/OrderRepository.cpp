@@ -7,14 +7,11 @@ using contracts::Json;
 using contracts::OrderedJson;
 
 std::string ItemsToJson(const std::vector<contracts::OrderItem>& items) {
-    contracts::CheckInventory holder{"x", items};
-    return contracts::MessageContract<contracts::CheckInventory>::Write(holder)["items"].dump();
+    return contracts::WriteOrderItems(items).dump();
 }
 
 std::vector<contracts::OrderItem> ItemsFromJson(const std::string& text) {
-    Json items = Json::parse(text, nullptr, false);
-    if (!items.is_array()) return {};
-    return contracts::MessageContract<contracts::CheckInventory>::Read(Json{{"orderId", "x"}, {"items", items}}).items;
+    return contracts::ReadOrderItems(Json::parse(text));  // written by ItemsToJson
 }
 
 std::string TimeText(contracts::Timestamp time) {

@@ -126,6 +126,10 @@ struct Fault {
     T message;
 };
 
+// The `items` array shared by OrderSubmitted and CheckInventory (also stored and served by OrderService).
+OrderedJson WriteOrderItems(const std::vector<OrderItem>& items);
+std::vector<OrderItem> ReadOrderItems(const Json& array);  // throws ContractError
+
 OrderedJson WriteHostInfo(const HostInfo& host);
 HostInfo ReadHostInfo(const Json& json);  // lenient: host values are informational
 OrderedJson WriteExceptionInfo(const ExceptionInfo& info);
