@@ -174,27 +174,22 @@ void OrderHttpApi::Routes() {
         if (!contracts::IsValidOrderId(order_id))
             return SendError(response, 400, "invalid_field",
                              "orderId must be 1-64 characters of A-Z, a-z, 0-9, '_' or '-'", "orderId");
-        std::optional<OrderRecord> order;
+        std::optional<std::optional<OrderRecord>> found;
         try {
-            auto task = std::make_shared<std::packaged_task<std::optional<OrderRecord>()>>(
-                [this, order_id] { return submission_.Find(order_id); });
-            auto future = task->get_future();
-            loop_.Post([task] { (*task)(); });
-            if (future.wait_for(std::chrono::milliseconds(settings_.request_timeout_ms)) != std::future_status::ready)
-                return SendError(response, 503, "unavailable", "the service did not answer in time; try again");
-            order = future.get();
-        } catch (const std::exception& e) {
+            found = loop_.InvokeFor([this, order_id] { return submission_.Find(order_id); },
+                                    std::chrono::milliseconds(settings_.request_timeout_ms));
+        } catch (const std::exception&) {
             return SendError(response, 500, "internal", "the order could not be read");
         }
+        if (!found) return SendError(response, 503, "unavailable", "the service did not answer in time; try again");
+        const std::optional<OrderRecord>& order = *found;
         if (!order) return SendError(response, 404, "not_found", "no order with id " + order_id, "orderId");
         response.set_content(OrderToJson(*order).dump(), "application/json");
     });
 
     server.Get("/health", [this](const httplib::Request&, httplib::Response& response) {
-        auto task = std::make_shared<std::packaged_task<bool()>>([this] { return submission_.BusConnected(); });
-        auto future = task->get_future();
-        loop_.Post([task] { (*task)(); });
-        const bool connected = future.wait_for(std::chrono::seconds(5)) == std::future_status::ready && future.get();
+        const bool connected =
+            loop_.InvokeFor([this] { return submission_.BusConnected(); }, std::chrono::seconds(5)).value_or(false);
         OrderedJson body;
         body["status"] = connected ? "ok" : "degraded";
         body["broker"] = connected ? "connected" : "disconnected";

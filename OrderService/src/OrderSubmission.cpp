@@ -9,10 +9,6 @@ void OrderSubmission::Submit(const NewOrder& order, std::function<void(SubmitOut
         done(SubmitOutcome::kUnavailable);
         return;
     }
-    if (repository_.FindOrder(order.order_id)) {
-        done(SubmitOutcome::kDuplicate);
-        return;
-    }
     const auto now = contracts::UtcNow();
     contracts::OrderSubmitted submitted{order.order_id, now, order.customer_number, order.total_amount, order.items};
     messaging::OutgoingMessage message = bus_.PreparePublish(submitted);

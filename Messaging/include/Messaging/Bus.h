@@ -181,7 +181,6 @@ class Bus {
     const contracts::HostInfo& host() const { return host_; }
     EventLoop& loop() { return loop_; }
     Transport& transport() { return transport_; }
-    std::size_t InFlightCount() const { return in_flight_.size(); }
 
   private:
     friend class ConsumeContext;

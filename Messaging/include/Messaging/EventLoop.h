@@ -10,6 +10,7 @@
 #include <future>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <thread>
 #include <type_traits>
 #include <vector>
@@ -44,9 +45,20 @@ class EventLoop {
         return future.get();
     }
 
+    // As Invoke, for a caller that may not wait longer than `timeout`: nullopt if the loop did not run
+    // `work` in time. The work still runs later; it must own what it touches.
+    template <class F>
+    auto InvokeFor(F&& work, std::chrono::milliseconds timeout) -> std::optional<std::invoke_result_t<F>> {
+        using R = std::invoke_result_t<F>;
+        auto task = std::make_shared<std::packaged_task<R()>>(std::forward<F>(work));
+        auto future = task->get_future();
+        Post([task] { (*task)(); });
+        if (future.wait_for(timeout) != std::future_status::ready) return std::nullopt;
+        return future.get();
+    }
+
     // One-shot timer owned by the loop: runs `work` after `delay` unless the loop is closed first.
     void Schedule(std::chrono::milliseconds delay, std::function<void()> work);
-    std::chrono::steady_clock::time_point Now() const { return std::chrono::steady_clock::now(); }
 
   private:
     static void OnAsync(uv_async_t* handle);

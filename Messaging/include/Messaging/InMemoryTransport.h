@@ -35,8 +35,6 @@ class InMemoryTransport : public Transport {
     std::vector<TransportMessage> ReadyMessages(const std::string& queue) const;
     std::size_t ReadyCount(const std::string& queue) const;
     std::size_t UnackedCount(const std::string& queue) const;
-    bool HasExchange(const std::string& name) const { return exchanges_.count(name) > 0; }
-    bool HasQueue(const std::string& name) const { return queues_.count(name) > 0; }
     // Queues bound directly or through exchange bindings to `exchange`.
     std::set<std::string> RouteOf(const std::string& exchange) const;
 

@@ -37,8 +37,6 @@ class RabbitMqTransport : public Transport {
     bool IsConnected() const override { return connected_; }
     std::string BaseAddress() const override;
 
-    std::uint64_t connection_generation() const { return generation_; }
-    std::size_t PendingConfirms() const { return pending_confirms_.size(); }
 
   private:
     struct Connection;

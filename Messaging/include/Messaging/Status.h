@@ -1,15 +1,13 @@
-// The one error currency of the repository: a Status (code + message) and Result<T>, a value or a
-// Status. C APIs (libuv ints, rabbitmq-c replies, SQLite rc) are converted into it at one place each.
+// The one error currency of the repository: a Status (code + message). C APIs (libuv ints,
+// rabbitmq-c replies, SQLite rc) are converted into it at one place each.
 #pragma once
 
-#include <optional>
 #include <string>
 #include <utility>
-#include <variant>
 
 namespace messaging {
 
-enum class StatusCode { kOk, kInvalidArgument, kNotFound, kConflict, kUnavailable, kPreconditionFailed, kInternal };
+enum class StatusCode { kOk, kInvalidArgument, kNotFound, kUnavailable, kPreconditionFailed, kInternal };
 
 class Status {
   public:
@@ -18,7 +16,6 @@ class Status {
     static Status Ok() { return {}; }
     static Status Unavailable(std::string message) { return {StatusCode::kUnavailable, std::move(message)}; }
     static Status Internal(std::string message) { return {StatusCode::kInternal, std::move(message)}; }
-    static Status Conflict(std::string message) { return {StatusCode::kConflict, std::move(message)}; }
     static Status NotFound(std::string message) { return {StatusCode::kNotFound, std::move(message)}; }
     static Status InvalidArgument(std::string message) { return {StatusCode::kInvalidArgument, std::move(message)}; }
 
@@ -32,21 +29,5 @@ class Status {
     std::string message_;
 };
 
-template <class T>
-class Result {
-  public:
-    Result(T value) : value_(std::move(value)) {}
-    Result(Status status) : value_(std::move(status)) {}
-    bool ok() const { return std::holds_alternative<T>(value_); }
-    const T& value() const& { return std::get<T>(value_); }
-    T&& value() && { return std::get<T>(std::move(value_)); }
-    const Status& status() const {
-        static const Status kOk;
-        return ok() ? kOk : std::get<Status>(value_);
-    }
-
-  private:
-    std::variant<T, Status> value_;
-};
 
 }  // namespace messaging

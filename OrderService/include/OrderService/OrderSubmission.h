@@ -1,5 +1,6 @@
 // Accepting a new order from the HTTP API, on the loop thread: the order row and its OrderSubmitted
-// are committed together (bus outbox), then published; the caller hears back once the broker has
+// are committed together (bus outbox; the row's primary key turns a repeated id into kDuplicate),
+// then published; the caller hears back once the broker has
 // confirmed it or, if that fails, once it is durably stored for the relay to send.
 #pragma once
 
