@@ -335,13 +335,18 @@ ChildProcess::ChildProcess(const std::string& program, const std::vector<std::st
     const int rc = posix_spawn(&pid_, program.c_str(), &actions, nullptr, argv.data(), envp.data());
     posix_spawn_file_actions_destroy(&actions);
     if (rc != 0) throw std::runtime_error("cannot start " + program);
+    std::promise<int> exit_code;
+    exited_ = exit_code.get_future().share();
+    waiter_ = std::thread([pid = pid_, exit_code = std::move(exit_code)]() mutable {
+        int status = 0;
+        ::waitpid(pid, &status, 0);
+        exit_code.set_value(WIFEXITED(status) ? WEXITSTATUS(status) : -WTERMSIG(status));
+    });
 }
 
 ChildProcess::~ChildProcess() {
-    if (!exit_code_) {
-        ::kill(pid_, SIGKILL);
-        Wait(std::chrono::seconds(10));
-    }
+    if (exited_.wait_for(std::chrono::seconds(0)) != std::future_status::ready) ::kill(pid_, SIGKILL);
+    waiter_.join();
 }
 
 void ChildProcess::Signal(int signal_number) {
@@ -349,17 +354,8 @@ void ChildProcess::Signal(int signal_number) {
 }
 
 std::optional<int> ChildProcess::Wait(std::chrono::milliseconds timeout) {
-    if (exit_code_) return exit_code_;
-    const auto deadline = std::chrono::steady_clock::now() + timeout;
-    for (;;) {
-        int status = 0;
-        if (::waitpid(pid_, &status, WNOHANG) == pid_) {
-            exit_code_ = WIFEXITED(status) ? WEXITSTATUS(status) : -WTERMSIG(status);
-            return exit_code_;
-        }
-        if (std::chrono::steady_clock::now() >= deadline) return std::nullopt;
-        std::this_thread::sleep_for(std::chrono::milliseconds(10));  // waitpid polling interval
-    }
+    if (exited_.wait_for(timeout) != std::future_status::ready) return std::nullopt;
+    return exited_.get();
 }
 
 void RestartBrokerApp(int seconds_down) {

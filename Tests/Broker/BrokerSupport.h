@@ -7,10 +7,12 @@
 #include <httplib.h>
 #include <sys/types.h>
 
+#include <future>
 #include <map>
 #include <memory>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "Messaging/RabbitMqTransport.h"
@@ -121,7 +123,8 @@ class ChildProcess {
 
   private:
     pid_t pid_ = -1;
-    std::optional<int> exit_code_;
+    std::shared_future<int> exited_;  // set by waiter_, which blocks in waitpid
+    std::thread waiter_;
 };
 
 std::string SourceDir();
