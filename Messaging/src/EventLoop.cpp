@@ -38,11 +38,16 @@ EventLoop::EventLoop() {
     async_ = new uv_async_t;
     async_->data = this;
     Check(uv_async_init(&loop_, async_, &EventLoop::OnAsync), "uv_async_init");
+    prepare_ = new uv_prepare_t;
+    prepare_->data = this;
+    Check(uv_prepare_init(&loop_, prepare_), "uv_prepare_init");
     loop_thread_ = std::this_thread::get_id();
 }
 
 EventLoop::~EventLoop() {
     uv_close(reinterpret_cast<uv_handle_t*>(async_), [](uv_handle_t* h) { delete reinterpret_cast<uv_async_t*>(h); });
+    uv_close(reinterpret_cast<uv_handle_t*>(prepare_),
+             [](uv_handle_t* h) { delete reinterpret_cast<uv_prepare_t*>(h); });
     // Close whatever is still open; the owners' close callbacks free their memory.
     uv_walk(
         &loop_, [](uv_handle_t* handle, void*) { CloseAndFree(handle); }, nullptr);
@@ -87,6 +92,21 @@ void EventLoop::OnAsync(uv_async_t* handle) {
         if (batch.empty()) return;
         for (auto& work : batch) work();
     }
+}
+
+void EventLoop::Defer(std::function<void()> work) {
+    if (deferred_.empty()) Check(uv_prepare_start(prepare_, &EventLoop::OnPrepare), "uv_prepare_start");
+    deferred_.push_back(std::move(work));
+}
+
+void EventLoop::OnPrepare(uv_prepare_t* handle) {
+    auto* self = static_cast<EventLoop*>(handle->data);
+    while (!self->deferred_.empty()) {
+        std::vector<std::function<void()>> batch;
+        batch.swap(self->deferred_);
+        for (auto& work : batch) work();
+    }
+    uv_prepare_stop(handle);
 }
 
 void EventLoop::Schedule(std::chrono::milliseconds delay, std::function<void()> work) {

@@ -4,13 +4,37 @@
 #include <amqp_tcp_socket.h>
 #include <spdlog/spdlog.h>
 
+#include <poll.h>
+#include <sys/socket.h>
+
 #include <algorithm>
+#include <cerrno>
 #include <cstring>
 
 namespace messaging {
 namespace {
 
 constexpr amqp_channel_t kChannel = 1;
+constexpr std::size_t kFrameOverhead = 8;            // type, channel, size ... frame-end
+constexpr std::size_t kFlushThreshold = 256 * 1024;  // write at once beyond this much buffered
+
+void PutU16(std::string& out, std::uint16_t v) {
+    out.push_back(static_cast<char>(v >> 8));
+    out.push_back(static_cast<char>(v & 0xFF));
+}
+void PutU32(std::string& out, std::uint32_t v) {
+    PutU16(out, static_cast<std::uint16_t>(v >> 16));
+    PutU16(out, static_cast<std::uint16_t>(v & 0xFFFF));
+}
+void PutU64(std::string& out, std::uint64_t v) {
+    PutU32(out, static_cast<std::uint32_t>(v >> 32));
+    PutU32(out, static_cast<std::uint32_t>(v & 0xFFFFFFFF));
+}
+void PutFrameStart(std::string& out, std::uint8_t type, std::size_t payload_size) {
+    out.push_back(static_cast<char>(type));
+    PutU16(out, kChannel);
+    PutU32(out, static_cast<std::uint32_t>(payload_size));
+}
 
 amqp_bytes_t Bytes(const std::string& text) {
     return amqp_bytes_t{text.size(), const_cast<char*>(text.data())};
@@ -134,6 +158,18 @@ MessageProperties DecodeProperties(const amqp_basic_properties_t& p) {
 
 }  // namespace
 
+AckPlan PlanAcks(const std::set<std::uint64_t>& unsettled, std::vector<std::uint64_t> acks) {
+    std::sort(acks.begin(), acks.end());
+    acks.erase(std::unique(acks.begin(), acks.end()), acks.end());
+    std::size_t run = 0;
+    for (auto it = unsettled.begin(); run < acks.size() && it != unsettled.end() && *it == acks[run]; ++it) ++run;
+    AckPlan plan;
+    if (run < 2) run = 0;  // a multiple-ack of one delivery is just an ack
+    if (run > 0) plan.multiple_up_to = acks[run - 1];
+    plan.single.assign(acks.begin() + static_cast<std::ptrdiff_t>(run), acks.end());
+    return plan;
+}
+
 struct RabbitMqTransport::Connection {
     amqp_connection_state_t state = amqp_new_connection();
     ~Connection() { amqp_destroy_connection(state); }
@@ -205,6 +241,7 @@ Status RabbitMqTransport::Connect() {
         return Status::Unavailable("confirm.select failed: " + ReplyText(reply));
 
     connection_ = std::move(connection);
+    scratch_.assign(static_cast<std::size_t>(std::max(amqp_get_frame_max(connection_->state), 4096)), 0);
     next_publish_tag_ = 1;
     ++generation_;
     connected_ = true;
@@ -243,6 +280,7 @@ Status RabbitMqTransport::Connect() {
 }
 
 Status RabbitMqTransport::DeclareNow(const Topology& topology) {
+    if (!FlushOutput()) return Status::Unavailable("connection lost");
     amqp_connection_state_t state = connection_->state;
     auto check = [&](const std::string& what) -> Status {
         amqp_rpc_reply_t reply = amqp_get_rpc_reply(state);
@@ -288,6 +326,7 @@ Status RabbitMqTransport::Declare(const Topology& topology) {
 }
 
 Status RabbitMqTransport::StartConsumer(ConsumerEntry& consumer) {
+    if (!FlushOutput()) return Status::Unavailable("connection lost");
     amqp_connection_state_t state = connection_->state;
     amqp_basic_qos(state, kChannel, 0, consumer.prefetch, 0);
     if (amqp_rpc_reply_t reply = amqp_get_rpc_reply(state); reply.reply_type != AMQP_RESPONSE_NORMAL)
@@ -311,7 +350,7 @@ ConsumerId RabbitMqTransport::Consume(const std::string& queue, std::uint16_t pr
 void RabbitMqTransport::Cancel(ConsumerId id) {
     auto it = consumers_.find(id);
     if (it == consumers_.end()) return;
-    if (connected_ && !it->second.tag.empty()) {
+    if (connected_ && !it->second.tag.empty() && FlushOutput()) {
         amqp_basic_cancel(connection_->state, kChannel, Bytes(it->second.tag));
         if (amqp_rpc_reply_t reply = amqp_get_rpc_reply(connection_->state); reply.reply_type != AMQP_RESPONSE_NORMAL)
             spdlog::warn("basic.cancel failed: {}", ReplyText(reply));
@@ -356,27 +395,118 @@ void RabbitMqTransport::Publish(const std::string& exchange, TransportMessage me
         properties._flags |= AMQP_BASIC_HEADERS_FLAG;
         properties.headers = headers.table;
     }
-    const int rc = amqp_basic_publish(connection_->state, kChannel, Bytes(exchange), Bytes(message.routing_key), 0, 0,
-                                      &properties, Bytes(message.body));
-    if (rc != AMQP_STATUS_OK) {
-        if (confirmed) pending_confirms_.emplace(next_publish_tag_, std::move(confirmed));
-        ConnectionLost(std::string("publish failed: ") + amqp_error_string2(rc));
+
+    // basic.publish, then the content header, then the body in frames of at most frame_max.
+    const std::size_t mark = output_.size();
+    amqp_basic_publish_t publish{};
+    publish.exchange = Bytes(exchange);
+    publish.routing_key = Bytes(message.routing_key);
+    AppendMethod(AMQP_BASIC_PUBLISH_METHOD, &publish);
+    const int encoded =
+        amqp_encode_properties(AMQP_BASIC_CLASS, &properties, amqp_bytes_t{scratch_.size(), scratch_.data()});
+    if (encoded < 0) {
+        if (confirmed)
+            loop_.Post([alive = std::weak_ptr<bool>(alive_), confirmed = std::move(confirmed)] {
+                if (!alive.expired()) confirmed(Status::InvalidArgument("the message properties are too large"));
+            });
+        output_.resize(mark);
         return;
+    }
+    PutFrameStart(output_, AMQP_FRAME_HEADER, 12 + static_cast<std::size_t>(encoded));
+    PutU16(output_, AMQP_BASIC_CLASS);
+    PutU16(output_, 0);  // weight
+    PutU64(output_, message.body.size());
+    output_.append(scratch_.data(), static_cast<std::size_t>(encoded));
+    output_.push_back(static_cast<char>(AMQP_FRAME_END));
+    const std::size_t max_fragment = scratch_.size() - kFrameOverhead;
+    for (std::size_t offset = 0; offset < message.body.size(); offset += max_fragment) {
+        const std::size_t length = std::min(max_fragment, message.body.size() - offset);
+        PutFrameStart(output_, AMQP_FRAME_BODY, length);
+        output_.append(message.body, offset, length);
+        output_.push_back(static_cast<char>(AMQP_FRAME_END));
     }
     const std::uint64_t tag = next_publish_tag_++;
     pending_confirms_.emplace(tag, confirmed ? std::move(confirmed) : Completion([](const Status&) {}));
+    if (output_.size() >= kFlushThreshold)
+        FlushOutput();
+    else
+        ScheduleFlush();
+}
+
+void RabbitMqTransport::AppendMethod(std::uint32_t method_id, void* arguments) {
+    const int encoded = amqp_encode_method(method_id, arguments, amqp_bytes_t{scratch_.size(), scratch_.data()});
+    // Our methods (publish, ack, nack) are a few hundred bytes at most; frame_max is at least 4 KiB.
+    if (encoded < 0) throw std::logic_error("cannot encode AMQP method " + std::to_string(method_id));
+    PutFrameStart(output_, AMQP_FRAME_METHOD, 4 + static_cast<std::size_t>(encoded));
+    PutU32(output_, method_id);
+    output_.append(scratch_.data(), static_cast<std::size_t>(encoded));
+    output_.push_back(static_cast<char>(AMQP_FRAME_END));
+}
+
+void RabbitMqTransport::ScheduleFlush() {
+    if (flush_scheduled_) return;
+    flush_scheduled_ = true;
+    loop_.Defer([this, alive = std::weak_ptr<bool>(alive_)] {
+        if (alive.expired()) return;
+        flush_scheduled_ = false;
+        FlushOutput();
+    });
+}
+
+bool RabbitMqTransport::FlushOutput() {
+    if (!connected_) return false;
+    if (!acks_.empty()) {
+        const AckPlan plan = PlanAcks(unsettled_, std::move(acks_));
+        acks_.clear();
+        if (plan.multiple_up_to) {
+            amqp_basic_ack_t ack{plan.multiple_up_to, 1};
+            AppendMethod(AMQP_BASIC_ACK_METHOD, &ack);
+            unsettled_.erase(unsettled_.begin(), unsettled_.upper_bound(plan.multiple_up_to));
+        }
+        for (auto tag : plan.single) {
+            amqp_basic_ack_t ack{tag, 0};
+            AppendMethod(AMQP_BASIC_ACK_METHOD, &ack);
+            unsettled_.erase(tag);
+        }
+    }
+    if (output_.empty()) return true;
+    const int fd = amqp_get_sockfd(connection_->state);
+    std::size_t written = 0;
+    while (written < output_.size()) {
+        const ssize_t n = ::send(fd, output_.data() + written, output_.size() - written, MSG_NOSIGNAL);
+        if (n > 0) {
+            written += static_cast<std::size_t>(n);
+            continue;
+        }
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            // The broker is not reading (flow control, a slow disk): wait, as a blocking client would,
+            // but not forever. A partial frame must never be left behind for rabbitmq-c to write after.
+            pollfd writable{fd, POLLOUT, 0};
+            const int ready = ::poll(&writable, 1, settings_.connection_timeout_seconds * 1000);
+            if (ready > 0) continue;
+            ConnectionLost(ready == 0 ? "the broker stopped reading (write timed out)" : "poll failed");
+            return false;
+        }
+        ConnectionLost(std::string("write failed: ") + (n < 0 ? std::strerror(errno) : "connection closed"));
+        return false;
+    }
+    output_.clear();
+    return true;
 }
 
 void RabbitMqTransport::Ack(const Delivery& delivery) {
     if (!connected_ || delivery.connection_generation != generation_) return;  // the broker will redeliver it
-    if (amqp_basic_ack(connection_->state, kChannel, delivery.delivery_tag, 0) != AMQP_STATUS_OK)
-        ConnectionLost("basic.ack failed");
+    acks_.push_back(delivery.delivery_tag);
+    ScheduleFlush();
 }
 
 void RabbitMqTransport::Nack(const Delivery& delivery, bool requeue) {
     if (!connected_ || delivery.connection_generation != generation_) return;
-    if (amqp_basic_nack(connection_->state, kChannel, delivery.delivery_tag, 0, requeue ? 1 : 0) != AMQP_STATUS_OK)
-        ConnectionLost("basic.nack failed");
+    unsettled_.erase(delivery.delivery_tag);
+    amqp_basic_nack_t nack{delivery.delivery_tag, 0, requeue ? amqp_boolean_t{1} : amqp_boolean_t{0}};
+    AppendMethod(AMQP_BASIC_NACK_METHOD, &nack);
+    ScheduleFlush();
 }
 
 void RabbitMqTransport::Confirm(std::uint64_t tag, bool multiple, bool ok) {
@@ -414,6 +544,7 @@ void RabbitMqTransport::OnReadable() {
             if (method_id == AMQP_BASIC_DELIVER_METHOD) {
                 auto* deliver = static_cast<amqp_basic_deliver_t*>(frame.payload.method.decoded);
                 delivery.delivery_tag = deliver->delivery_tag;
+                unsettled_.insert(deliver->delivery_tag);
                 delivery.redelivered = deliver->redelivered != 0;
                 delivery.exchange = String(deliver->exchange);
                 delivery.message.routing_key = String(deliver->routing_key);
@@ -508,6 +639,9 @@ void RabbitMqTransport::ConnectionLost(const std::string& reason) {
     heartbeat_timer_.reset();
     connection_.reset();
     for (auto& [id, consumer] : consumers_) consumer.tag.clear();
+    output_.clear();
+    acks_.clear();
+    unsettled_.clear();
     // Publishes that were not confirmed may or may not have reached the broker: report failure so the
     // caller keeps the message (outbox) or its delivery (nack -> redelivery).
     auto unconfirmed = std::move(pending_confirms_);
@@ -541,7 +675,7 @@ void RabbitMqTransport::ScheduleReconnect() {
 void RabbitMqTransport::Close() {
     closing_ = true;
     reconnect_timer_.reset();
-    if (connected_ && connection_) {
+    if (connected_ && connection_ && FlushOutput()) {
         amqp_channel_close(connection_->state, kChannel, AMQP_REPLY_SUCCESS);
         amqp_connection_close(connection_->state, AMQP_REPLY_SUCCESS);
     }

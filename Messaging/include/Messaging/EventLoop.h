@@ -32,6 +32,10 @@ class EventLoop {
     void Stop();
     // Thread-safe: `work` runs on the loop thread, in order of posting.
     void Post(std::function<void()> work);
+    // Loop thread only: `work` runs at the end of this turn of the loop, before it waits for events
+    // again (after every ready event has been handled), in order of deferral. Work deferred by deferred
+    // work runs in the same pass. For batching: a commit, a flush of buffered socket writes.
+    void Defer(std::function<void()> work);
     bool IsLoopThread() const { return std::this_thread::get_id() == loop_thread_; }
 
     // Runs `work` on the loop thread and waits for its result (from any other thread).
@@ -62,9 +66,12 @@ class EventLoop {
 
   private:
     static void OnAsync(uv_async_t* handle);
+    static void OnPrepare(uv_prepare_t* handle);
 
     uv_loop_t loop_{};
     uv_async_t* async_ = nullptr;
+    uv_prepare_t* prepare_ = nullptr;
+    std::vector<std::function<void()>> deferred_;
     std::mutex mutex_;
     std::vector<std::function<void()>> posted_;
     std::thread::id loop_thread_;

@@ -1,14 +1,16 @@
 // The RabbitMQ transport on rabbitmq-c, driven by the owning event loop: uv_poll watches the
 // connection's socket and frames are read without blocking, so deliveries, publisher confirms and
 // RPC replies interleave on one channel. Publisher confirms are on; heartbeats are sent from a loop
-// timer. When the connection drops it reconnects with capped exponential back-off, declares its
-// topology again and resumes its consumers; unacked deliveries come back from the broker.
-// rabbitmq-c is not thread-safe: only the loop thread may touch this object.
+// timer. Publishes, acks and nacks are encoded here and written together at the end of each loop turn
+// (acks that settle a run of deliveries become one multiple-ack), so a batch costs one write. When the connection drops
+// it reconnects with capped exponential back-off, declares its topology again and resumes its consumers; unacked
+// deliveries come back from the broker. rabbitmq-c is not thread-safe: only the loop thread may touch this object.
 #pragma once
 
 #include <deque>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -17,6 +19,15 @@
 #include "Messaging/Transport.h"
 
 namespace messaging {
+
+// How a turn's acks go on the wire: the run of them that settles the oldest unsettled deliveries
+// becomes one basic.ack with `multiple` up to `multiple_up_to` (0: no such run of two or more), and
+// every other ack is sent on its own (`single`, ascending).
+struct AckPlan {
+    std::uint64_t multiple_up_to = 0;
+    std::vector<std::uint64_t> single;
+};
+AckPlan PlanAcks(const std::set<std::uint64_t>& unsettled, std::vector<std::uint64_t> acks);
 
 class RabbitMqTransport : public Transport {
   public:
@@ -37,7 +48,6 @@ class RabbitMqTransport : public Transport {
     bool IsConnected() const override { return connected_; }
     std::string BaseAddress() const override;
 
-
   private:
     struct Connection;
     struct ConsumerEntry {
@@ -55,6 +65,12 @@ class RabbitMqTransport : public Transport {
     void ConnectionLost(const std::string& reason);
     void ScheduleReconnect();
     void Confirm(std::uint64_t tag, bool multiple, bool ok);
+    // Appends one method frame on our channel to the output buffer.
+    void AppendMethod(std::uint32_t method_id, void* arguments);
+    void ScheduleFlush();
+    // Encodes the pending acks and writes the output buffer; false (and the connection is dropped) on
+    // a socket error. Called before rabbitmq-c writes anything itself, so frames never interleave.
+    bool FlushOutput();
 
     EventLoop& loop_;
     RabbitMqSettings settings_;
@@ -69,6 +85,11 @@ class RabbitMqTransport : public Transport {
     int reconnect_attempts_ = 0;
     std::uint64_t next_publish_tag_ = 1;
     std::map<std::uint64_t, Completion> pending_confirms_;
+    std::string output_;         // encoded frames not yet written
+    std::vector<char> scratch_;  // encoding space, one frame long
+    bool flush_scheduled_ = false;
+    std::set<std::uint64_t> unsettled_;  // delivery tags neither acked nor nacked yet
+    std::vector<std::uint64_t> acks_;    // acks not yet encoded
     std::vector<Topology> topology_;
     std::map<ConsumerId, ConsumerEntry> consumers_;
     ConsumerId next_consumer_id_ = 1;
