@@ -101,8 +101,7 @@ std::vector<contracts::MessageTypeName> ReceiveEndpoint::ConsumedTypes() const {
 const ReceiveEndpoint::Registration* ReceiveEndpoint::Match(const std::vector<std::string>& message_types) const {
     for (const auto& urn : message_types)
         for (const auto& registration : registrations_)
-            if (contracts::EqualsIgnoreCase(urn, registration.urn))
-                return &registration;
+            if (contracts::EqualsIgnoreCase(urn, registration.urn)) return &registration;
     return nullptr;
 }
 
@@ -271,7 +270,10 @@ void Bus::RunAttempt(const std::shared_ptr<InFlight>& in_flight) {
     std::string error_message;
     bool retryable = true;
     try {
-        registration.invoke(context);
+        if (unit_of_work_)
+            unit_of_work_->Run([&] { registration.invoke(context); });
+        else
+            registration.invoke(context);
     } catch (const contracts::ContractError& e) {
         error_type = CurrentExceptionTypeName();
         error_message = e.what();
@@ -308,9 +310,28 @@ void Bus::RunAttempt(const std::shared_ptr<InFlight>& in_flight) {
     }
 
     if (observer_) observer_->OnConsumed(queue, in_flight->envelope, registration.urn);
-    auto hooks = std::move(context.delivered_hooks_);
+    if (!unit_of_work_) {
+        Release(in_flight, std::move(context.outgoing_), std::move(context.delivered_hooks_));
+        return;
+    }
     std::weak_ptr<bool> alive = alive_;
-    Dispatch(std::move(context.outgoing_), [this, alive, in_flight, hooks = std::move(hooks)](const Status& status) {
+    unit_of_work_->AfterCommit([this, alive, in_flight, outgoing = std::move(context.outgoing_),
+                                hooks = std::move(context.delivered_hooks_)](const Status& status) mutable {
+        if (alive.expired()) return;
+        if (!status.ok()) {
+            spdlog::warn("{}: the writes of {} were not committed ({}); returning it to the queue",
+                         in_flight->endpoint->settings_.queue, in_flight->envelope.message_id, status.message());
+            Settle(in_flight, /*ack=*/false);
+            return;
+        }
+        Release(in_flight, std::move(outgoing), std::move(hooks));
+    });
+}
+
+void Bus::Release(const std::shared_ptr<InFlight>& in_flight, std::vector<OutgoingMessage> outgoing,
+                  std::vector<std::function<void()>> delivered_hooks) {
+    std::weak_ptr<bool> alive = alive_;
+    Dispatch(std::move(outgoing), [this, alive, in_flight, hooks = std::move(delivered_hooks)](const Status& status) {
         if (alive.expired()) return;
         if (!status.ok()) {
             spdlog::warn("{}: publishing the messages of {} failed ({}); returning it to the queue",

@@ -191,6 +191,7 @@ contracts::OrderedJson DatabaseSettings::ToJson() const {
     contracts::OrderedJson json;
     json["Path"] = path;
     json["Synchronous"] = synchronous == SqliteSync::kFull ? "Full" : "Normal";
+    json["GroupCommit"] = group_commit;
     return json;
 }
 
@@ -205,6 +206,7 @@ DatabaseSettings DatabaseSettings::FromJson(const Json& json) {
         settings.synchronous = SqliteSync::kNormal;
     else
         throw SettingsError("setting 'Database.Synchronous' must be \"Normal\" or \"Full\"");
+    if (json.contains("GroupCommit")) settings.group_commit = json["GroupCommit"].get<bool>();
     return settings;
 }
 

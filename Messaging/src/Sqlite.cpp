@@ -130,21 +130,25 @@ void SqliteDatabase::SetUserVersion(int version) {
     Execute("PRAGMA user_version=" + std::to_string(version));
 }
 
-Transaction::Transaction(SqliteDatabase& db) : db_(db) {
-    db_.Execute("BEGIN IMMEDIATE");
+Transaction::Transaction(SqliteDatabase& db) : db_(db), nested_(sqlite3_get_autocommit(db.raw()) == 0) {
+    db_.Prepare(nested_ ? "SAVEPOINT nested_transaction" : "BEGIN IMMEDIATE").Run();
 }
 
 Transaction::~Transaction() {
-    if (!done_) {
-        try {
-            db_.Execute("ROLLBACK");
-        } catch (...) {
+    if (done_) return;
+    try {
+        if (nested_) {
+            db_.Prepare("ROLLBACK TO nested_transaction").Run();
+            db_.Prepare("RELEASE nested_transaction").Run();
+        } else {
+            db_.Prepare("ROLLBACK").Run();
         }
+    } catch (...) {
     }
 }
 
 void Transaction::Commit() {
-    db_.Execute("COMMIT");
+    db_.Prepare(nested_ ? "RELEASE nested_transaction" : "COMMIT").Run();
     done_ = true;
 }
 

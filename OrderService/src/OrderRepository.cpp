@@ -21,6 +21,20 @@ contracts::Timestamp TimeFrom(const std::string& text) {
     return contracts::ParseIso8601(text).value_or(contracts::Timestamp{});
 }
 
+// The applied message ids as a JSON array of strings (an id may be any string a peer chose).
+std::string JoinIds(const std::vector<std::string>& ids) {
+    return Json(ids).dump();
+}
+std::vector<std::string> SplitIds(const std::string& text) {
+    if (text.empty()) return {};
+    const Json parsed = Json::parse(text, nullptr, false);
+    std::vector<std::string> ids;
+    if (!parsed.is_array()) return ids;
+    for (const auto& id : parsed)
+        if (id.is_string()) ids.push_back(id.get<std::string>());
+    return ids;
+}
+
 OrderedJson HeadersToJson(const messaging::HeaderTable& headers) {
     OrderedJson json = OrderedJson::object();
     for (const auto& [name, value] : headers) {
@@ -105,12 +119,24 @@ void OrderRepository::Migrate() {
         db_.SetUserVersion(1);
         transaction.Commit();
     }
+    if (version < 2) {
+        // Version 2: the ids of applied messages live in the saga row (read with it, no extra index
+        // to update per message) instead of a table of their own.
+        messaging::Transaction transaction(db_);
+        db_.Execute(R"sql(
+            ALTER TABLE order_saga ADD COLUMN applied_messages TEXT NOT NULL DEFAULT '';
+            DROP TABLE saga_inbox;
+        )sql");
+        db_.SetUserVersion(2);
+        transaction.Commit();
+    }
 }
 
 std::optional<OrderSagaInstance> OrderRepository::LoadSaga(const std::string& order_id) {
     auto& select = db_.Prepare(
         "SELECT current_state, version, customer_number, total_amount, items, reason, timeout_token, timeout_due_ms, "
-        "stock_released, transaction_id, created_at, updated_at FROM order_saga WHERE correlation_id = ?1");
+        "stock_released, transaction_id, created_at, updated_at, applied_messages FROM order_saga "
+        "WHERE correlation_id = ?1");
     select.Bind(1, order_id);
     if (!select.Step()) return std::nullopt;
     OrderSagaInstance instance;
@@ -129,6 +155,7 @@ std::optional<OrderSagaInstance> OrderRepository::LoadSaga(const std::string& or
     instance.transaction_id = select.Text(9);
     instance.created_at = TimeFrom(select.Text(10));
     instance.updated_at = TimeFrom(select.Text(11));
+    instance.applied_message_ids = SplitIds(select.Text(12));
     select.Reset();
     return instance;
 }
@@ -151,20 +178,22 @@ void OrderRepository::SaveSaga(const OrderSagaInstance& instance) {
             .Bind(11, instance.transaction_id)
             .Bind(12, TimeText(instance.created_at))
             .Bind(13, TimeText(instance.updated_at))
-            .Bind(14, instance.version);
+            .Bind(14, instance.version)
+            .Bind(15, JoinIds(instance.applied_message_ids));
     };
     if (instance.version == 0) {
         auto& insert = db_.Prepare(
             "INSERT INTO order_saga (correlation_id, current_state, version, customer_number, total_amount, items, "
-            "reason, timeout_token, timeout_due_ms, stock_released, transaction_id, created_at, updated_at) "
-            "SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13 WHERE ?14 = 0 "
+            "reason, timeout_token, timeout_due_ms, stock_released, transaction_id, created_at, updated_at, "
+            "applied_messages) SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?15 WHERE ?14 = 0 "
             "ON CONFLICT(correlation_id) DO NOTHING");
         bind_fields(insert).Run();
     } else {
         auto& update = db_.Prepare(
             "UPDATE order_saga SET current_state = ?2, version = ?3, customer_number = ?4, total_amount = ?5, "
             "items = ?6, reason = ?7, timeout_token = ?8, timeout_due_ms = ?9, stock_released = ?10, "
-            "transaction_id = ?11, created_at = ?12, updated_at = ?13 WHERE correlation_id = ?1 AND version = ?14");
+            "transaction_id = ?11, created_at = ?12, updated_at = ?13, applied_messages = ?15 "
+            "WHERE correlation_id = ?1 AND version = ?14");
         bind_fields(update).Run();
     }
     if (db_.Changes() != 1)
@@ -286,25 +315,6 @@ std::vector<OutboxEntry> OrderRepository::PendingOutbox(std::size_t limit) {
     }
     select.Reset();
     return entries;
-}
-
-bool OrderRepository::InboxContains(const std::string& message_id) {
-    auto& select = db_.Prepare("SELECT 1 FROM saga_inbox WHERE message_id = ?1");
-    select.Bind(1, message_id);
-    const bool found = select.Step();
-    select.Reset();
-    return found;
-}
-
-void OrderRepository::AddToInbox(const std::string& message_id) {
-    db_.Prepare("INSERT INTO saga_inbox (message_id, received_ms) VALUES (?1, ?2) ON CONFLICT(message_id) DO NOTHING")
-        .Bind(1, message_id)
-        .Bind(2, contracts::ToUnixMillis(contracts::UtcNow()))
-        .Run();
-}
-
-void OrderRepository::PruneInbox(std::int64_t older_than_unix_ms) {
-    db_.Prepare("DELETE FROM saga_inbox WHERE received_ms < ?1").Bind(1, older_than_unix_ms).Run();
 }
 
 std::vector<PendingTimeout> OrderRepository::PendingTimeouts() {

@@ -1,8 +1,22 @@
 #include "OrderService/OrderSaga.h"
 
+#include <algorithm>
 #include <array>
 
 namespace order_service {
+
+bool OrderSagaInstance::HasApplied(const std::string& message_id) const {
+    return std::find(applied_message_ids.begin(), applied_message_ids.end(), message_id) != applied_message_ids.end();
+}
+
+void OrderSagaInstance::RememberApplied(const std::string& message_id) {
+    if (message_id.empty() || HasApplied(message_id)) return;
+    applied_message_ids.push_back(message_id);
+    if (applied_message_ids.size() > kRememberedMessages)
+        applied_message_ids.erase(applied_message_ids.begin(),
+                                  applied_message_ids.end() - static_cast<std::ptrdiff_t>(kRememberedMessages));
+}
+
 namespace {
 
 using contracts::Timestamp;

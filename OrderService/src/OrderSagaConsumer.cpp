@@ -11,9 +11,14 @@ std::string FaultMessage(const std::vector<contracts::ExceptionInfo>& exceptions
 
 }  // namespace
 
-OrderSagaConsumer::OrderSagaConsumer(messaging::Bus& bus, OrderRepository& repository, TimeoutScheduler& timeouts,
+OrderSagaConsumer::OrderSagaConsumer(messaging::Bus& bus, OrderRepository& repository,
+                                     messaging::UnitOfWork& unit_of_work, TimeoutScheduler& timeouts,
                                      SagaOptions options)
-    : bus_(bus), repository_(repository), timeouts_(timeouts), options_(std::move(options)) {}
+    : bus_(bus),
+      repository_(repository),
+      unit_of_work_(unit_of_work),
+      timeouts_(timeouts),
+      options_(std::move(options)) {}
 
 void OrderSagaConsumer::Register(messaging::ReceiveEndpoint& endpoint) {
     using messaging::ConsumeContext;
@@ -58,14 +63,13 @@ void OrderSagaConsumer::Register(messaging::ReceiveEndpoint& endpoint) {
 
 void OrderSagaConsumer::Handle(messaging::ConsumeContext& context, const OrderEvent& event) {
     const std::string& message_id = context.envelope().message_id;
-    if (!message_id.empty() && repository_.InboxContains(message_id)) {
-        spdlog::debug("order {}: {} {} was already applied", event.order_id, EventName(event.kind), message_id);
-        return;
-    }
-
     std::optional<OrderSagaInstance> stored = repository_.LoadSaga(event.order_id);
     OrderSagaInstance instance;
     if (stored) {
+        if (!message_id.empty() && stored->HasApplied(message_id)) {
+            spdlog::debug("order {}: {} {} was already applied", event.order_id, EventName(event.kind), message_id);
+            return;
+        }
         instance = std::move(*stored);
     } else if (event.kind == OrderEventKind::kOrderSubmitted) {
         // A finalized (completed) order has no saga row any more, but its outcome is kept.
@@ -84,6 +88,7 @@ void OrderSagaConsumer::Handle(messaging::ConsumeContext& context, const OrderEv
     const OrderState from = instance.state;
     const auto now = contracts::UtcNow();
     SagaTransition transition = Decide(instance, event, options_, now, contracts::Guid::New().ToString());
+    transition.next.RememberApplied(message_id);
     if (observer_) observer_->OnTransition(event, from, transition);
 
     if (transition.disposition == Disposition::kUnhandled)
@@ -109,10 +114,9 @@ void OrderSagaConsumer::Handle(messaging::ConsumeContext& context, const OrderEv
         }
         repository_.UpsertOrderFromSaga(transition.next);
         for (const auto& outgoing : context.outgoing()) outbox_rows.push_back(repository_.AddToOutbox(outgoing));
-        if (!message_id.empty()) repository_.AddToInbox(message_id);
         transaction.Commit();
     }
-    context.OnDelivered([this, rows = std::move(outbox_rows)] { repository_.RemoveFromOutbox(rows); });
+    context.OnDelivered([this, rows = std::move(outbox_rows)] { RemoveFromOutbox(rows); });
 
     if (transition.timeout == TimeoutChange::kSchedule)
         timeouts_.Schedule(instance.order_id, transition.next.timeout_token, *transition.next.timeout_due_ms);
@@ -121,6 +125,15 @@ void OrderSagaConsumer::Handle(messaging::ConsumeContext& context, const OrderEv
 
     spdlog::info("order {}: {} -> {} on {} ({})", event.order_id, StateName(from), StateName(transition.next.state),
                  EventName(event.kind), transition.row);
+}
+
+void OrderSagaConsumer::RemoveFromOutbox(const std::vector<std::int64_t>& rows) {
+    try {
+        unit_of_work_.Run([&] { repository_.RemoveFromOutbox(rows); });
+    } catch (const std::exception& e) {
+        // The rows stay and the relay sends them again: a duplicate the consumers ignore, never a loss.
+        spdlog::warn("outbox rows of a delivered message could not be removed: {}", e.what());
+    }
 }
 
 void OrderSagaConsumer::RestoreTimeouts() {

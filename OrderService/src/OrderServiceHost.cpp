@@ -3,23 +3,19 @@
 #include <spdlog/spdlog.h>
 
 namespace order_service {
-namespace {
-
-constexpr std::chrono::minutes kInboxRetention{60};
-
-}  // namespace
 
 OrderServiceHost::OrderServiceHost(messaging::EventLoop& loop, messaging::Transport& transport, OrderSettings settings)
     : loop_(loop),
       settings_(std::move(settings)),
       db_(settings_.database.path, settings_.database.synchronous),
+      unit_of_work_(messaging::MakeUnitOfWork(loop, db_, settings_.database.group_commit)),
       repository_(db_),
       bus_(loop, transport, messaging::BusSettings{"OrderService"}),
       timeouts_(loop, [this](const std::string& order_id, const std::string& token) { SendTimeout(order_id, token); }),
-      saga_(bus_, repository_, timeouts_, settings_.saga),
-      relay_(loop, bus_, repository_),
-      submission_(bus_, repository_, relay_),
-      inbox_pruning_(loop) {
+      saga_(bus_, repository_, *unit_of_work_, timeouts_, settings_.saga),
+      relay_(loop, bus_, repository_, *unit_of_work_),
+      submission_(bus_, repository_, *unit_of_work_, relay_) {
+    bus_.SetUnitOfWork(unit_of_work_.get());
     saga_.Register(bus_.AddReceiveEndpoint(settings_.endpoint));
 }
 
@@ -36,13 +32,6 @@ messaging::Status OrderServiceHost::Start() {
     if (auto status = bus_.Start(); !status.ok()) return status;
     saga_.RestoreTimeouts();
     relay_.Start();
-    inbox_pruning_.Start(
-        std::chrono::milliseconds(0),
-        [this] {
-            repository_.PruneInbox(ToUnixMillis(UtcNow()) -
-                                   std::chrono::duration_cast<std::chrono::milliseconds>(kInboxRetention).count());
-        },
-        std::chrono::minutes(10));
     return messaging::Status::Ok();
 }
 

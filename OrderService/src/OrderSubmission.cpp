@@ -22,22 +22,34 @@ void OrderSubmission::Submit(const NewOrder& order, std::function<void(SubmitOut
     record.created_at = now;
     record.updated_at = now;
     std::int64_t sequence = 0;
-    {
+    bool duplicate = false;
+    unit_of_work_.Run([&] {
         messaging::Transaction transaction(repository_.db());
         if (!repository_.InsertOrderIfAbsent(record)) {
-            done(SubmitOutcome::kDuplicate);
+            duplicate = true;
             return;
         }
         sequence = repository_.AddToOutbox(message);
         transaction.Commit();
+    });
+    if (duplicate) {
+        done(SubmitOutcome::kDuplicate);
+        return;
     }
-    relay_.Send(sequence, std::move(message),
-                [order_id = order.order_id, done = std::move(done)](const messaging::Status& status) {
-                    if (!status.ok())
-                        spdlog::warn("order {}: OrderSubmitted not confirmed yet ({}); the outbox will send it",
-                                     order_id, status.message());
-                    done(SubmitOutcome::kAccepted);
-                });
+    unit_of_work_.AfterCommit([this, sequence, message = std::move(message), order_id = order.order_id,
+                               done = std::move(done)](const messaging::Status& committed) mutable {
+        if (!committed.ok()) {
+            spdlog::error("order {}: not stored ({})", order_id, committed.message());
+            done(SubmitOutcome::kUnavailable);
+            return;
+        }
+        relay_.Send(sequence, std::move(message), [order_id, done = std::move(done)](const messaging::Status& status) {
+            if (!status.ok())
+                spdlog::warn("order {}: OrderSubmitted not confirmed yet ({}); the outbox will send it", order_id,
+                             status.message());
+            done(SubmitOutcome::kAccepted);
+        });
+    });
 }
 
 }  // namespace order_service

@@ -4,8 +4,9 @@
 
 namespace order_service {
 
-OutboxRelay::OutboxRelay(messaging::EventLoop& loop, messaging::Bus& bus, OrderRepository& repository)
-    : bus_(bus), repository_(repository), timer_(loop) {}
+OutboxRelay::OutboxRelay(messaging::EventLoop& loop, messaging::Bus& bus, OrderRepository& repository,
+                         messaging::UnitOfWork& unit_of_work)
+    : bus_(bus), repository_(repository), unit_of_work_(unit_of_work), timer_(loop) {}
 
 void OutboxRelay::Start(std::chrono::milliseconds sweep_interval) {
     // Rows left by an earlier run are sent at the first sweep.
@@ -19,7 +20,13 @@ void OutboxRelay::Send(std::int64_t sequence, messaging::OutgoingMessage message
     in_flight_.insert(sequence);
     bus_.Dispatch({std::move(message)}, [this, sequence, done = std::move(done)](const messaging::Status& status) {
         in_flight_.erase(sequence);
-        if (status.ok()) repository_.RemoveFromOutbox({sequence});
+        if (status.ok()) {
+            try {
+                unit_of_work_.Run([&] { repository_.RemoveFromOutbox({sequence}); });
+            } catch (const std::exception& e) {
+                spdlog::warn("outbox row {} could not be removed ({}); it will be sent again", sequence, e.what());
+            }
+        }
         if (done) done(status);
     });
 }

@@ -8,8 +8,10 @@ PaymentServiceHost::PaymentServiceHost(messaging::EventLoop& loop, messaging::Tr
                                        PaymentSettings settings)
     : settings_(std::move(settings)),
       db_(settings_.database.path, settings_.database.synchronous),
+      unit_of_work_(messaging::MakeUnitOfWork(loop, db_, settings_.database.group_commit)),
       ledger_(db_),
       bus_(loop, transport, messaging::BusSettings{"PaymentService"}) {
+    bus_.SetUnitOfWork(unit_of_work_.get());
     bus_.AddReceiveEndpoint(settings_.endpoint)
         .Handle<contracts::ProcessPayment>(
             "Payment.ProcessPaymentConsumer",

@@ -1,13 +1,15 @@
 // The pieces under the bus: the event loop (posting from threads, timers, signals, clean shutdown),
 // the settings loader (.NET-style overrides, unknown keys rejected), topology and in-memory routing,
-// and the SQLite wrapper's transactions.
+// and the SQLite wrapper's transactions and group commit.
 #include <doctest/doctest.h>
 
 #include <csignal>
 #include <fstream>
 
 #include "InventoryService/InventorySettings.h"
+#include "Messaging/GroupCommit.h"
 #include "Messaging/InMemoryTransport.h"
+#include "Messaging/RabbitMqTransport.h"
 #include "Messaging/Settings.h"
 #include "Messaging/Sqlite.h"
 #include "OrderService/OrderSettings.h"
@@ -88,6 +90,29 @@ TEST_SUITE("Messaging.EventLoop") {
         loop->Schedule(10s, [&] { ran = true; });  // never due
         loop.reset();                              // must not leak or crash (checked under ASan in CI builds)
         CHECK_FALSE(ran);
+    }
+}
+
+TEST_SUITE("Messaging.EventLoop") {
+    TEST_CASE("Deferred work runs at the end of the turn in order - work it defers runs in the same pass") {
+        EventLoopThread loop_thread;
+        auto& loop = loop_thread.loop();
+        std::promise<std::vector<std::string>> done;
+        auto future = done.get_future();
+        auto order = std::make_shared<std::vector<std::string>>();
+        loop.Invoke([&] {
+            loop.Defer([&, order] {
+                order->push_back("first");
+                loop.Defer([&, order] {
+                    order->push_back("deferred by first");
+                    done.set_value(*order);
+                });
+            });
+            loop.Defer([order] { order->push_back("second"); });
+            order->push_back("the turn itself");
+        });
+        REQUIRE(future.wait_for(10s) == std::future_status::ready);
+        CHECK(future.get() == std::vector<std::string>{"the turn itself", "first", "second", "deferred by first"});
     }
 }
 
@@ -230,5 +255,143 @@ TEST_SUITE("Messaging.Sqlite") {
         CHECK(again.Integer(0) == 1);
         CHECK_THROWS_AS(db.Prepare("INSERT INTO t VALUES (?1, ?2)").Bind(1, "a").Bind(2, 2).Run(), SqliteError);
         CHECK_THROWS_AS(db.Prepare("SELECT nope FROM t"), SqliteError);
+    }
+
+    TEST_CASE("Inside an open transaction a Transaction is a savepoint - rolled back alone") {
+        SqliteDatabase db(":memory:");
+        db.Execute("CREATE TABLE t (k TEXT PRIMARY KEY)");
+        Transaction outer(db);
+        db.Prepare("INSERT INTO t VALUES (?1)").Bind(1, "kept").Run();
+        {
+            Transaction inner(db);
+            db.Prepare("INSERT INTO t VALUES (?1)").Bind(1, "undone").Run();
+        }
+        {
+            Transaction inner(db);
+            db.Prepare("INSERT INTO t VALUES (?1)").Bind(1, "released").Run();
+            inner.Commit();
+        }
+        outer.Commit();
+        auto& keys = db.Prepare("SELECT group_concat(k, ',') FROM (SELECT k FROM t ORDER BY k)");
+        REQUIRE(keys.Step());
+        CHECK(keys.Text(0) == "kept,released");
+        keys.Reset();
+    }
+}
+
+TEST_SUITE("Messaging.GroupCommit") {
+    // Counts the rows of `t` through a second connection: what is committed, not what is pending.
+    std::int64_t CommittedRows(const std::string& path) {
+        SqliteDatabase reader(path);
+        auto& count = reader.Prepare("SELECT COUNT(*) FROM t");
+        count.Step();
+        const auto rows = count.Integer(0);
+        count.Reset();
+        return rows;
+    }
+
+    TEST_CASE("The units of one loop turn share one commit - their callbacks run after it") {
+        test_support::TempDir dir;
+        const std::string path = dir.File("group.db");
+        EventLoopThread loop_thread;
+        auto& loop = loop_thread.loop();
+        std::promise<std::vector<std::int64_t>> seen_promise;
+        auto seen_future = seen_promise.get_future();
+        auto db = std::make_unique<SqliteDatabase>(path);
+        db->Execute("CREATE TABLE t (k INTEGER PRIMARY KEY)");
+        auto group = loop.Invoke([&] { return std::make_unique<GroupCommit>(loop, *db); });
+        loop.Invoke([&] {
+            auto seen = std::make_shared<std::vector<std::int64_t>>();
+            for (int i = 0; i < 3; ++i) {
+                group->Run([&] { db->Prepare("INSERT INTO t VALUES (?1)").Bind(1, i).Run(); });
+                group->AfterCommit([&, seen, i](const Status& status) {
+                    CHECK(status.ok());
+                    seen->push_back(CommittedRows(path));
+                    if (i == 2) seen_promise.set_value(*seen);
+                });
+            }
+            CHECK(CommittedRows(path) == 0);  // nothing is committed inside the turn
+        });
+        REQUIRE(seen_future.wait_for(10s) == std::future_status::ready);
+        CHECK(seen_future.get() == std::vector<std::int64_t>{3, 3, 3});
+        CHECK(loop.Invoke([&] { return group->batches_committed(); }) == 1);
+        CHECK(loop.Invoke([&] { return group->units_committed(); }) == 3);
+        loop.Invoke([&] {
+            group.reset();
+            db.reset();
+        });
+    }
+
+    TEST_CASE("A unit that throws is undone alone - a full batch commits before the next unit") {
+        test_support::TempDir dir;
+        const std::string path = dir.File("group.db");
+        EventLoopThread loop_thread;
+        auto& loop = loop_thread.loop();
+        auto db = std::make_unique<SqliteDatabase>(path);
+        db->Execute("CREATE TABLE t (k INTEGER PRIMARY KEY)");
+        auto group = loop.Invoke([&] { return std::make_unique<GroupCommit>(loop, *db, /*max_units=*/2); });
+        loop.Invoke([&] {
+            group->Run([&] { db->Prepare("INSERT INTO t VALUES (1)").Run(); });
+            CHECK_THROWS_AS(group->Run([&] {
+                db->Prepare("INSERT INTO t VALUES (2)").Run();
+                db->Prepare("INSERT INTO t VALUES (1)").Run();  // duplicate key: the unit fails
+            }),
+                            SqliteError);
+            group->Run([&] { db->Prepare("INSERT INTO t VALUES (3)").Run(); });
+            CHECK(CommittedRows(path) == 0);
+            group->Run([&] { db->Prepare("INSERT INTO t VALUES (4)").Run(); });  // the batch held 2: committed first
+            CHECK(CommittedRows(path) == 2);
+            CHECK(group->batches_committed() == 1);
+            group->Flush();
+            CHECK(CommittedRows(path) == 3);
+        });
+        auto& keys = db->Prepare("SELECT group_concat(k, ',') FROM (SELECT k FROM t ORDER BY k)");
+        REQUIRE(keys.Step());
+        CHECK(keys.Text(0) == "1,3,4");
+        keys.Reset();
+        loop.Invoke([&] {
+            group.reset();
+            db.reset();
+        });
+    }
+
+    TEST_CASE("With no batch open AfterCommit still answers later - never inside the caller") {
+        EventLoopThread loop_thread;
+        auto& loop = loop_thread.loop();
+        SqliteDatabase db(":memory:");
+        for (bool grouped : {true, false}) {
+            auto unit_of_work = loop.Invoke([&] { return MakeUnitOfWork(loop, db, grouped); });
+            std::promise<bool> answered_inside;
+            auto future = answered_inside.get_future();
+            loop.Invoke([&] {
+                auto returned = std::make_shared<bool>(false);
+                unit_of_work->AfterCommit([&answered_inside, returned](const Status& status) {
+                    CHECK(status.ok());
+                    answered_inside.set_value(!*returned);
+                });
+                *returned = true;
+            });
+            REQUIRE(future.wait_for(10s) == std::future_status::ready);
+            CHECK_FALSE(future.get());
+            loop.Invoke([&] { unit_of_work.reset(); });
+        }
+    }
+}
+
+TEST_SUITE("Messaging.RabbitMq") {
+    TEST_CASE("Acks that settle the oldest deliveries become one multiple-ack - the rest go one by one") {
+        const std::set<std::uint64_t> unsettled{3, 4, 5, 6, 9};
+        auto plan = PlanAcks(unsettled, {5, 3, 4});
+        CHECK(plan.multiple_up_to == 5);
+        CHECK(plan.single.empty());
+        plan = PlanAcks(unsettled, {4, 6});  // 3 is still being handled: a multiple-ack would settle it
+        CHECK(plan.multiple_up_to == 0);
+        CHECK(plan.single == std::vector<std::uint64_t>{4, 6});
+        plan = PlanAcks(unsettled, {3, 9});  // a run of one is a plain ack
+        CHECK(plan.multiple_up_to == 0);
+        CHECK(plan.single == std::vector<std::uint64_t>{3, 9});
+        plan = PlanAcks(unsettled, {9, 4, 3, 3});
+        CHECK(plan.multiple_up_to == 4);
+        CHECK(plan.single == std::vector<std::uint64_t>{9});
     }
 }

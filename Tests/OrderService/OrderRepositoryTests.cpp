@@ -1,5 +1,5 @@
 // OrderService's SQLite repository on its own: schema versioning, saga rows with the version check,
-// the orders table, outbox and inbox.
+// the orders table, the outbox and the ids of applied messages.
 #include <doctest/doctest.h>
 
 #include "OrderService/OrderRepository.h"
@@ -35,6 +35,40 @@ TEST_SUITE("OrderService.Repository") {
         CHECK_THROWS_WITH(OrderRepository{db}, doctest::Contains("newer than this OrderService"));
     }
 
+    TEST_CASE("A version 1 database migrates to version 2 and keeps its sagas") {
+        messaging::SqliteDatabase db(":memory:");
+        // The version 1 schema as it shipped, with one saga row and one inbox row.
+        db.Execute(R"sql(
+            CREATE TABLE order_saga (correlation_id TEXT PRIMARY KEY, current_state TEXT NOT NULL,
+                version INTEGER NOT NULL, customer_number TEXT NOT NULL, total_amount TEXT NOT NULL,
+                items TEXT NOT NULL, reason TEXT NOT NULL, timeout_token TEXT NOT NULL, timeout_due_ms INTEGER,
+                stock_released INTEGER NOT NULL, transaction_id TEXT NOT NULL, created_at TEXT NOT NULL,
+                updated_at TEXT NOT NULL);
+            CREATE INDEX order_saga_timeouts ON order_saga(timeout_due_ms) WHERE timeout_due_ms IS NOT NULL;
+            CREATE TABLE orders (order_id TEXT PRIMARY KEY, status TEXT NOT NULL, reason TEXT NOT NULL,
+                customer_number TEXT NOT NULL, total_amount TEXT NOT NULL, items TEXT NOT NULL,
+                transaction_id TEXT NOT NULL, created_at TEXT NOT NULL, updated_at TEXT NOT NULL);
+            CREATE TABLE outbox (sequence INTEGER PRIMARY KEY AUTOINCREMENT, exchange TEXT NOT NULL,
+                routing_key TEXT NOT NULL, properties TEXT NOT NULL, body TEXT NOT NULL);
+            CREATE TABLE saga_inbox (message_id TEXT PRIMARY KEY, received_ms INTEGER NOT NULL);
+            INSERT INTO order_saga VALUES ('v1-order', 'Submitted', 1, 'C', '10.50', '[]', '', 't1', NULL, 0, '',
+                '2026-01-01T00:00:00Z', '2026-01-01T00:00:00Z');
+            INSERT INTO saga_inbox VALUES ('m-1', 0);
+        )sql");
+        db.SetUserVersion(1);
+        OrderRepository repository(db);
+        CHECK(db.UserVersion() == 2);
+        const auto loaded = repository.LoadSaga("v1-order");
+        REQUIRE(loaded);
+        CHECK(loaded->state == OrderState::kSubmitted);
+        CHECK(loaded->total_amount.ToString() == "10.50");
+        CHECK(loaded->applied_message_ids.empty());
+        auto& tables = db.Prepare("SELECT count(*) FROM sqlite_master WHERE name = 'saga_inbox'");
+        REQUIRE(tables.Step());
+        CHECK(tables.Integer(0) == 0);
+        tables.Reset();
+    }
+
     TEST_CASE("A saga instance round-trips - and a stale version is a conflict") {
         messaging::SqliteDatabase db(":memory:");
         OrderRepository repository(db);
@@ -49,9 +83,14 @@ TEST_SUITE("OrderService.Repository") {
         CHECK(loaded->items == instance.items);
         CHECK(loaded->timeout_due_ms == 1234);
         CHECK(loaded->created_at == instance.created_at);
+        CHECK(loaded->applied_message_ids.empty());
         loaded->state = OrderState::kInventoryReserved;
+        loaded->RememberApplied("m-1");
+        loaded->RememberApplied("an id with \"quotes\" and spaces");
         repository.SaveSaga(*loaded);
         CHECK(repository.LoadSaga("r-1")->version == 2);
+        CHECK(repository.LoadSaga("r-1")->applied_message_ids ==
+              std::vector<std::string>{"m-1", "an id with \"quotes\" and spaces"});
         CHECK_THROWS_AS(repository.SaveSaga(*loaded), ConcurrencyConflict);  // still version 1 in hand
         CHECK_THROWS_AS(repository.DeleteSaga("r-1", 1), ConcurrencyConflict);
         repository.DeleteSaga("r-1", 2);
@@ -76,7 +115,19 @@ TEST_SUITE("OrderService.Repository") {
         CHECK(order->created_at == record.created_at);
     }
 
-    TEST_CASE("Outbox rows keep the message exactly - the inbox remembers message ids") {
+    TEST_CASE("A saga instance remembers the latest applied message ids - the oldest are forgotten") {
+        OrderSagaInstance instance;
+        for (int i = 0; i < 20; ++i) instance.RememberApplied("m-" + std::to_string(i));
+        instance.RememberApplied("m-19");  // already there: no second entry
+        REQUIRE(instance.applied_message_ids.size() == OrderSagaInstance::kRememberedMessages);
+        CHECK(instance.applied_message_ids.front() == "m-4");
+        CHECK(instance.HasApplied("m-19"));
+        CHECK_FALSE(instance.HasApplied("m-3"));
+        instance.RememberApplied("");  // a message without an id is not remembered
+        CHECK(instance.applied_message_ids.back() == "m-19");
+    }
+
+    TEST_CASE("Outbox rows keep the message exactly") {
         messaging::SqliteDatabase db(":memory:");
         OrderRepository repository(db);
         messaging::OutgoingMessage message;
@@ -97,12 +148,6 @@ TEST_SUITE("OrderService.Repository") {
         CHECK(std::get<std::string>(pending[0].message.message.properties.headers.at("Tenant")) == "acme");
         repository.RemoveFromOutbox({first, second});
         CHECK(repository.PendingOutbox(10).empty());
-
-        CHECK_FALSE(repository.InboxContains("m-9"));
-        repository.AddToInbox("m-9");
-        CHECK(repository.InboxContains("m-9"));
-        repository.PruneInbox(ToUnixMillis(UtcNow()) + 1000);
-        CHECK_FALSE(repository.InboxContains("m-9"));
     }
 
     TEST_CASE("Messages left in the outbox by a crash are sent when the service starts again") {

@@ -136,11 +136,32 @@ TEST_SUITE("OrderService.Scenarios") {
         InMemorySystem system(SystemOptions{.saga_timeout = 100ms, .start_inventory = false});
         system.Submit("order-0073");
         REQUIRE(system.WaitForStatus("order-0073", "Failed"));
+        REQUIRE(system.WaitIdle());  // the timeout's own ReleaseStock is out
         const auto releases = CountFor<ReleaseStock>(system, "order-0073");
         REQUIRE(system.Publish(StockReserved{"order-0073"}).ok());
         REQUIRE(
             system.harness().WaitUntil([&] { return CountFor<ReleaseStock>(system, "order-0073") == releases + 1; }));
         CHECK(system.Order("order-0073")->status == "Failed");
+    }
+
+    SCENARIO("A redelivered event (the same message id) is applied once") {
+        InMemorySystem system(SystemOptions{.saga_timeout = 100ms, .start_inventory = false});
+        system.Submit("order-0074");
+        REQUIRE(system.WaitForStatus("order-0074", "Failed"));
+        REQUIRE(system.WaitIdle());          // the timeout's own ReleaseStock is out
+        REQUIRE(system.Saga("order-0074"));  // Failed waits for the stock to be released
+        const auto releases = CountFor<ReleaseStock>(system, "order-0074");
+        // In Failed, every new StockReserved releases stock; the same message delivered twice must not.
+        const auto late =
+            system.loop().Invoke([&] { return system.orders().bus().PreparePublish(StockReserved{"order-0074"}); });
+        REQUIRE(system.PublishRaw(late.exchange, late.message).ok());
+        REQUIRE(system.PublishRaw(late.exchange, late.message).ok());
+        REQUIRE(system.harness().WaitUntil([&] { return system.harness().Consumed<StockReserved>().size() == 2; }));
+        REQUIRE(system.WaitIdle());
+        CHECK(CountFor<ReleaseStock>(system, "order-0074") == releases + 1);
+        const auto saga = system.Saga("order-0074");
+        REQUIRE(saga);
+        CHECK(saga->HasApplied(late.message.properties.message_id));
     }
 
     SCENARIO("The saga's state and timeouts survive a restart on the same SQLite file") {
@@ -179,7 +200,11 @@ TEST_SUITE("OrderService.Scenarios") {
 
     SCENARIO("Two writers racing on one saga row resolve through the version check") {
         GIVEN("an order in Submitted and a second connection to the same database") {
-            InMemorySystem system(SystemOptions{.start_inventory = false, .start_payment = false});
+            // Commits of their own (Database.GroupCommit false), as two processes sharing the file would
+            // run: with group commit the batch holds the write lock from load to save, so no other
+            // writer can get between them at all.
+            InMemorySystem system(
+                SystemOptions{.start_inventory = false, .start_payment = false, .group_commit = false});
             system.Submit("order-0103");
             REQUIRE(system.SagaExists("order-0103", OrderState::kSubmitted));
             messaging::SqliteDatabase other_db(system.dir()->File("orders.db"));

@@ -33,6 +33,7 @@ InMemorySystem::InMemorySystem(SystemOptions options, std::shared_ptr<TempDir> d
 
         order_service::OrderSettings order_settings;
         order_settings.database.path = dir_->File("orders.db");
+        order_settings.database.group_commit = options.group_commit;
         order_settings.endpoint.retry = options.order_retry;
         order_settings.saga.timeout = options.saga_timeout;
         order_settings.http.port = 0;
@@ -43,6 +44,7 @@ InMemorySystem::InMemorySystem(SystemOptions options, std::shared_ptr<TempDir> d
 
         inventory_service::InventorySettings inventory_settings;
         inventory_settings.database.path = dir_->File("inventory.db");
+        inventory_settings.database.group_commit = options.group_commit;
         inventory_settings.endpoint.retry = options.worker_retry;
         inventory_ = std::make_unique<inventory_service::InventoryServiceHost>(loop(), *transport_, inventory_settings);
         harness_.Observe(inventory_->bus());
@@ -51,6 +53,7 @@ InMemorySystem::InMemorySystem(SystemOptions options, std::shared_ptr<TempDir> d
 
         payment_service::PaymentSettings payment_settings;
         payment_settings.database.path = dir_->File("payments.db");
+        payment_settings.database.group_commit = options.group_commit;
         payment_settings.endpoint.retry = options.worker_retry;
         payment_settings.simulation.transient_failures = options.transient_failures;
         payment_ = std::make_unique<payment_service::PaymentServiceHost>(loop(), *transport_, payment_settings);

@@ -42,6 +42,7 @@ struct SystemOptions {
     bool start_inventory = true;
     bool start_payment = true;
     bool start_http = false;
+    bool group_commit = true;  // Database.GroupCommit of every service
 };
 
 // The three services in one process on an in-memory broker, each on its own bus.

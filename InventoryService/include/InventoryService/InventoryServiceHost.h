@@ -25,6 +25,7 @@ class InventoryServiceHost {
 
     InventorySettings settings_;
     messaging::SqliteDatabase db_;
+    std::unique_ptr<messaging::UnitOfWork> unit_of_work_;
     StockLedger ledger_;
     messaging::Bus bus_;
 };

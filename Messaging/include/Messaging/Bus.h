@@ -1,8 +1,9 @@
 // The message bus: publishes typed messages in MassTransit envelopes, and runs receive endpoints
 // whose consume pipeline matches messages by URN, retries by policy, and on giving up publishes one
 // Fault<T> and moves the message to `<queue>_error`; unmatched messages go to `<queue>_skipped`.
-// A consumer's outgoing messages are sent after it returns, and the delivery is acked only when
-// every one of them is confirmed (MassTransit's in-memory outbox). Loop thread only.
+// A consumer's outgoing messages are sent after it returns (and, with a UnitOfWork, after its writes
+// are committed), and the delivery is acked only when every one of them is confirmed (MassTransit's
+// in-memory outbox). Loop thread only.
 #pragma once
 
 #include <functional>
@@ -14,6 +15,7 @@
 #include "Contracts/Messages.h"
 #include "Messaging/Envelope.h"
 #include "Messaging/EventLoop.h"
+#include "Messaging/GroupCommit.h"
 #include "Messaging/RetryPolicy.h"
 #include "Messaging/Transport.h"
 
@@ -175,6 +177,8 @@ class Bus {
     }
 
     void SetObserver(BusObserver* observer) { observer_ = observer; }
+    // Consumers then run as units of `unit_of_work`, and their messages wait for its commit.
+    void SetUnitOfWork(UnitOfWork* unit_of_work) { unit_of_work_ = unit_of_work; }
     std::string InputAddress(const std::string& queue) const { return transport_.BaseAddress() + queue; }
     std::string Address(const std::string& exchange) const { return transport_.BaseAddress() + exchange; }
     const std::string& BusAddress() const { return bus_address_; }
@@ -203,6 +207,8 @@ class Bus {
 
     void OnDelivery(ReceiveEndpoint& endpoint, Delivery delivery);
     void RunAttempt(const std::shared_ptr<InFlight>& in_flight);
+    void Release(const std::shared_ptr<InFlight>& in_flight, std::vector<OutgoingMessage> outgoing,
+                 std::vector<std::function<void()>> delivered_hooks);
     void GiveUp(const std::shared_ptr<InFlight>& in_flight, const std::string& exception_type,
                 const std::string& exception_message);
     void MoveToError(const std::shared_ptr<InFlight>& in_flight, const std::string& exception_type,
@@ -220,6 +226,7 @@ class Bus {
     std::vector<std::string> declared_types_;
     std::list<std::shared_ptr<InFlight>> in_flight_;
     BusObserver* observer_ = nullptr;
+    UnitOfWork* unit_of_work_ = nullptr;
     bool stopping_ = false;
     std::function<void()> on_stopped_;
     std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);

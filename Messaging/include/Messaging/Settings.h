@@ -49,6 +49,8 @@ ReceiveEndpointSettings EndpointSettingsFromJson(const contracts::Json& json);
 struct DatabaseSettings {
     std::string path;
     SqliteSync synchronous = SqliteSync::kNormal;  // "Normal" (safe against a process crash) or "Full" (power loss)
+    // One transaction for all the messages (and requests) of a loop turn; false commits each on its own.
+    bool group_commit = true;
     contracts::OrderedJson ToJson() const;
     static DatabaseSettings FromJson(const contracts::Json& json);
 };

@@ -74,7 +74,9 @@ class SqliteDatabase {
     std::map<std::string, std::unique_ptr<Statement>> statements_;
 };
 
-// BEGIN IMMEDIATE on construction; ROLLBACK on destruction unless Commit() ran.
+// BEGIN IMMEDIATE on construction; ROLLBACK on destruction unless Commit() ran. Inside a transaction
+// that is already open (a GroupCommit batch) it is a savepoint: Commit() releases it, and only its own
+// writes are rolled back.
 class Transaction {
   public:
     explicit Transaction(SqliteDatabase& db);
@@ -85,6 +87,7 @@ class Transaction {
 
   private:
     SqliteDatabase& db_;
+    bool nested_;
     bool done_ = false;
 };
 

@@ -1,7 +1,7 @@
 // OrderService's SQLite storage: saga instances (state stored by name, optimistic-concurrency
 // version column), the orders table that keeps each order's outcome after its saga is finalized, the
-// outbox of messages committed with the state that produced them, and the inbox of message ids
-// already applied. The schema is created at start and versioned with PRAGMA user_version.
+// outbox of messages committed with the state that produced them. The schema is created at start,
+// versioned with PRAGMA user_version and migrated step by step.
 #pragma once
 
 #include <optional>
@@ -46,7 +46,7 @@ struct OutboxEntry {
 
 class OrderRepository {
   public:
-    static constexpr int kSchemaVersion = 1;
+    static constexpr int kSchemaVersion = 2;
 
     explicit OrderRepository(messaging::SqliteDatabase& db);  // creates or migrates the schema
     messaging::SqliteDatabase& db() { return db_; }
@@ -64,10 +64,6 @@ class OrderRepository {
     std::int64_t AddToOutbox(const messaging::OutgoingMessage& message);
     void RemoveFromOutbox(const std::vector<std::int64_t>& sequences);
     std::vector<OutboxEntry> PendingOutbox(std::size_t limit);
-
-    bool InboxContains(const std::string& message_id);
-    void AddToInbox(const std::string& message_id);
-    void PruneInbox(std::int64_t older_than_unix_ms);
 
     std::vector<PendingTimeout> PendingTimeouts();
 

@@ -46,6 +46,13 @@ struct OrderSagaInstance {
     std::string transaction_id;
     contracts::Timestamp created_at{};
     contracts::Timestamp updated_at{};
+    // Ids of the latest messages applied to this instance, oldest first (at most kRememberedMessages):
+    // a redelivered event is recognised here and changes nothing.
+    std::vector<std::string> applied_message_ids;
+    static constexpr std::size_t kRememberedMessages = 16;
+
+    bool HasApplied(const std::string& message_id) const;
+    void RememberApplied(const std::string& message_id);
 };
 
 struct OrderEvent {

@@ -1,7 +1,8 @@
 // Runs the order saga on the `order-service` endpoint: each consumed event is turned into an
 // OrderEvent, the stored instance is loaded, Decide() picks the transition, and the new state, the
-// order's outcome, the outgoing messages (outbox) and the message id (inbox) are written in one
-// SQLite transaction. The messages go out after the commit; their outbox rows go once confirmed.
+// order's outcome and the outgoing messages (outbox) are written in one SQLite transaction; the
+// instance remembers the ids of the messages applied to it, so a redelivery changes nothing. The messages go out after
+// the commit; their outbox rows go once confirmed.
 #pragma once
 
 #include <functional>
@@ -28,8 +29,8 @@ class UnhandledEventError : public std::runtime_error {
 
 class OrderSagaConsumer {
   public:
-    OrderSagaConsumer(messaging::Bus& bus, OrderRepository& repository, TimeoutScheduler& timeouts,
-                      SagaOptions options);
+    OrderSagaConsumer(messaging::Bus& bus, OrderRepository& repository, messaging::UnitOfWork& unit_of_work,
+                      TimeoutScheduler& timeouts, SagaOptions options);
 
     void Register(messaging::ReceiveEndpoint& endpoint);
     void Handle(messaging::ConsumeContext& context, const OrderEvent& event);
@@ -40,8 +41,11 @@ class OrderSagaConsumer {
     void SetBeforeSaveHook(std::function<void(const OrderSagaInstance&)> hook) { before_save_ = std::move(hook); }
 
   private:
+    void RemoveFromOutbox(const std::vector<std::int64_t>& rows);
+
     messaging::Bus& bus_;
     OrderRepository& repository_;
+    messaging::UnitOfWork& unit_of_work_;
     TimeoutScheduler& timeouts_;
     SagaOptions options_;
     SagaObserver* observer_ = nullptr;

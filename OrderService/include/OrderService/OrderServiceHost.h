@@ -41,13 +41,13 @@ class OrderServiceHost {
     messaging::EventLoop& loop_;
     OrderSettings settings_;
     messaging::SqliteDatabase db_;
+    std::unique_ptr<messaging::UnitOfWork> unit_of_work_;
     OrderRepository repository_;
     messaging::Bus bus_;
     TimeoutScheduler timeouts_;
     OrderSagaConsumer saga_;
     OutboxRelay relay_;
     OrderSubmission submission_;
-    messaging::Timer inbox_pruning_;
     std::unique_ptr<OrderHttpApi> http_;
 };
 

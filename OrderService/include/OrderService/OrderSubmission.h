@@ -1,7 +1,7 @@
 // Accepting a new order from the HTTP API, on the loop thread: the order row and its OrderSubmitted
 // are committed together (bus outbox; the row's primary key turns a repeated id into kDuplicate),
-// then published; the caller hears back once the broker has
-// confirmed it or, if that fails, once it is durably stored for the relay to send.
+// then published; the caller hears back once the broker has confirmed it or, if that fails, once it
+// is durably stored for the relay to send. Requests of one loop turn share one commit.
 #pragma once
 
 #include <functional>
@@ -23,16 +23,22 @@ enum class SubmitOutcome { kAccepted, kDuplicate, kUnavailable };
 
 class OrderSubmission {
   public:
-    OrderSubmission(messaging::Bus& bus, OrderRepository& repository, OutboxRelay& relay)
-        : bus_(bus), repository_(repository), relay_(relay) {}
+    OrderSubmission(messaging::Bus& bus, OrderRepository& repository, messaging::UnitOfWork& unit_of_work,
+                    OutboxRelay& relay)
+        : bus_(bus), repository_(repository), unit_of_work_(unit_of_work), relay_(relay) {}
 
     void Submit(const NewOrder& order, std::function<void(SubmitOutcome)> done);
-    std::optional<OrderRecord> Find(const std::string& order_id) { return repository_.FindOrder(order_id); }
+    // Only committed state is answered: a pending batch is committed first.
+    std::optional<OrderRecord> Find(const std::string& order_id) {
+        unit_of_work_.Flush();
+        return repository_.FindOrder(order_id);
+    }
     bool BusConnected() const { return bus_.transport().IsConnected() && !bus_.stopping(); }
 
   private:
     messaging::Bus& bus_;
     OrderRepository& repository_;
+    messaging::UnitOfWork& unit_of_work_;
     OutboxRelay& relay_;
 };
 

@@ -13,7 +13,8 @@ namespace order_service {
 
 class OutboxRelay {
   public:
-    OutboxRelay(messaging::EventLoop& loop, messaging::Bus& bus, OrderRepository& repository);
+    OutboxRelay(messaging::EventLoop& loop, messaging::Bus& bus, OrderRepository& repository,
+                messaging::UnitOfWork& unit_of_work);
     void Start(std::chrono::milliseconds sweep_interval = std::chrono::milliseconds(1000));
     // Publishes one stored message now; the row is removed on confirmation.
     void Send(std::int64_t sequence, messaging::OutgoingMessage message, messaging::Completion done);
@@ -22,6 +23,7 @@ class OutboxRelay {
   private:
     messaging::Bus& bus_;
     OrderRepository& repository_;
+    messaging::UnitOfWork& unit_of_work_;
     messaging::Timer timer_;
     std::set<std::int64_t> in_flight_;
     std::int64_t seen_up_to_ = 0;

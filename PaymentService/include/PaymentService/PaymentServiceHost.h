@@ -4,6 +4,7 @@
 #pragma once
 
 #include <map>
+#include <memory>
 
 #include "Messaging/Bus.h"
 #include "PaymentService/PaymentLedger.h"
@@ -31,6 +32,7 @@ class PaymentServiceHost {
 
     PaymentSettings settings_;
     messaging::SqliteDatabase db_;
+    std::unique_ptr<messaging::UnitOfWork> unit_of_work_;
     PaymentLedger ledger_;
     messaging::Bus bus_;
     std::map<std::string, int> gateway_calls_;

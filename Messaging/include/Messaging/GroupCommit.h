@@ -1,0 +1,82 @@
+// Group commit for a service's SQLite database: every unit of work run on one turn of the event loop
+// (a consumed message, an HTTP request) joins one transaction that is committed once, right after the
+// turn, so a batch of deliveries costs one commit and, with synchronous=FULL, one fsync. What must wait
+// for durability (publishing, acking, answering) waits on AfterCommit.
+#pragma once
+
+#include <cstddef>
+#include <functional>
+#include <memory>
+#include <vector>
+
+#include "Messaging/EventLoop.h"
+#include "Messaging/Sqlite.h"
+#include "Messaging/Status.h"
+
+namespace messaging {
+
+// How the bus runs a consumer's work atomically and learns when it is durable.
+class UnitOfWork {
+  public:
+    virtual ~UnitOfWork() = default;
+    // Runs `work` atomically: if it throws, its writes are undone and the exception propagates.
+    virtual void Run(const std::function<void()>& work) = 0;
+    // `done` runs on the loop thread once the writes of every unit run so far are committed (OK), or
+    // could not be (the error). It never runs inside the caller.
+    virtual void AfterCommit(std::function<void(const Status&)> done) = 0;
+    // Commits what is pending now (before a read that must see only durable state).
+    virtual void Flush() = 0;
+};
+
+// Database.GroupCommit false: a unit is just a call, and its own transactions commit as they go.
+class CommitEachUnit : public UnitOfWork {
+  public:
+    explicit CommitEachUnit(EventLoop& loop) : loop_(loop) {}
+    ~CommitEachUnit() override { *alive_ = false; }
+    void Run(const std::function<void()>& work) override { work(); }
+    void AfterCommit(std::function<void(const Status&)> done) override;
+    void Flush() override {}
+
+  private:
+    EventLoop& loop_;
+    std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
+};
+
+class GroupCommit : public UnitOfWork {
+  public:
+    // A batch is committed at the end of the loop turn that opened it, or as soon as it holds
+    // `max_units` units.
+    GroupCommit(EventLoop& loop, SqliteDatabase& db, std::size_t max_units = 512);
+    ~GroupCommit() override;  // commits what is open
+    GroupCommit(const GroupCommit&) = delete;
+    GroupCommit& operator=(const GroupCommit&) = delete;
+
+    // Each unit runs inside a savepoint of the open batch (BEGIN IMMEDIATE when none is open).
+    void Run(const std::function<void()>& work) override;
+    void AfterCommit(std::function<void(const Status&)> done) override;
+    // Commits the open batch now and runs its AfterCommit callbacks.
+    void Flush() override;
+
+    std::size_t batches_committed() const { return batches_committed_; }
+    std::size_t units_committed() const { return units_committed_; }
+
+  private:
+    void ScheduleFlush();
+    Status Commit();  // ends the open batch; the waiters are the caller's to notify
+
+    EventLoop& loop_;
+    SqliteDatabase& db_;
+    std::size_t max_units_;
+    bool open_ = false;
+    bool flush_scheduled_ = false;
+    std::size_t units_ = 0;
+    std::vector<std::function<void(const Status&)>> waiting_;
+    std::size_t batches_committed_ = 0;
+    std::size_t units_committed_ = 0;
+    std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
+};
+
+// A GroupCommit on `db`, or a CommitEachUnit when `group_commit` is false.
+std::unique_ptr<UnitOfWork> MakeUnitOfWork(EventLoop& loop, SqliteDatabase& db, bool group_commit);
+
+}  // namespace messaging

@@ -1,0 +1,125 @@
+#include "Messaging/GroupCommit.h"
+
+#include <spdlog/spdlog.h>
+
+namespace messaging {
+
+void CommitEachUnit::AfterCommit(std::function<void(const Status&)> done) {
+    loop_.Post([alive = std::weak_ptr<bool>(alive_), done = std::move(done)] {
+        if (!alive.expired()) done(Status::Ok());
+    });
+}
+
+std::unique_ptr<UnitOfWork> MakeUnitOfWork(EventLoop& loop, SqliteDatabase& db, bool group_commit) {
+    if (group_commit) return std::make_unique<GroupCommit>(loop, db);
+    return std::make_unique<CommitEachUnit>(loop);
+}
+
+GroupCommit::GroupCommit(EventLoop& loop, SqliteDatabase& db, std::size_t max_units)
+    : loop_(loop), db_(db), max_units_(max_units == 0 ? 1 : max_units) {}
+
+GroupCommit::~GroupCommit() {
+    *alive_ = false;
+    if (!open_) return;
+    // Whoever waits on the callbacks is being torn down too; the writes themselves are kept.
+    waiting_.clear();
+    try {
+        Flush();
+    } catch (...) {
+    }
+}
+
+void GroupCommit::Run(const std::function<void()>& work) {
+    if (open_ && units_ >= max_units_) {
+        // A full batch commits now; its waiters hear of it after this unit, not inside it.
+        const Status status = Commit();
+        auto waiting = std::move(waiting_);
+        waiting_.clear();
+        for (auto& done : waiting)
+            loop_.Post([alive = std::weak_ptr<bool>(alive_), done = std::move(done), status] {
+                if (!alive.expired()) done(status);
+            });
+    }
+    if (!open_) {
+        db_.Prepare("BEGIN IMMEDIATE").Run();
+        open_ = true;
+        units_ = 0;
+        ScheduleFlush();
+    }
+    db_.Prepare("SAVEPOINT unit_of_work").Run();
+    try {
+        work();
+    } catch (...) {
+        if (sqlite3_get_autocommit(db_.raw())) {
+            // SQLite rolled the whole batch back (an I/O error, a full disk): every unit in it is lost,
+            // so every unit waiting on it fails and its message comes back.
+            open_ = false;
+            auto waiting = std::move(waiting_);
+            waiting_.clear();
+            const Status failed = Status::Internal("the database rolled the batch back");
+            for (auto& done : waiting)
+                loop_.Post([alive = std::weak_ptr<bool>(alive_), done = std::move(done), failed] {
+                    if (!alive.expired()) done(failed);
+                });
+        } else {
+            db_.Prepare("ROLLBACK TO unit_of_work").Run();
+            db_.Prepare("RELEASE unit_of_work").Run();
+        }
+        throw;
+    }
+    db_.Prepare("RELEASE unit_of_work").Run();
+    ++units_;
+}
+
+void GroupCommit::AfterCommit(std::function<void(const Status&)> done) {
+    if (open_) {
+        waiting_.push_back(std::move(done));
+        return;
+    }
+    loop_.Post([alive = std::weak_ptr<bool>(alive_), done = std::move(done)] {
+        if (!alive.expired()) done(Status::Ok());
+    });
+}
+
+void GroupCommit::ScheduleFlush() {
+    if (flush_scheduled_) return;
+    flush_scheduled_ = true;
+    // Deferred work runs after the events of this turn (every frame read from the socket, every HTTP
+    // request already handed over), so one batch gathers all of them.
+    loop_.Defer([this, alive = std::weak_ptr<bool>(alive_)] {
+        if (alive.expired()) return;
+        flush_scheduled_ = false;
+        Flush();
+    });
+}
+
+void GroupCommit::Flush() {
+    if (!open_) return;
+    const Status status = Commit();
+    auto waiting = std::move(waiting_);
+    waiting_.clear();
+    for (auto& done : waiting) done(status);
+}
+
+Status GroupCommit::Commit() {
+    open_ = false;
+    Status status = Status::Ok();
+    try {
+        db_.Prepare("COMMIT").Run();
+        ++batches_committed_;
+        units_committed_ += units_;
+    } catch (const std::exception& e) {
+        status = Status::Internal(std::string("commit failed: ") + e.what());
+        spdlog::error("SQLite group commit of {} unit(s) failed: {}", units_, e.what());
+        if (!sqlite3_get_autocommit(db_.raw())) {
+            try {
+                db_.Prepare("ROLLBACK").Run();
+            } catch (...) {
+            }
+        }
+    }
+    units_ = 0;
+    return status;
+}
+
+}  // namespace messaging
