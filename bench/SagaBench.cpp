@@ -1,4 +1,4 @@
-// The benchmark tool (see bench/README.md). Two modes, each printing one JSON object:
+// The benchmark tool (see bench/README.md). Three modes, each printing one JSON object:
 //   ceiling: what the broker itself allows on this machine: chains of six persistent,
 //            publisher-confirmed, acked hops through fanout exchanges (one per message of an order),
 //            across three connections like the three services, with one SQLite WAL upsert per saga
@@ -6,6 +6,9 @@
 //   load:    an open-loop load of POST /order at a fixed rate over keep-alive connections; each
 //            order's outcome is read from a queue of our own bound to OrderCompleted and OrderFailed,
 //            and latency runs from the order's scheduled send time to its final event.
+//   max:     load in steps of rising rate until the system falls behind; the highest rate it kept up with.
+// With --embedded CONFIG_DIR, load and max run the three services in this process on the in-memory bus
+// (as `OrderService --in-memory`) and read the outcomes from it: what the system costs without a broker.
 #include <httplib.h>
 #include <spdlog/spdlog.h>
 
@@ -15,15 +18,21 @@
 #include <atomic>
 #include <cmath>
 #include <condition_variable>
+#include <filesystem>
 #include <iostream>
 #include <map>
 #include <mutex>
 #include <set>
 #include <thread>
 
+#include "InventoryService/InventoryServiceHost.h"
 #include "Messaging/Envelope.h"
+#include "Messaging/InMemoryTransport.h"
 #include "Messaging/RabbitMqTransport.h"
+#include "Messaging/ServiceRunner.h"
 #include "Messaging/Sqlite.h"
+#include "OrderService/OrderServiceHost.h"
+#include "PaymentService/PaymentServiceHost.h"
 
 using namespace std::chrono;
 using contracts::Json;
@@ -46,6 +55,9 @@ struct Options {
     std::string synchronous = "Normal";
     std::size_t message_size = 1100;
     int in_flight = 256;
+    std::string embedded_config;  // load/max against the in-memory bus in this process, settings from here
+    double step_factor = 1.2;     // max: each step offers this much more
+    double max_p99_ms = 1000;     // max: a step whose p99 passes this has fallen behind
 };
 
 Options Parse(int argc, char** argv) {
@@ -79,6 +91,12 @@ Options Parse(int argc, char** argv) {
             o.message_size = std::stoul(value);
         else if (key == "--in-flight")
             o.in_flight = std::stoi(value);
+        else if (key == "--embedded")
+            o.embedded_config = value;
+        else if (key == "--step-factor")
+            o.step_factor = std::stod(value);
+        else if (key == "--max-p99-ms")
+            o.max_p99_ms = std::stod(value);
         else
             throw std::runtime_error("unknown option " + key);
     }
@@ -230,48 +248,55 @@ int Ceiling(const Options& o) {
 
 // ---- load ----------------------------------------------------------------------------------------
 
-int Load(const Options& o) {
+// The final events seen, by order id; filled on the outcome consumer's loop thread.
+struct Outcomes {
     struct Outcome {
         steady_clock::time_point at;
         std::set<std::string> message_ids;
         std::string status;
     };
     std::mutex mutex;
-    std::map<std::string, Outcome> outcomes;
-    EventLoopThread loop;
-    std::unique_ptr<RabbitMqTransport> transport;
-    const std::string queue = "bench-outcomes-" + std::to_string(::getpid());
-    loop.loop().Invoke([&] {
-        transport = std::make_unique<RabbitMqTransport>(loop.loop(), o.rabbitmq, "bench-load");
-        if (auto s = transport->Start(); !s.ok()) throw std::runtime_error(s.message());
-        messaging::Topology topology;
-        topology.queues.push_back(
-            messaging::QueueSpec{queue, /*durable=*/false, /*exclusive=*/false, /*auto_delete=*/true});
-        for (const char* exchange : {"Contracts:OrderCompleted", "Contracts:OrderFailed"}) {
-            topology.AddExchange(exchange);
-            topology.BindQueue(exchange, queue);
-        }
-        transport->Declare(topology);
-        transport->Consume(queue, 512, [&](messaging::Delivery delivery) {
-            const auto now = steady_clock::now();
-            try {
-                const auto envelope = messaging::ParseEnvelope(delivery.message.body);
-                const std::string id = envelope.message.at("orderId");
-                std::lock_guard lock(mutex);
-                auto& outcome = outcomes[id];
-                if (outcome.message_ids.empty()) outcome.at = now;
-                outcome.message_ids.insert(envelope.message_id);
-                outcome.status =
-                    envelope.message_type.front().find("OrderCompleted") != std::string::npos ? "Completed" : "Failed";
-            } catch (const std::exception&) {
-            }
-            transport->Ack(delivery);
-        });
-    });
+    std::map<std::string, Outcome> by_order;
 
-    const auto total = static_cast<std::int64_t>(o.rate * o.seconds);
-    const std::string run =
-        std::to_string(::getpid()) + "-" + std::to_string(steady_clock::now().time_since_epoch().count() % 100000);
+    void Record(const messaging::Delivery& delivery) {
+        const auto now = steady_clock::now();
+        try {
+            const auto envelope = messaging::ParseEnvelope(delivery.message.body);
+            const std::string id = envelope.message.at("orderId");
+            std::lock_guard lock(mutex);
+            auto& outcome = by_order[id];
+            if (outcome.message_ids.empty()) outcome.at = now;
+            outcome.message_ids.insert(envelope.message_id);
+            outcome.status =
+                envelope.message_type.front().find("OrderCompleted") != std::string::npos ? "Completed" : "Failed";
+        } catch (const std::exception&) {
+        }
+    }
+};
+
+// Declares a queue of our own bound to OrderCompleted and OrderFailed and records what arrives.
+void ConsumeOutcomes(messaging::Transport& transport, Outcomes& outcomes) {
+    const std::string queue = "bench-outcomes-" + std::to_string(::getpid());
+    messaging::Topology topology;
+    topology.queues.push_back(
+        messaging::QueueSpec{queue, /*durable=*/false, /*exclusive=*/false, /*auto_delete=*/true});
+    for (const char* exchange : {"Contracts:OrderCompleted", "Contracts:OrderFailed"}) {
+        topology.AddExchange(exchange);
+        topology.BindQueue(exchange, queue);
+    }
+    if (auto status = transport.Declare(topology); !status.ok()) throw std::runtime_error(status.message());
+    transport.Consume(queue, 512, [&transport, &outcomes](messaging::Delivery delivery) {
+        outcomes.Record(delivery);
+        transport.Ack(delivery);
+    });
+}
+
+// One open-loop step at `rate` orders/s for o.seconds; returns its figures.
+OrderedJson RunStep(const Options& o, double rate, int step, Outcomes& outcomes) {
+    const auto total = static_cast<std::int64_t>(rate * o.seconds);
+    const std::string run = std::to_string(::getpid()) + "-" +
+                            std::to_string(steady_clock::now().time_since_epoch().count() % 100000) + "-" +
+                            std::to_string(step);
     std::vector<steady_clock::time_point> scheduled(static_cast<std::size_t>(total));
     std::vector<std::string> ids(static_cast<std::size_t>(total));
     std::vector<int> statuses(static_cast<std::size_t>(total), 0);
@@ -284,6 +309,8 @@ int Load(const Options& o) {
         }
         ids[static_cast<std::size_t>(i)] = "b" + run + "-" + std::to_string(i) + last;
     }
+    rusage usage_before{};
+    getrusage(RUSAGE_SELF, &usage_before);
     std::atomic<std::int64_t> next{0};
     const auto start = steady_clock::now() + milliseconds(100);
     std::vector<std::thread> senders;
@@ -297,7 +324,7 @@ int Load(const Options& o) {
                 const std::int64_t i = next++;
                 if (i >= total) return;
                 const auto due =
-                    start + duration_cast<steady_clock::duration>(duration<double>(static_cast<double>(i) / o.rate));
+                    start + duration_cast<steady_clock::duration>(duration<double>(static_cast<double>(i) / rate));
                 std::this_thread::sleep_until(due);  // open loop: each order has its own send time
                 scheduled[static_cast<std::size_t>(i)] = due;
                 const std::string body =
@@ -317,25 +344,25 @@ int Load(const Options& o) {
     for (;;) {
         std::size_t finished = 0;
         {
-            std::lock_guard lock(mutex);
+            std::lock_guard lock(outcomes.mutex);
             for (std::int64_t i = 0; i < total; ++i)
-                if (statuses[static_cast<std::size_t>(i)] == 202 && outcomes.count(ids[static_cast<std::size_t>(i)]))
+                if (statuses[static_cast<std::size_t>(i)] == 202 &&
+                    outcomes.by_order.count(ids[static_cast<std::size_t>(i)]))
                     ++finished;
         }
         if (static_cast<std::int64_t>(finished) >= accepted || steady_clock::now() > drain_deadline) break;
-        std::this_thread::sleep_for(milliseconds(50));
+        std::this_thread::sleep_for(milliseconds(50));  // a benchmark's drain poll, not test synchronisation
     }
-    loop.loop().Invoke([&] { transport.reset(); });
 
     std::vector<double> latencies;
     std::int64_t lost = 0, duplicated = 0, completed = 0, failed = 0;
     steady_clock::time_point last_outcome = start;
     {
-        std::lock_guard lock(mutex);
+        std::lock_guard lock(outcomes.mutex);
         for (std::int64_t i = 0; i < total; ++i) {
             if (statuses[static_cast<std::size_t>(i)] != 202) continue;
-            auto it = outcomes.find(ids[static_cast<std::size_t>(i)]);
-            if (it == outcomes.end()) {
+            auto it = outcomes.by_order.find(ids[static_cast<std::size_t>(i)]);
+            if (it == outcomes.by_order.end()) {
                 ++lost;
                 continue;
             }
@@ -349,8 +376,9 @@ int Load(const Options& o) {
     std::sort(latencies.begin(), latencies.end());
     const double window = duration<double>(last_outcome - start).count();
     OrderedJson result;
-    result["mode"] = "load";
-    result["offered_rate"] = o.rate;
+    result["mode"] = o.mode;
+    result["embedded"] = !o.embedded_config.empty();
+    result["offered_rate"] = rate;
     result["seconds"] = o.seconds;
     result["orders"] = total;
     result["accepted"] = accepted;
@@ -361,14 +389,105 @@ int Load(const Options& o) {
     result["duplicated"] = duplicated;
     rusage usage{};
     getrusage(RUSAGE_SELF, &usage);
-    result["cpu_seconds"] = static_cast<double>(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) +
-                            static_cast<double>(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6;
+    auto seconds_of = [](const rusage& u) {
+        return static_cast<double>(u.ru_utime.tv_sec + u.ru_stime.tv_sec) +
+               static_cast<double>(u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1e6;
+    };
+    // Embedded, this is the whole system's CPU (services and generator share the process).
+    result["cpu_seconds"] = seconds_of(usage) - seconds_of(usage_before);
+    result["peak_rss_mb"] = static_cast<double>(usage.ru_maxrss) / 1024.0;
     result["throughput"] = window > 0 ? static_cast<double>(completed + failed) / window : 0.0;
     result["latency_ms"] = {{"p50", Percentile(latencies, 50)},
                             {"p95", Percentile(latencies, 95)},
                             {"p99", Percentile(latencies, 99)},
                             {"max", latencies.empty() ? 0.0 : latencies.back()}};
-    std::cout << result.dump() << std::endl;
+    return result;
+}
+
+// The three services on the in-memory bus inside this process (as `OrderService --in-memory`), their
+// settings from `config_dir` and the environment, their databases in a directory of their own.
+struct EmbeddedSystem {
+    std::unique_ptr<messaging::InMemoryTransport> transport;
+    std::unique_ptr<inventory_service::InventoryServiceHost> inventory;
+    std::unique_ptr<payment_service::PaymentServiceHost> payment;
+    std::unique_ptr<order_service::OrderServiceHost> orders;
+
+    EmbeddedSystem(messaging::EventLoop& loop, const Options& o) {
+        const auto environment = messaging::ProcessEnvironment();
+        const std::filesystem::path dir = o.embedded_config;
+        const std::filesystem::path data =
+            std::filesystem::temp_directory_path() / ("saga-bench-embedded-" + std::to_string(::getpid()));
+        std::filesystem::create_directories(data);
+        auto order_settings = order_service::OrderSettings::Load((dir / "OrderService.json").string(), environment);
+        auto inventory_settings =
+            inventory_service::InventorySettings::Load((dir / "InventoryService.json").string(), environment);
+        auto payment_settings =
+            payment_service::PaymentSettings::Load((dir / "PaymentService.json").string(), environment);
+        order_settings.database.path = (data / "orders.db").string();
+        inventory_settings.database.path = (data / "inventory.db").string();
+        payment_settings.database.path = (data / "payments.db").string();
+        order_settings.http.port = o.http_port;
+        transport = std::make_unique<messaging::InMemoryTransport>(loop);
+        inventory = std::make_unique<inventory_service::InventoryServiceHost>(loop, *transport, inventory_settings);
+        payment = std::make_unique<payment_service::PaymentServiceHost>(loop, *transport, payment_settings);
+        orders = std::make_unique<order_service::OrderServiceHost>(loop, *transport, order_settings);
+        for (auto status : {inventory->Start(), payment->Start(), orders->Start()})
+            if (!status.ok()) throw std::runtime_error(status.message());
+    }
+};
+
+// `load`: one step at --rate. `max`: steps from --rate upward by --step-factor until the system falls
+// behind (sustains less than 95% of the offered rate, or its p99 passes --max-p99-ms); prints every
+// step and the highest rate it kept up with.
+int Load(const Options& o) {
+    Outcomes outcomes;
+    EventLoopThread loop;
+    std::unique_ptr<RabbitMqTransport> rabbitmq;
+    std::unique_ptr<EmbeddedSystem> embedded;
+    loop.loop().Invoke([&] {
+        if (!o.embedded_config.empty()) {
+            embedded = std::make_unique<EmbeddedSystem>(loop.loop(), o);
+            ConsumeOutcomes(*embedded->transport, outcomes);
+        } else {
+            rabbitmq = std::make_unique<RabbitMqTransport>(loop.loop(), o.rabbitmq, "bench-load");
+            if (auto s = rabbitmq->Start(); !s.ok()) throw std::runtime_error(s.message());
+            ConsumeOutcomes(*rabbitmq, outcomes);
+        }
+    });
+    if (embedded) embedded->orders->StartHttp();
+
+    if (o.mode == "load") {
+        std::cout << RunStep(o, o.rate, 0, outcomes).dump() << std::endl;
+    } else {
+        OrderedJson steps = OrderedJson::array();
+        double best = 0;
+        double rate = o.rate;
+        for (int step = 0; step < 30; ++step, rate *= o.step_factor) {
+            OrderedJson result = RunStep(o, rate, step, outcomes);
+            std::cerr << "  offered " << rate << "/s: sustained " << result["throughput"].get<double>() << "/s, p99 "
+                      << result["latency_ms"]["p99"].get<double>() << " ms" << std::endl;
+            const bool kept_up = result["throughput"].get<double>() >= 0.95 * rate &&
+                                 result["latency_ms"]["p99"].get<double>() <= o.max_p99_ms &&
+                                 result["lost"].get<std::int64_t>() == 0;
+            steps.push_back(std::move(result));
+            if (!kept_up) break;
+            best = rate;
+        }
+        OrderedJson summary;
+        summary["mode"] = "max";
+        summary["embedded"] = !o.embedded_config.empty();
+        summary["maximum_rate"] = best;
+        summary["steps"] = std::move(steps);
+        std::cout << summary.dump() << std::endl;
+    }
+    loop.loop().Invoke([&] {
+        if (embedded) embedded->orders->Stop(nullptr);
+        rabbitmq.reset();
+    });
+    if (embedded) {
+        embedded->orders.reset();  // stops its HTTP server (any thread)
+        loop.loop().Invoke([&] { embedded.reset(); });
+    }
     return 0;
 }
 
@@ -379,8 +498,8 @@ int main(int argc, char** argv) {
         spdlog::set_level(spdlog::level::warn);
         const Options options = Parse(argc, argv);
         if (options.mode == "ceiling") return Ceiling(options);
-        if (options.mode == "load") return Load(options);
-        throw std::runtime_error("mode must be ceiling or load");
+        if (options.mode == "load" || options.mode == "max") return Load(options);
+        throw std::runtime_error("mode must be ceiling, load or max");
     } catch (const std::exception& e) {
         std::cerr << "SagaBench: " << e.what() << std::endl;
         return 2;

@@ -1,24 +1,44 @@
-"""Turns bench/run.sh's results (one JSON object per measured load) into report.json, report.md and
-latency.png (latency percentiles against offered load, the ceiling marked)."""
+"""Turns bench/run.sh's results (one JSON object per line: fixed-rate steps, find-the-maximum runs,
+the embedded run) into report.json, report.md and latency.png (latency percentiles against offered
+load, the ceiling marked), and checks the targets of the benchmark issue."""
 import json
 import subprocess
 import sys
 
 results_path, out, machine = sys.argv[1], sys.argv[2], sys.argv[3]
+settings = sys.argv[4] if len(sys.argv) > 4 else ""
 if results_path.endswith(".json"):  # re-render an earlier report
-    rows = json.load(open(results_path))["runs"]
+    report = json.load(open(results_path))
+    rows, settings = report["runs"], report.get("settings", settings)
 else:
     rows = [json.loads(line) for line in open(results_path) if line.strip()]
-json.dump({"machine": machine, "runs": rows}, open(f"{out}/report.json", "w"), indent=2)
+json.dump({"machine": machine, "settings": settings, "runs": rows}, open(f"{out}/report.json", "w"), indent=2)
 
-lines = [f"# Benchmark report", "", f"Machine: {machine}. Command: `bash bench/run.sh`.", ""]
-for sync in sorted({r["synchronous"] for r in rows}):
-    runs = [r for r in rows if r["synchronous"] == sync]
+steps = [r for r in rows if r.get("kind", "step") == "step"]
+maxima = {r["synchronous"]: r for r in rows if r.get("kind") == "max"}
+embedded = next((r for r in rows if r.get("kind") == "embedded"), None)
+
+
+def clean(r):
+    return r["lost"] == 0 and r["duplicated"] == 0
+
+
+def kept_up(r):
+    return clean(r) and r["throughput"] >= 0.95 * r["offered_rate"]
+
+
+lines = ["# Benchmark report", "", f"Machine: {machine}. Command: `bash bench/run.sh` ({settings}).", ""]
+checks = []
+for sync in sorted({r["synchronous"] for r in steps}):
+    runs = [r for r in steps if r["synchronous"] == sync]
     ceiling = runs[0]["ceiling"]
-    best = max(r["throughput"] for r in runs if r["lost"] == 0 and r["duplicated"] == 0) if runs else 0
+    sustained = [r["throughput"] for r in runs if kept_up(r)]
+    best_fixed = max(sustained) if sustained else 0
+    found = maxima.get(sync)
+    best = max(best_fixed, found["maximum_rate"] if found else 0)
     lines += [f"## SQLite synchronous={sync}", "",
               f"Broker ceiling (six confirmed, persistent, acked hops + a SQLite upsert per saga step): **{ceiling:.0f} orders/s**. "
-              f"Best sustained: **{best:.0f} orders/s = {best / ceiling:.0%} of the ceiling**.", "",
+              f"Highest rate sustained (95% of the offered rate or more, nothing lost): **{best:.0f} orders/s = {best / ceiling:.0%} of the ceiling**.", "",
               "| offered/s | sustained/s | ratio | p50 ms | p95 ms | p99 ms | max ms | lost | dup | CPU s/1000 orders (broker, order, inventory, payment, generator) | peak RSS MB (order, inventory, payment) |",
               "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in runs:
@@ -27,19 +47,54 @@ for sync in sorted({r["synchronous"] for r in rows}):
                      f"{l['p99']:.1f} | {l['max']:.1f} | {r['lost']} | {r['duplicated']} | "
                      f"{c['broker']:.2f}, {c['OrderService']:.2f}, {c['InventoryService']:.2f}, {c['PaymentService']:.2f}, {c['load-generator']:.2f} | "
                      f"{m['OrderService']:.1f}, {m['InventoryService']:.1f}, {m['PaymentService']:.1f} |")
+    if found:
+        lines += ["", f"Find-the-maximum (`SagaBench max`, +15% a step until it falls behind): kept up with **{found['maximum_rate']:.0f} orders/s**.", "",
+                  "| offered/s | sustained/s | p50 ms | p99 ms | lost | dup |", "|---|---|---|---|---|---|"]
+        for s in found["steps"]:
+            l = s["latency_ms"]
+            lines.append(f"| {s['offered_rate']:.0f} | {s['throughput']:.0f} | {l['p50']:.1f} | {l['p99']:.1f} | {s['lost']} | {s['duplicated']} |")
     lines.append("")
+    half = min(runs, key=lambda r: abs(r["fraction"] - 0.5))
+    if sync == "Normal":
+        checks.append(("Normal: sustained >= 70% of the ceiling", f"{best / ceiling:.0%}", best >= 0.7 * ceiling))
+        checks.append((f"Normal: at {half['fraction']:.2f} of the ceiling, p99 < 100 ms and p50 < 15 ms",
+                       f"p99 {half['latency_ms']['p99']:.1f} ms, p50 {half['latency_ms']['p50']:.1f} ms",
+                       half["latency_ms"]["p99"] < 100 and half["latency_ms"]["p50"] < 15 and kept_up(half)))
+    else:
+        checks.append((f"{sync}: sustained >= 1,000 orders/s", f"{best:.0f}/s", best >= 1000))
+    peak = max(max(r["peak_rss_mb"].values()) for r in runs)
+    checks.append((f"{sync}: peak RSS of each service < 50 MB", f"{peak:.1f} MB", peak < 50))
+checks.append(("No order lost or duplicated in any run",
+               f"{sum(r['lost'] for r in steps)} lost, {sum(r['duplicated'] for r in steps)} duplicated",
+               all(clean(r) for r in steps)))
+
+if embedded:
+    lines += ["## Embedded (the in-memory bus, no broker; synchronous=Normal)", "",
+              f"The same services, HTTP API and load inside one process (`SagaBench max --embedded appsettings`): kept up with "
+              f"**{embedded['maximum_rate']:.0f} orders/s**. CPU is the whole process (services and load generator).", "",
+              "| offered/s | sustained/s | p50 ms | p99 ms | lost | dup | CPU s/1000 orders | peak RSS MB |", "|---|---|---|---|---|---|---|---|"]
+    for s in embedded["steps"]:
+        l = s["latency_ms"]
+        cpu = s["cpu_seconds"] * 1000 / max(1, s["completed"] + s["failed"])
+        lines.append(f"| {s['offered_rate']:.0f} | {s['throughput']:.0f} | {l['p50']:.1f} | {l['p99']:.1f} | {s['lost']} | {s['duplicated']} | {cpu:.2f} | {s['peak_rss_mb']:.1f} |")
+    lines.append("")
+
+lines += ["## Targets", "", "| target | measured | met |", "|---|---|---|"]
+lines += [f"| {name} | {value} | {'yes' if ok else '**no**'} |" for name, value, ok in checks]
+lines.append("")
 open(f"{out}/report.md", "w").write("\n".join(lines) + "\n")
 
 data = f"{out}/latency.dat"
 with open(data, "w") as f:
-    for sync in sorted({r["synchronous"] for r in rows}):
+    for sync in sorted({r["synchronous"] for r in steps}):
         f.write(f'"{sync}"\n')
-        for r in rows:
-            if r["synchronous"] == sync:
-                l = r["latency_ms"]
-                f.write(f"{r['offered_rate']} {l['p50']} {l['p95']} {l['p99']} {r['ceiling']}\n")
+        points = [(r["offered_rate"], r["latency_ms"]) for r in steps if r["synchronous"] == sync]
+        if sync in maxima:
+            points += [(s["offered_rate"], s["latency_ms"]) for s in maxima[sync]["steps"]]
+        for rate, l in sorted(points, key=lambda p: p[0]):
+            f.write(f"{rate} {l['p50']} {l['p95']} {l['p99']}\n")
         f.write("\n\n")
-ceilings = {r["synchronous"]: r["ceiling"] for r in rows}
+ceilings = {r["synchronous"]: r["ceiling"] for r in steps}
 arrows = "\n".join(f'set arrow from {c},graph 0 to {c},graph 1 nohead dt 2 lc rgb "gray"\n'
                    f'set label "ceiling ({s})" at {c},graph 0.95 right offset -0.5,0' for s, c in ceilings.items())
 script = f"""
@@ -58,8 +113,9 @@ plot for [i=0:{len(ceilings) - 1}] "{data}" index i using 1:2 with linespoints t
 """
 subprocess.run(["gnuplot"], input=script, text=True, check=True)
 
-# Every accepted order must reach exactly one final event.
-bad = [r for r in rows if r["lost"] or r["duplicated"] or r["completed"] + r["failed"] == 0]
+# Every accepted order must reach exactly one final event (the fixed-rate steps; a find-the-maximum
+# step beyond what the system keeps up with may end its drain window with orders still in flight).
+bad = [r for r in steps if not clean(r) or r["completed"] + r["failed"] == 0]
 for r in bad:
     print(f"FAILED: offered {r['offered_rate']}/s ({r['synchronous']}): lost {r['lost']}, duplicated {r['duplicated']}, "
           f"finished {r['completed'] + r['failed']}", file=sys.stderr)

@@ -13,7 +13,14 @@ root=$PWD
 smoke=no
 [ "${1:-}" = "--smoke" ] && smoke=yes
 seconds=${BENCH_SECONDS:-15}
-fractions=${BENCH_FRACTIONS:-"0.25 0.5 0.75 0.9 1.0"}
+fractions=${BENCH_FRACTIONS:-"0.25 0.5 0.75"}
+# The services get the in-flight allowance the ceiling's stages have (prefetch) and enough HTTP
+# connections and server threads that the client side is not what limits them.
+prefetch=${BENCH_PREFETCH:-256}
+connections=${BENCH_CONNECTIONS:-64}
+http_threads=${BENCH_HTTP_THREADS:-80}
+find_max=${BENCH_FIND_MAX:-yes}
+embedded=${BENCH_EMBEDDED:-yes}
 modes=${BENCH_MODES:-"Normal Full"}
 build=${BENCH_BUILD:-build-bench}
 out=${BENCH_OUT:-bench/out}
@@ -21,7 +28,7 @@ amqp_port=${BENCH_AMQP_PORT:-46672}
 management_port=${BENCH_MANAGEMENT_PORT:-46674}
 http_port=${BENCH_HTTP_PORT:-5600}
 if [ $smoke = yes ]; then
-    seconds=2; fractions="0.1"; modes="Normal"; out=${BENCH_OUT:-$build/smoke}
+    seconds=2; fractions="0.1"; modes="Normal"; out=${BENCH_OUT:-$build/smoke}; find_max=no; embedded=no
 fi
 
 if [ -z "${BENCH_SKIP_SETUP:-}" ]; then
@@ -67,7 +74,7 @@ for sync in $modes; do
 
     # The services, on RabbitMQ, in this vhost.
     export RabbitMQ__Host=127.0.0.1 RabbitMQ__Port=$amqp_port RabbitMQ__VirtualHost=$vhost Logging__Level=warning
-    export Database__Synchronous=$sync Saga__TimeoutMs=600000
+    export Database__Synchronous=$sync Saga__TimeoutMs=600000 Endpoint__PrefetchCount=$prefetch Http__Threads=$http_threads
     service_pids=()
     for service in InventoryService PaymentService OrderService; do
         Database__Path="$work/$sync-$service.db" Http__Port=$http_port \
@@ -83,7 +90,7 @@ for sync in $modes; do
         declare -A before=()
         for pid in "$broker_pid" "${service_pids[@]}"; do before[$pid]=$(cpu_ticks "$pid"); done
         load_json=$("$bench_bin" load --http-port "$http_port" --amqp-port "$amqp_port" \
-                    --vhost "$vhost" --rate "$rate" --seconds "$seconds" --connections 16)
+                    --vhost "$vhost" --rate "$rate" --seconds "$seconds" --connections "$connections")
         echo "$load_json" >&2
         python3 - "$load_json" "$ceiling_json" "$sync" "$fraction" "$ticks_per_second" \
             "broker=$broker_pid:${before[$broker_pid]}:$(cpu_ticks "$broker_pid"):0" \
@@ -103,16 +110,36 @@ for entry in sys.argv[6:]:
     if name != "broker":
         rss[name] = int(peak) / 1024
 cpu["load-generator"] = load["cpu_seconds"] * 1000 / orders
-row = dict(load, synchronous=sync, fraction=fraction, ceiling=ceiling["chains_per_second"],
+row = dict(load, kind="step", synchronous=sync, fraction=fraction, ceiling=ceiling["chains_per_second"],
            ratio_to_ceiling=load["throughput"] / ceiling["chains_per_second"],
            cpu_seconds_per_1000_orders=cpu, peak_rss_mb=rss)
 print(json.dumps(row))
 PY
     done
+    if [ "$find_max" = yes ]; then
+        start_rate=$(python3 -c "print(round($ceiling * 0.3, 1))")
+        echo "== $sync: finding the maximum (steps of +15% from $start_rate orders/s, $seconds s each)" >&2
+        max_json=$("$bench_bin" max --http-port "$http_port" --amqp-port "$amqp_port" --vhost "$vhost" \
+                   --rate "$start_rate" --step-factor 1.15 --seconds "$seconds" --connections "$connections")
+        python3 -c "import json,sys; d=json.loads(sys.argv[1]); d.update(kind='max', synchronous=sys.argv[2], ceiling=float(sys.argv[3])); print(json.dumps(d))" \
+            "$max_json" "$sync" "$ceiling" >> "$results"
+    fi
     for pid in "${service_pids[@]}"; do kill -TERM "$pid"; wait "$pid" || true; done
-    unset RabbitMQ__Host RabbitMQ__Port RabbitMQ__VirtualHost Logging__Level Database__Synchronous Saga__TimeoutMs
+    unset RabbitMQ__Host RabbitMQ__Port RabbitMQ__VirtualHost Logging__Level Database__Synchronous Saga__TimeoutMs \
+        Endpoint__PrefetchCount Http__Threads
     api -X DELETE "http://127.0.0.1:$management_port/api/vhosts/$vhost" > /dev/null || true
 done
 
-python3 bench/report.py "$results" "$out" "$(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -sr)"
+if [ "$embedded" = yes ]; then
+    # The same services and load on the in-memory bus inside SagaBench: what the broker costs.
+    echo "== embedded (in-memory bus, synchronous=Normal): finding the maximum" >&2
+    embedded_json=$(Logging__Level=warning Endpoint__PrefetchCount=$prefetch Http__Threads=$http_threads \
+        "$bench_bin" max --embedded appsettings --http-port "$http_port" --rate 500 --step-factor 1.15 \
+        --seconds "$seconds" --connections "$connections")
+    python3 -c "import json,sys; d=json.loads(sys.argv[1]); d.update(kind='embedded', synchronous='Normal'); print(json.dumps(d))" \
+        "$embedded_json" >> "$results"
+fi
+
+settings="prefetch $prefetch, $connections HTTP connections, $http_threads server threads, $seconds s per step"
+python3 bench/report.py "$results" "$out" "$(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -sr)" "$settings"
 echo "report: $out/report.md" >&2

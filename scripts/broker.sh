@@ -23,7 +23,6 @@ node_env() {
     export RABBITMQ_ENABLED_PLUGINS_FILE="$dir/enabled_plugins"
     export RABBITMQ_CONFIG_FILE="$dir/rabbitmq"  # rabbitmq.conf
     export RABBITMQ_ADVANCED_CONFIG_FILE="$dir/advanced.config"
-    export RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS="${SAGA_BROKER_ERL_ARGS:-}"
     mkdir -p "$HOME" "$RABBITMQ_MNESIA_BASE" "$RABBITMQ_LOG_BASE"
     echo "[rabbitmq_management]." > "$RABBITMQ_ENABLED_PLUGINS_FILE"
     echo "[]." > "$RABBITMQ_ADVANCED_CONFIG_FILE"
