@@ -131,6 +131,12 @@ void OrderHttpApi::Routes() {
     server.set_keep_alive_max_count(1000);
     // Without it a response written in two pieces waits for the client's delayed ACK (~40 ms).
     server.set_tcp_nodelay(true);
+    // cpp-httplib also sets SO_REUSEPORT by default, which lets a second OrderService bind the same
+    // port and silently take half the connections; a port in use must be an error at start.
+    server.set_socket_options([](socket_t sock) {
+        int yes = 1;
+        setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
+    });
 
     server.Post("/order", [this](const httplib::Request& request, httplib::Response& response) {
         if (!IsJsonContentType(request.get_header_value("Content-Type")))

@@ -194,6 +194,20 @@ TEST_SUITE("OrderService.HttpApi") {
         CHECK(Json::parse(degraded->body)["broker"] == "disconnected");
     }
 
+    TEST_CASE("A second API on a port already in use fails to start instead of sharing it") {
+        ApiFixture api;
+        order_service::HttpSettings taken;
+        taken.host = "127.0.0.1";
+        taken.port = api.system.http_port();
+        api.system.loop().Invoke([&] {
+            order_service::OrderHttpApi second(api.system.loop(), api.system.orders().submission(), taken);
+            CHECK_THROWS_WITH(second.Start(), doctest::Contains("cannot listen"));
+        });
+        auto still = api.client.Get("/health");
+        REQUIRE(still);
+        CHECK(still->status == 200);
+    }
+
     TEST_CASE("Each scenario's final state is reached through GET") {
         ApiFixture api;
         for (const char* id : {"web-0", "web-1", "web-2", "web-3"})
