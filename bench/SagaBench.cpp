@@ -58,6 +58,7 @@ struct Options {
     std::string embedded_config;  // load/max against the in-memory bus in this process, settings from here
     double step_factor = 1.2;     // max: each step offers this much more
     double max_p99_ms = 1000;     // max: a step whose p99 passes this has fallen behind
+    int max_steps = 30;           // max: at most this many steps
 };
 
 Options Parse(int argc, char** argv) {
@@ -97,6 +98,8 @@ Options Parse(int argc, char** argv) {
             o.step_factor = std::stod(value);
         else if (key == "--max-p99-ms")
             o.max_p99_ms = std::stod(value);
+        else if (key == "--max-steps")
+            o.max_steps = std::stoi(value);
         else
             throw std::runtime_error("unknown option " + key);
     }
@@ -462,7 +465,7 @@ int Load(const Options& o) {
         OrderedJson steps = OrderedJson::array();
         double best = 0;
         double rate = o.rate;
-        for (int step = 0; step < 30; ++step, rate *= o.step_factor) {
+        for (int step = 0; step < o.max_steps; ++step, rate *= o.step_factor) {
             OrderedJson result = RunStep(o, rate, step, outcomes);
             std::cerr << "  offered " << rate << "/s: sustained " << result["throughput"].get<double>() << "/s, p99 "
                       << result["latency_ms"]["p99"].get<double>() << " ms" << std::endl;

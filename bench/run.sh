@@ -21,6 +21,7 @@ connections=${BENCH_CONNECTIONS:-64}
 http_threads=${BENCH_HTTP_THREADS:-80}
 find_max=${BENCH_FIND_MAX:-yes}
 embedded=${BENCH_EMBEDDED:-yes}
+max_steps=30; max_start=0.3; embedded_rate=500
 modes=${BENCH_MODES:-"Normal Full"}
 build=${BENCH_BUILD:-build-bench}
 out=${BENCH_OUT:-bench/out}
@@ -28,7 +29,9 @@ amqp_port=${BENCH_AMQP_PORT:-46672}
 management_port=${BENCH_MANAGEMENT_PORT:-46674}
 http_port=${BENCH_HTTP_PORT:-5600}
 if [ $smoke = yes ]; then
-    seconds=2; fractions="0.1"; modes="Normal"; out=${BENCH_OUT:-$build/smoke}; find_max=no; embedded=no
+    # Every mode of the tool once, briefly: a fixed step, two find-the-maximum steps, two embedded steps.
+    seconds=2; fractions="0.1"; modes="Normal"; out=${BENCH_OUT:-$build/smoke}
+    max_steps=2; max_start=0.05; embedded_rate=50
 fi
 
 if [ -z "${BENCH_SKIP_SETUP:-}" ]; then
@@ -117,10 +120,11 @@ print(json.dumps(row))
 PY
     done
     if [ "$find_max" = yes ]; then
-        start_rate=$(python3 -c "print(round($ceiling * 0.3, 1))")
+        start_rate=$(python3 -c "print(round($ceiling * $max_start, 1))")
         echo "== $sync: finding the maximum (steps of +15% from $start_rate orders/s, $seconds s each)" >&2
         max_json=$("$bench_bin" max --http-port "$http_port" --amqp-port "$amqp_port" --vhost "$vhost" \
-                   --rate "$start_rate" --step-factor 1.15 --seconds "$seconds" --connections "$connections")
+                   --rate "$start_rate" --step-factor 1.15 --max-steps "$max_steps" --seconds "$seconds" \
+                   --connections "$connections")
         python3 -c "import json,sys; d=json.loads(sys.argv[1]); d.update(kind='max', synchronous=sys.argv[2], ceiling=float(sys.argv[3])); print(json.dumps(d))" \
             "$max_json" "$sync" "$ceiling" >> "$results"
     fi
@@ -134,8 +138,8 @@ if [ "$embedded" = yes ]; then
     # The same services and load on the in-memory bus inside SagaBench: what the broker costs.
     echo "== embedded (in-memory bus, synchronous=Normal): finding the maximum" >&2
     embedded_json=$(Logging__Level=warning Endpoint__PrefetchCount=$prefetch Http__Threads=$http_threads \
-        "$bench_bin" max --embedded appsettings --http-port "$http_port" --rate 500 --step-factor 1.15 \
-        --seconds "$seconds" --connections "$connections")
+        "$bench_bin" max --embedded appsettings --http-port "$http_port" --rate "$embedded_rate" --step-factor 1.15 \
+        --max-steps "$max_steps" --seconds "$seconds" --connections "$connections")
     python3 -c "import json,sys; d=json.loads(sys.argv[1]); d.update(kind='embedded', synchronous='Normal'); print(json.dumps(d))" \
         "$embedded_json" >> "$results"
 fi
