@@ -22,6 +22,8 @@ http_threads=${BENCH_HTTP_THREADS:-80}
 find_max=${BENCH_FIND_MAX:-yes}
 embedded=${BENCH_EMBEDDED:-yes}
 max_steps=30; max_start=0.3; embedded_rate=500
+# The order mix: 0 = every order succeeds; 0.1 = 10% out of stock and 10% declined payments.
+failure_share=${BENCH_FAILURE_SHARE:-0}
 modes=${BENCH_MODES:-"Normal Full"}
 build=${BENCH_BUILD:-build-bench}
 out=${BENCH_OUT:-bench/out}
@@ -31,7 +33,7 @@ http_port=${BENCH_HTTP_PORT:-5600}
 if [ $smoke = yes ]; then
     # Every mode of the tool once, briefly: a fixed step, two find-the-maximum steps, two embedded steps.
     seconds=2; fractions="0.1"; modes="Normal"; out=${BENCH_OUT:-$build/smoke}
-    max_steps=2; max_start=0.05; embedded_rate=50
+    max_steps=2; max_start=0.05; embedded_rate=50; failure_share=${BENCH_FAILURE_SHARE:-0.1}
 fi
 
 if [ -z "${BENCH_SKIP_SETUP:-}" ]; then
@@ -93,7 +95,8 @@ for sync in $modes; do
         declare -A before=()
         for pid in "$broker_pid" "${service_pids[@]}"; do before[$pid]=$(cpu_ticks "$pid"); done
         load_json=$("$bench_bin" load --http-port "$http_port" --amqp-port "$amqp_port" \
-                    --vhost "$vhost" --rate "$rate" --seconds "$seconds" --connections "$connections")
+                    --vhost "$vhost" --rate "$rate" --seconds "$seconds" --connections "$connections" \
+                    --failure-share "$failure_share")
         echo "$load_json" >&2
         python3 - "$load_json" "$ceiling_json" "$sync" "$fraction" "$ticks_per_second" \
             "broker=$broker_pid:${before[$broker_pid]}:$(cpu_ticks "$broker_pid"):0" \
@@ -124,7 +127,7 @@ PY
         echo "== $sync: finding the maximum (steps of +15% from $start_rate orders/s, $seconds s each)" >&2
         max_json=$("$bench_bin" max --http-port "$http_port" --amqp-port "$amqp_port" --vhost "$vhost" \
                    --rate "$start_rate" --step-factor 1.15 --max-steps "$max_steps" --seconds "$seconds" \
-                   --connections "$connections")
+                   --connections "$connections" --failure-share "$failure_share")
         python3 -c "import json,sys; d=json.loads(sys.argv[1]); d.update(kind='max', synchronous=sys.argv[2], ceiling=float(sys.argv[3])); print(json.dumps(d))" \
             "$max_json" "$sync" "$ceiling" >> "$results"
     fi
@@ -139,11 +142,11 @@ if [ "$embedded" = yes ]; then
     echo "== embedded (in-memory bus, synchronous=Normal): finding the maximum" >&2
     embedded_json=$(Logging__Level=warning Endpoint__PrefetchCount=$prefetch Http__Threads=$http_threads \
         "$bench_bin" max --embedded appsettings --http-port "$http_port" --rate "$embedded_rate" --step-factor 1.15 \
-        --max-steps "$max_steps" --seconds "$seconds" --connections "$connections")
+        --max-steps "$max_steps" --seconds "$seconds" --connections "$connections" --failure-share "$failure_share")
     python3 -c "import json,sys; d=json.loads(sys.argv[1]); d.update(kind='embedded', synchronous='Normal'); print(json.dumps(d))" \
         "$embedded_json" >> "$results"
 fi
 
-settings="prefetch $prefetch, $connections HTTP connections, $http_threads server threads, $seconds s per step"
+settings="prefetch $prefetch, $connections HTTP connections, $http_threads server threads, $seconds s per step, failure share $failure_share"
 python3 bench/report.py "$results" "$out" "$(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -sr)" "$settings"
 echo "report: $out/report.md" >&2
