@@ -355,6 +355,48 @@ TEST_SUITE("Messaging.GroupCommit") {
         });
     }
 
+    TEST_CASE("A batch whose COMMIT fails is rolled back - every unit in it hears the error") {
+        test_support::TempDir dir;
+        const std::string path = dir.File("group.db");
+        EventLoopThread loop_thread;
+        auto& loop = loop_thread.loop();
+        auto db = std::make_unique<SqliteDatabase>(path);
+        // A deferred foreign key is checked at COMMIT: a dangling child makes the commit itself fail.
+        db->Execute(
+            "CREATE TABLE parent (id INTEGER PRIMARY KEY);"
+            "CREATE TABLE t (k INTEGER PRIMARY KEY, parent INTEGER REFERENCES parent(id) DEFERRABLE INITIALLY "
+            "DEFERRED)");
+        auto group = loop.Invoke([&] { return std::make_unique<GroupCommit>(loop, *db); });
+        std::promise<std::vector<std::string>> heard_promise;
+        auto heard_future = heard_promise.get_future();
+        loop.Invoke([&] {
+            auto heard = std::make_shared<std::vector<std::string>>();
+            group->Run([&] { db->Prepare("INSERT INTO t VALUES (1, NULL)").Run(); });
+            group->AfterCommit([heard](const Status& status) { heard->push_back(status.ToString()); });
+            group->Run([&] { db->Prepare("INSERT INTO t VALUES (2, 42)").Run(); });  // no parent 42
+            group->AfterCommit([&, heard](const Status& status) {
+                heard->push_back(status.ToString());
+                heard_promise.set_value(*heard);
+            });
+        });
+        REQUIRE(heard_future.wait_for(10s) == std::future_status::ready);
+        const auto heard = heard_future.get();
+        REQUIRE(heard.size() == 2);
+        CHECK(heard[0].find("commit failed") != std::string::npos);
+        CHECK(heard[1] == heard[0]);
+        CHECK(CommittedRows(path) == 0);
+        // The connection is usable again: the next batch commits.
+        loop.Invoke([&] {
+            group->Run([&] { db->Prepare("INSERT INTO t VALUES (3, NULL)").Run(); });
+            group->Flush();
+        });
+        CHECK(CommittedRows(path) == 1);
+        loop.Invoke([&] {
+            group.reset();
+            db.reset();
+        });
+    }
+
     TEST_CASE("With no batch open AfterCommit still answers later - never inside the caller") {
         EventLoopThread loop_thread;
         auto& loop = loop_thread.loop();
