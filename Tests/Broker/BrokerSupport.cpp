@@ -186,59 +186,100 @@ void RawAmqpClient::Publish(const std::string& exchange, const std::string& body
         throw std::runtime_error("raw AMQP client: publish was not confirmed");
 }
 
+namespace {
+
+RawMessage ToRawMessage(amqp_bytes_t exchange, amqp_bytes_t routing_key, const amqp_message_t& message) {
+    auto text = [](amqp_bytes_t b) { return std::string(static_cast<char*>(b.bytes), b.len); };
+    RawMessage raw;
+    raw.exchange = text(exchange);
+    raw.routing_key = text(routing_key);
+    raw.body = text(message.body);
+    const auto& p = message.properties;
+    raw.properties.delivery_mode = (p._flags & AMQP_BASIC_DELIVERY_MODE_FLAG) ? p.delivery_mode : 0;
+    if (p._flags & AMQP_BASIC_CONTENT_TYPE_FLAG) raw.properties.content_type = text(p.content_type);
+    if (p._flags & AMQP_BASIC_MESSAGE_ID_FLAG) raw.properties.message_id = text(p.message_id);
+    if (p._flags & AMQP_BASIC_CORRELATION_ID_FLAG) raw.properties.correlation_id = text(p.correlation_id);
+    if (p._flags & AMQP_BASIC_EXPIRATION_FLAG) raw.properties.expiration = text(p.expiration);
+    if (!(p._flags & AMQP_BASIC_HEADERS_FLAG)) return raw;
+    for (int i = 0; i < p.headers.num_entries; ++i) {
+        const auto& entry = p.headers.entries[i];
+        const std::string key = text(entry.key);
+        switch (entry.value.kind) {
+            case AMQP_FIELD_KIND_UTF8:
+            case AMQP_FIELD_KIND_BYTES:
+                raw.properties.headers[key] = text(entry.value.value.bytes);
+                break;
+            case AMQP_FIELD_KIND_I32:
+                raw.properties.headers[key] = entry.value.value.i32;
+                break;
+            case AMQP_FIELD_KIND_I64:
+                raw.properties.headers[key] = entry.value.value.i64;
+                break;
+            case AMQP_FIELD_KIND_BOOLEAN:
+                raw.properties.headers[key] = entry.value.value.boolean != 0;
+                break;
+            default:
+                raw.properties.headers[key] = std::string("<kind ") + static_cast<char>(entry.value.kind) + ">";
+        }
+    }
+    return raw;
+}
+
+}  // namespace
+
 std::optional<RawMessage> RawAmqpClient::Get(const std::string& queue, std::chrono::milliseconds timeout) {
     auto state = State(state_);
-    const auto deadline = std::chrono::steady_clock::now() + timeout;
-    for (;;) {
-        amqp_rpc_reply_t reply = amqp_basic_get(state, 1, Bytes(queue), /*no_ack=*/1);
-        if (reply.reply_type != AMQP_RESPONSE_NORMAL) throw std::runtime_error("raw AMQP client: basic.get failed");
-        if (reply.reply.id == AMQP_BASIC_GET_OK_METHOD) {
-            auto* ok = static_cast<amqp_basic_get_ok_t*>(reply.reply.decoded);
-            RawMessage raw;
-            raw.exchange = std::string(static_cast<char*>(ok->exchange.bytes), ok->exchange.len);
-            raw.routing_key = std::string(static_cast<char*>(ok->routing_key.bytes), ok->routing_key.len);
-            amqp_message_t message;
-            if (amqp_read_message(state, 1, &message, 0).reply_type != AMQP_RESPONSE_NORMAL)
-                throw std::runtime_error("raw AMQP client: reading the message failed");
-            raw.body.assign(static_cast<char*>(message.body.bytes), message.body.len);
-            const auto& p = message.properties;
-            raw.properties.delivery_mode = (p._flags & AMQP_BASIC_DELIVERY_MODE_FLAG) ? p.delivery_mode : 0;
-            auto text = [](amqp_bytes_t b) { return std::string(static_cast<char*>(b.bytes), b.len); };
-            if (p._flags & AMQP_BASIC_CONTENT_TYPE_FLAG) raw.properties.content_type = text(p.content_type);
-            if (p._flags & AMQP_BASIC_MESSAGE_ID_FLAG) raw.properties.message_id = text(p.message_id);
-            if (p._flags & AMQP_BASIC_CORRELATION_ID_FLAG) raw.properties.correlation_id = text(p.correlation_id);
-            if (p._flags & AMQP_BASIC_EXPIRATION_FLAG) raw.properties.expiration = text(p.expiration);
-            if (p._flags & AMQP_BASIC_HEADERS_FLAG) {
-                for (int i = 0; i < p.headers.num_entries; ++i) {
-                    const auto& entry = p.headers.entries[i];
-                    const std::string key = text(entry.key);
-                    switch (entry.value.kind) {
-                        case AMQP_FIELD_KIND_UTF8:
-                        case AMQP_FIELD_KIND_BYTES:
-                            raw.properties.headers[key] = text(entry.value.value.bytes);
-                            break;
-                        case AMQP_FIELD_KIND_I32:
-                            raw.properties.headers[key] = entry.value.value.i32;
-                            break;
-                        case AMQP_FIELD_KIND_I64:
-                            raw.properties.headers[key] = entry.value.value.i64;
-                            break;
-                        case AMQP_FIELD_KIND_BOOLEAN:
-                            raw.properties.headers[key] = entry.value.value.boolean != 0;
-                            break;
-                        default:
-                            raw.properties.headers[key] =
-                                std::string("<kind ") + static_cast<char>(entry.value.kind) + ">";
-                    }
-                }
-            }
-            amqp_destroy_message(&message);
-            amqp_maybe_release_buffers(state);
-            return raw;
-        }
-        if (std::chrono::steady_clock::now() >= deadline) return std::nullopt;
-        std::this_thread::sleep_for(std::chrono::milliseconds(20));  // basic.get polling interval
+    // What is in the queue already: basic.get.
+    amqp_rpc_reply_t reply = amqp_basic_get(state, 1, Bytes(queue), /*no_ack=*/1);
+    if (reply.reply_type != AMQP_RESPONSE_NORMAL) throw std::runtime_error("raw AMQP client: basic.get failed");
+    if (reply.reply.id == AMQP_BASIC_GET_OK_METHOD) {
+        auto* ok = static_cast<amqp_basic_get_ok_t*>(reply.reply.decoded);
+        const amqp_bytes_t exchange = amqp_bytes_malloc_dup(ok->exchange);
+        const amqp_bytes_t routing_key = amqp_bytes_malloc_dup(ok->routing_key);
+        amqp_message_t message;
+        if (amqp_read_message(state, 1, &message, 0).reply_type != AMQP_RESPONSE_NORMAL)
+            throw std::runtime_error("raw AMQP client: reading the message failed");
+        RawMessage raw = ToRawMessage(exchange, routing_key, message);
+        amqp_bytes_free(exchange);
+        amqp_bytes_free(routing_key);
+        amqp_destroy_message(&message);
+        amqp_maybe_release_buffers(state);
+        return raw;
     }
+    if (timeout <= std::chrono::milliseconds(0)) return std::nullopt;
+
+    // Nothing yet: consume one message (prefetch 1), waiting on the socket until the deadline.
+    amqp_basic_qos(state, 1, 0, 1, 0);
+    CheckReply(state, "basic.qos");
+    auto* consume_ok =
+        amqp_basic_consume(state, 1, Bytes(queue), amqp_empty_bytes, 0, /*no_ack=*/0, 0, amqp_empty_table);
+    CheckReply(state, "basic.consume " + queue);
+    const std::string tag(static_cast<char*>(consume_ok->consumer_tag.bytes), consume_ok->consumer_tag.len);
+    timeval wait{static_cast<time_t>(timeout.count() / 1000), static_cast<suseconds_t>(timeout.count() % 1000 * 1000)};
+    amqp_envelope_t envelope;
+    amqp_maybe_release_buffers(state);
+    const amqp_rpc_reply_t consumed = amqp_consume_message(state, &envelope, &wait, 0);
+    std::optional<RawMessage> result;
+    if (consumed.reply_type == AMQP_RESPONSE_NORMAL) {
+        result = ToRawMessage(envelope.exchange, envelope.routing_key, envelope.message);
+        amqp_basic_ack(state, 1, envelope.delivery_tag, 0);
+        amqp_destroy_envelope(&envelope);
+    } else if (consumed.reply_type != AMQP_RESPONSE_LIBRARY_EXCEPTION ||
+               consumed.library_error != AMQP_STATUS_TIMEOUT) {
+        throw std::runtime_error("raw AMQP client: waiting for a message on " + queue + " failed");
+    }
+    amqp_basic_cancel(state, 1, amqp_cstring_bytes(tag.c_str()));
+    CheckReply(state, "basic.cancel " + queue);
+    // A message the broker pushed just before the cancel goes back to the queue.
+    while (amqp_frames_enqueued(state) || amqp_data_in_buffer(state)) {
+        timeval now{0, 0};
+        amqp_envelope_t late;
+        if (amqp_consume_message(state, &late, &now, 0).reply_type != AMQP_RESPONSE_NORMAL) break;
+        amqp_basic_reject(state, 1, late.delivery_tag, /*requeue=*/1);
+        amqp_destroy_envelope(&late);
+    }
+    amqp_maybe_release_buffers(state);
+    return result;
 }
 
 std::vector<RawMessage> RawAmqpClient::Drain(const std::string& queue) {
