@@ -249,21 +249,19 @@ bool OrderRepository::InsertOrderIfAbsent(const OrderRecord& order) {
 }
 
 void OrderRepository::UpsertOrderFromSaga(const OrderSagaInstance& instance) {
-    db_.Prepare(
-           "INSERT INTO orders (order_id, status, reason, customer_number, total_amount, items, transaction_id, "
-           "created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) "
-           "ON CONFLICT(order_id) DO UPDATE SET status = excluded.status, reason = excluded.reason, "
-           "transaction_id = excluded.transaction_id, updated_at = excluded.updated_at")
+    // The row normally exists (POST /order wrote it): only the status columns change.
+    db_.Prepare("UPDATE orders SET status = ?2, reason = ?3, transaction_id = ?4, updated_at = ?5 WHERE order_id = ?1")
         .Bind(1, instance.order_id)
         .Bind(2, StateName(instance.state))
         .Bind(3, instance.reason)
-        .Bind(4, instance.customer_number)
-        .Bind(5, instance.total_amount.ToString())
-        .Bind(6, ItemsToJson(instance.items))
-        .Bind(7, instance.transaction_id)
-        .Bind(8, TimeText(instance.created_at))
-        .Bind(9, TimeText(instance.updated_at))
+        .Bind(4, instance.transaction_id)
+        .Bind(5, TimeText(instance.updated_at))
         .Run();
+    if (db_.Changes() == 1) return;
+    // An OrderSubmitted published by another service: the order is new here.
+    InsertOrderIfAbsent(OrderRecord{instance.order_id, std::string(StateName(instance.state)), instance.reason,
+                                    instance.customer_number, instance.total_amount, instance.items,
+                                    instance.transaction_id, instance.created_at, instance.updated_at});
 }
 
 std::int64_t OrderRepository::AddToOutbox(const messaging::OutgoingMessage& message) {
