@@ -318,12 +318,7 @@ void Bus::RunAttempt(const std::shared_ptr<InFlight>& in_flight) {
     unit_of_work_->AfterCommit([this, alive, in_flight, outgoing = std::move(context.outgoing_),
                                 hooks = std::move(context.delivered_hooks_)](const Status& status) mutable {
         if (alive.expired()) return;
-        if (!status.ok()) {
-            spdlog::warn("{}: the writes of {} were not committed ({}); returning it to the queue",
-                         in_flight->endpoint->settings_.queue, in_flight->envelope.message_id, status.message());
-            Settle(in_flight, /*ack=*/false);
-            return;
-        }
+        if (!status.ok()) return ReturnToQueue(in_flight, "the writes of", status);
         Release(in_flight, std::move(outgoing), std::move(hooks));
     });
 }
@@ -333,15 +328,16 @@ void Bus::Release(const std::shared_ptr<InFlight>& in_flight, std::vector<Outgoi
     std::weak_ptr<bool> alive = alive_;
     Dispatch(std::move(outgoing), [this, alive, in_flight, hooks = std::move(delivered_hooks)](const Status& status) {
         if (alive.expired()) return;
-        if (!status.ok()) {
-            spdlog::warn("{}: publishing the messages of {} failed ({}); returning it to the queue",
-                         in_flight->endpoint->settings_.queue, in_flight->envelope.message_id, status.message());
-            Settle(in_flight, /*ack=*/false);
-            return;
-        }
+        if (!status.ok()) return ReturnToQueue(in_flight, "the messages published for", status);
         for (const auto& hook : hooks) hook();
         Settle(in_flight, /*ack=*/true);
     });
+}
+
+void Bus::ReturnToQueue(const std::shared_ptr<InFlight>& in_flight, const char* what, const Status& status) {
+    spdlog::warn("{}: {} {} did not go through ({}); returning it to the queue", in_flight->endpoint->settings_.queue,
+                 what, in_flight->envelope.message_id, status.message());
+    Settle(in_flight, /*ack=*/false);
 }
 
 void Bus::GiveUp(const std::shared_ptr<InFlight>& in_flight, const std::string& exception_type,

@@ -3,11 +3,20 @@
 #include <spdlog/spdlog.h>
 
 namespace messaging {
+namespace {
+
+// Tells `done` of `status` on a later turn of the loop, unless its owner (`alive`) is gone by then.
+void PostStatus(EventLoop& loop, const std::shared_ptr<bool>& alive, std::function<void(const Status&)> done,
+                Status status) {
+    loop.Post([alive = std::weak_ptr<bool>(alive), done = std::move(done), status = std::move(status)] {
+        if (!alive.expired()) done(status);
+    });
+}
+
+}  // namespace
 
 void CommitEachUnit::AfterCommit(std::function<void(const Status&)> done) {
-    loop_.Post([alive = std::weak_ptr<bool>(alive_), done = std::move(done)] {
-        if (!alive.expired()) done(Status::Ok());
-    });
+    PostStatus(loop_, alive_, std::move(done), Status::Ok());
 }
 
 std::unique_ptr<UnitOfWork> MakeUnitOfWork(EventLoop& loop, SqliteDatabase& db, bool group_commit) {
@@ -32,13 +41,7 @@ GroupCommit::~GroupCommit() {
 void GroupCommit::Run(const std::function<void()>& work) {
     if (open_ && units_ >= max_units_) {
         // A full batch commits now; its waiters hear of it after this unit, not inside it.
-        const Status status = Commit();
-        auto waiting = std::move(waiting_);
-        waiting_.clear();
-        for (auto& done : waiting)
-            loop_.Post([alive = std::weak_ptr<bool>(alive_), done = std::move(done), status] {
-                if (!alive.expired()) done(status);
-            });
+        NotifyLater(Commit());
     }
     if (!open_) {
         db_.Prepare("BEGIN IMMEDIATE").Run();
@@ -54,13 +57,7 @@ void GroupCommit::Run(const std::function<void()>& work) {
             // SQLite rolled the whole batch back (an I/O error, a full disk): every unit in it is lost,
             // so every unit waiting on it fails and its message comes back.
             open_ = false;
-            auto waiting = std::move(waiting_);
-            waiting_.clear();
-            const Status failed = Status::Internal("the database rolled the batch back");
-            for (auto& done : waiting)
-                loop_.Post([alive = std::weak_ptr<bool>(alive_), done = std::move(done), failed] {
-                    if (!alive.expired()) done(failed);
-                });
+            NotifyLater(Status::Internal("the database rolled the batch back"));
         } else {
             db_.Prepare("ROLLBACK TO unit_of_work").Run();
             db_.Prepare("RELEASE unit_of_work").Run();
@@ -76,9 +73,13 @@ void GroupCommit::AfterCommit(std::function<void(const Status&)> done) {
         waiting_.push_back(std::move(done));
         return;
     }
-    loop_.Post([alive = std::weak_ptr<bool>(alive_), done = std::move(done)] {
-        if (!alive.expired()) done(Status::Ok());
-    });
+    PostStatus(loop_, alive_, std::move(done), Status::Ok());
+}
+
+void GroupCommit::NotifyLater(const Status& status) {
+    auto waiting = std::move(waiting_);
+    waiting_.clear();
+    for (auto& done : waiting) PostStatus(loop_, alive_, std::move(done), status);
 }
 
 void GroupCommit::ScheduleFlush() {

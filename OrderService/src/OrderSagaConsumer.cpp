@@ -11,14 +11,9 @@ std::string FaultMessage(const std::vector<contracts::ExceptionInfo>& exceptions
 
 }  // namespace
 
-OrderSagaConsumer::OrderSagaConsumer(messaging::Bus& bus, OrderRepository& repository,
-                                     messaging::UnitOfWork& unit_of_work, TimeoutScheduler& timeouts,
-                                     SagaOptions options)
-    : bus_(bus),
-      repository_(repository),
-      unit_of_work_(unit_of_work),
-      timeouts_(timeouts),
-      options_(std::move(options)) {}
+OrderSagaConsumer::OrderSagaConsumer(messaging::Bus& bus, OrderRepository& repository, OutboxRelay& outbox,
+                                     TimeoutScheduler& timeouts, SagaOptions options)
+    : bus_(bus), repository_(repository), outbox_(outbox), timeouts_(timeouts), options_(std::move(options)) {}
 
 void OrderSagaConsumer::Register(messaging::ReceiveEndpoint& endpoint) {
     using messaging::ConsumeContext;
@@ -116,7 +111,7 @@ void OrderSagaConsumer::Handle(messaging::ConsumeContext& context, const OrderEv
         for (const auto& outgoing : context.outgoing()) outbox_rows.push_back(repository_.AddToOutbox(outgoing));
         transaction.Commit();
     }
-    context.OnDelivered([this, rows = std::move(outbox_rows)] { RemoveFromOutbox(rows); });
+    context.OnDelivered([this, rows = std::move(outbox_rows)] { outbox_.Remove(rows); });
 
     if (transition.timeout == TimeoutChange::kSchedule)
         timeouts_.Schedule(instance.order_id, transition.next.timeout_token, *transition.next.timeout_due_ms);
@@ -125,15 +120,6 @@ void OrderSagaConsumer::Handle(messaging::ConsumeContext& context, const OrderEv
 
     spdlog::info("order {}: {} -> {} on {} ({})", event.order_id, StateName(from), StateName(transition.next.state),
                  EventName(event.kind), transition.row);
-}
-
-void OrderSagaConsumer::RemoveFromOutbox(const std::vector<std::int64_t>& rows) {
-    try {
-        unit_of_work_.Run([&] { repository_.RemoveFromOutbox(rows); });
-    } catch (const std::exception& e) {
-        // The rows stay and the relay sends them again: a duplicate the consumers ignore, never a loss.
-        spdlog::warn("outbox rows of a delivered message could not be removed: {}", e.what());
-    }
 }
 
 void OrderSagaConsumer::RestoreTimeouts() {

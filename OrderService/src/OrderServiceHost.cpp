@@ -12,8 +12,8 @@ OrderServiceHost::OrderServiceHost(messaging::EventLoop& loop, messaging::Transp
       repository_(db_),
       bus_(loop, transport, messaging::BusSettings{"OrderService"}),
       timeouts_(loop, [this](const std::string& order_id, const std::string& token) { SendTimeout(order_id, token); }),
-      saga_(bus_, repository_, *unit_of_work_, timeouts_, settings_.saga),
       relay_(loop, bus_, repository_, *unit_of_work_),
+      saga_(bus_, repository_, relay_, timeouts_, settings_.saga),
       submission_(bus_, repository_, *unit_of_work_, relay_) {
     bus_.SetUnitOfWork(unit_of_work_.get());
     saga_.Register(bus_.AddReceiveEndpoint(settings_.endpoint));

@@ -20,15 +20,17 @@ void OutboxRelay::Send(std::int64_t sequence, messaging::OutgoingMessage message
     in_flight_.insert(sequence);
     bus_.Dispatch({std::move(message)}, [this, sequence, done = std::move(done)](const messaging::Status& status) {
         in_flight_.erase(sequence);
-        if (status.ok()) {
-            try {
-                unit_of_work_.Run([&] { repository_.RemoveFromOutbox({sequence}); });
-            } catch (const std::exception& e) {
-                spdlog::warn("outbox row {} could not be removed ({}); it will be sent again", sequence, e.what());
-            }
-        }
+        if (status.ok()) Remove({sequence});
         if (done) done(status);
     });
+}
+
+void OutboxRelay::Remove(const std::vector<std::int64_t>& sequences) {
+    try {
+        unit_of_work_.Run([&] { repository_.RemoveFromOutbox(sequences); });
+    } catch (const std::exception& e) {
+        spdlog::warn("{} outbox row(s) could not be removed ({}); they will be sent again", sequences.size(), e.what());
+    }
 }
 
 void OutboxRelay::Sweep() {

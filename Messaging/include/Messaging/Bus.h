@@ -209,6 +209,8 @@ class Bus {
     void RunAttempt(const std::shared_ptr<InFlight>& in_flight);
     void Release(const std::shared_ptr<InFlight>& in_flight, std::vector<OutgoingMessage> outgoing,
                  std::vector<std::function<void()>> delivered_hooks);
+    // Nack with requeue after a commit or a publish failed; `what` names what failed, for the log.
+    void ReturnToQueue(const std::shared_ptr<InFlight>& in_flight, const char* what, const Status& status);
     void GiveUp(const std::shared_ptr<InFlight>& in_flight, const std::string& exception_type,
                 const std::string& exception_message);
     void MoveToError(const std::shared_ptr<InFlight>& in_flight, const std::string& exception_type,

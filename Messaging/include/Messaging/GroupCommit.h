@@ -62,7 +62,8 @@ class GroupCommit : public UnitOfWork {
 
   private:
     void ScheduleFlush();
-    Status Commit();  // ends the open batch; the waiters are the caller's to notify
+    Status Commit();                         // ends the open batch; the waiters are the caller's to notify
+    void NotifyLater(const Status& status);  // tells every waiter of `status` on a later turn
 
     EventLoop& loop_;
     SqliteDatabase& db_;

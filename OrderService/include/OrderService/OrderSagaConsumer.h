@@ -11,6 +11,7 @@
 #include "Messaging/Bus.h"
 #include "OrderService/OrderRepository.h"
 #include "OrderService/OrderSaga.h"
+#include "OrderService/OutboxRelay.h"
 #include "OrderService/TimeoutScheduler.h"
 
 namespace order_service {
@@ -29,8 +30,8 @@ class UnhandledEventError : public std::runtime_error {
 
 class OrderSagaConsumer {
   public:
-    OrderSagaConsumer(messaging::Bus& bus, OrderRepository& repository, messaging::UnitOfWork& unit_of_work,
-                      TimeoutScheduler& timeouts, SagaOptions options);
+    OrderSagaConsumer(messaging::Bus& bus, OrderRepository& repository, OutboxRelay& outbox, TimeoutScheduler& timeouts,
+                      SagaOptions options);
 
     void Register(messaging::ReceiveEndpoint& endpoint);
     void Handle(messaging::ConsumeContext& context, const OrderEvent& event);
@@ -41,11 +42,9 @@ class OrderSagaConsumer {
     void SetBeforeSaveHook(std::function<void(const OrderSagaInstance&)> hook) { before_save_ = std::move(hook); }
 
   private:
-    void RemoveFromOutbox(const std::vector<std::int64_t>& rows);
-
     messaging::Bus& bus_;
     OrderRepository& repository_;
-    messaging::UnitOfWork& unit_of_work_;
+    OutboxRelay& outbox_;
     TimeoutScheduler& timeouts_;
     SagaOptions options_;
     SagaObserver* observer_ = nullptr;

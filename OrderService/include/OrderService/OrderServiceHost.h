@@ -45,8 +45,8 @@ class OrderServiceHost {
     OrderRepository repository_;
     messaging::Bus bus_;
     TimeoutScheduler timeouts_;
-    OrderSagaConsumer saga_;
     OutboxRelay relay_;
+    OrderSagaConsumer saga_;
     OrderSubmission submission_;
     std::unique_ptr<OrderHttpApi> http_;
 };

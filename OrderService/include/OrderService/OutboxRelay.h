@@ -18,6 +18,9 @@ class OutboxRelay {
     void Start(std::chrono::milliseconds sweep_interval = std::chrono::milliseconds(1000));
     // Publishes one stored message now; the row is removed on confirmation.
     void Send(std::int64_t sequence, messaging::OutgoingMessage message, messaging::Completion done);
+    // Removes the rows of messages the broker has confirmed (in the current batch). A row that cannot
+    // be removed stays and is sent again: a duplicate the consumers ignore, never a loss.
+    void Remove(const std::vector<std::int64_t>& sequences);
     void Sweep();
 
   private:
