@@ -1,11 +1,14 @@
-// The benchmark tool (see bench/README.md). Three modes, each printing one JSON object:
+// The benchmark tool (see bench/README.md). Four modes, each printing one JSON object:
 //   ceiling: what the broker itself allows on this machine: chains of six persistent,
 //            publisher-confirmed, acked hops through fanout exchanges (one per message of an order),
 //            across three connections like the three services, with one SQLite WAL upsert per saga
 //            step, at the size of the real envelopes.
+//   chain:   the same chains started open-loop at a fixed rate, each timed from its start to its last
+//            hop: the broker's own latency at that load, the floor under the system's.
 //   load:    an open-loop load of POST /order at a fixed rate over keep-alive connections; each
 //            order's outcome is read from a queue of our own bound to OrderCompleted and OrderFailed,
-//            and latency runs from the order's scheduled send time to its final event.
+//            and latency runs from the order's scheduled send time to its final event (and, reported
+//            apart, to its 202 answer).
 //   max:     load in steps of rising rate until the system falls behind; the highest rate it kept up with.
 // With --embedded CONFIG_DIR, load and max run the three services in this process on the in-memory bus
 // (as `OrderService --in-memory`) and read the outcomes from it: what the system costs without a broker.
@@ -16,6 +19,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <charconv>
 #include <cmath>
 #include <condition_variable>
 #include <filesystem>
@@ -66,7 +70,7 @@ Options Parse(int argc, char** argv) {
     o.rabbitmq.username = "guest";
     o.rabbitmq.password = "guest";
     o.rabbitmq.host = "127.0.0.1";
-    if (argc < 2) throw std::runtime_error("usage: SagaBench ceiling|load [--option value]...");
+    if (argc < 2) throw std::runtime_error("usage: SagaBench ceiling|chain|load|max [--option value]...");
     o.mode = argv[1];
     for (int i = 2; i + 1 < argc; i += 2) {
         const std::string key = argv[i], value = argv[i + 1];
@@ -190,52 +194,56 @@ class ChainStage {
     std::unique_ptr<messaging::SqliteDatabase> db_;
 };
 
-int Ceiling(const Options& o) {
-    // Hops: 1 OrderSubmitted -> order, 2 CheckInventory -> inventory, 3 StockReserved -> order,
-    // 4 ProcessPayment -> payment, 5 PaymentAccepted -> order, 6 OrderCompleted -> the generator.
-    std::remove(o.database.c_str());
-    ChainStage order(o, "chain-order", "chain-order", {"chain-1", "chain-3", "chain-5"}, true);
-    ChainStage inventory(o, "chain-inventory", "chain-inventory", {"chain-2"}, false);
-    ChainStage payment(o, "chain-payment", "chain-payment", {"chain-4"}, false);
-    ChainStage generator(o, "chain-generator", "chain-generator", {"chain-6"}, false);
-
-    std::mutex mutex;
-    std::condition_variable done_changed;
-    std::atomic<std::int64_t> completed{0};
-    order.Start(
-        "chain-order", [](int hop) { return "chain-" + std::to_string(hop + 1); }, nullptr);
-    inventory.Start(
-        "chain-inventory", [](int) { return std::string("chain-3"); }, nullptr);
-    payment.Start(
-        "chain-payment", [](int) { return std::string("chain-5"); }, nullptr);
-
-    std::atomic<std::int64_t> started{0};
-    const auto start = steady_clock::now();
-    const auto deadline = start + duration<double>(o.seconds);
-    std::string body(o.message_size, 'x');
-    // Keep `in_flight` chains going: each completion starts the next one.
-    std::function<void()> launch = [&] {
-        if (steady_clock::now() >= deadline) return;
+// The four stages of the chain, wired: hops 1 OrderSubmitted -> order, 2 CheckInventory -> inventory,
+// 3 StockReserved -> order, 4 ProcessPayment -> payment, 5 PaymentAccepted -> order, 6 OrderCompleted ->
+// the generator, which calls `on_end` with the chain's message id.
+struct Chain {
+    Chain(const Options& o, std::function<void(const std::string&)> on_end)
+        : order(o, "chain-order", "chain-order", {"chain-1", "chain-3", "chain-5"}, true),
+          inventory(o, "chain-inventory", "chain-inventory", {"chain-2"}, false),
+          payment(o, "chain-payment", "chain-payment", {"chain-4"}, false),
+          generator(o, "chain-generator", "chain-generator", {"chain-6"}, false),
+          body(o.message_size, 'x') {
+        order.Start(
+            "chain-order", [](int hop) { return "chain-" + std::to_string(hop + 1); }, nullptr);
+        inventory.Start(
+            "chain-inventory", [](int) { return std::string("chain-3"); }, nullptr);
+        payment.Start(
+            "chain-payment", [](int) { return std::string("chain-5"); }, nullptr);
+        generator.Start(
+            "chain-generator", [](int) { return std::string(); }, std::move(on_end));
+    }
+    // Starts one chain; on the generator's loop thread.
+    void Launch(const std::string& id) {
         messaging::TransportMessage message;
         message.body = body;
         message.properties.content_type = messaging::kEnvelopeContentType;
-        message.properties.message_id = contracts::Guid::New().ToString();
+        message.properties.message_id = id;
         message.properties.headers["hop"] = std::int32_t{1};
-        ++started;
         generator.transport().Publish("chain-1", std::move(message), [](const messaging::Status&) {});
-    };
-    generator.Start(
-        "chain-generator", [](int) { return std::string(); },
-        [&](const std::string&) {
-            ++completed;
-            done_changed.notify_all();
-            launch();
-        });
-    generator.loop().Invoke([&] {
-        for (int i = 0; i < o.in_flight; ++i) launch();
+    }
+    ChainStage order, inventory, payment, generator;
+    std::string body;
+};
+
+// The ceiling: `in_flight` chains kept going (each completion starts the next) for o.seconds.
+int Ceiling(const Options& o) {
+    std::remove(o.database.c_str());
+    std::atomic<std::int64_t> completed{0};
+    std::atomic<bool> running{true};
+    std::unique_ptr<Chain> chain;
+    chain = std::make_unique<Chain>(o, [&](const std::string&) {
+        ++completed;
+        if (running) chain->Launch(contracts::Guid::New().ToString());
+    });
+    const auto start = steady_clock::now();
+    const auto deadline = start + duration<double>(o.seconds);
+    chain->generator.loop().Invoke([&] {
+        for (int i = 0; i < o.in_flight; ++i) chain->Launch(contracts::Guid::New().ToString());
     });
     std::this_thread::sleep_until(deadline);  // a benchmark's measuring window, not test synchronisation
     const double elapsed = duration<double>(steady_clock::now() - start).count();
+    running = false;
     const auto chains = completed.load();
     OrderedJson result;
     result["mode"] = "ceiling";
@@ -245,6 +253,65 @@ int Ceiling(const Options& o) {
     result["seconds"] = elapsed;
     result["chains"] = chains;
     result["chains_per_second"] = static_cast<double>(chains) / elapsed;
+    std::cout << result.dump() << std::endl;
+    chain.reset();
+    return 0;
+}
+
+// The broker's own latency floor: chains started open-loop at o.rate for o.seconds, each timed from
+// its scheduled start to its last hop. The system cannot be faster than this at the same rate.
+int ChainLatency(const Options& o) {
+    std::remove(o.database.c_str());
+    const auto total = static_cast<std::int64_t>(o.rate * o.seconds);
+    std::vector<steady_clock::time_point> scheduled(static_cast<std::size_t>(total));
+    std::vector<steady_clock::time_point> ended(static_cast<std::size_t>(total));
+    std::atomic<std::int64_t> completed{0};
+    std::mutex mutex;
+    std::condition_variable all_done;
+    const std::string prefix = "latency-" + std::to_string(::getpid()) + "-";
+    Chain chain(o, [&](const std::string& id) {
+        // Chains of an earlier run in the same vhost (the ceiling's last ones) may still arrive.
+        if (id.rfind(prefix, 0) != 0) return;
+        std::size_t index = 0;
+        const char* digits = id.data() + prefix.size();
+        if (std::from_chars(digits, id.data() + id.size(), index).ec != std::errc() ||
+            index >= static_cast<std::size_t>(total))
+            return;
+        ended[index] = steady_clock::now();
+        if (++completed == total) {
+            std::lock_guard lock(mutex);
+            all_done.notify_all();
+        }
+    });
+    const auto start = steady_clock::now() + milliseconds(100);
+    for (std::int64_t i = 0; i < total; ++i) {
+        const auto due =
+            start + duration_cast<steady_clock::duration>(duration<double>(static_cast<double>(i) / o.rate));
+        std::this_thread::sleep_until(due);  // open loop: each chain has its own start time
+        scheduled[static_cast<std::size_t>(i)] = due;
+        chain.generator.loop().Post([&chain, &prefix, i] { chain.Launch(prefix + std::to_string(i)); });
+    }
+    {
+        std::unique_lock lock(mutex);
+        all_done.wait_for(lock, seconds(60), [&] { return completed.load() >= total; });
+    }
+    std::vector<double> latencies;
+    for (std::int64_t i = 0; i < total; ++i)
+        if (ended[static_cast<std::size_t>(i)] != steady_clock::time_point{})
+            latencies.push_back(duration<double, std::milli>(ended[static_cast<std::size_t>(i)] -
+                                                             scheduled[static_cast<std::size_t>(i)])
+                                    .count());
+    std::sort(latencies.begin(), latencies.end());
+    OrderedJson result;
+    result["mode"] = "chain";
+    result["synchronous"] = o.synchronous;
+    result["offered_rate"] = o.rate;
+    result["chains"] = total;
+    result["completed"] = static_cast<std::int64_t>(latencies.size());
+    result["latency_ms"] = {{"p50", Percentile(latencies, 50)},
+                            {"p95", Percentile(latencies, 95)},
+                            {"p99", Percentile(latencies, 99)},
+                            {"max", latencies.empty() ? 0.0 : latencies.back()}};
     std::cout << result.dump() << std::endl;
     return 0;
 }
@@ -303,6 +370,7 @@ OrderedJson RunStep(const Options& o, double rate, int step, Outcomes& outcomes)
     std::vector<steady_clock::time_point> scheduled(static_cast<std::size_t>(total));
     std::vector<std::string> ids(static_cast<std::size_t>(total));
     std::vector<int> statuses(static_cast<std::size_t>(total), 0);
+    std::vector<steady_clock::time_point> answered(static_cast<std::size_t>(total));
     for (std::int64_t i = 0; i < total; ++i) {
         // The mix: by default every order succeeds (ids end in 3); optionally shortages (0) and declines (1).
         char last = '3';
@@ -335,6 +403,7 @@ OrderedJson RunStep(const Options& o, double rate, int step, Outcomes& outcomes)
                     R"(","customerNumber":"BENCH","totalAmount":"49.90","items":[{"sku":"SKU-1","quantity":2,"unitPrice":"24.95"}]})";
                 auto result = client.Post("/order", body, "application/json");
                 statuses[static_cast<std::size_t>(i)] = result ? result->status : -1;
+                answered[static_cast<std::size_t>(i)] = steady_clock::now();
             }
         });
     }
@@ -357,13 +426,16 @@ OrderedJson RunStep(const Options& o, double rate, int step, Outcomes& outcomes)
         std::this_thread::sleep_for(milliseconds(50));  // a benchmark's drain poll, not test synchronisation
     }
 
-    std::vector<double> latencies;
+    std::vector<double> latencies, accept_latencies;
     std::int64_t lost = 0, duplicated = 0, completed = 0, failed = 0;
     steady_clock::time_point last_outcome = start;
     {
         std::lock_guard lock(outcomes.mutex);
         for (std::int64_t i = 0; i < total; ++i) {
             if (statuses[static_cast<std::size_t>(i)] != 202) continue;
+            accept_latencies.push_back(duration<double, std::milli>(answered[static_cast<std::size_t>(i)] -
+                                                                    scheduled[static_cast<std::size_t>(i)])
+                                           .count());
             auto it = outcomes.by_order.find(ids[static_cast<std::size_t>(i)]);
             if (it == outcomes.by_order.end()) {
                 ++lost;
@@ -377,6 +449,7 @@ OrderedJson RunStep(const Options& o, double rate, int step, Outcomes& outcomes)
         }
     }
     std::sort(latencies.begin(), latencies.end());
+    std::sort(accept_latencies.begin(), accept_latencies.end());
     const double window = duration<double>(last_outcome - start).count();
     OrderedJson result;
     result["mode"] = o.mode;
@@ -404,6 +477,9 @@ OrderedJson RunStep(const Options& o, double rate, int step, Outcomes& outcomes)
                             {"p95", Percentile(latencies, 95)},
                             {"p99", Percentile(latencies, 99)},
                             {"max", latencies.empty() ? 0.0 : latencies.back()}};
+    // From the scheduled send to the 202 answer: the HTTP path and the first commit.
+    result["accepted_latency_ms"] = {{"p50", Percentile(accept_latencies, 50)},
+                                     {"p99", Percentile(accept_latencies, 99)}};
     return result;
 }
 
@@ -501,6 +577,7 @@ int main(int argc, char** argv) {
         spdlog::set_level(spdlog::level::warn);
         const Options options = Parse(argc, argv);
         if (options.mode == "ceiling") return Ceiling(options);
+        if (options.mode == "chain") return ChainLatency(options);
         if (options.mode == "load" || options.mode == "max") return Load(options);
         throw std::runtime_error("mode must be ceiling, load or max");
     } catch (const std::exception& e) {

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The benchmark: builds a Release tree, starts a private RabbitMQ node, and for each durability mode
-# (Database.Synchronous Normal and Full) measures the broker's own ceiling (SagaBench ceiling), then
-# runs the three services under open-loop loads at fractions of that ceiling (SagaBench load). CPU
+# (Database.Synchronous Normal and Full) measures the broker's own ceiling (SagaBench ceiling) and its
+# latency at half that rate (SagaBench chain), then runs the three services under open-loop loads at fractions of that ceiling (SagaBench load). CPU
 # seconds and peak RSS per process come from /proc. Writes bench/out/report.json, report.md and
 # latency.png.
 #   bash bench/run.sh            the full run (a few minutes)
@@ -76,6 +76,14 @@ for sync in $modes; do
                    --synchronous "$sync" --database "$work/ceiling-$sync.db" --message-size 1100)
     echo "$ceiling_json" >&2
     ceiling=$(python3 -c "import json,sys; print(json.loads(sys.argv[1])['chains_per_second'])" "$ceiling_json")
+    # The broker's own latency at half that rate: the floor under the system's latency at that load.
+    half_rate=$(python3 -c "print(max(1.0, round($ceiling * 0.5, 1)))")
+    echo "== $sync: the chain's latency, open loop at $half_rate chains/s ($seconds s)" >&2
+    chain_json=$("$bench_bin" chain --amqp-port "$amqp_port" --vhost "$vhost" --seconds "$seconds" --rate "$half_rate" \
+                 --synchronous "$sync" --database "$work/chain-$sync.db" --message-size 1100)
+    echo "$chain_json" >&2
+    python3 -c "import json,sys; d=json.loads(sys.argv[1]); d.update(kind='chain', ceiling=float(sys.argv[2])); print(json.dumps(d))" \
+        "$chain_json" "$ceiling" >> "$results"
 
     # The services, on RabbitMQ, in this vhost.
     export RabbitMQ__Host=127.0.0.1 RabbitMQ__Port=$amqp_port RabbitMQ__VirtualHost=$vhost Logging__Level=warning
