@@ -192,6 +192,57 @@ TEST_SUITE("Contracts.Envelope") {
         CHECK(json["message"]["orderId"] == "o-1");
     }
 
+    TEST_CASE("The envelope writer's text is exactly what a JSON object of the same fields dumps") {
+        // The reference: the envelope as an ordered JSON object, dumped by nlohmann (invalid UTF-8 replaced).
+        auto reference = [](const messaging::Envelope& e, const OrderedJson& message) {
+            auto nullable = [](const std::string& v) { return v.empty() ? OrderedJson() : OrderedJson(v); };
+            OrderedJson json;
+            json["messageId"] = nullable(e.message_id);
+            json["requestId"] = nullable(e.request_id);
+            json["correlationId"] = nullable(e.correlation_id);
+            json["conversationId"] = nullable(e.conversation_id);
+            json["initiatorId"] = nullable(e.initiator_id);
+            json["sourceAddress"] = nullable(e.source_address);
+            json["destinationAddress"] = nullable(e.destination_address);
+            json["responseAddress"] = nullable(e.response_address);
+            json["faultAddress"] = nullable(e.fault_address);
+            json["messageType"] = e.message_type;
+            json["message"] = message;
+            json["expirationTime"] = e.expiration_time ? OrderedJson(FormatIso8601(*e.expiration_time)) : OrderedJson();
+            json["sentTime"] = FormatIso8601(e.sent_time);
+            json["headers"] = OrderedJson(e.headers);
+            json["host"] = WriteHostInfo(e.host);
+            return json.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+        };
+        messaging::Envelope envelope;
+        envelope.message_id = "0b4e0000-5a1c-0015-9d3f-08de49a2c1f7";
+        envelope.correlation_id = "6f1c2a9e-3b7d-4c55-9a1e-2d8f0c4b7e31";
+        envelope.source_address = "rabbitmq://localhost/order-service";
+        envelope.message_type = {"urn:message:Contracts:StockReserved", "urn:message:Contracts:Other"};
+        envelope.sent_time = kTime;
+        envelope.host.machine_name = "app\"host\\\n\t\x01\x7f";
+        envelope.host.process_id = 4711;
+        const OrderedJson message = MessageContract<StockReserved>::Write({"o-1"});
+        CHECK(messaging::SerializeEnvelope(envelope, message) == reference(envelope, message));
+
+        // Every field set, headers, control characters, UTF-8 and invalid UTF-8 (replaced, as nlohmann does).
+        envelope.request_id = "0b4e0000-5a1c-0015-0000-08de49a2c1f7";
+        envelope.conversation_id = "0b4e0000-5a1c-0015-a2b6-08de49a2c1f7";
+        envelope.initiator_id = "0b4e0000-5a1c-0015-1111-08de49a2c1f7";
+        envelope.destination_address = "rabbitmq://localhost/Contracts:Caf\u00e9";
+        envelope.response_address = "rabbitmq://localhost/r?q=\"x\"\b\f\r\x1f\\";
+        envelope.fault_address = std::string("rabbitmq://localhost/bad\xff\xfe");
+        envelope.expiration_time = kTime + std::chrono::seconds(30);
+        envelope.headers = Json{{"MT-Reason", "fault"}, {"Count", 3}, {"Flag", true}, {"Text", "line\nnext"}};
+        envelope.host.process_name = "Order\u00dfervice";
+        CHECK(messaging::SerializeEnvelope(envelope, message) == reference(envelope, message));
+
+        // A second host on the same thread is written as itself, not as the first one.
+        envelope.host.machine_name = "other-box";
+        CHECK(messaging::SerializeEnvelope(envelope, message) == reference(envelope, message));
+        CHECK(Json::parse(messaging::SerializeEnvelope(envelope, message))["host"]["machineName"] == "other-box");
+    }
+
     TEST_CASE("Envelope ids in the N D and B forms are accepted and normalized") {
         const auto envelope = messaging::ParseEnvelope(R"({
             "MessageId": "0B4E00005A1C00159D3F08DE49A2C1F7",
