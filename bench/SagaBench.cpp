@@ -447,6 +447,9 @@ OrderedJson RunStep(const Options& o, double rate, int step, Outcomes& outcomes)
                 duration<double, std::milli>(it->second.at - scheduled[static_cast<std::size_t>(i)]).count());
             last_outcome = std::max(last_outcome, it->second.at);
         }
+        // This step's orders are counted: forget them, or the tool's own memory grows step by step
+        // (and, embedded, is reported as the system's RSS).
+        for (const auto& id : ids) outcomes.by_order.erase(id);
     }
     std::sort(latencies.begin(), latencies.end());
     std::sort(accept_latencies.begin(), accept_latencies.end());
