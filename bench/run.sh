@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # The benchmark: builds a Release tree, starts a private RabbitMQ node, and for each durability mode
 # (Database.Synchronous Normal and Full) measures the broker's own ceiling (SagaBench ceiling) and its
-# latency at half that rate (SagaBench chain), then runs the three services under open-loop loads at fractions of that ceiling (SagaBench load). CPU
-# seconds and peak RSS per process come from /proc. Writes bench/out/report.json, report.md and
-# latency.png.
-#   bash bench/run.sh            the full run (a few minutes)
+# latency at half that rate (SagaBench chain), then runs the three services under open-loop loads at
+# fractions of that ceiling (SagaBench load). CPU seconds and peak RSS per process come from /proc.
+# Writes bench/out/report.json, report.md and latency.png.
+#   bash bench/run.sh            the full run (about 15 minutes)
 #   bash bench/run.sh --smoke    a few seconds at a low rate (run by the test suite)
 set -euo pipefail
 cd "$(dirname "$0")/.."
