@@ -29,5 +29,4 @@ class Status {
     std::string message_;
 };
 
-
 }  // namespace messaging
