@@ -109,6 +109,18 @@ void EventLoop::OnPrepare(uv_prepare_t* handle) {
     uv_prepare_stop(handle);
 }
 
+EndOfTurnTask::EndOfTurnTask(EventLoop& loop, std::function<void()> work) : loop_(loop), work_(std::move(work)) {}
+
+void EndOfTurnTask::Request() {
+    if (requested_) return;
+    requested_ = true;
+    loop_.Defer([this, alive = std::weak_ptr<bool>(alive_)] {
+        if (alive.expired()) return;
+        requested_ = false;
+        work_();
+    });
+}
+
 void EventLoop::Schedule(std::chrono::milliseconds delay, std::function<void()> work) {
     struct OneShot : HandleState {
         uv_timer_t handle{};

@@ -25,7 +25,7 @@ std::unique_ptr<UnitOfWork> MakeUnitOfWork(EventLoop& loop, SqliteDatabase& db, 
 }
 
 GroupCommit::GroupCommit(EventLoop& loop, SqliteDatabase& db, std::size_t max_units)
-    : loop_(loop), db_(db), max_units_(max_units == 0 ? 1 : max_units) {}
+    : loop_(loop), db_(db), max_units_(max_units == 0 ? 1 : max_units), flush_at_turn_end_(loop, [this] { Flush(); }) {}
 
 GroupCommit::~GroupCommit() {
     *alive_ = false;
@@ -47,7 +47,7 @@ void GroupCommit::Run(const std::function<void()>& work) {
         db_.Prepare("BEGIN IMMEDIATE").Run();
         open_ = true;
         units_ = 0;
-        ScheduleFlush();
+        flush_at_turn_end_.Request();
     }
     db_.Prepare("SAVEPOINT unit_of_work").Run();
     try {
@@ -80,18 +80,6 @@ void GroupCommit::NotifyLater(const Status& status) {
     auto waiting = std::move(waiting_);
     waiting_.clear();
     for (auto& done : waiting) PostStatus(loop_, alive_, std::move(done), status);
-}
-
-void GroupCommit::ScheduleFlush() {
-    if (flush_scheduled_) return;
-    flush_scheduled_ = true;
-    // Deferred work runs after the events of this turn (every frame read from the socket, every HTTP
-    // request already handed over), so one batch gathers all of them.
-    loop_.Defer([this, alive = std::weak_ptr<bool>(alive_)] {
-        if (alive.expired()) return;
-        flush_scheduled_ = false;
-        Flush();
-    });
 }
 
 void GroupCommit::Flush() {

@@ -176,7 +176,10 @@ struct RabbitMqTransport::Connection {
 };
 
 RabbitMqTransport::RabbitMqTransport(EventLoop& loop, RabbitMqSettings settings, std::string connection_name)
-    : loop_(loop), settings_(std::move(settings)), connection_name_(std::move(connection_name)) {}
+    : loop_(loop),
+      settings_(std::move(settings)),
+      connection_name_(std::move(connection_name)),
+      flush_at_turn_end_(loop, [this] { FlushOutput(); }) {}
 
 RabbitMqTransport::~RabbitMqTransport() {
     *alive_ = false;
@@ -430,7 +433,7 @@ void RabbitMqTransport::Publish(const std::string& exchange, TransportMessage me
     if (output_.size() >= kFlushThreshold)
         FlushOutput();
     else
-        ScheduleFlush();
+        flush_at_turn_end_.Request();
 }
 
 void RabbitMqTransport::AppendMethod(std::uint32_t method_id, void* arguments) {
@@ -441,16 +444,6 @@ void RabbitMqTransport::AppendMethod(std::uint32_t method_id, void* arguments) {
     PutU32(output_, method_id);
     output_.append(scratch_.data(), static_cast<std::size_t>(encoded));
     output_.push_back(static_cast<char>(AMQP_FRAME_END));
-}
-
-void RabbitMqTransport::ScheduleFlush() {
-    if (flush_scheduled_) return;
-    flush_scheduled_ = true;
-    loop_.Defer([this, alive = std::weak_ptr<bool>(alive_)] {
-        if (alive.expired()) return;
-        flush_scheduled_ = false;
-        FlushOutput();
-    });
 }
 
 bool RabbitMqTransport::FlushOutput() {
@@ -498,7 +491,7 @@ bool RabbitMqTransport::FlushOutput() {
 void RabbitMqTransport::Ack(const Delivery& delivery) {
     if (!connected_ || delivery.connection_generation != generation_) return;  // the broker will redeliver it
     acks_.push_back(delivery.delivery_tag);
-    ScheduleFlush();
+    flush_at_turn_end_.Request();
 }
 
 void RabbitMqTransport::Nack(const Delivery& delivery, bool requeue) {
@@ -506,7 +499,7 @@ void RabbitMqTransport::Nack(const Delivery& delivery, bool requeue) {
     unsettled_.erase(delivery.delivery_tag);
     amqp_basic_nack_t nack{delivery.delivery_tag, 0, requeue ? amqp_boolean_t{1} : amqp_boolean_t{0}};
     AppendMethod(AMQP_BASIC_NACK_METHOD, &nack);
-    ScheduleFlush();
+    flush_at_turn_end_.Request();
 }
 
 void RabbitMqTransport::Confirm(std::uint64_t tag, bool multiple, bool ok) {

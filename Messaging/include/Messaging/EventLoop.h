@@ -78,6 +78,23 @@ class EventLoop {
     bool stop_requested_ = false;
 };
 
+// Work that runs once at the end of the turn in which it was requested, however often it was
+// requested in that turn (a batch commit, a flush of buffered writes); a request made by the work
+// itself runs it again in the same pass. Loop thread only; destroying it drops a pending run.
+class EndOfTurnTask {
+  public:
+    EndOfTurnTask(EventLoop& loop, std::function<void()> work);
+    EndOfTurnTask(const EndOfTurnTask&) = delete;
+    EndOfTurnTask& operator=(const EndOfTurnTask&) = delete;
+    void Request();
+
+  private:
+    EventLoop& loop_;
+    std::function<void()> work_;
+    bool requested_ = false;
+    std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
+};
+
 // A repeating or one-shot timer. Create, use and destroy it on the loop thread.
 class Timer {
   public:

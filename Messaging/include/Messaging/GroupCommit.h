@@ -61,7 +61,6 @@ class GroupCommit : public UnitOfWork {
     std::size_t units_committed() const { return units_committed_; }
 
   private:
-    void ScheduleFlush();
     Status Commit();                         // ends the open batch; the waiters are the caller's to notify
     void NotifyLater(const Status& status);  // tells every waiter of `status` on a later turn
 
@@ -69,7 +68,9 @@ class GroupCommit : public UnitOfWork {
     SqliteDatabase& db_;
     std::size_t max_units_;
     bool open_ = false;
-    bool flush_scheduled_ = false;
+    // Deferred work runs after the events of this turn (every frame read from the socket, every HTTP
+    // request already handed over), so one batch gathers all of them.
+    EndOfTurnTask flush_at_turn_end_;
     std::size_t units_ = 0;
     std::vector<std::function<void(const Status&)>> waiting_;
     std::size_t batches_committed_ = 0;

@@ -67,7 +67,6 @@ class RabbitMqTransport : public Transport {
     void Confirm(std::uint64_t tag, bool multiple, bool ok);
     // Appends one method frame on our channel to the output buffer.
     void AppendMethod(std::uint32_t method_id, void* arguments);
-    void ScheduleFlush();
     // Encodes the pending acks and writes the output buffer; false (and the connection is dropped) on
     // a socket error. Called before rabbitmq-c writes anything itself, so frames never interleave.
     bool FlushOutput();
@@ -85,9 +84,9 @@ class RabbitMqTransport : public Transport {
     int reconnect_attempts_ = 0;
     std::uint64_t next_publish_tag_ = 1;
     std::map<std::uint64_t, Completion> pending_confirms_;
-    std::string output_;         // encoded frames not yet written
-    std::vector<char> scratch_;  // encoding space, one frame long
-    bool flush_scheduled_ = false;
+    std::string output_;                 // encoded frames not yet written
+    std::vector<char> scratch_;          // encoding space, one frame long
+    EndOfTurnTask flush_at_turn_end_;    // FlushOutput, once per loop turn
     std::set<std::uint64_t> unsettled_;  // delivery tags neither acked nor nacked yet
     std::vector<std::uint64_t> acks_;    // acks not yet encoded
     std::vector<Topology> topology_;
