@@ -114,6 +114,34 @@ TEST_SUITE("Messaging.EventLoop") {
         REQUIRE(future.wait_for(10s) == std::future_status::ready);
         CHECK(future.get() == std::vector<std::string>{"the turn itself", "first", "second", "deferred by first"});
     }
+
+    TEST_CASE("An end-of-turn task runs once per turn however often requested - a dropped task never runs") {
+        EventLoopThread loop_thread;
+        auto& loop = loop_thread.loop();
+        std::promise<int> done;
+        auto future = done.get_future();
+        int runs = 0;
+        bool dropped_ran = false;
+        std::unique_ptr<EndOfTurnTask> task, dropped;
+        loop.Invoke([&] {
+            task = std::make_unique<EndOfTurnTask>(loop, [&] {
+                // A request from the work itself runs it again in the same pass, once.
+                if (++runs == 1) task->Request();
+                if (runs == 2) loop.Defer([&] { done.set_value(runs); });
+            });
+            dropped = std::make_unique<EndOfTurnTask>(loop, [&] { dropped_ran = true; });
+            task->Request();
+            task->Request();
+            task->Request();
+            dropped->Request();
+            dropped.reset();
+        });
+        REQUIRE(future.wait_for(10s) == std::future_status::ready);
+        CHECK(future.get() == 2);
+        CHECK(loop.Invoke([&] { return dropped_ran; }) == false);
+        CHECK(loop.Invoke([&] { return runs; }) == 2);
+        loop.Invoke([&] { task.reset(); });
+    }
 }
 
 TEST_SUITE("Messaging.Settings") {
