@@ -318,16 +318,35 @@ TEST_SUITE("Messaging.GroupCommit") {
         return rows;
     }
 
-    TEST_CASE("The units of one loop turn share one commit - their callbacks run after it") {
+    // A database with `schema` and a GroupCommit on it, owned by a loop thread; both are closed on it.
+    struct GroupCommitRig {
+        explicit GroupCommitRig(const std::string& schema, std::size_t max_units = 512)
+            : path(dir.File("group.db")), loop(loop_thread.loop()), db(std::make_unique<SqliteDatabase>(path)) {
+            db->Execute(schema);
+            group = loop.Invoke([&] { return std::make_unique<GroupCommit>(loop, *db, max_units); });
+        }
+        ~GroupCommitRig() {
+            loop.Invoke([&] {
+                group.reset();
+                db.reset();
+            });
+        }
         test_support::TempDir dir;
-        const std::string path = dir.File("group.db");
+        const std::string path;
         EventLoopThread loop_thread;
-        auto& loop = loop_thread.loop();
+        EventLoop& loop;
+        std::unique_ptr<SqliteDatabase> db;
+        std::unique_ptr<GroupCommit> group;
+    };
+
+    TEST_CASE("The units of one loop turn share one commit - their callbacks run after it") {
+        GroupCommitRig rig("CREATE TABLE t (k INTEGER PRIMARY KEY)");
+        auto& loop = rig.loop;
+        auto& db = rig.db;
+        auto& group = rig.group;
+        const std::string& path = rig.path;
         std::promise<std::vector<std::int64_t>> seen_promise;
         auto seen_future = seen_promise.get_future();
-        auto db = std::make_unique<SqliteDatabase>(path);
-        db->Execute("CREATE TABLE t (k INTEGER PRIMARY KEY)");
-        auto group = loop.Invoke([&] { return std::make_unique<GroupCommit>(loop, *db); });
         loop.Invoke([&] {
             auto seen = std::make_shared<std::vector<std::int64_t>>();
             for (int i = 0; i < 3; ++i) {
@@ -344,20 +363,14 @@ TEST_SUITE("Messaging.GroupCommit") {
         CHECK(seen_future.get() == std::vector<std::int64_t>{3, 3, 3});
         CHECK(loop.Invoke([&] { return group->batches_committed(); }) == 1);
         CHECK(loop.Invoke([&] { return group->units_committed(); }) == 3);
-        loop.Invoke([&] {
-            group.reset();
-            db.reset();
-        });
     }
 
     TEST_CASE("A unit that throws is undone alone - a full batch commits before the next unit") {
-        test_support::TempDir dir;
-        const std::string path = dir.File("group.db");
-        EventLoopThread loop_thread;
-        auto& loop = loop_thread.loop();
-        auto db = std::make_unique<SqliteDatabase>(path);
-        db->Execute("CREATE TABLE t (k INTEGER PRIMARY KEY)");
-        auto group = loop.Invoke([&] { return std::make_unique<GroupCommit>(loop, *db, /*max_units=*/2); });
+        GroupCommitRig rig("CREATE TABLE t (k INTEGER PRIMARY KEY)", /*max_units=*/2);
+        auto& loop = rig.loop;
+        auto& db = rig.db;
+        auto& group = rig.group;
+        const std::string& path = rig.path;
         loop.Invoke([&] {
             group->Run([&] { db->Prepare("INSERT INTO t VALUES (1)").Run(); });
             CHECK_THROWS_AS(group->Run([&] {
@@ -377,24 +390,18 @@ TEST_SUITE("Messaging.GroupCommit") {
         REQUIRE(keys.Step());
         CHECK(keys.Text(0) == "1,3,4");
         keys.Reset();
-        loop.Invoke([&] {
-            group.reset();
-            db.reset();
-        });
     }
 
     TEST_CASE("A batch whose COMMIT fails is rolled back - every unit in it hears the error") {
-        test_support::TempDir dir;
-        const std::string path = dir.File("group.db");
-        EventLoopThread loop_thread;
-        auto& loop = loop_thread.loop();
-        auto db = std::make_unique<SqliteDatabase>(path);
         // A deferred foreign key is checked at COMMIT: a dangling child makes the commit itself fail.
-        db->Execute(
+        GroupCommitRig rig(
             "CREATE TABLE parent (id INTEGER PRIMARY KEY);"
             "CREATE TABLE t (k INTEGER PRIMARY KEY, parent INTEGER REFERENCES parent(id) DEFERRABLE INITIALLY "
             "DEFERRED)");
-        auto group = loop.Invoke([&] { return std::make_unique<GroupCommit>(loop, *db); });
+        auto& loop = rig.loop;
+        auto& db = rig.db;
+        auto& group = rig.group;
+        const std::string& path = rig.path;
         std::promise<std::vector<std::string>> heard_promise;
         auto heard_future = heard_promise.get_future();
         loop.Invoke([&] {
@@ -419,10 +426,6 @@ TEST_SUITE("Messaging.GroupCommit") {
             group->Flush();
         });
         CHECK(CommittedRows(path) == 1);
-        loop.Invoke([&] {
-            group.reset();
-            db.reset();
-        });
     }
 
     TEST_CASE("With no batch open AfterCommit still answers later - never inside the caller") {
