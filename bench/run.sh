@@ -15,10 +15,9 @@ smoke=no
 seconds=${BENCH_SECONDS:-15}
 fractions=${BENCH_FRACTIONS:-"0.25 0.5 0.75"}
 # The services get the in-flight allowance the ceiling's stages have (prefetch) and enough HTTP
-# connections and server threads that the client side is not what limits them.
+# connections that the client side is not what limits them.
 prefetch=${BENCH_PREFETCH:-256}
 connections=${BENCH_CONNECTIONS:-64}
-http_threads=${BENCH_HTTP_THREADS:-80}
 find_max=${BENCH_FIND_MAX:-yes}
 embedded=${BENCH_EMBEDDED:-yes}
 max_steps=30; max_start=0.3; embedded_rate=500
@@ -87,7 +86,7 @@ for sync in $modes; do
 
     # The services, on RabbitMQ, in this vhost.
     export RabbitMQ__Host=127.0.0.1 RabbitMQ__Port=$amqp_port RabbitMQ__VirtualHost=$vhost Logging__Level=warning
-    export Database__Synchronous=$sync Saga__TimeoutMs=600000 Endpoint__PrefetchCount=$prefetch Http__Threads=$http_threads
+    export Database__Synchronous=$sync Saga__TimeoutMs=600000 Endpoint__PrefetchCount=$prefetch
     service_pids=()
     for service in InventoryService PaymentService OrderService; do
         Database__Path="$work/$sync-$service.db" Http__Port=$http_port \
@@ -141,20 +140,20 @@ PY
     fi
     for pid in "${service_pids[@]}"; do kill -TERM "$pid"; wait "$pid" || true; done
     unset RabbitMQ__Host RabbitMQ__Port RabbitMQ__VirtualHost Logging__Level Database__Synchronous Saga__TimeoutMs \
-        Endpoint__PrefetchCount Http__Threads
+        Endpoint__PrefetchCount
     api -X DELETE "http://127.0.0.1:$management_port/api/vhosts/$vhost" > /dev/null || true
 done
 
 if [ "$embedded" = yes ]; then
     # The same services and load on the in-memory bus inside SagaBench: what the broker costs.
     echo "== embedded (in-memory bus, synchronous=Normal): finding the maximum" >&2
-    embedded_json=$(Logging__Level=warning Endpoint__PrefetchCount=$prefetch Http__Threads=$http_threads \
+    embedded_json=$(Logging__Level=warning Endpoint__PrefetchCount=$prefetch \
         "$bench_bin" max --embedded appsettings --http-port "$http_port" --rate "$embedded_rate" --step-factor 1.15 \
         --max-steps "$max_steps" --seconds "$seconds" --connections "$connections" --failure-share "$failure_share")
     python3 -c "import json,sys; d=json.loads(sys.argv[1]); d.update(kind='embedded', synchronous='Normal'); print(json.dumps(d))" \
         "$embedded_json" >> "$results"
 fi
 
-settings="prefetch $prefetch, $connections HTTP connections, $http_threads server threads, $seconds s per step, failure share $failure_share"
+settings="prefetch $prefetch, $connections HTTP connections, $seconds s per step, failure share $failure_share"
 python3 bench/report.py "$results" "$out" "$(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -sr)" "$settings"
 echo "report: $out/report.md" >&2

@@ -1,5 +1,7 @@
 #include "Messaging/EventLoop.h"
 
+#include "HandleState.h"
+
 #include <stdexcept>
 #include <string>
 
@@ -14,21 +16,6 @@ std::uint64_t TimerDelay(std::chrono::milliseconds delay) {
 
 void Check(int rc, const char* what) {
     if (rc < 0) throw std::runtime_error(std::string(what) + ": " + uv_strerror(rc));
-}
-
-}  // namespace
-
-// Every handle except the loop's own uv_async carries a HandleState in handle->data; closing the
-// handle frees it, whoever closes it first (the owner, or the loop's destructor).
-struct HandleState {
-    virtual ~HandleState() = default;
-};
-
-namespace {
-
-void CloseAndFree(uv_handle_t* handle) {
-    if (uv_is_closing(handle)) return;
-    uv_close(handle, [](uv_handle_t* h) { delete static_cast<HandleState*>(h->data); });
 }
 
 }  // namespace

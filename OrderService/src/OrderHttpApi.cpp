@@ -1,9 +1,6 @@
 #include "OrderService/OrderHttpApi.h"
 
-#include <httplib.h>
 #include <spdlog/spdlog.h>
-
-#include <future>
 
 namespace order_service {
 namespace {
@@ -11,14 +8,42 @@ namespace {
 using contracts::Json;
 using contracts::OrderedJson;
 
-void SendError(httplib::Response& response, int status, const std::string& error, const std::string& message,
-               const std::string& field = {}) {
+using messaging::HttpRequest;
+using messaging::HttpResponder;
+using messaging::HttpResponse;
+
+HttpResponse JsonResponse(int status, const OrderedJson& body) {
+    HttpResponse response;
+    response.status = status;
+    response.body = body.dump();
+    return response;
+}
+
+HttpResponse ErrorResponse(int status, const std::string& error, const std::string& message,
+                           const std::string& field = {}) {
     OrderedJson body;
     body["error"] = error;
     body["message"] = message;
     if (!field.empty()) body["field"] = field;
-    response.status = status;
-    response.set_content(body.dump(), "application/json");
+    return JsonResponse(status, body);
+}
+
+// The answers the server makes on its own: a request it could not read, one that took too long.
+HttpResponse ServerError(int status, const std::string& message) {
+    switch (status) {
+        case 400:
+            return ErrorResponse(400, "bad_request", "the request could not be read: " + message);
+        case 408:
+            return ErrorResponse(408, "request_timeout", message);
+        case 413:
+            return ErrorResponse(413, "payload_too_large", message);
+        case 431:
+            return ErrorResponse(431, "headers_too_large", message);
+        case 503:
+            return ErrorResponse(503, "unavailable", message);
+        default:
+            return ErrorResponse(status, "error", message);
+    }
 }
 
 bool IsJsonContentType(const std::string& value) {
@@ -111,130 +136,114 @@ OrderedJson OrderToJson(const OrderRecord& order) {
 }
 
 OrderHttpApi::OrderHttpApi(messaging::EventLoop& loop, OrderSubmission& submission, HttpSettings settings)
-    : loop_(loop),
-      submission_(submission),
-      settings_(std::move(settings)),
-      server_(std::make_unique<httplib::Server>()) {
-    Routes();
-}
+    : loop_(loop), submission_(submission), settings_(std::move(settings)) {}
 
 OrderHttpApi::~OrderHttpApi() {
-    StopAccepting();
-    if (thread_.joinable()) thread_.join();
-}
-
-void OrderHttpApi::Routes() {
-    auto& server = *server_;
-    const int threads = settings_.threads;
-    server.new_task_queue = [threads] { return new httplib::ThreadPool(static_cast<std::size_t>(threads)); };
-    server.set_payload_max_length(static_cast<std::size_t>(settings_.max_body_bytes));
-    server.set_keep_alive_max_count(1000);
-    // Without it a response written in two pieces waits for the client's delayed ACK (~40 ms).
-    server.set_tcp_nodelay(true);
-    // cpp-httplib also sets SO_REUSEPORT by default, which lets a second OrderService bind the same
-    // port and silently take half the connections; a port in use must be an error at start.
-    server.set_socket_options([](socket_t sock) {
-        int yes = 1;
-        setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
-    });
-
-    server.Post("/order", [this](const httplib::Request& request, httplib::Response& response) {
-        if (!IsJsonContentType(request.get_header_value("Content-Type")))
-            return SendError(response, 415, "unsupported_media_type", "send the order as application/json",
-                             "Content-Type");
-        auto parsed = ParseNewOrder(request.body);
-        if (auto* error = std::get_if<FieldError>(&parsed))
-            return SendError(response, 400, error->field.empty() ? "malformed_body" : "invalid_field",
-                             error->field.empty() ? error->message : error->field + " " + error->message, error->field);
-        const NewOrder order = std::get<NewOrder>(std::move(parsed));
-
-        auto outcome = std::make_shared<std::promise<SubmitOutcome>>();
-        auto future = outcome->get_future();
-        loop_.Post([this, order, outcome] {
-            try {
-                submission_.Submit(order, [outcome](SubmitOutcome result) { outcome->set_value(result); });
-            } catch (const std::exception& e) {
-                spdlog::error("order {}: cannot be stored: {}", order.order_id, e.what());
-                outcome->set_exception(std::current_exception());
-            }
-        });
-        SubmitOutcome result = SubmitOutcome::kUnavailable;
-        try {
-            if (future.wait_for(std::chrono::milliseconds(settings_.request_timeout_ms)) != std::future_status::ready)
-                return SendError(response, 503, "unavailable", "the message bus did not answer in time; try again");
-            result = future.get();
-        } catch (const std::exception& e) {
-            return SendError(response, 500, "internal", "the order could not be stored");
-        }
-        if (result == SubmitOutcome::kUnavailable)
-            return SendError(response, 503, "unavailable", "the message broker is not reachable; try again");
-        OrderedJson body;
-        body["orderId"] = order.order_id;
-        response.status = 202;
-        response.set_header("Location", "/order/" + order.order_id);
-        response.set_content(body.dump(), "application/json");
-    });
-
-    server.Get(R"(/order/([^/]+))", [this](const httplib::Request& request, httplib::Response& response) {
-        const std::string order_id = request.matches[1];
-        if (!contracts::IsValidOrderId(order_id))
-            return SendError(response, 400, "invalid_field",
-                             "orderId must be 1-64 characters of A-Z, a-z, 0-9, '_' or '-'", "orderId");
-        std::optional<std::optional<OrderRecord>> found;
-        try {
-            found = loop_.InvokeFor([this, order_id] { return submission_.Find(order_id); },
-                                    std::chrono::milliseconds(settings_.request_timeout_ms));
-        } catch (const std::exception&) {
-            return SendError(response, 500, "internal", "the order could not be read");
-        }
-        if (!found) return SendError(response, 503, "unavailable", "the service did not answer in time; try again");
-        const std::optional<OrderRecord>& order = *found;
-        if (!order) return SendError(response, 404, "not_found", "no order with id " + order_id, "orderId");
-        response.set_content(OrderToJson(*order).dump(), "application/json");
-    });
-
-    server.Get("/health", [this](const httplib::Request&, httplib::Response& response) {
-        const bool connected =
-            loop_.InvokeFor([this] { return submission_.BusConnected(); }, std::chrono::seconds(5)).value_or(false);
-        OrderedJson body;
-        body["status"] = connected ? "ok" : "degraded";
-        body["broker"] = connected ? "connected" : "disconnected";
-        response.status = connected ? 200 : 503;
-        response.set_content(body.dump(), "application/json");
-    });
-
-    server.set_exception_handler([](const httplib::Request&, httplib::Response& response, std::exception_ptr) {
-        SendError(response, 500, "internal", "unexpected error");
-    });
-    server.set_error_handler([](const httplib::Request& request, httplib::Response& response) {
-        if (!response.body.empty()) return;
-        switch (response.status) {
-            case 404:
-                return SendError(response, 404, "not_found", "no route for " + request.method + " " + request.path);
-            case 413:
-                return SendError(response, 413, "payload_too_large", "the body is larger than the limit");
-            case 400:
-                return SendError(response, 400, "bad_request", "the request could not be read");
-            default:
-                return SendError(response, response.status, "error", "the request failed");
-        }
-    });
+    // The server's handles belong to the loop thread.
+    if (server_ && !loop_.IsLoopThread()) loop_.Invoke([this] { server_.reset(); });
+    server_.reset();
 }
 
 void OrderHttpApi::Start() {
-    if (settings_.port == 0) {
-        port_ = server_->bind_to_any_port(settings_.host);
-    } else {
-        port_ = server_->bind_to_port(settings_.host, settings_.port) ? settings_.port : -1;
-    }
-    if (port_ <= 0)
-        throw std::runtime_error("cannot listen on " + settings_.host + ":" + std::to_string(settings_.port));
-    thread_ = std::thread([this] { server_->listen_after_bind(); });
+    loop_.Invoke([this] {
+        messaging::HttpServerOptions options;
+        options.host = settings_.host;
+        options.port = settings_.port;
+        options.limits.max_body_bytes = static_cast<std::size_t>(settings_.max_body_bytes);
+        options.request_timeout = std::chrono::milliseconds(settings_.request_timeout_ms);
+        options.idle_timeout = std::chrono::seconds(settings_.idle_timeout_seconds);
+        auto server = std::make_unique<messaging::HttpServer>(
+            loop_, options, [this](HttpRequest request, HttpResponder responder) { Route(request, responder); },
+            ServerError);
+        port_ = server->Listen();
+        server_ = std::move(server);
+    });
     spdlog::info("HTTP API listening on http://{}:{} (POST /order, GET /order/{{orderId}})", settings_.host, port_);
 }
 
 void OrderHttpApi::StopAccepting() {
-    if (server_) server_->stop();
+    if (loop_.IsLoopThread()) {
+        if (server_) server_->StopAccepting();
+        return;
+    }
+    loop_.Post([this] {
+        if (server_) server_->StopAccepting();
+    });
+}
+
+void OrderHttpApi::Route(const HttpRequest& request, const HttpResponder& responder) {
+    const std::string& path = request.path;
+    static constexpr std::string_view kOrderPrefix = "/order/";
+    if (path == "/order") {
+        if (request.method != "POST") return responder.Send(MethodNotAllowed(request, "POST"));
+        return PostOrder(request, responder);
+    }
+    if (path.size() > kOrderPrefix.size() && path.compare(0, kOrderPrefix.size(), kOrderPrefix) == 0 &&
+        path.find('/', kOrderPrefix.size()) == std::string::npos) {
+        if (request.method != "GET" && request.method != "HEAD")
+            return responder.Send(MethodNotAllowed(request, "GET"));
+        return responder.Send(GetOrder(path.substr(kOrderPrefix.size())));
+    }
+    if (path == "/health") {
+        if (request.method != "GET" && request.method != "HEAD")
+            return responder.Send(MethodNotAllowed(request, "GET"));
+        const bool connected = submission_.BusConnected();
+        OrderedJson body;
+        body["status"] = connected ? "ok" : "degraded";
+        body["broker"] = connected ? "connected" : "disconnected";
+        return responder.Send(JsonResponse(connected ? 200 : 503, body));
+    }
+    responder.Send(ErrorResponse(404, "not_found", "no route for " + request.method + " " + request.path));
+}
+
+HttpResponse OrderHttpApi::MethodNotAllowed(const HttpRequest& request, const std::string& allowed) {
+    HttpResponse response =
+        ErrorResponse(405, "method_not_allowed", request.method + " is not served on " + request.path);
+    response.headers.emplace_back("Allow", allowed);
+    return response;
+}
+
+void OrderHttpApi::PostOrder(const HttpRequest& request, const HttpResponder& responder) {
+    const std::string* content_type = request.Header("content-type");
+    if (!content_type || !IsJsonContentType(*content_type))
+        return responder.Send(
+            ErrorResponse(415, "unsupported_media_type", "send the order as application/json", "Content-Type"));
+    auto parsed = ParseNewOrder(request.body);
+    if (auto* error = std::get_if<FieldError>(&parsed))
+        return responder.Send(ErrorResponse(400, error->field.empty() ? "malformed_body" : "invalid_field",
+                                            error->field.empty() ? error->message : error->field + " " + error->message,
+                                            error->field));
+    const NewOrder& order = std::get<NewOrder>(parsed);
+    try {
+        submission_.Submit(order, [responder, order_id = order.order_id](SubmitOutcome result) {
+            if (result == SubmitOutcome::kUnavailable)
+                return responder.Send(
+                    ErrorResponse(503, "unavailable", "the message broker is not reachable; try again"));
+            OrderedJson body;
+            body["orderId"] = order_id;
+            HttpResponse response = JsonResponse(202, body);
+            response.headers.emplace_back("Location", "/order/" + order_id);
+            responder.Send(std::move(response));
+        });
+    } catch (const std::exception& e) {
+        spdlog::error("order {}: cannot be stored: {}", order.order_id, e.what());
+        responder.Send(ErrorResponse(500, "internal", "the order could not be stored"));
+    }
+}
+
+HttpResponse OrderHttpApi::GetOrder(const std::string& order_id) {
+    if (!contracts::IsValidOrderId(order_id))
+        return ErrorResponse(400, "invalid_field", "orderId must be 1-64 characters of A-Z, a-z, 0-9, '_' or '-'",
+                             "orderId");
+    std::optional<OrderRecord> order;
+    try {
+        order = submission_.Find(order_id);
+    } catch (const std::exception& e) {
+        spdlog::error("order {}: cannot be read: {}", order_id, e.what());
+        return ErrorResponse(500, "internal", "the order could not be read");
+    }
+    if (!order) return ErrorResponse(404, "not_found", "no order with id " + order_id, "orderId");
+    return JsonResponse(200, OrderToJson(*order));
 }
 
 }  // namespace order_service

@@ -8,8 +8,8 @@ contracts::OrderedJson OrderSettings::ToJson() const {
     json["Http"]["Host"] = http.host;
     json["Http"]["Port"] = http.port;
     json["Http"]["MaxBodyBytes"] = http.max_body_bytes;
-    json["Http"]["Threads"] = http.threads;
     json["Http"]["RequestTimeoutMs"] = http.request_timeout_ms;
+    json["Http"]["IdleTimeoutSeconds"] = http.idle_timeout_seconds;
     json["Database"] = database.ToJson();
     json["Endpoint"] = messaging::EndpointSettingsToJson(endpoint);
     json["Saga"]["TimeoutMs"] = saga.timeout.count();
@@ -27,8 +27,8 @@ OrderSettings OrderSettings::FromJson(const contracts::Json& json) {
     settings.http.host = SettingString(http, "Host");
     settings.http.port = SettingInt(http, "Port", 0, 65535);
     settings.http.max_body_bytes = SettingInt(http, "MaxBodyBytes", 1024, 16 * 1024 * 1024);
-    settings.http.threads = SettingInt(http, "Threads", 1, 256);
     settings.http.request_timeout_ms = SettingInt(http, "RequestTimeoutMs", 100, 600000);
+    settings.http.idle_timeout_seconds = SettingInt(http, "IdleTimeoutSeconds", 1, 3600);
     settings.database = messaging::DatabaseSettings::FromJson(json.at("Database"));
     settings.endpoint = messaging::EndpointSettingsFromJson(json.at("Endpoint"));
     settings.saga.timeout =

@@ -1,4 +1,4 @@
-// The HTTP API with a real cpp-httplib server on a free port and a real client: accepted orders,
+// The HTTP API on the loop's HttpServer on a free port, with a real client (cpp-httplib's): accepted orders,
 // every validation error, malformed and oversize bodies, duplicates, 404s, 503 when the bus is away,
 // and the final state of each simulation scenario read back through GET.
 #include <doctest/doctest.h>
@@ -166,7 +166,12 @@ TEST_SUITE("OrderService.HttpApi") {
         api.ExpectError(api.client.Get("/order/no-such-order"), 404, "orderId");
         api.ExpectError(api.client.Get("/order/bad%20id"), 400, "orderId");
         api.ExpectError(api.client.Get("/orders"), 404, "");
-        api.ExpectError(api.client.Delete("/order/x"), 404, "");
+        auto wrong_method = api.client.Delete("/order/x");
+        api.ExpectError(wrong_method, 405, "");
+        CHECK(wrong_method->get_header_value("Allow") == "GET");
+        auto get_on_post = api.client.Get("/order");
+        api.ExpectError(get_on_post, 405, "");
+        CHECK(get_on_post->get_header_value("Allow") == "POST");
     }
 
     TEST_CASE("When the bus is unavailable POST answers 503 and stores and publishes nothing") {

@@ -1,20 +1,16 @@
-// The HTTP API (cpp-httplib): POST /order, GET /order/{orderId} and GET /health. Requests are validated on the
-// HTTP threads (ParseNewOrder is pure) and handed to the loop thread, which owns the bus and the
-// database. Every error answer is a JSON object {"error", "message", "field"?}.
+// The HTTP API: POST /order, GET /order/{orderId} and GET /health, served by the loop's HttpServer on
+// the loop thread, which owns the bus and the database. POST answers once the order and its
+// OrderSubmitted are stored. Every error answer is a JSON object {"error", "message", "field"?}.
 #pragma once
 
 #include <memory>
 #include <string>
-#include <thread>
 #include <variant>
 
 #include "Messaging/EventLoop.h"
+#include "Messaging/HttpServer.h"
 #include "OrderService/OrderSettings.h"
 #include "OrderService/OrderSubmission.h"
-
-namespace httplib {
-class Server;
-}
 
 namespace order_service {
 
@@ -32,20 +28,22 @@ class OrderHttpApi {
     OrderHttpApi(messaging::EventLoop& loop, OrderSubmission& submission, HttpSettings settings);
     ~OrderHttpApi();
 
-    // Binds and starts serving on a thread of its own; throws if the port cannot be bound.
+    // Binds and starts serving on the loop (from any thread); throws if the port cannot be bound.
     void Start();
     // Stops accepting connections; safe from any thread, including the loop thread.
     void StopAccepting();
     int port() const { return port_; }
 
   private:
-    void Routes();
+    void Route(const messaging::HttpRequest& request, const messaging::HttpResponder& responder);
+    void PostOrder(const messaging::HttpRequest& request, const messaging::HttpResponder& responder);
+    messaging::HttpResponse GetOrder(const std::string& order_id);
+    static messaging::HttpResponse MethodNotAllowed(const messaging::HttpRequest& request, const std::string& allowed);
 
     messaging::EventLoop& loop_;
     OrderSubmission& submission_;
     HttpSettings settings_;
-    std::unique_ptr<httplib::Server> server_;
-    std::thread thread_;
+    std::unique_ptr<messaging::HttpServer> server_;
     int port_ = 0;
 };
 

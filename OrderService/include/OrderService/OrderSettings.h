@@ -12,8 +12,8 @@ struct HttpSettings {
     std::string host = "0.0.0.0";
     int port = 5000;  // 0 picks a free port (tests)
     int max_body_bytes = 64 * 1024;
-    int threads = 32;                // cpp-httplib keeps one thread per open keep-alive connection
     int request_timeout_ms = 10000;  // how long a request waits for the bus before answering 503
+    int idle_timeout_seconds = 60;   // a keep-alive connection with no request is closed after this
 };
 
 struct OrderSettings {
