@@ -12,7 +12,6 @@
 //   max:     load in steps of rising rate until the system falls behind; the highest rate it kept up with.
 // With --embedded CONFIG_DIR, load and max run the three services in this process on the in-memory bus
 // (as `OrderService --in-memory`) and read the outcomes from it: what the system costs without a broker.
-#include <httplib.h>
 #include <spdlog/spdlog.h>
 
 #include <sys/resource.h>
@@ -35,6 +34,7 @@
 #include "Messaging/RabbitMqTransport.h"
 #include "Messaging/ServiceRunner.h"
 #include "Messaging/Sqlite.h"
+#include "OrderPoster.h"
 #include "OrderService/OrderServiceHost.h"
 #include "PaymentService/PaymentServiceHost.h"
 
@@ -367,10 +367,8 @@ OrderedJson RunStep(const Options& o, double rate, int step, Outcomes& outcomes)
     const std::string run = std::to_string(::getpid()) + "-" +
                             std::to_string(steady_clock::now().time_since_epoch().count() % 100000) + "-" +
                             std::to_string(step);
-    std::vector<steady_clock::time_point> scheduled(static_cast<std::size_t>(total));
-    std::vector<std::string> ids(static_cast<std::size_t>(total));
-    std::vector<int> statuses(static_cast<std::size_t>(total), 0);
-    std::vector<steady_clock::time_point> answered(static_cast<std::size_t>(total));
+    std::vector<bench::PostedOrder> orders(static_cast<std::size_t>(total));
+    const auto start = steady_clock::now() + milliseconds(100);
     for (std::int64_t i = 0; i < total; ++i) {
         // The mix: by default every order succeeds (ids end in 3); optionally shortages (0) and declines (1).
         char last = '3';
@@ -378,49 +376,28 @@ OrderedJson RunStep(const Options& o, double rate, int step, Outcomes& outcomes)
             const double slot = std::fmod(static_cast<double>(i) * 0.6180339887, 1.0);
             last = slot < o.failure_share ? '0' : slot < 2 * o.failure_share ? '1' : '3';
         }
-        ids[static_cast<std::size_t>(i)] = "b" + run + "-" + std::to_string(i) + last;
+        auto& order = orders[static_cast<std::size_t>(i)];
+        order.id = "b" + run + "-" + std::to_string(i) + last;
+        order.body =
+            R"({"orderId":")" + order.id +
+            R"(","customerNumber":"BENCH","totalAmount":"49.90","items":[{"sku":"SKU-1","quantity":2,"unitPrice":"24.95"}]})";
+        // Open loop: each order has its own send time.
+        order.due = start + duration_cast<steady_clock::duration>(duration<double>(static_cast<double>(i) / rate));
     }
     rusage usage_before{};
     getrusage(RUSAGE_SELF, &usage_before);
-    std::atomic<std::int64_t> next{0};
-    const auto start = steady_clock::now() + milliseconds(100);
-    std::vector<std::thread> senders;
-    for (int c = 0; c < o.connections; ++c) {
-        senders.emplace_back([&] {
-            httplib::Client client(o.http_host, o.http_port);
-            client.set_keep_alive(true);
-            client.set_tcp_nodelay(true);
-            client.set_read_timeout(30, 0);
-            for (;;) {
-                const std::int64_t i = next++;
-                if (i >= total) return;
-                const auto due =
-                    start + duration_cast<steady_clock::duration>(duration<double>(static_cast<double>(i) / rate));
-                std::this_thread::sleep_until(due);  // open loop: each order has its own send time
-                scheduled[static_cast<std::size_t>(i)] = due;
-                const std::string body =
-                    R"({"orderId":")" + ids[static_cast<std::size_t>(i)] +
-                    R"(","customerNumber":"BENCH","totalAmount":"49.90","items":[{"sku":"SKU-1","quantity":2,"unitPrice":"24.95"}]})";
-                auto result = client.Post("/order", body, "application/json");
-                statuses[static_cast<std::size_t>(i)] = result ? result->status : -1;
-                answered[static_cast<std::size_t>(i)] = steady_clock::now();
-            }
-        });
-    }
-    for (auto& sender : senders) sender.join();
+    bench::PostOrders(o.http_host, o.http_port, o.connections, orders);
     const auto sent_done = steady_clock::now();
     std::int64_t accepted = 0;
-    for (int status : statuses) accepted += status == 202;
+    for (const auto& order : orders) accepted += order.status == 202;
     // Wait for the outcomes of every accepted order (at most 60 s after the last send).
     const auto drain_deadline = sent_done + seconds(60);
     for (;;) {
         std::size_t finished = 0;
         {
             std::lock_guard lock(outcomes.mutex);
-            for (std::int64_t i = 0; i < total; ++i)
-                if (statuses[static_cast<std::size_t>(i)] == 202 &&
-                    outcomes.by_order.count(ids[static_cast<std::size_t>(i)]))
-                    ++finished;
+            for (const auto& order : orders)
+                if (order.status == 202 && outcomes.by_order.count(order.id)) ++finished;
         }
         if (static_cast<std::int64_t>(finished) >= accepted || steady_clock::now() > drain_deadline) break;
         std::this_thread::sleep_for(milliseconds(50));  // a benchmark's drain poll, not test synchronisation
@@ -431,25 +408,22 @@ OrderedJson RunStep(const Options& o, double rate, int step, Outcomes& outcomes)
     steady_clock::time_point last_outcome = start;
     {
         std::lock_guard lock(outcomes.mutex);
-        for (std::int64_t i = 0; i < total; ++i) {
-            if (statuses[static_cast<std::size_t>(i)] != 202) continue;
-            accept_latencies.push_back(duration<double, std::milli>(answered[static_cast<std::size_t>(i)] -
-                                                                    scheduled[static_cast<std::size_t>(i)])
-                                           .count());
-            auto it = outcomes.by_order.find(ids[static_cast<std::size_t>(i)]);
+        for (const auto& order : orders) {
+            if (order.status != 202) continue;
+            accept_latencies.push_back(duration<double, std::milli>(order.answered - order.due).count());
+            auto it = outcomes.by_order.find(order.id);
             if (it == outcomes.by_order.end()) {
                 ++lost;
                 continue;
             }
             if (it->second.message_ids.size() > 1) ++duplicated;
             (it->second.status == "Completed" ? completed : failed)++;
-            latencies.push_back(
-                duration<double, std::milli>(it->second.at - scheduled[static_cast<std::size_t>(i)]).count());
+            latencies.push_back(duration<double, std::milli>(it->second.at - order.due).count());
             last_outcome = std::max(last_outcome, it->second.at);
         }
         // This step's orders are counted: forget them, or the tool's own memory grows step by step
         // (and, embedded, is reported as the system's RSS).
-        for (const auto& id : ids) outcomes.by_order.erase(id);
+        for (const auto& order : orders) outcomes.by_order.erase(order.id);
     }
     std::sort(latencies.begin(), latencies.end());
     std::sort(accept_latencies.begin(), accept_latencies.end());
@@ -566,10 +540,7 @@ int Load(const Options& o) {
         if (embedded) embedded->orders->Stop(nullptr);
         rabbitmq.reset();
     });
-    if (embedded) {
-        embedded->orders.reset();  // stops its HTTP server (any thread)
-        loop.loop().Invoke([&] { embedded.reset(); });
-    }
+    if (embedded) loop.loop().Invoke([&] { embedded.reset(); });
     return 0;
 }
 
