@@ -29,9 +29,10 @@ struct HttpResponder::Connection : HandleState {
     HttpRequestParser parser;
     std::uint64_t request_number = 0;
     int minor_version = 1;
-    bool handling = false;    // a request has been handed to the handler and not answered
-    bool keep_alive = true;   // of the request being handled
-    bool processing = false;  // inside Process (an answer given synchronously must not recurse)
+    bool handling = false;      // a request has been handed to the handler and not answered
+    bool keep_alive = true;     // of the request being handled
+    bool head_request = false;  // HEAD: the answer's headers without its body
+    bool processing = false;    // inside Process (an answer given synchronously must not recurse)
     bool reading = false;
     bool draining = false;  // answered for the last time; reading until EOF or the linger ends
     bool closing = false;
@@ -203,6 +204,7 @@ void HttpServer::Process(Connection& connection) {
         HttpRequest request = connection.parser.TakeRequest();
         connection.handling = true;
         connection.keep_alive = request.keep_alive;
+        connection.head_request = request.method == "HEAD";
         connection.minor_version = request.minor_version;
         connection.request_started = Clock::now();
         const HttpResponder responder(connection.self, ++connection.request_number);
@@ -227,7 +229,9 @@ void HttpServer::Answer(Connection& connection, const HttpResponse& response) {
     connection.handling = false;
     const bool keep_alive = connection.keep_alive && !stopping_;
     const std::string_view header = !keep_alive ? "close" : connection.minor_version == 0 ? "keep-alive" : "";
-    Write(connection, WriteResponse(response, header, Date()));
+    std::string message = WriteResponse(response, header, Date());
+    if (connection.head_request) message.resize(message.size() - response.body.size());
+    Write(connection, std::move(message));
     connection.last_activity = Clock::now();
     if (connection.closing) return;
     if (!keep_alive) {
@@ -242,6 +246,7 @@ void HttpServer::Reject(Connection& connection, int status, const std::string& m
     spdlog::debug("HTTP: rejecting a request with {}: {}", status, message);
     connection.handling = true;
     connection.keep_alive = false;
+    connection.head_request = false;
     ++connection.request_number;
     Answer(connection, error_writer_(status, message));
 }
