@@ -76,11 +76,7 @@ HttpServer::HttpServer(EventLoop& loop, HttpServerOptions options, HttpHandler h
       sweep_timer_(loop) {}
 
 HttpServer::~HttpServer() {
-    if (listener_) {
-        listener_->server = nullptr;
-        CloseAndFree(reinterpret_cast<uv_handle_t*>(&listener_->tcp));
-        listener_ = nullptr;
-    }
+    CloseListener();
     std::vector<Connection*> open(connections_.begin(), connections_.end());
     for (Connection* connection : open) Close(*connection);
 }
@@ -129,15 +125,18 @@ int HttpServer::Listen() {
 
 void HttpServer::StopAccepting() {
     stopping_ = true;
-    if (listener_) {
-        listener_->server = nullptr;
-        CloseAndFree(reinterpret_cast<uv_handle_t*>(&listener_->tcp));
-        listener_ = nullptr;
-    }
+    CloseListener();
     std::vector<Connection*> idle;
     for (Connection* connection : connections_)
         if (!connection->handling && !connection->draining) idle.push_back(connection);
     for (Connection* connection : idle) Close(*connection);
+}
+
+void HttpServer::CloseListener() {
+    if (!listener_) return;
+    listener_->server = nullptr;  // a connection still pending in the accept queue is not taken
+    CloseAndFree(reinterpret_cast<uv_handle_t*>(&listener_->tcp));
+    listener_ = nullptr;
 }
 
 void HttpServer::Accept() {

@@ -72,6 +72,7 @@ class HttpServer {
     friend class HttpResponder;
     struct Listener;
 
+    void CloseListener();
     void Accept();
     void StartReading(Connection& connection);
     void OnRead(Connection& connection, const char* data, std::size_t size);
