@@ -26,8 +26,10 @@ failure_share=${BENCH_FAILURE_SHARE:-0}
 modes=${BENCH_MODES:-"Normal Full"}
 build=${BENCH_BUILD:-build-bench}
 out=${BENCH_OUT:-bench/out}
-amqp_port=${BENCH_AMQP_PORT:-46672}
-management_port=${BENCH_MANAGEMENT_PORT:-46674}
+# Below the ephemeral range (see scripts/test.sh): the smoke run starts its node after thousands of
+# test connections, one of which may hold a port in that range.
+amqp_port=${BENCH_AMQP_PORT:-23672}
+management_port=${BENCH_MANAGEMENT_PORT:-23674}
 http_port=${BENCH_HTTP_PORT:-5600}
 if [ $smoke = yes ]; then
     # Every mode of the tool once, briefly: a fixed step, two find-the-maximum steps, two embedded steps.

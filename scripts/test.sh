@@ -10,8 +10,10 @@ build=build-test
 scripts/build.sh "$build" -DSAGA_WARNINGS_AS_ERRORS=ON -DSAGA_BUILD_TESTS=ON
 
 broker_dir="$PWD/$build/broker"
-amqp_port=${SAGA_TEST_AMQP_PORT:-45672}
-management_port=${SAGA_TEST_MANAGEMENT_PORT:-45674}
+# Below Linux's ephemeral range (32768-60999): a port in it can be held by an outgoing connection of an
+# earlier test (or its TIME_WAIT), and the node's listeners then fail to bind when it (re)starts.
+amqp_port=${SAGA_TEST_AMQP_PORT:-22672}
+management_port=${SAGA_TEST_MANAGEMENT_PORT:-22674}
 trap 'scripts/broker.sh stop "$broker_dir" || true' EXIT
 scripts/broker.sh start "$broker_dir" "$amqp_port" "$management_port"
 
