@@ -110,11 +110,12 @@ void SqliteDatabase::Execute(std::string_view sql) {
     }
 }
 
-Statement& SqliteDatabase::Prepare(const std::string& sql) {
-    auto& slot = statements_[sql];
-    if (!slot) slot = std::make_unique<Statement>(db_, sql);
-    slot->Reset();
-    return *slot;
+Statement& SqliteDatabase::Prepare(std::string_view sql) {
+    auto found = statements_.find(sql);
+    if (found == statements_.end())
+        found = statements_.emplace(std::string(sql), std::make_unique<Statement>(db_, sql)).first;
+    found->second->Reset();
+    return *found->second;
 }
 
 int SqliteDatabase::UserVersion() {

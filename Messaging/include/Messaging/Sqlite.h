@@ -5,12 +5,13 @@
 #include <sqlite3.h>
 
 #include <cstdint>
-#include <map>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 
 namespace messaging {
 
@@ -62,8 +63,9 @@ class SqliteDatabase {
     SqliteDatabase& operator=(const SqliteDatabase&) = delete;
 
     void Execute(std::string_view sql);
-    // A cached statement, reset and with its bindings cleared.
-    Statement& Prepare(const std::string& sql);
+    // A cached statement, reset and with its bindings cleared. The lookup builds no string: it runs
+    // for every statement executed.
+    Statement& Prepare(std::string_view sql);
     int Changes() const { return sqlite3_changes(db_); }
     int UserVersion();
     void SetUserVersion(int version);
@@ -71,7 +73,11 @@ class SqliteDatabase {
 
   private:
     sqlite3* db_ = nullptr;
-    std::map<std::string, std::unique_ptr<Statement>> statements_;
+    struct SqlHash {
+        using is_transparent = void;
+        std::size_t operator()(std::string_view sql) const { return std::hash<std::string_view>{}(sql); }
+    };
+    std::unordered_map<std::string, std::unique_ptr<Statement>, SqlHash, std::equal_to<>> statements_;
 };
 
 // BEGIN IMMEDIATE on construction; ROLLBACK on destruction unless Commit() ran. Inside a transaction
