@@ -13,10 +13,27 @@ void PostStatus(EventLoop& loop, const std::shared_ptr<bool>& alive, std::functi
     });
 }
 
+// Runs work handed to RunBeforeCommit: its failure is logged, not thrown at whoever committed.
+template <typename Run>
+void LogFailureOf(const Run& run) {
+    try {
+        run();
+    } catch (const std::exception& e) {
+        spdlog::warn("work run before a commit failed and was undone: {}", e.what());
+    }
+}
+
 }  // namespace
 
 void CommitEachUnit::AfterCommit(std::function<void(const Status&)> done) {
     PostStatus(loop_, alive_, std::move(done), Status::Ok());
+}
+
+void CommitEachUnit::RunBeforeCommit(std::function<void()> work) {
+    // No batch to join: the work runs at the end of the turn, its statements committing as they go.
+    loop_.Defer([alive = std::weak_ptr<bool>(alive_), work = std::move(work)] {
+        if (!alive.expired()) LogFailureOf(work);
+    });
 }
 
 std::unique_ptr<UnitOfWork> MakeUnitOfWork(EventLoop& loop, SqliteDatabase& db, bool group_commit) {
@@ -38,17 +55,23 @@ GroupCommit::~GroupCommit() {
     }
 }
 
+void GroupCommit::Open() {
+    db_.Prepare("BEGIN IMMEDIATE").Run();
+    open_ = true;
+    units_ = 0;
+    flush_at_turn_end_.Request();
+}
+
 void GroupCommit::Run(const std::function<void()>& work) {
     if (open_ && units_ >= max_units_) {
         // A full batch commits now; its waiters hear of it after this unit, not inside it.
         NotifyLater(Commit());
     }
-    if (!open_) {
-        db_.Prepare("BEGIN IMMEDIATE").Run();
-        open_ = true;
-        units_ = 0;
-        flush_at_turn_end_.Request();
-    }
+    if (!open_) Open();
+    RunInSavepoint(work);
+}
+
+void GroupCommit::RunInSavepoint(const std::function<void()>& work) {
     db_.Prepare("SAVEPOINT unit_of_work").Run();
     try {
         work();
@@ -66,6 +89,11 @@ void GroupCommit::Run(const std::function<void()>& work) {
     }
     db_.Prepare("RELEASE unit_of_work").Run();
     ++units_;
+}
+
+void GroupCommit::RunBeforeCommit(std::function<void()> work) {
+    if (!open_) Open();
+    before_commit_.push_back(std::move(work));
 }
 
 void GroupCommit::AfterCommit(std::function<void(const Status&)> done) {
@@ -91,6 +119,13 @@ void GroupCommit::Flush() {
 }
 
 Status GroupCommit::Commit() {
+    auto before_commit = std::move(before_commit_);
+    before_commit_.clear();
+    for (const auto& work : before_commit) {
+        if (!open_) break;  // an earlier one lost the batch; its waiters have been told
+        LogFailureOf([&] { RunInSavepoint(work); });
+    }
+    if (!open_) return Status::Internal("the database rolled the batch back");
     open_ = false;
     Status status = Status::Ok();
     try {

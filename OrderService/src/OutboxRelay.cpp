@@ -2,6 +2,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
+
 namespace order_service {
 
 OutboxRelay::OutboxRelay(messaging::EventLoop& loop, messaging::Bus& bus, OrderRepository& repository,
@@ -26,10 +28,23 @@ void OutboxRelay::Send(std::int64_t sequence, messaging::OutgoingMessage message
 }
 
 void OutboxRelay::Remove(const std::vector<std::int64_t>& sequences) {
+    if (sequences.empty()) return;
+    const bool first_this_turn = confirmed_.empty();
+    confirmed_.insert(confirmed_.end(), sequences.begin(), sequences.end());
+    if (!first_this_turn) return;
+    unit_of_work_.RunBeforeCommit([this, alive = std::weak_ptr<bool>(alive_)] {
+        if (!alive.expired()) RemoveConfirmed();
+    });
+}
+
+void OutboxRelay::RemoveConfirmed() {
+    const auto rows = std::move(confirmed_);
+    confirmed_.clear();
     try {
-        unit_of_work_.Run([&] { repository_.RemoveFromOutbox(sequences); });
+        repository_.RemoveFromOutbox(rows);
     } catch (const std::exception& e) {
-        spdlog::warn("{} outbox row(s) could not be removed ({}); they will be sent again", sequences.size(), e.what());
+        spdlog::warn("{} outbox row(s) could not be removed ({}); they will be sent again", rows.size(), e.what());
+        throw;  // undoes the part that was removed
     }
 }
 
@@ -41,7 +56,9 @@ void OutboxRelay::Sweep() {
     for (auto& entry : pending) {
         newest = std::max(newest, entry.sequence);
         // A row younger than one sweep is normally still on its way through the consumer that wrote it.
-        if (entry.sequence > seen_up_to_ || in_flight_.count(entry.sequence)) continue;
+        if (entry.sequence > seen_up_to_ || in_flight_.count(entry.sequence) ||
+            std::find(confirmed_.begin(), confirmed_.end(), entry.sequence) != confirmed_.end())
+            continue;
         ++resent;
         Send(entry.sequence, std::move(entry.message), nullptr);
     }

@@ -428,6 +428,44 @@ TEST_SUITE("Messaging.GroupCommit") {
         CHECK(CommittedRows(path) == 1);
     }
 
+    TEST_CASE("Work run before the commit joins the turn's batch last - if it throws, only its writes are undone") {
+        GroupCommitRig rig("CREATE TABLE t (k INTEGER PRIMARY KEY)");
+        auto& loop = rig.loop;
+        auto& db = rig.db;
+        auto& group = rig.group;
+        const std::string& path = rig.path;
+        std::promise<std::int64_t> rows_promise;
+        auto rows_future = rows_promise.get_future();
+        auto order = std::make_shared<std::vector<std::string>>();
+        loop.Invoke([&] {
+            group->RunBeforeCommit([&, order] {
+                order->push_back("before-commit");
+                db->Prepare("INSERT INTO t VALUES (10)").Run();
+            });
+            group->RunBeforeCommit([&] {
+                db->Prepare("INSERT INTO t VALUES (11)").Run();
+                db->Prepare("INSERT INTO t VALUES (10)").Run();  // duplicate key: this work fails
+            });
+            group->Run([&, order] {
+                order->push_back("unit");
+                db->Prepare("INSERT INTO t VALUES (1)").Run();
+            });
+            group->AfterCommit([&](const Status& status) {
+                CHECK(status.ok());
+                rows_promise.set_value(CommittedRows(path));
+            });
+            CHECK(CommittedRows(path) == 0);
+        });
+        REQUIRE(rows_future.wait_for(10s) == std::future_status::ready);
+        CHECK(rows_future.get() == 2);
+        CHECK(*order == std::vector<std::string>{"unit", "before-commit"});
+        CHECK(loop.Invoke([&] { return group->batches_committed(); }) == 1);
+        auto& keys = db->Prepare("SELECT group_concat(k, ',') FROM (SELECT k FROM t ORDER BY k)");
+        REQUIRE(keys.Step());
+        CHECK(keys.Text(0) == "1,10");
+        keys.Reset();
+    }
+
     TEST_CASE("With no batch open AfterCommit still answers later - never inside the caller") {
         EventLoopThread loop_thread;
         auto& loop = loop_thread.loop();

@@ -229,5 +229,9 @@ TEST_SUITE("OrderService.HttpApi") {
         CHECK(reason("web-1") == "Credit card limit exceeded");
         CHECK(reason("web-2") == "Payment faulted: Payment gateway unavailable");
         CHECK(reason("web-3").is_null());
+        // Every message the POSTs and the saga stored in the outbox was confirmed, and its row removed.
+        CHECK(test_support::WaitFor([&] {
+            return api.system.loop().Invoke([&] { return api.system.orders().repository().PendingOutbox(1).empty(); });
+        }));
     }
 }

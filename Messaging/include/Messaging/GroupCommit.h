@@ -26,6 +26,10 @@ class UnitOfWork {
     virtual void AfterCommit(std::function<void(const Status&)> done) = 0;
     // Commits what is pending now (before a read that must see only durable state).
     virtual void Flush() = 0;
+    // Runs `work` as a unit at the end of this turn, just before the batch commits, so that work
+    // gathered through a turn (rows to delete once the broker confirmed their messages) costs one unit
+    // instead of one per event. If it throws, its writes are undone and the error is logged.
+    virtual void RunBeforeCommit(std::function<void()> work) = 0;
 };
 
 // Database.GroupCommit false: a unit is just a call, and its own transactions commit as they go.
@@ -36,6 +40,7 @@ class CommitEachUnit : public UnitOfWork {
     void Run(const std::function<void()>& work) override { work(); }
     void AfterCommit(std::function<void(const Status&)> done) override;
     void Flush() override {}
+    void RunBeforeCommit(std::function<void()> work) override;
 
   private:
     EventLoop& loop_;
@@ -56,11 +61,15 @@ class GroupCommit : public UnitOfWork {
     void AfterCommit(std::function<void(const Status&)> done) override;
     // Commits the open batch now and runs its AfterCommit callbacks.
     void Flush() override;
+    // Opens a batch if none is open; `work` runs inside it right before its COMMIT.
+    void RunBeforeCommit(std::function<void()> work) override;
 
     std::size_t batches_committed() const { return batches_committed_; }
     std::size_t units_committed() const { return units_committed_; }
 
   private:
+    void Open();
+    void RunInSavepoint(const std::function<void()>& work);
     Status Commit();                         // ends the open batch; the waiters are the caller's to notify
     void NotifyLater(const Status& status);  // tells every waiter of `status` on a later turn
 
@@ -73,6 +82,7 @@ class GroupCommit : public UnitOfWork {
     EndOfTurnTask flush_at_turn_end_;
     std::size_t units_ = 0;
     std::vector<std::function<void(const Status&)>> waiting_;
+    std::vector<std::function<void()>> before_commit_;
     std::size_t batches_committed_ = 0;
     std::size_t units_committed_ = 0;
     std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
