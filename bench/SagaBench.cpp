@@ -9,7 +9,8 @@
 //            order's outcome is read from a queue of our own bound to OrderCompleted and OrderFailed,
 //            and latency runs from the order's scheduled send time to its final event (and, reported
 //            apart, to its 202 answer).
-//   max:     load in steps of rising rate until the system falls behind; the highest rate it kept up with.
+//   max:     load in steps of rising rate until the system falls behind, then a few steps that halve
+//            the last gap; the highest rate it kept up with.
 // With --embedded CONFIG_DIR, load and max run the three services in this process on the in-memory bus
 // (as `OrderService --in-memory`) and read the outcomes from it: what the system costs without a broker.
 #include <spdlog/spdlog.h>
@@ -63,6 +64,7 @@ struct Options {
     double step_factor = 1.2;     // max: each step offers this much more
     double max_p99_ms = 1000;     // max: a step whose p99 passes this has fallen behind
     int max_steps = 30;           // max: at most this many steps
+    int refine_steps = 2;         // max: then this many steps between the last rate kept up with and the first not
 };
 
 Options Parse(int argc, char** argv) {
@@ -104,6 +106,8 @@ Options Parse(int argc, char** argv) {
             o.max_p99_ms = std::stod(value);
         else if (key == "--max-steps")
             o.max_steps = std::stoi(value);
+        else if (key == "--refine-steps")
+            o.refine_steps = std::stoi(value);
         else
             throw std::runtime_error("unknown option " + key);
     }
@@ -493,8 +497,9 @@ struct EmbeddedSystem {
 };
 
 // `load`: one step at --rate. `max`: steps from --rate upward by --step-factor until the system falls
-// behind (sustains less than 95% of the offered rate, or its p99 passes --max-p99-ms); prints every
-// step and the highest rate it kept up with.
+// behind (sustains less than 95% of the offered rate, or its p99 passes --max-p99-ms), then
+// --refine-steps steps between the last rate it kept up with and that one; prints every step and the
+// highest rate it kept up with.
 int Load(const Options& o) {
     Outcomes outcomes;
     EventLoopThread loop;
@@ -516,18 +521,36 @@ int Load(const Options& o) {
         std::cout << RunStep(o, o.rate, 0, outcomes).dump() << std::endl;
     } else {
         OrderedJson steps = OrderedJson::array();
-        double best = 0;
-        double rate = o.rate;
-        for (int step = 0; step < o.max_steps; ++step, rate *= o.step_factor) {
-            OrderedJson result = RunStep(o, rate, step, outcomes);
+        int step = 0;
+        auto kept_up_with = [&](double rate) {
+            OrderedJson result = RunStep(o, rate, step++, outcomes);
             std::cerr << "  offered " << rate << "/s: sustained " << result["throughput"].get<double>() << "/s, p99 "
                       << result["latency_ms"]["p99"].get<double>() << " ms" << std::endl;
             const bool kept_up = result["throughput"].get<double>() >= 0.95 * rate &&
                                  result["latency_ms"]["p99"].get<double>() <= o.max_p99_ms &&
                                  result["lost"].get<std::int64_t>() == 0;
             steps.push_back(std::move(result));
-            if (!kept_up) break;
+            return kept_up;
+        };
+        double best = 0;
+        double fell_behind_at = 0;
+        for (double rate = o.rate; step < o.max_steps; rate *= o.step_factor) {
+            if (!kept_up_with(rate)) {
+                fell_behind_at = rate;
+                break;
+            }
             best = rate;
+        }
+        // Steps of +15% alone can understate the maximum by as much: halve the last gap (geometrically)
+        // a few times. Each step starts with nothing in flight (RunStep drains the one before).
+        double low = best;
+        double high = fell_behind_at;
+        for (int i = 0; i < o.refine_steps && low > 0 && high > 0; ++i) {
+            const double middle = std::sqrt(low * high);
+            if (kept_up_with(middle))
+                low = best = middle;
+            else
+                high = middle;
         }
         OrderedJson summary;
         summary["mode"] = "max";

@@ -2,6 +2,7 @@
 the embedded run) into report.json, report.md and latency.png (latency percentiles against offered
 load, the ceiling marked), and checks the targets of the benchmark issue."""
 import json
+import statistics
 import subprocess
 import sys
 
@@ -28,10 +29,34 @@ def kept_up(r):
     return clean(r) and r["throughput"] >= 0.95 * r["offered_rate"]
 
 
+def median_of(runs):
+    """One row for the repeated runs of a fixed step: the median of each figure (peak RSS: the highest),
+    the run-by-run p50 and p99 kept beside it, lost and duplicated summed."""
+    if len(runs) == 1:
+        return dict(runs[0], p50_p99_of_runs=[])
+    med = lambda values: statistics.median(values)
+    first = runs[0]
+    return dict(first,
+                throughput=med([r["throughput"] for r in runs]),
+                ratio_to_ceiling=med([r["ratio_to_ceiling"] for r in runs]),
+                latency_ms={k: med([r["latency_ms"][k] for r in runs]) for k in first["latency_ms"]},
+                accepted_latency_ms={k: med([r["accepted_latency_ms"][k] for r in runs]) for k in first["accepted_latency_ms"]},
+                cpu_seconds_per_1000_orders={k: med([r["cpu_seconds_per_1000_orders"][k] for r in runs])
+                                             for k in first["cpu_seconds_per_1000_orders"]},
+                peak_rss_mb={k: max(r["peak_rss_mb"][k] for r in runs) for k in first["peak_rss_mb"]},
+                lost=sum(r["lost"] for r in runs), duplicated=sum(r["duplicated"] for r in runs),
+                p50_p99_of_runs=[(r["latency_ms"]["p50"], r["latency_ms"]["p99"]) for r in runs])
+
+
 lines = ["# Benchmark report", "", f"Machine: {machine}. Command: `bash bench/run.sh` ({settings}).", ""]
 checks = []
+step_rows = {}  # synchronous -> one (median) row per fixed step
 for sync in sorted({r["synchronous"] for r in steps}):
-    runs = [r for r in steps if r["synchronous"] == sync]
+    all_runs = [r for r in steps if r["synchronous"] == sync]
+    runs = [median_of([r for r in all_runs if r["fraction"] == fraction])
+            for fraction in sorted({r["fraction"] for r in all_runs})]
+    repeats = max(len(r["p50_p99_of_runs"]) for r in runs) or 1
+    step_rows[sync] = runs
     ceiling = runs[0]["ceiling"]
     sustained = [r["throughput"] for r in runs if kept_up(r)]
     best_fixed = max(sustained) if sustained else 0
@@ -40,15 +65,18 @@ for sync in sorted({r["synchronous"] for r in steps}):
     lines += [f"## SQLite synchronous={sync}", "",
               f"Broker ceiling (six confirmed, persistent, acked hops + a SQLite upsert per saga step): **{ceiling:.0f} orders/s**. "
               f"Highest rate sustained (95% of the offered rate or more, nothing lost): **{best:.0f} orders/s = {best / ceiling:.0%} of the ceiling**.", "",
-              "| offered/s | sustained/s | ratio | p50 ms | p95 ms | p99 ms | max ms | 202 p50/p99 ms | lost | dup | CPU s/1000 orders (broker, order, inventory, payment, generator) | peak RSS MB (order, inventory, payment) |",
-              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+              (f"Each fixed step ran {repeats} times; its row gives the median of each figure (peak RSS: the highest), "
+               "and the last column the p50 / p99 of each run." if repeats > 1 else "Each fixed step ran once."), "",
+              "| offered/s | sustained/s | ratio | p50 ms | p95 ms | p99 ms | max ms | 202 p50/p99 ms | lost | dup | CPU s/1000 orders (broker, order, inventory, payment, generator) | peak RSS MB (order, inventory, payment) | p50 / p99 ms of each run |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in runs:
         l, c, m = r["latency_ms"], r["cpu_seconds_per_1000_orders"], r["peak_rss_mb"]
         a = r.get("accepted_latency_ms", {"p50": float("nan"), "p99": float("nan")})
         lines.append(f"| {r['offered_rate']:.0f} | {r['throughput']:.0f} | {r['ratio_to_ceiling']:.2f} | {l['p50']:.1f} | {l['p95']:.1f} | "
                      f"{l['p99']:.1f} | {l['max']:.1f} | {a['p50']:.1f} / {a['p99']:.1f} | {r['lost']} | {r['duplicated']} | "
                      f"{c['broker']:.2f}, {c['OrderService']:.2f}, {c['InventoryService']:.2f}, {c['PaymentService']:.2f}, {c['load-generator']:.2f} | "
-                     f"{m['OrderService']:.1f}, {m['InventoryService']:.1f}, {m['PaymentService']:.1f} |")
+                     f"{m['OrderService']:.1f}, {m['InventoryService']:.1f}, {m['PaymentService']:.1f} | "
+                     f"{'; '.join(f'{p50:.0f} / {p99:.0f}' for p50, p99 in r['p50_p99_of_runs']) or '-'} |")
     lines += ["", "Latency runs from an order's scheduled send to its final event; \"202\" is from the scheduled send to "
               "the HTTP answer (the order stored and its `OrderSubmitted` in the outbox)."]
     chain = chains.get(sync)
@@ -58,7 +86,8 @@ for sync in sorted({r["synchronous"] for r in steps}):
                   f"six hops started open-loop, no HTTP, no saga logic): p50 **{cl['p50']:.1f} ms**, p95 {cl['p95']:.1f} ms, "
                   f"p99 **{cl['p99']:.1f} ms**, max {cl['max']:.1f} ms. This is the floor under the system's latency at that load."]
     if found:
-        lines += ["", f"Find-the-maximum (`SagaBench max`, +15% a step until it falls behind): kept up with **{found['maximum_rate']:.0f} orders/s**.", "",
+        lines += ["", f"Find-the-maximum (`SagaBench max`, +15% a step until it falls behind, then steps that halve the last gap; "
+                  f"in the order run): kept up with **{found['maximum_rate']:.0f} orders/s**.", "",
                   "| offered/s | sustained/s | p50 ms | p99 ms | lost | dup |", "|---|---|---|---|---|---|"]
         for s in found["steps"]:
             l = s["latency_ms"]
@@ -98,7 +127,7 @@ data = f"{out}/latency.dat"
 with open(data, "w") as f:
     for sync in sorted({r["synchronous"] for r in steps}):
         f.write(f'"{sync}"\n')
-        points = [(r["offered_rate"], r["latency_ms"]) for r in steps if r["synchronous"] == sync]
+        points = [(r["offered_rate"], r["latency_ms"]) for r in step_rows[sync]]
         if sync in maxima:
             points += [(s["offered_rate"], s["latency_ms"]) for s in maxima[sync]["steps"]]
         for rate, l in sorted(points, key=lambda p: p[0]):

@@ -4,7 +4,7 @@
 # latency at half that rate (SagaBench chain), then runs the three services under open-loop loads at
 # fractions of that ceiling (SagaBench load). CPU seconds and peak RSS per process come from /proc.
 # Writes bench/out/report.json, report.md and latency.png.
-#   bash bench/run.sh            the full run (about 15 minutes)
+#   bash bench/run.sh            the full run (about 20 minutes)
 #   bash bench/run.sh --smoke    a few seconds at a low rate (run by the test suite)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,7 +20,10 @@ prefetch=${BENCH_PREFETCH:-256}
 connections=${BENCH_CONNECTIONS:-64}
 find_max=${BENCH_FIND_MAX:-yes}
 embedded=${BENCH_EMBEDDED:-yes}
-max_steps=30; max_start=0.3; embedded_rate=500
+max_steps=30; max_start=0.3; embedded_rate=500; refine_steps=2
+# Each fixed step runs this many times and the report gives the median: on a shared machine one 15 s
+# run's latency can differ from the next one's by half.
+repeats=${BENCH_REPEATS:-3}
 # The order mix: 0 = every order succeeds; 0.1 = 10% out of stock and 10% declined payments.
 failure_share=${BENCH_FAILURE_SHARE:-0}
 modes=${BENCH_MODES:-"Normal Full"}
@@ -34,7 +37,8 @@ http_port=${BENCH_HTTP_PORT:-5600}
 if [ $smoke = yes ]; then
     # Every mode of the tool once, briefly: a fixed step, two find-the-maximum steps, two embedded steps.
     seconds=2; fractions="0.1"; modes="Normal"; out=${BENCH_OUT:-$build/smoke}
-    max_steps=2; max_start=0.05; embedded_rate=50; failure_share=${BENCH_FAILURE_SHARE:-0.1}
+    max_steps=2; max_start=0.05; embedded_rate=50; failure_share=${BENCH_FAILURE_SHARE:-0.1}; refine_steps=1
+    repeats=1
 fi
 
 if [ -z "${BENCH_SKIP_SETUP:-}" ]; then
@@ -99,43 +103,47 @@ for sync in $modes; do
     for _ in $(seq 1 100); do curl -fsS "http://127.0.0.1:$http_port/health" > /dev/null 2>&1 && break; sleep 0.1; done
 
     for fraction in $fractions; do
-        rate=$(python3 -c "print(max(1.0, round($ceiling * $fraction, 1)))")
-        echo "== $sync: offered $rate orders/s ($fraction of the ceiling) for $seconds s" >&2
-        declare -A before=()
-        for pid in "$broker_pid" "${service_pids[@]}"; do before[$pid]=$(cpu_ticks "$pid"); done
-        load_json=$("$bench_bin" load --http-port "$http_port" --amqp-port "$amqp_port" \
-                    --vhost "$vhost" --rate "$rate" --seconds "$seconds" --connections "$connections" \
-                    --failure-share "$failure_share")
-        echo "$load_json" >&2
-        python3 - "$load_json" "$ceiling_json" "$sync" "$fraction" "$ticks_per_second" \
-            "broker=$broker_pid:${before[$broker_pid]}:$(cpu_ticks "$broker_pid"):0" \
-            "InventoryService=${service_pids[0]}:${before[${service_pids[0]}]}:$(cpu_ticks "${service_pids[0]}"):$(peak_rss_kb "${service_pids[0]}")" \
-            "PaymentService=${service_pids[1]}:${before[${service_pids[1]}]}:$(cpu_ticks "${service_pids[1]}"):$(peak_rss_kb "${service_pids[1]}")" \
-            "OrderService=${service_pids[2]}:${before[${service_pids[2]}]}:$(cpu_ticks "${service_pids[2]}"):$(peak_rss_kb "${service_pids[2]}")" \
-            >> "$results" <<'PY'
+        for repeat in $(seq 1 "$repeats"); do
+            rate=$(python3 -c "print(max(1.0, round($ceiling * $fraction, 1)))")
+            echo "== $sync: offered $rate orders/s ($fraction of the ceiling) for $seconds s, run $repeat of $repeats" >&2
+            declare -A before=()
+            for pid in "$broker_pid" "${service_pids[@]}"; do before[$pid]=$(cpu_ticks "$pid"); done
+            load_json=$("$bench_bin" load --http-port "$http_port" --amqp-port "$amqp_port" \
+                        --vhost "$vhost" --rate "$rate" --seconds "$seconds" --connections "$connections" \
+                        --failure-share "$failure_share")
+            echo "$load_json" >&2
+            python3 - "$load_json" "$ceiling_json" "$sync" "$fraction" "$repeat" "$ticks_per_second" \
+                "broker=$broker_pid:${before[$broker_pid]}:$(cpu_ticks "$broker_pid"):0" \
+                "InventoryService=${service_pids[0]}:${before[${service_pids[0]}]}:$(cpu_ticks "${service_pids[0]}"):$(peak_rss_kb "${service_pids[0]}")" \
+                "PaymentService=${service_pids[1]}:${before[${service_pids[1]}]}:$(cpu_ticks "${service_pids[1]}"):$(peak_rss_kb "${service_pids[1]}")" \
+                "OrderService=${service_pids[2]}:${before[${service_pids[2]}]}:$(cpu_ticks "${service_pids[2]}"):$(peak_rss_kb "${service_pids[2]}")" \
+                >> "$results" <<'PY'
 import json, sys
-load, ceiling, sync, fraction, hz = json.loads(sys.argv[1]), json.loads(sys.argv[2]), sys.argv[3], float(sys.argv[4]), int(sys.argv[5])
+load, ceiling, sync, fraction, repeat, hz = (json.loads(sys.argv[1]), json.loads(sys.argv[2]), sys.argv[3],
+                                             float(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6]))
 orders = max(1, load["completed"] + load["failed"])
 cpu = {}
 rss = {}
-for entry in sys.argv[6:]:
+for entry in sys.argv[7:]:
     name, rest = entry.split("=", 1)
     pid, before, after, peak = rest.split(":")
     cpu[name] = (int(after) - int(before)) / hz * 1000 / orders
     if name != "broker":
         rss[name] = int(peak) / 1024
 cpu["load-generator"] = load["cpu_seconds"] * 1000 / orders
-row = dict(load, kind="step", synchronous=sync, fraction=fraction, ceiling=ceiling["chains_per_second"],
+row = dict(load, kind="step", synchronous=sync, fraction=fraction, repeat=repeat, ceiling=ceiling["chains_per_second"],
            ratio_to_ceiling=load["throughput"] / ceiling["chains_per_second"],
            cpu_seconds_per_1000_orders=cpu, peak_rss_mb=rss)
 print(json.dumps(row))
 PY
+        done
     done
     if [ "$find_max" = yes ]; then
         start_rate=$(python3 -c "print(round($ceiling * $max_start, 1))")
         echo "== $sync: finding the maximum (steps of +15% from $start_rate orders/s, $seconds s each)" >&2
         max_json=$("$bench_bin" max --http-port "$http_port" --amqp-port "$amqp_port" --vhost "$vhost" \
-                   --rate "$start_rate" --step-factor 1.15 --max-steps "$max_steps" --seconds "$seconds" \
+                   --rate "$start_rate" --step-factor 1.15 --max-steps "$max_steps" --refine-steps "$refine_steps" \
+                   --seconds "$seconds" \
                    --connections "$connections" --failure-share "$failure_share")
         python3 -c "import json,sys; d=json.loads(sys.argv[1]); d.update(kind='max', synchronous=sys.argv[2], ceiling=float(sys.argv[3])); print(json.dumps(d))" \
             "$max_json" "$sync" "$ceiling" >> "$results"
@@ -151,11 +159,11 @@ if [ "$embedded" = yes ]; then
     echo "== embedded (in-memory bus, synchronous=Normal): finding the maximum" >&2
     embedded_json=$(Logging__Level=warning Endpoint__PrefetchCount=$prefetch \
         "$bench_bin" max --embedded appsettings --http-port "$http_port" --rate "$embedded_rate" --step-factor 1.15 \
-        --max-steps "$max_steps" --seconds "$seconds" --connections "$connections" --failure-share "$failure_share")
+        --max-steps "$max_steps" --refine-steps "$refine_steps" --seconds "$seconds" --connections "$connections" --failure-share "$failure_share")
     python3 -c "import json,sys; d=json.loads(sys.argv[1]); d.update(kind='embedded', synchronous='Normal'); print(json.dumps(d))" \
         "$embedded_json" >> "$results"
 fi
 
-settings="prefetch $prefetch, $connections HTTP connections, $seconds s per step, failure share $failure_share"
+settings="prefetch $prefetch, $connections HTTP connections, $seconds s per step, $repeats runs of each fixed step, failure share $failure_share"
 python3 bench/report.py "$results" "$out" "$(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -sr)" "$settings"
 echo "report: $out/report.md" >&2
