@@ -121,9 +121,15 @@ void GroupCommit::Flush() {
 Status GroupCommit::Commit() {
     auto before_commit = std::move(before_commit_);
     before_commit_.clear();
-    for (const auto& work : before_commit) {
-        if (!open_) break;  // an earlier one lost the batch; its waiters have been told
-        LogFailureOf([&] { RunInSavepoint(work); });
+    for (std::size_t i = 0; i < before_commit.size(); ++i) {
+        if (!open_) {
+            // An earlier one lost the whole batch (its waiters have been told): the rest wait for the
+            // next batch instead of being dropped.
+            before_commit_.assign(std::make_move_iterator(before_commit.begin() + static_cast<std::ptrdiff_t>(i)),
+                                  std::make_move_iterator(before_commit.end()));
+            break;
+        }
+        LogFailureOf([&] { RunInSavepoint(before_commit[i]); });
     }
     if (!open_) return Status::Internal("the database rolled the batch back");
     open_ = false;

@@ -428,7 +428,7 @@ TEST_SUITE("Messaging.GroupCommit") {
         CHECK(CommittedRows(path) == 1);
     }
 
-    TEST_CASE("Work run before the commit joins the turn's batch last - if it throws, only its writes are undone") {
+    TEST_CASE("Work run before the commit joins the turn's batch last - a failing one undoes only its own writes") {
         GroupCommitRig rig("CREATE TABLE t (k INTEGER PRIMARY KEY)");
         auto& loop = rig.loop;
         auto& db = rig.db;
@@ -463,6 +463,32 @@ TEST_SUITE("Messaging.GroupCommit") {
         auto& keys = db->Prepare("SELECT group_concat(k, ',') FROM (SELECT k FROM t ORDER BY k)");
         REQUIRE(keys.Step());
         CHECK(keys.Text(0) == "1,10");
+        keys.Reset();
+    }
+
+    TEST_CASE("Work left behind when an earlier one lost the whole batch runs with the next batch") {
+        GroupCommitRig rig("CREATE TABLE t (k INTEGER PRIMARY KEY)");
+        auto& loop = rig.loop;
+        auto& db = rig.db;
+        auto& group = rig.group;
+        const std::string& path = rig.path;
+        loop.Invoke([&] {
+            group->Run([&] { db->Prepare("INSERT INTO t VALUES (1)").Run(); });
+            group->RunBeforeCommit([&] {
+                db->Execute("ROLLBACK");  // as SQLite does on an I/O error: the whole batch is gone
+                throw std::runtime_error("the batch is lost");
+            });
+            group->RunBeforeCommit([&] { db->Prepare("INSERT INTO t VALUES (20)").Run(); });
+        });
+        // That turn's batch was lost at its end; the second work waits for the next one.
+        CHECK(loop.Invoke([&] { return CommittedRows(path); }) == 0);
+        loop.Invoke([&] {
+            group->Run([&] { db->Prepare("INSERT INTO t VALUES (2)").Run(); });
+            group->Flush();
+        });
+        auto& keys = db->Prepare("SELECT group_concat(k, ',') FROM (SELECT k FROM t ORDER BY k)");
+        REQUIRE(keys.Step());
+        CHECK(keys.Text(0) == "2,20");
         keys.Reset();
     }
 
