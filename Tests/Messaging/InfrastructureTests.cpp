@@ -318,6 +318,15 @@ TEST_SUITE("Messaging.GroupCommit") {
         return rows;
     }
 
+    // The keys of `t` in order, comma-separated, as `db` sees them.
+    std::string Keys(SqliteDatabase & db) {
+        auto& keys = db.Prepare("SELECT group_concat(k, ',') FROM (SELECT k FROM t ORDER BY k)");
+        REQUIRE(keys.Step());
+        std::string text = keys.Text(0);
+        keys.Reset();
+        return text;
+    }
+
     // A database with `schema` and a GroupCommit on it, owned by a loop thread; both are closed on it.
     struct GroupCommitRig {
         explicit GroupCommitRig(const std::string& schema, std::size_t max_units = 512)
@@ -386,10 +395,7 @@ TEST_SUITE("Messaging.GroupCommit") {
             group->Flush();
             CHECK(CommittedRows(path) == 3);
         });
-        auto& keys = db->Prepare("SELECT group_concat(k, ',') FROM (SELECT k FROM t ORDER BY k)");
-        REQUIRE(keys.Step());
-        CHECK(keys.Text(0) == "1,3,4");
-        keys.Reset();
+        CHECK(Keys(*db) == "1,3,4");
     }
 
     TEST_CASE("A batch whose COMMIT fails is rolled back - every unit in it hears the error") {
@@ -460,10 +466,7 @@ TEST_SUITE("Messaging.GroupCommit") {
         CHECK(rows_future.get() == 2);
         CHECK(*order == std::vector<std::string>{"unit", "before-commit"});
         CHECK(loop.Invoke([&] { return group->batches_committed(); }) == 1);
-        auto& keys = db->Prepare("SELECT group_concat(k, ',') FROM (SELECT k FROM t ORDER BY k)");
-        REQUIRE(keys.Step());
-        CHECK(keys.Text(0) == "1,10");
-        keys.Reset();
+        CHECK(Keys(*db) == "1,10");
     }
 
     TEST_CASE("Work left behind when an earlier one lost the whole batch runs with the next batch") {
@@ -486,10 +489,7 @@ TEST_SUITE("Messaging.GroupCommit") {
             group->Run([&] { db->Prepare("INSERT INTO t VALUES (2)").Run(); });
             group->Flush();
         });
-        auto& keys = db->Prepare("SELECT group_concat(k, ',') FROM (SELECT k FROM t ORDER BY k)");
-        REQUIRE(keys.Step());
-        CHECK(keys.Text(0) == "2,20");
-        keys.Reset();
+        CHECK(Keys(*db) == "2,20");
     }
 
     TEST_CASE("With no batch open AfterCommit still answers later - never inside the caller") {
