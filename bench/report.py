@@ -34,7 +34,7 @@ def median_of(runs):
     the run-by-run p50 and p99 kept beside it, lost and duplicated summed."""
     if len(runs) == 1:
         return dict(runs[0], p50_p99_of_runs=[])
-    med = lambda values: statistics.median(values)
+    med = statistics.median
     first = runs[0]
     return dict(first,
                 throughput=med([r["throughput"] for r in runs]),
