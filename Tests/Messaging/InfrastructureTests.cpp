@@ -482,8 +482,10 @@ TEST_SUITE("Messaging.GroupCommit") {
                 throw std::runtime_error("the batch is lost");
             });
             group->RunBeforeCommit([&] { db->Prepare("INSERT INTO t VALUES (20)").Run(); });
+            // Committed here, not left to the end of the turn: the loop may run the next Invoke first.
+            group->Flush();
         });
-        // That turn's batch was lost at its end; the second work waits for the next one.
+        // That batch was lost; the second work waits for the next one.
         CHECK(loop.Invoke([&] { return CommittedRows(path); }) == 0);
         loop.Invoke([&] {
             group->Run([&] { db->Prepare("INSERT INTO t VALUES (2)").Run(); });
