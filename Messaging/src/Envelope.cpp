@@ -167,7 +167,7 @@ std::string SerializeEnvelope(const Envelope& envelope, const OrderedJson& messa
     return out;
 }
 
-Envelope ParseEnvelope(std::string_view body) {
+Envelope detail::ParseEnvelopeDom(std::string_view body) {
     Json root = Json::parse(body, nullptr, /*allow_exceptions=*/false, /*ignore_comments=*/true);
     if (root.is_discarded()) throw EnvelopeError("the message body is not valid JSON");
     if (!root.is_object()) throw EnvelopeError("the message body is not a JSON object");
@@ -198,6 +198,302 @@ Envelope ParseEnvelope(std::string_view body) {
     if (const Json* headers = FindField(root, "headers"); headers && headers->is_object()) envelope.headers = *headers;
     if (const Json* host = FindField(root, "host")) envelope.host = contracts::ReadHostInfo(*host);
     return envelope;
+}
+
+namespace {
+
+// The top-level fields of an envelope, by their exact camelCase names.
+enum class Field {
+    kMessageId,
+    kRequestId,
+    kCorrelationId,
+    kConversationId,
+    kInitiatorId,
+    kSourceAddress,
+    kDestinationAddress,
+    kResponseAddress,
+    kFaultAddress,
+    kMessageType,
+    kMessage,
+    kExpirationTime,
+    kSentTime,
+    kHeaders,
+    kHost,
+};
+
+constexpr std::pair<std::string_view, Field> kFields[] = {
+    {"messageId", Field::kMessageId},
+    {"requestId", Field::kRequestId},
+    {"correlationId", Field::kCorrelationId},
+    {"conversationId", Field::kConversationId},
+    {"initiatorId", Field::kInitiatorId},
+    {"sourceAddress", Field::kSourceAddress},
+    {"destinationAddress", Field::kDestinationAddress},
+    {"responseAddress", Field::kResponseAddress},
+    {"faultAddress", Field::kFaultAddress},
+    {"messageType", Field::kMessageType},
+    {"message", Field::kMessage},
+    {"expirationTime", Field::kExpirationTime},
+    {"sentTime", Field::kSentTime},
+    {"headers", Field::kHeaders},
+    {"host", Field::kHost},
+};
+
+// A cursor over the body. Every reader returns false (or nullopt) as soon as the text leaves the
+// shape it handles; the caller then gives the whole body to the DOM reader.
+class EnvelopeScanner {
+  public:
+    explicit EnvelopeScanner(std::string_view body) : p_(body.data()), end_(body.data() + body.size()) {}
+
+    std::optional<Envelope> Scan() {
+        Envelope envelope;
+        std::uint32_t seen = 0;
+        if (!Next('{')) return std::nullopt;
+        do {
+            const auto name = PlainString();
+            if (!name || !Next(':')) return std::nullopt;
+            const Field* field = Lookup(*name);
+            if (!field) return std::nullopt;
+            const auto bit = std::uint32_t{1} << static_cast<int>(*field);
+            if (seen & bit) return std::nullopt;  // a repeated name: the DOM reader keeps the last one
+            seen |= bit;
+            if (!ReadField(*field, envelope)) return std::nullopt;
+        } while (Next(','));
+        if (!Next('}')) return std::nullopt;
+        SkipSpace();
+        if (p_ != end_) return std::nullopt;
+        const auto required = (std::uint32_t{1} << static_cast<int>(Field::kMessageType)) |
+                              (std::uint32_t{1} << static_cast<int>(Field::kMessage));
+        if ((seen & required) != required) return std::nullopt;
+        return envelope;
+    }
+
+  private:
+    static const Field* Lookup(std::string_view name) {
+        for (const auto& [text, field] : kFields)
+            if (text == name) return &field;
+        return nullptr;
+    }
+
+    void SkipSpace() {
+        while (p_ < end_ && (*p_ == ' ' || *p_ == '\n' || *p_ == '\r' || *p_ == '\t')) ++p_;
+    }
+    bool Next(char c) {
+        SkipSpace();
+        if (p_ == end_ || *p_ != c) return false;
+        ++p_;
+        return true;
+    }
+    bool Peek(char c) {
+        SkipSpace();
+        return p_ != end_ && *p_ == c;
+    }
+    bool Null() {
+        SkipSpace();
+        if (end_ - p_ < 4 || std::string_view(p_, 4) != "null") return false;
+        p_ += 4;
+        return true;
+    }
+    // A string of printable ASCII without escapes; its text without the quotes.
+    std::optional<std::string_view> PlainString() {
+        if (!Next('"')) return std::nullopt;
+        const char* start = p_;
+        while (p_ != end_) {
+            const auto c = static_cast<unsigned char>(*p_);
+            if (c == '"') return std::string_view(start, static_cast<std::size_t>(p_++ - start));
+            if (c < 0x20 || c >= 0x80 || c == '\\') return std::nullopt;
+            ++p_;
+        }
+        return std::nullopt;
+    }
+    // An object value's text, brackets balanced outside strings; the JSON parser checks the rest.
+    std::optional<std::string_view> ObjectText() {
+        if (!Peek('{')) return std::nullopt;
+        const char* start = p_;
+        int depth = 0;
+        while (p_ != end_) {
+            const char c = *p_++;
+            if (c == '"') {
+                while (p_ != end_ && *p_ != '"') {
+                    if (*p_ == '\\' && end_ - p_ < 2) return std::nullopt;
+                    p_ += *p_ == '\\' ? 2 : 1;
+                }
+                if (p_ == end_) return std::nullopt;
+                ++p_;
+            } else if (c == '{' || c == '[') {
+                ++depth;
+            } else if (c == '}' || c == ']') {
+                if (--depth == 0) return std::string_view(start, static_cast<std::size_t>(p_ - start));
+            } else if (c == '/') {
+                return std::nullopt;  // a comment: left to the DOM reader
+            }
+        }
+        return std::nullopt;
+    }
+    std::optional<Json> ObjectValue() {
+        const auto text = ObjectText();
+        if (!text) return std::nullopt;
+        Json value = Json::parse(*text, nullptr, /*allow_exceptions=*/false);
+        if (value.is_discarded()) return std::nullopt;
+        return value;
+    }
+    // null, or a plain string: "" for null.
+    std::optional<std::string_view> NullableString() {
+        if (Null()) return std::string_view();
+        return PlainString();
+    }
+    bool ReadId(std::string& out) {
+        const auto text = NullableString();
+        if (!text) return false;
+        if (text->empty()) return true;
+        const auto guid = contracts::Guid::Parse(*text);
+        if (!guid) return false;
+        out = guid->ToString();
+        return true;
+    }
+    bool ReadAddress(std::string& out) {
+        const auto text = NullableString();
+        if (!text) return false;
+        out.assign(*text);
+        return out.empty() || IsAbsoluteUri(out);
+    }
+    bool ReadTime(std::optional<contracts::Timestamp>& out) {
+        if (Null()) return true;
+        const auto text = PlainString();  // "" is not a time: the DOM reader rejects it
+        if (!text) return false;
+        out = contracts::ParseIso8601(*text);
+        return out.has_value();
+    }
+    bool ReadMessageType(std::vector<std::string>& out) {
+        if (!Next('[')) return false;
+        do {
+            const auto type = PlainString();
+            if (!type) return false;
+            out.emplace_back(*type);
+        } while (Next(','));
+        return Next(']');
+    }
+    bool ReadHost(contracts::HostInfo& host) {
+        if (Null()) return true;
+        if (!Next('{')) return false;
+        if (Next('}')) return true;
+        std::uint32_t seen = 0;
+        do {
+            const auto name = PlainString();
+            if (!name || !Next(':')) return false;
+            std::string* text = nullptr;
+            int bit = 0;
+            if (*name == "processId") {
+                bit = 1;
+                if (Null()) {
+                    host.process_id = 0;
+                } else if (!Integer(host.process_id)) {
+                    return false;
+                }
+            } else {
+                std::pair<std::string_view, std::string*> texts[] = {
+                    {"machineName", &host.machine_name},
+                    {"processName", &host.process_name},
+                    {"assembly", &host.assembly},
+                    {"assemblyVersion", &host.assembly_version},
+                    {"frameworkVersion", &host.framework_version},
+                    {"massTransitVersion", &host.mass_transit_version},
+                    {"operatingSystemVersion", &host.operating_system_version},
+                };
+                for (std::size_t i = 0; i < std::size(texts); ++i)
+                    if (texts[i].first == *name) {
+                        text = texts[i].second;
+                        bit = static_cast<int>(i) + 2;
+                    }
+                if (!text) return false;
+                const auto value = NullableString();
+                if (!value) return false;
+                text->assign(*value);
+            }
+            if (seen & (std::uint32_t{1} << bit)) return false;
+            seen |= std::uint32_t{1} << bit;
+        } while (Next(','));
+        return Next('}');
+    }
+    // A JSON integer of at most 18 digits (so it fits), without fraction or exponent.
+    bool Integer(std::int64_t& out) {
+        SkipSpace();
+        const bool negative = p_ != end_ && *p_ == '-';
+        if (negative) ++p_;
+        const char* digits = p_;
+        std::int64_t value = 0;
+        while (p_ != end_ && *p_ >= '0' && *p_ <= '9') value = value * 10 + (*p_++ - '0');
+        const auto count = p_ - digits;
+        if (count == 0 || count > 18 || (*digits == '0' && count > 1)) return false;
+        if (p_ != end_ && (*p_ == '.' || *p_ == 'e' || *p_ == 'E')) return false;
+        out = negative ? -value : value;
+        return true;
+    }
+
+    bool ReadField(Field field, Envelope& envelope) {
+        switch (field) {
+            case Field::kMessageId:
+                return ReadId(envelope.message_id);
+            case Field::kRequestId:
+                return ReadId(envelope.request_id);
+            case Field::kCorrelationId:
+                return ReadId(envelope.correlation_id);
+            case Field::kConversationId:
+                return ReadId(envelope.conversation_id);
+            case Field::kInitiatorId:
+                return ReadId(envelope.initiator_id);
+            case Field::kSourceAddress:
+                return ReadAddress(envelope.source_address);
+            case Field::kDestinationAddress:
+                return ReadAddress(envelope.destination_address);
+            case Field::kResponseAddress:
+                return ReadAddress(envelope.response_address);
+            case Field::kFaultAddress:
+                return ReadAddress(envelope.fault_address);
+            case Field::kMessageType:
+                return ReadMessageType(envelope.message_type);
+            case Field::kMessage: {
+                auto message = ObjectValue();
+                if (!message) return false;
+                envelope.message = std::move(*message);
+                return true;
+            }
+            case Field::kExpirationTime:
+                return ReadTime(envelope.expiration_time);
+            case Field::kSentTime: {
+                std::optional<contracts::Timestamp> sent;
+                if (!ReadTime(sent)) return false;
+                envelope.sent_time = sent.value_or(contracts::Timestamp{});
+                return true;
+            }
+            case Field::kHeaders: {
+                if (Null()) return true;
+                auto headers = ObjectValue();
+                if (!headers) return false;
+                envelope.headers = std::move(*headers);
+                return true;
+            }
+            case Field::kHost:
+                return ReadHost(envelope.host);
+        }
+        return false;
+    }
+
+    const char* p_;
+    const char* end_;
+};
+
+}  // namespace
+
+std::optional<Envelope> detail::ScanEnvelope(std::string_view body) {
+    return EnvelopeScanner(body).Scan();
+}
+
+// The scanner reads an envelope several times faster than building its JSON document did (about
+// 9 us), and every service reads one per message.
+Envelope ParseEnvelope(std::string_view body) {
+    if (auto envelope = detail::ScanEnvelope(body)) return std::move(*envelope);
+    return detail::ParseEnvelopeDom(body);
 }
 
 contracts::HostInfo CurrentHostInfo(const std::string& service_name) {

@@ -2,6 +2,8 @@
 // or numbers), envelope ids in N/D/B forms, URN and exchange names, and clear errors for bad input.
 #include <doctest/doctest.h>
 
+#include <functional>
+
 #include "Contracts/Messages.h"
 #include "Messaging/Envelope.h"
 
@@ -17,6 +19,23 @@ void CheckRoundTrip(const T& message, const std::string& expected_json) {
 }
 
 const Timestamp kTime = *ParseIso8601("2026-02-10T14:03:05.412987Z");
+
+// Every field of a read envelope as one line, or the reader's error: what the two envelope readers
+// are held to.
+std::string Describe(const std::function<messaging::Envelope()>& read) {
+    try {
+        const auto e = read();
+        std::string types;
+        for (const auto& type : e.message_type) types += type + ";";
+        return e.message_id + "|" + e.request_id + "|" + e.correlation_id + "|" + e.conversation_id + "|" +
+               e.initiator_id + "|" + e.source_address + "|" + e.destination_address + "|" + e.response_address + "|" +
+               e.fault_address + "|" + types + "|" + e.message.dump() + "|" +
+               (e.expiration_time ? FormatIso8601(*e.expiration_time) : "none") + "|" + FormatIso8601(e.sent_time) +
+               "|" + e.headers.dump() + "|" + WriteHostInfo(e.host).dump();
+    } catch (const messaging::EnvelopeError& error) {
+        return std::string("error: ") + error.what();
+    }
+}
 
 }  // namespace
 
@@ -241,6 +260,99 @@ TEST_SUITE("Contracts.Envelope") {
         envelope.host.machine_name = "other-box";
         CHECK(messaging::SerializeEnvelope(envelope, message) == reference(envelope, message));
         CHECK(Json::parse(messaging::SerializeEnvelope(envelope, message))["host"]["machineName"] == "other-box");
+    }
+
+    TEST_CASE("The envelope scanner reads what SerializeEnvelope writes - as the DOM reader does") {
+        messaging::Envelope envelope;
+        envelope.message_id = "0b4e0000-5a1c-0015-9d3f-08de49a2c1f7";
+        envelope.correlation_id = "6f1c2a9e-3b7d-4c55-9a1e-2d8f0c4b7e31";
+        envelope.conversation_id = "0b4e0000-5a1c-0015-a2b6-08de49a2c1f7";
+        envelope.source_address = "rabbitmq://localhost/order-service";
+        envelope.destination_address = "rabbitmq://localhost/Contracts:CheckInventory";
+        envelope.message_type = {"urn:message:Contracts:CheckInventory", "urn:message:Contracts:Command"};
+        envelope.expiration_time = kTime + std::chrono::seconds(30);
+        envelope.sent_time = kTime;
+        envelope.headers = Json{{"MT-Reason", "fault"}, {"Count", 3}};
+        envelope.host = messaging::CurrentHostInfo("OrderService");
+        const OrderedJson message = {{"orderId", "o-1"},
+                                     {"items", {{{"sku", "SKU-1"}, {"quantity", 2}, {"unitPrice", "24.95"}}}},
+                                     {"note", "a \"quoted\" /path} with ] brackets"}};
+        for (const std::string& body : {messaging::SerializeEnvelope(envelope, message),
+                                        Json::parse(messaging::SerializeEnvelope(envelope, message)).dump(2)}) {
+            CAPTURE(body);
+            const auto scanned = messaging::detail::ScanEnvelope(body);
+            REQUIRE(scanned.has_value());
+            CHECK(Describe([&] { return *scanned; }) ==
+                  Describe([&] { return messaging::detail::ParseEnvelopeDom(body); }));
+            CHECK(scanned->host == envelope.host);
+            CHECK(scanned->message["note"] == "a \"quoted\" /path} with ] brackets");
+        }
+    }
+
+    TEST_CASE("ParseEnvelope gives the DOM reader's envelope or error for every body") {
+        const std::string id = R"("messageId":"0b4e0000-5a1c-0015-9d3f-08de49a2c1f7")";
+        const std::string types = R"("messageType":["urn:message:Contracts:StockReserved"])";
+        const std::string message = R"("message":{"orderId":"o-1"})";
+        const std::string core = id + "," + types + "," + message;
+        const std::vector<std::string> bodies = {
+            "{" + core + "}",
+            " \n\t{ " + core + " } \r\n",
+            "{" + core + R"(,"headers":{},"host":null,"sentTime":null,"expirationTime":null})",
+            "{" + core + R"(,"sourceAddress":"","requestId":"","headers":null})",
+            "{" + core + R"(,"headers":{"a":[1,{"b":"}"}],"c":null}})",
+            "{" + core + R"(,"host":{"machineName":"vm","processId":-0,"assembly":null}})",
+            "{" + core + R"(,"host":{}})",
+            "{" + core + R"(,"sentTime":"2026-02-10T14:03:05.412987Z","expirationTime":"2026-02-10T14:03:35Z"})",
+            "{" + core + R"(,"correlationId":"6F1C2A9E3B7D4C559A1E2D8F0C4B7E31"})",
+            "{" + core + R"(,"conversationId":"{0b4e0000-5a1c-0015-a2b6-08de49a2c1f7}"})",
+            // Bodies the scanner leaves to the DOM reader, which accepts them.
+            "{" + core + R"(,"MessageId":"6f1c2a9e-3b7d-4c55-9a1e-2d8f0c4b7e31"})",
+            "{" + core + R"(,"messageId":"6f1c2a9e-3b7d-4c55-9a1e-2d8f0c4b7e31"})",
+            R"({"messageId":null,"MessageId":"6f1c2a9e-3b7d-4c55-9a1e-2d8f0c4b7e31",)" + types + "," + message + "}",
+            "{" + core + R"(,"sourceAddress":"rabbitmq:\/\/localhost\/q"})",
+            "{" + core + R"(,"host":{"machineName":"k\u00f6nig","processId":1.5}})",
+            "{" + core + R"(,"host":{"machineName":"vm","processId":"12","extra":true}})",
+            "{" + core + R"(,"host":{"processId":12345678901234567890}})",
+            "{" + core + R"(,"host":{"processId":1,"processId":2}})",
+            "{" + core + R"(,"host":"vm"})",
+            "{" + core + R"(,"headers":[1,2]})",
+            "{" + core + R"(,"headers":"x"})",
+            "{" + core + R"(,"somethingNew":[1,2,3]})",
+            "{" + core + " /* a comment */}",
+            "{" + id + "," + types + R"(,"message":{"orderId":"o-1" /* here */}})",
+            "{" + id + "," + types + R"(,"message":"just text"})",
+            "\xEF\xBB\xBF{" + core + "}",
+            // Bodies both reject.
+            "",
+            "42",
+            "{}",
+            "{" + core,
+            "{" + core + "}x",
+            "{" + core + ",}",
+            "{" + id + "," + types + R"(,"message":null})",
+            "{" + id + "," + types + R"(,"message":{"orderId":"o-1"]})",
+            "{" + id + "," + message + "}",
+            "{" + id + "," + message + R"(,"messageType":[]})",
+            "{" + id + "," + message + R"(,"messageType":[1]})",
+            "{" + id + "," + message + R"(,"messageType":"urn:x"})",
+            "{" + types + "," + message + R"(,"messageId":"42"})",
+            "{" + types + "," + message + R"(,"messageId":7})",
+            "{" + core + R"(,"sourceAddress":"relative/path"})",
+            "{" + core + R"(,"sentTime":""})",
+            "{" + core + R"(,"sentTime":"yesterday"})",
+            "{" + core + R"(,"expirationTime":5})",
+            "{" + core + R"(,"host":{"processId":00}})",
+            "{" + core + R"(,"host":{"processId":12x}})",
+            "{" + core + R"(,"sourceAddress":"tab	inside"})",
+        };
+        int scanned = 0;
+        for (const auto& body : bodies) {
+            CAPTURE(body);
+            if (messaging::detail::ScanEnvelope(body)) ++scanned;
+            CHECK(Describe([&] { return messaging::ParseEnvelope(body); }) ==
+                  Describe([&] { return messaging::detail::ParseEnvelopeDom(body); }));
+        }
+        CHECK(scanned == 10);  // the first ten: the other bodies went to the DOM reader
     }
 
     TEST_CASE("Envelope ids in the N D and B forms are accepted and normalized") {

@@ -44,7 +44,18 @@ struct Envelope {
 // Writes the envelope with `message` as its message object; envelope.message is ignored.
 std::string SerializeEnvelope(const Envelope& envelope, const contracts::OrderedJson& message);
 // Throws EnvelopeError for malformed JSON, a missing messageType, a non-GUID id or a relative address.
+// Envelopes as MassTransit and this library write them take detail::ScanEnvelope; any other body is
+// read by detail::ParseEnvelopeDom, with the same result for every input.
 Envelope ParseEnvelope(std::string_view body);
+
+namespace detail {
+// The fast reader: one pass over envelopes whose top level uses the exact camelCase names, each at
+// most once, with strings free of escapes and non-ASCII bytes; only message and headers go through a
+// JSON parser. Returns nullopt for every other body, including each one ParseEnvelopeDom rejects.
+std::optional<Envelope> ScanEnvelope(std::string_view body);
+// The general reader: the whole body as a JSON document, names matched in any case.
+Envelope ParseEnvelopeDom(std::string_view body);
+}  // namespace detail
 
 // The host of this process, written into every envelope and fault.
 contracts::HostInfo CurrentHostInfo(const std::string& service_name);
