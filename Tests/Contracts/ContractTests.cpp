@@ -345,14 +345,14 @@ TEST_SUITE("Contracts.Envelope") {
             "{" + core + R"(,"host":{"processId":12x}})",
             "{" + core + R"(,"sourceAddress":"tab	inside"})",
         };
-        int scanned = 0;
-        for (const auto& body : bodies) {
+        for (std::size_t i = 0; i < bodies.size(); ++i) {
+            const auto& body = bodies[i];
             CAPTURE(body);
-            if (messaging::detail::ScanEnvelope(body)) ++scanned;
+            // The first ten take the scanner; every other body goes to the DOM reader.
+            CHECK(messaging::detail::ScanEnvelope(body).has_value() == (i < 10));
             CHECK(Describe([&] { return messaging::ParseEnvelope(body); }) ==
                   Describe([&] { return messaging::detail::ParseEnvelopeDom(body); }));
         }
-        CHECK(scanned == 10);  // the first ten: the other bodies went to the DOM reader
     }
 
     TEST_CASE("Envelope ids in the N D and B forms are accepted and normalized") {
