@@ -328,8 +328,10 @@ TEST_SUITE("Messaging.GroupCommit") {
     }
 
     // A database with `schema` and a GroupCommit on it, owned by a loop thread; both are closed on it.
+    // The GroupCommit tests run as its fixture (or a subclass's), so their bodies name its members.
     struct GroupCommitRig {
-        explicit GroupCommitRig(const std::string& schema, std::size_t max_units = 512)
+        explicit GroupCommitRig(const std::string& schema = "CREATE TABLE t (k INTEGER PRIMARY KEY)",
+                                std::size_t max_units = 512)
             : path(dir.File("group.db")), loop(loop_thread.loop()), db(std::make_unique<SqliteDatabase>(path)) {
             db->Execute(schema);
             group = loop.Invoke([&] { return std::make_unique<GroupCommit>(loop, *db, max_units); });
@@ -348,12 +350,21 @@ TEST_SUITE("Messaging.GroupCommit") {
         std::unique_ptr<GroupCommit> group;
     };
 
-    TEST_CASE("The units of one loop turn share one commit - their callbacks run after it") {
-        GroupCommitRig rig("CREATE TABLE t (k INTEGER PRIMARY KEY)");
-        auto& loop = rig.loop;
-        auto& db = rig.db;
-        auto& group = rig.group;
-        const std::string& path = rig.path;
+    // Commits on its own once two units are pending.
+    struct TwoUnitBatchRig : GroupCommitRig {
+        TwoUnitBatchRig() : GroupCommitRig("CREATE TABLE t (k INTEGER PRIMARY KEY)", /*max_units=*/2) {}
+    };
+
+    // A deferred foreign key is checked at COMMIT: a dangling child makes the commit itself fail.
+    struct DeferredForeignKeyRig : GroupCommitRig {
+        DeferredForeignKeyRig()
+            : GroupCommitRig(
+                  "CREATE TABLE parent (id INTEGER PRIMARY KEY);"
+                  "CREATE TABLE t (k INTEGER PRIMARY KEY, parent INTEGER REFERENCES parent(id) DEFERRABLE INITIALLY "
+                  "DEFERRED)") {}
+    };
+
+    TEST_CASE_FIXTURE(GroupCommitRig, "The units of one loop turn share one commit - their callbacks run after it") {
         std::promise<std::vector<std::int64_t>> seen_promise;
         auto seen_future = seen_promise.get_future();
         loop.Invoke([&] {
@@ -374,12 +385,8 @@ TEST_SUITE("Messaging.GroupCommit") {
         CHECK(loop.Invoke([&] { return group->units_committed(); }) == 3);
     }
 
-    TEST_CASE("A unit that throws is undone alone - a full batch commits before the next unit") {
-        GroupCommitRig rig("CREATE TABLE t (k INTEGER PRIMARY KEY)", /*max_units=*/2);
-        auto& loop = rig.loop;
-        auto& db = rig.db;
-        auto& group = rig.group;
-        const std::string& path = rig.path;
+    TEST_CASE_FIXTURE(TwoUnitBatchRig,
+                      "A unit that throws is undone alone - a full batch commits before the next unit") {
         loop.Invoke([&] {
             group->Run([&] { db->Prepare("INSERT INTO t VALUES (1)").Run(); });
             CHECK_THROWS_AS(group->Run([&] {
@@ -398,16 +405,8 @@ TEST_SUITE("Messaging.GroupCommit") {
         CHECK(Keys(*db) == "1,3,4");
     }
 
-    TEST_CASE("A batch whose COMMIT fails is rolled back - every unit in it hears the error") {
-        // A deferred foreign key is checked at COMMIT: a dangling child makes the commit itself fail.
-        GroupCommitRig rig(
-            "CREATE TABLE parent (id INTEGER PRIMARY KEY);"
-            "CREATE TABLE t (k INTEGER PRIMARY KEY, parent INTEGER REFERENCES parent(id) DEFERRABLE INITIALLY "
-            "DEFERRED)");
-        auto& loop = rig.loop;
-        auto& db = rig.db;
-        auto& group = rig.group;
-        const std::string& path = rig.path;
+    TEST_CASE_FIXTURE(DeferredForeignKeyRig,
+                      "A batch whose COMMIT fails is rolled back - every unit in it hears the error") {
         std::promise<std::vector<std::string>> heard_promise;
         auto heard_future = heard_promise.get_future();
         loop.Invoke([&] {
@@ -434,12 +433,9 @@ TEST_SUITE("Messaging.GroupCommit") {
         CHECK(CommittedRows(path) == 1);
     }
 
-    TEST_CASE("Work run before the commit joins the turn's batch last - a failing one undoes only its own writes") {
-        GroupCommitRig rig("CREATE TABLE t (k INTEGER PRIMARY KEY)");
-        auto& loop = rig.loop;
-        auto& db = rig.db;
-        auto& group = rig.group;
-        const std::string& path = rig.path;
+    TEST_CASE_FIXTURE(
+        GroupCommitRig,
+        "Work run before the commit joins the turn's batch last - a failing one undoes only its own writes") {
         std::promise<std::int64_t> rows_promise;
         auto rows_future = rows_promise.get_future();
         auto order = std::make_shared<std::vector<std::string>>();
@@ -469,12 +465,8 @@ TEST_SUITE("Messaging.GroupCommit") {
         CHECK(Keys(*db) == "1,10");
     }
 
-    TEST_CASE("Work left behind when an earlier one lost the whole batch runs with the next batch") {
-        GroupCommitRig rig("CREATE TABLE t (k INTEGER PRIMARY KEY)");
-        auto& loop = rig.loop;
-        auto& db = rig.db;
-        auto& group = rig.group;
-        const std::string& path = rig.path;
+    TEST_CASE_FIXTURE(GroupCommitRig,
+                      "Work left behind when an earlier one lost the whole batch runs with the next batch") {
         loop.Invoke([&] {
             group->Run([&] { db->Prepare("INSERT INTO t VALUES (1)").Run(); });
             group->RunBeforeCommit([&] {
