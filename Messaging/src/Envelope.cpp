@@ -239,6 +239,17 @@ constexpr std::pair<std::string_view, Field> kFields[] = {
     {"host", Field::kHost},
 };
 
+// The host's text fields, by their exact camelCase names.
+constexpr std::pair<std::string_view, std::string contracts::HostInfo::*> kHostTexts[] = {
+    {"machineName", &contracts::HostInfo::machine_name},
+    {"processName", &contracts::HostInfo::process_name},
+    {"assembly", &contracts::HostInfo::assembly},
+    {"assemblyVersion", &contracts::HostInfo::assembly_version},
+    {"frameworkVersion", &contracts::HostInfo::framework_version},
+    {"massTransitVersion", &contracts::HostInfo::mass_transit_version},
+    {"operatingSystemVersion", &contracts::HostInfo::operating_system_version},
+};
+
 // A cursor over the body. Every reader returns false (or nullopt) as soon as the text leaves the
 // shape it handles; the caller then gives the whole body to the DOM reader.
 class EnvelopeScanner {
@@ -391,18 +402,9 @@ class EnvelopeScanner {
                     return false;
                 }
             } else {
-                std::pair<std::string_view, std::string*> texts[] = {
-                    {"machineName", &host.machine_name},
-                    {"processName", &host.process_name},
-                    {"assembly", &host.assembly},
-                    {"assemblyVersion", &host.assembly_version},
-                    {"frameworkVersion", &host.framework_version},
-                    {"massTransitVersion", &host.mass_transit_version},
-                    {"operatingSystemVersion", &host.operating_system_version},
-                };
-                for (std::size_t i = 0; i < std::size(texts); ++i)
-                    if (texts[i].first == *name) {
-                        text = texts[i].second;
+                for (std::size_t i = 0; i < std::size(kHostTexts); ++i)
+                    if (kHostTexts[i].first == *name) {
+                        text = &(host.*kHostTexts[i].second);
                         bit = static_cast<int>(i) + 2;
                     }
                 if (!text) return false;
