@@ -14,7 +14,11 @@
 namespace messaging {
 namespace {
 
-constexpr amqp_channel_t kChannel = 1;
+// Consumers, their acks and nacks, and topology RPCs use one channel; publishes and their confirms use
+// another, as MassTransit keeps receive endpoints and publishing apart. On the broker each channel is a
+// process of its own, so deliveries and acks do not queue behind the publishes of the same connection.
+constexpr amqp_channel_t kConsumeChannel = 1;
+constexpr amqp_channel_t kPublishChannel = 2;
 constexpr std::size_t kFrameOverhead = 8;            // type, channel, size ... frame-end
 constexpr std::size_t kFlushThreshold = 256 * 1024;  // write at once beyond this much buffered
 
@@ -30,9 +34,9 @@ void PutU64(std::string& out, std::uint64_t v) {
     PutU32(out, static_cast<std::uint32_t>(v >> 32));
     PutU32(out, static_cast<std::uint32_t>(v & 0xFFFFFFFF));
 }
-void PutFrameStart(std::string& out, std::uint8_t type, std::size_t payload_size) {
+void PutFrameStart(std::string& out, std::uint8_t type, amqp_channel_t channel, std::size_t payload_size) {
     out.push_back(static_cast<char>(type));
-    PutU16(out, kChannel);
+    PutU16(out, channel);
     PutU32(out, static_cast<std::uint32_t>(payload_size));
 }
 
@@ -236,10 +240,12 @@ Status RabbitMqTransport::Connect() {
         connection->state, settings_.virtual_host.c_str(), 0, 131072, settings_.heartbeat_seconds, &client_properties,
         AMQP_SASL_METHOD_PLAIN, settings_.username.c_str(), settings_.password.c_str());
     if (reply.reply_type != AMQP_RESPONSE_NORMAL) return Status::Unavailable("login failed: " + ReplyText(reply));
-    amqp_channel_open(connection->state, kChannel);
-    if (reply = amqp_get_rpc_reply(connection->state); reply.reply_type != AMQP_RESPONSE_NORMAL)
-        return Status::Unavailable("channel.open failed: " + ReplyText(reply));
-    amqp_confirm_select(connection->state, kChannel);
+    for (const amqp_channel_t channel : {kConsumeChannel, kPublishChannel}) {
+        amqp_channel_open(connection->state, channel);
+        if (reply = amqp_get_rpc_reply(connection->state); reply.reply_type != AMQP_RESPONSE_NORMAL)
+            return Status::Unavailable("channel.open failed: " + ReplyText(reply));
+    }
+    amqp_confirm_select(connection->state, kPublishChannel);
     if (reply = amqp_get_rpc_reply(connection->state); reply.reply_type != AMQP_RESPONSE_NORMAL)
         return Status::Unavailable("confirm.select failed: " + ReplyText(reply));
 
@@ -292,23 +298,23 @@ Status RabbitMqTransport::DeclareNow(const Topology& topology) {
     };
     // MassTransit's order: queues, exchanges, queue bindings, exchange bindings.
     for (const auto& queue : topology.queues) {
-        amqp_queue_declare(state, kChannel, Bytes(queue.name), 0, queue.durable, queue.exclusive, queue.auto_delete,
-                           amqp_empty_table);
+        amqp_queue_declare(state, kConsumeChannel, Bytes(queue.name), 0, queue.durable, queue.exclusive,
+                           queue.auto_delete, amqp_empty_table);
         if (Status s = check("queue.declare " + queue.name); !s.ok()) return s;
     }
     for (const auto& exchange : topology.exchanges) {
-        amqp_exchange_declare(state, kChannel, Bytes(exchange.name), Bytes(exchange.type), 0, exchange.durable,
+        amqp_exchange_declare(state, kConsumeChannel, Bytes(exchange.name), Bytes(exchange.type), 0, exchange.durable,
                               exchange.auto_delete, 0, amqp_empty_table);
         if (Status s = check("exchange.declare " + exchange.name); !s.ok()) return s;
     }
     for (const auto& binding : topology.queue_bindings) {
-        amqp_queue_bind(state, kChannel, Bytes(binding.queue), Bytes(binding.exchange), amqp_cstring_bytes(""),
+        amqp_queue_bind(state, kConsumeChannel, Bytes(binding.queue), Bytes(binding.exchange), amqp_cstring_bytes(""),
                         amqp_empty_table);
         if (Status s = check("queue.bind " + binding.exchange + " -> " + binding.queue); !s.ok()) return s;
     }
     for (const auto& binding : topology.exchange_bindings) {
-        amqp_exchange_bind(state, kChannel, Bytes(binding.destination), Bytes(binding.source), amqp_cstring_bytes(""),
-                           amqp_empty_table);
+        amqp_exchange_bind(state, kConsumeChannel, Bytes(binding.destination), Bytes(binding.source),
+                           amqp_cstring_bytes(""), amqp_empty_table);
         if (Status s = check("exchange.bind " + binding.source + " -> " + binding.destination); !s.ok()) return s;
     }
     return Status::Ok();
@@ -331,10 +337,10 @@ Status RabbitMqTransport::Declare(const Topology& topology) {
 Status RabbitMqTransport::StartConsumer(ConsumerEntry& consumer) {
     if (!FlushOutput()) return Status::Unavailable("connection lost");
     amqp_connection_state_t state = connection_->state;
-    amqp_basic_qos(state, kChannel, 0, consumer.prefetch, 0);
+    amqp_basic_qos(state, kConsumeChannel, 0, consumer.prefetch, 0);
     if (amqp_rpc_reply_t reply = amqp_get_rpc_reply(state); reply.reply_type != AMQP_RESPONSE_NORMAL)
         return Status::Unavailable("basic.qos failed: " + ReplyText(reply));
-    auto* ok = amqp_basic_consume(state, kChannel, Bytes(consumer.queue), amqp_empty_bytes, 0, /*no_ack=*/0, 0,
+    auto* ok = amqp_basic_consume(state, kConsumeChannel, Bytes(consumer.queue), amqp_empty_bytes, 0, /*no_ack=*/0, 0,
                                   amqp_empty_table);
     if (amqp_rpc_reply_t reply = amqp_get_rpc_reply(state); reply.reply_type != AMQP_RESPONSE_NORMAL || !ok)
         return Status::Unavailable("basic.consume " + consumer.queue + " failed: " + ReplyText(reply));
@@ -354,7 +360,7 @@ void RabbitMqTransport::Cancel(ConsumerId id) {
     auto it = consumers_.find(id);
     if (it == consumers_.end()) return;
     if (connected_ && !it->second.tag.empty() && FlushOutput()) {
-        amqp_basic_cancel(connection_->state, kChannel, Bytes(it->second.tag));
+        amqp_basic_cancel(connection_->state, kConsumeChannel, Bytes(it->second.tag));
         if (amqp_rpc_reply_t reply = amqp_get_rpc_reply(connection_->state); reply.reply_type != AMQP_RESPONSE_NORMAL)
             spdlog::warn("basic.cancel failed: {}", ReplyText(reply));
     }
@@ -404,7 +410,7 @@ void RabbitMqTransport::Publish(const std::string& exchange, TransportMessage me
     amqp_basic_publish_t publish{};
     publish.exchange = Bytes(exchange);
     publish.routing_key = Bytes(message.routing_key);
-    AppendMethod(AMQP_BASIC_PUBLISH_METHOD, &publish);
+    AppendMethod(kPublishChannel, AMQP_BASIC_PUBLISH_METHOD, &publish);
     const int encoded =
         amqp_encode_properties(AMQP_BASIC_CLASS, &properties, amqp_bytes_t{scratch_.size(), scratch_.data()});
     if (encoded < 0) {
@@ -415,7 +421,7 @@ void RabbitMqTransport::Publish(const std::string& exchange, TransportMessage me
         output_.resize(mark);
         return;
     }
-    PutFrameStart(output_, AMQP_FRAME_HEADER, 12 + static_cast<std::size_t>(encoded));
+    PutFrameStart(output_, AMQP_FRAME_HEADER, kPublishChannel, 12 + static_cast<std::size_t>(encoded));
     PutU16(output_, AMQP_BASIC_CLASS);
     PutU16(output_, 0);  // weight
     PutU64(output_, message.body.size());
@@ -424,7 +430,7 @@ void RabbitMqTransport::Publish(const std::string& exchange, TransportMessage me
     const std::size_t max_fragment = scratch_.size() - kFrameOverhead;
     for (std::size_t offset = 0; offset < message.body.size(); offset += max_fragment) {
         const std::size_t length = std::min(max_fragment, message.body.size() - offset);
-        PutFrameStart(output_, AMQP_FRAME_BODY, length);
+        PutFrameStart(output_, AMQP_FRAME_BODY, kPublishChannel, length);
         output_.append(message.body, offset, length);
         output_.push_back(static_cast<char>(AMQP_FRAME_END));
     }
@@ -436,11 +442,11 @@ void RabbitMqTransport::Publish(const std::string& exchange, TransportMessage me
         flush_at_turn_end_.Request();
 }
 
-void RabbitMqTransport::AppendMethod(std::uint32_t method_id, void* arguments) {
+void RabbitMqTransport::AppendMethod(std::uint16_t channel, std::uint32_t method_id, void* arguments) {
     const int encoded = amqp_encode_method(method_id, arguments, amqp_bytes_t{scratch_.size(), scratch_.data()});
     // Our methods (publish, ack, nack) are a few hundred bytes at most; frame_max is at least 4 KiB.
     if (encoded < 0) throw std::logic_error("cannot encode AMQP method " + std::to_string(method_id));
-    PutFrameStart(output_, AMQP_FRAME_METHOD, 4 + static_cast<std::size_t>(encoded));
+    PutFrameStart(output_, AMQP_FRAME_METHOD, channel, 4 + static_cast<std::size_t>(encoded));
     PutU32(output_, method_id);
     output_.append(scratch_.data(), static_cast<std::size_t>(encoded));
     output_.push_back(static_cast<char>(AMQP_FRAME_END));
@@ -453,12 +459,12 @@ bool RabbitMqTransport::FlushOutput() {
         acks_.clear();
         if (plan.multiple_up_to) {
             amqp_basic_ack_t ack{plan.multiple_up_to, 1};
-            AppendMethod(AMQP_BASIC_ACK_METHOD, &ack);
+            AppendMethod(kConsumeChannel, AMQP_BASIC_ACK_METHOD, &ack);
             unsettled_.erase(unsettled_.begin(), unsettled_.upper_bound(plan.multiple_up_to));
         }
         for (auto tag : plan.single) {
             amqp_basic_ack_t ack{tag, 0};
-            AppendMethod(AMQP_BASIC_ACK_METHOD, &ack);
+            AppendMethod(kConsumeChannel, AMQP_BASIC_ACK_METHOD, &ack);
             unsettled_.erase(tag);
         }
     }
@@ -498,7 +504,7 @@ void RabbitMqTransport::Nack(const Delivery& delivery, bool requeue) {
     if (!connected_ || delivery.connection_generation != generation_) return;
     unsettled_.erase(delivery.delivery_tag);
     amqp_basic_nack_t nack{delivery.delivery_tag, 0, requeue ? amqp_boolean_t{1} : amqp_boolean_t{0}};
-    AppendMethod(AMQP_BASIC_NACK_METHOD, &nack);
+    AppendMethod(kConsumeChannel, AMQP_BASIC_NACK_METHOD, &nack);
     flush_at_turn_end_.Request();
 }
 
@@ -565,7 +571,7 @@ void RabbitMqTransport::OnReadable() {
                 delivery.message.body.append(static_cast<const char*>(body.payload.body_fragment.bytes),
                                              body.payload.body_fragment.len);
             }
-            amqp_maybe_release_buffers_on_channel(state, kChannel);
+            amqp_maybe_release_buffers_on_channel(state, frame.channel);
             if (method_id == AMQP_BASIC_RETURN_METHOD) {
                 spdlog::warn("RabbitMQ returned an unroutable message {}", delivery.message.properties.message_id);
                 continue;
@@ -669,7 +675,8 @@ void RabbitMqTransport::Close() {
     closing_ = true;
     reconnect_timer_.reset();
     if (connected_ && connection_ && FlushOutput()) {
-        amqp_channel_close(connection_->state, kChannel, AMQP_REPLY_SUCCESS);
+        amqp_channel_close(connection_->state, kPublishChannel, AMQP_REPLY_SUCCESS);
+        amqp_channel_close(connection_->state, kConsumeChannel, AMQP_REPLY_SUCCESS);
         amqp_connection_close(connection_->state, AMQP_REPLY_SUCCESS);
     }
     ConnectionLost("closed");

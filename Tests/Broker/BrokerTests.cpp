@@ -311,6 +311,46 @@ TEST_SUITE("Broker") {
         REQUIRE(test_support::WaitFor([&] { return QueuesSettled(api, vhost); }, 20s));
     }
 
+    TEST_CASE("Channels: each service consumes and acks on one channel and publishes with confirms on another") {
+        ScopedVhost vhost;
+        BrokerSystem system(vhost, {});
+        SubmitOrder(system, "channels-3");
+        REQUIRE(system.WaitForStatus("channels-3", "Completed", 20s));
+
+        // A connection as expected: a channel with consumers and no confirms that publishes nothing,
+        // and a channel in confirm mode without consumers that published.
+        auto split_as_expected = [](const std::vector<Json>& channels) {
+            if (channels.size() != 2) return false;
+            int consuming = 0;
+            int publishing = 0;
+            for (const auto& channel : channels) {
+                const int consumers = channel.value("consumer_count", 0);
+                const int published = channel.value("message_stats", Json::object()).value("publish", 0);
+                const bool confirm = channel.value("confirm", false);
+                consuming += consumers >= 1 && !confirm && published == 0;
+                publishing += consumers == 0 && confirm && published >= 1;
+            }
+            return consuming == 1 && publishing == 1;
+        };
+        ManagementApi api;
+        std::map<std::string, std::vector<Json>> channels_by_connection;
+        // The management API's figures lag by up to a statistics interval.
+        test_support::WaitFor(
+            [&] {
+                channels_by_connection.clear();
+                for (const auto& channel : api.Get("vhosts/" + Encode(vhost.name()) + "/channels"))
+                    channels_by_connection[channel["connection_details"]["name"].get<std::string>()].push_back(channel);
+                if (channels_by_connection.size() != 3) return false;
+                for (const auto& [connection, channels] : channels_by_connection)
+                    if (!split_as_expected(channels)) return false;
+                return true;
+            },
+            20s);
+        CHECK(channels_by_connection.size() == 3);
+        for (const auto& [connection, channels] : channels_by_connection)
+            CHECK_MESSAGE(split_as_expected(channels), connection << ": " << Json(channels).dump());
+    }
+
     TEST_CASE("End to end over HTTP: ids ending in 0 1 2 and 3 reach their final states") {
         ScopedVhost vhost;
         BrokerSystem system(vhost, {.start_http = true});

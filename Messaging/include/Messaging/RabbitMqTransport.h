@@ -1,6 +1,7 @@
 // The RabbitMQ transport on rabbitmq-c, driven by the owning event loop: uv_poll watches the
 // connection's socket and frames are read without blocking, so deliveries, publisher confirms and
-// RPC replies interleave on one channel. Publisher confirms are on; heartbeats are sent from a loop
+// RPC replies interleave on one connection: consumers and acks on one channel, publishes and their
+// confirms on a second. Publisher confirms are on; heartbeats are sent from a loop
 // timer. Publishes, acks and nacks are encoded here and written together at the end of each loop turn
 // (acks that settle a run of deliveries become one multiple-ack), so a batch costs one write. When the connection drops
 // it reconnects with capped exponential back-off, declares its topology again and resumes its consumers; unacked
@@ -65,8 +66,8 @@ class RabbitMqTransport : public Transport {
     void ConnectionLost(const std::string& reason);
     void ScheduleReconnect();
     void Confirm(std::uint64_t tag, bool multiple, bool ok);
-    // Appends one method frame on our channel to the output buffer.
-    void AppendMethod(std::uint32_t method_id, void* arguments);
+    // Appends one method frame on `channel` to the output buffer.
+    void AppendMethod(std::uint16_t channel, std::uint32_t method_id, void* arguments);
     // Encodes the pending acks and writes the output buffer; false (and the connection is dropped) on
     // a socket error. Called before rabbitmq-c writes anything itself, so frames never interleave.
     bool FlushOutput();
