@@ -329,6 +329,7 @@ Status RabbitMqTransport::Declare(const Topology& topology) {
             ConnectionLost(status.message());
             return status;
         }
+        ReadFramesBufferedByRpc();
     }
     topology_.push_back(topology);
     return Status::Ok();
@@ -351,8 +352,12 @@ Status RabbitMqTransport::StartConsumer(ConsumerEntry& consumer) {
 ConsumerId RabbitMqTransport::Consume(const std::string& queue, std::uint16_t prefetch, DeliveryHandler handler) {
     const ConsumerId id = next_consumer_id_++;
     auto& consumer = consumers_[id] = ConsumerEntry{queue, prefetch, std::move(handler), {}};
-    if (connected_)
-        if (Status status = StartConsumer(consumer); !status.ok()) ConnectionLost(status.message());
+    if (connected_) {
+        if (Status status = StartConsumer(consumer); !status.ok())
+            ConnectionLost(status.message());
+        else
+            ReadFramesBufferedByRpc();
+    }
     return id;
 }
 
@@ -363,6 +368,7 @@ void RabbitMqTransport::Cancel(ConsumerId id) {
         amqp_basic_cancel(connection_->state, kConsumeChannel, Bytes(it->second.tag));
         if (amqp_rpc_reply_t reply = amqp_get_rpc_reply(connection_->state); reply.reply_type != AMQP_RESPONSE_NORMAL)
             spdlog::warn("basic.cancel failed: {}", ReplyText(reply));
+        ReadFramesBufferedByRpc();
     }
     consumers_.erase(it);
 }
@@ -520,6 +526,15 @@ void RabbitMqTransport::Confirm(std::uint64_t tag, bool multiple, bool ok) {
     }
     const Status status = ok ? Status::Ok() : Status::Internal("the broker rejected the message (basic.nack)");
     for (auto& completion : done) completion(status);
+}
+
+void RabbitMqTransport::ReadFramesBufferedByRpc() {
+    if (!connected_) return;
+    if (!amqp_frames_enqueued(connection_->state) && !amqp_data_in_buffer(connection_->state)) return;
+    // Not now: the caller may be a handler that OnReadable itself is running.
+    loop_.Post([this, alive = std::weak_ptr<bool>(alive_), generation = generation_] {
+        if (!alive.expired() && generation == generation_) OnReadable();
+    });
 }
 
 void RabbitMqTransport::OnReadable() {

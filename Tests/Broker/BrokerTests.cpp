@@ -3,6 +3,7 @@
 // wire, interop with hand-made .NET-style messages, the fault path, HTTP end to end, and resilience.
 #include <doctest/doctest.h>
 
+#include <atomic>
 #include <csignal>
 #include <fstream>
 #include <set>
@@ -349,6 +350,65 @@ TEST_SUITE("Broker") {
         CHECK(channels_by_connection.size() == 3);
         for (const auto& [connection, channels] : channels_by_connection)
             CHECK_MESSAGE(split_as_expected(channels), connection << ": " << Json(channels).dump());
+    }
+
+    TEST_CASE("Transport: deliveries that arrive with the reply to a runtime RPC are handled without more traffic") {
+        // basic.consume on a queue that holds messages: the broker sends consume-ok and the first
+        // deliveries close together, and when one read gets both, rabbitmq-c keeps what follows the
+        // reply in its own buffers, where the socket's readiness no longer announces it. With
+        // heartbeats off nothing else reads the socket, so those deliveries must be picked up because
+        // of the RPC itself. One read holds both only now and then, so the test starts many consumers.
+        ScopedVhost vhost;
+        constexpr int kQueues = 30;
+        constexpr int kMessagesEach = 10;
+        auto queue_name = [](int i) { return "buffered-by-rpc-" + std::to_string(i); };
+        {
+            RawAmqpClient raw(vhost.name());
+            for (int q = 0; q < kQueues; ++q) {
+                raw.Tap(queue_name(q), {"BufferedByRpc" + std::to_string(q)});
+                for (int i = 0; i < kMessagesEach; ++i)
+                    raw.Publish("BufferedByRpc" + std::to_string(q), "message " + std::to_string(i), {});
+            }
+        }
+        ManagementApi api;
+        REQUIRE(test_support::WaitFor(
+            [&] {
+                int ready = 0;
+                for (const auto& queue : api.Get("queues/" + Encode(vhost.name())))
+                    ready += queue.value("messages_ready", 0);
+                return ready == kQueues * kMessagesEach;
+            },
+            20s));
+
+        messaging::RabbitMqSettings settings = vhost.Settings();
+        settings.heartbeat_seconds = 0;
+        messaging::EventLoopThread loop_thread;
+        std::unique_ptr<messaging::RabbitMqTransport> transport;
+        // The transport belongs to the loop thread: it is closed there, also when a REQUIRE fails.
+        struct CloseOnLoop {
+            messaging::EventLoop& loop;
+            std::unique_ptr<messaging::RabbitMqTransport>& transport;
+            ~CloseOnLoop() {
+                loop.Invoke([this] { transport.reset(); });
+            }
+        } close_on_loop{loop_thread.loop(), transport};
+        REQUIRE(loop_thread.loop().Invoke([&] {
+            transport = std::make_unique<messaging::RabbitMqTransport>(loop_thread.loop(), settings, "rpc-test");
+            return transport->Start().ok();
+        }));
+        std::atomic<int> received{0};
+        for (int q = 0; q < kQueues; ++q) {
+            // Posted: the consumer starts from the loop's work queue, not inside a socket callback.
+            loop_thread.loop().Post([&, q] {
+                transport->Consume(queue_name(q), kMessagesEach, [&](messaging::Delivery delivery) {
+                    transport->Ack(delivery);
+                    ++received;
+                });
+            });
+            const int expected = (q + 1) * kMessagesEach;
+            REQUIRE_MESSAGE(test_support::WaitFor([&] { return received.load() == expected; }, 5s),
+                            "consumer " << q << ": " << received.load() << " of " << expected << " deliveries");
+        }
     }
 
     TEST_CASE("End to end over HTTP: ids ending in 0 1 2 and 3 reach their final states") {

@@ -62,6 +62,10 @@ class RabbitMqTransport : public Transport {
     Status DeclareNow(const Topology& topology);
     Status StartConsumer(ConsumerEntry& consumer);
     void OnReadable();
+    // After a synchronous RPC made outside Connect: rabbitmq-c keeps the frames it read past the reply
+    // (deliveries, confirms) in its own buffers, which the socket's readiness no longer announces, so
+    // they are read on a later turn instead of waiting for more traffic or the heartbeat.
+    void ReadFramesBufferedByRpc();
     void HandleMethod(std::uint16_t channel, std::uint32_t method_id, void* decoded);
     void ConnectionLost(const std::string& reason);
     void ScheduleReconnect();
