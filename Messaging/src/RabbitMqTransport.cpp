@@ -291,11 +291,7 @@ Status RabbitMqTransport::Connect() {
 Status RabbitMqTransport::DeclareNow(const Topology& topology) {
     if (!FlushOutput()) return Status::Unavailable("connection lost");
     amqp_connection_state_t state = connection_->state;
-    auto check = [&](const std::string& what) -> Status {
-        amqp_rpc_reply_t reply = amqp_get_rpc_reply(state);
-        if (reply.reply_type == AMQP_RESPONSE_NORMAL) return Status::Ok();
-        return Status(StatusCode::kPreconditionFailed, what + ": " + ReplyText(reply));
-    };
+    auto check = [&](const std::string& what) { return RpcStatus(StatusCode::kPreconditionFailed, what); };
     // MassTransit's order: queues, exchanges, queue bindings, exchange bindings.
     for (const auto& queue : topology.queues) {
         amqp_queue_declare(state, kConsumeChannel, Bytes(queue.name), 0, queue.durable, queue.exclusive,
@@ -329,7 +325,6 @@ Status RabbitMqTransport::Declare(const Topology& topology) {
             ConnectionLost(status.message());
             return status;
         }
-        ReadFramesBufferedByRpc();
     }
     topology_.push_back(topology);
     return Status::Ok();
@@ -339,12 +334,12 @@ Status RabbitMqTransport::StartConsumer(ConsumerEntry& consumer) {
     if (!FlushOutput()) return Status::Unavailable("connection lost");
     amqp_connection_state_t state = connection_->state;
     amqp_basic_qos(state, kConsumeChannel, 0, consumer.prefetch, 0);
-    if (amqp_rpc_reply_t reply = amqp_get_rpc_reply(state); reply.reply_type != AMQP_RESPONSE_NORMAL)
-        return Status::Unavailable("basic.qos failed: " + ReplyText(reply));
+    if (Status status = RpcStatus(StatusCode::kUnavailable, "basic.qos failed"); !status.ok()) return status;
     auto* ok = amqp_basic_consume(state, kConsumeChannel, Bytes(consumer.queue), amqp_empty_bytes, 0, /*no_ack=*/0, 0,
                                   amqp_empty_table);
-    if (amqp_rpc_reply_t reply = amqp_get_rpc_reply(state); reply.reply_type != AMQP_RESPONSE_NORMAL || !ok)
-        return Status::Unavailable("basic.consume " + consumer.queue + " failed: " + ReplyText(reply));
+    const std::string what = "basic.consume " + consumer.queue + " failed";
+    if (Status status = RpcStatus(StatusCode::kUnavailable, what); !status.ok()) return status;
+    if (!ok) return Status::Unavailable(what);
     consumer.tag = String(ok->consumer_tag);
     return Status::Ok();
 }
@@ -352,12 +347,8 @@ Status RabbitMqTransport::StartConsumer(ConsumerEntry& consumer) {
 ConsumerId RabbitMqTransport::Consume(const std::string& queue, std::uint16_t prefetch, DeliveryHandler handler) {
     const ConsumerId id = next_consumer_id_++;
     auto& consumer = consumers_[id] = ConsumerEntry{queue, prefetch, std::move(handler), {}};
-    if (connected_) {
-        if (Status status = StartConsumer(consumer); !status.ok())
-            ConnectionLost(status.message());
-        else
-            ReadFramesBufferedByRpc();
-    }
+    if (connected_)
+        if (Status status = StartConsumer(consumer); !status.ok()) ConnectionLost(status.message());
     return id;
 }
 
@@ -366,9 +357,8 @@ void RabbitMqTransport::Cancel(ConsumerId id) {
     if (it == consumers_.end()) return;
     if (connected_ && !it->second.tag.empty() && FlushOutput()) {
         amqp_basic_cancel(connection_->state, kConsumeChannel, Bytes(it->second.tag));
-        if (amqp_rpc_reply_t reply = amqp_get_rpc_reply(connection_->state); reply.reply_type != AMQP_RESPONSE_NORMAL)
-            spdlog::warn("basic.cancel failed: {}", ReplyText(reply));
-        ReadFramesBufferedByRpc();
+        if (Status status = RpcStatus(StatusCode::kUnavailable, "basic.cancel failed"); !status.ok())
+            spdlog::warn("{}", status.message());
     }
     consumers_.erase(it);
 }
@@ -528,13 +518,21 @@ void RabbitMqTransport::Confirm(std::uint64_t tag, bool multiple, bool ok) {
     for (auto& completion : done) completion(status);
 }
 
-void RabbitMqTransport::ReadFramesBufferedByRpc() {
-    if (!connected_) return;
-    if (!amqp_frames_enqueued(connection_->state) && !amqp_data_in_buffer(connection_->state)) return;
-    // Not now: the caller may be a handler that OnReadable itself is running.
-    loop_.Post([this, alive = std::weak_ptr<bool>(alive_), generation = generation_] {
-        if (!alive.expired() && generation == generation_) OnReadable();
-    });
+Status RabbitMqTransport::RpcStatus(StatusCode code, const std::string& what) {
+    amqp_connection_state_t state = connection_->state;
+    const amqp_rpc_reply_t reply = amqp_get_rpc_reply(state);
+    const bool buffered = amqp_frames_enqueued(state) || amqp_data_in_buffer(state);
+    if (buffered && !buffered_read_posted_) {
+        // Not now: the caller may be a handler that OnReadable itself is running.
+        buffered_read_posted_ = true;
+        loop_.Post([this, alive = std::weak_ptr<bool>(alive_), generation = generation_] {
+            if (alive.expired()) return;
+            buffered_read_posted_ = false;
+            if (generation == generation_) OnReadable();
+        });
+    }
+    if (reply.reply_type == AMQP_RESPONSE_NORMAL) return Status::Ok();
+    return Status(code, what + ": " + ReplyText(reply));
 }
 
 void RabbitMqTransport::OnReadable() {

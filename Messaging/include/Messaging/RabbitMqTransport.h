@@ -62,10 +62,11 @@ class RabbitMqTransport : public Transport {
     Status DeclareNow(const Topology& topology);
     Status StartConsumer(ConsumerEntry& consumer);
     void OnReadable();
-    // After a synchronous RPC made outside Connect: rabbitmq-c keeps the frames it read past the reply
-    // (deliveries, confirms) in its own buffers, which the socket's readiness no longer announces, so
-    // they are read on a later turn instead of waiting for more traffic or the heartbeat.
-    void ReadFramesBufferedByRpc();
+    // The outcome of the synchronous RPC just sent on the open connection: OK, or `code` with `what` and
+    // the broker's reply. rabbitmq-c keeps the frames it read past the reply (deliveries, confirms) in
+    // its own buffers, which the socket's readiness no longer announces, so a read of them is scheduled
+    // for a later turn instead of waiting for more traffic or the heartbeat.
+    Status RpcStatus(StatusCode code, const std::string& what);
     void HandleMethod(std::uint16_t channel, std::uint32_t method_id, void* decoded);
     void ConnectionLost(const std::string& reason);
     void ScheduleReconnect();
@@ -86,6 +87,7 @@ class RabbitMqTransport : public Transport {
     bool connected_ = false;
     bool closing_ = false;
     std::uint64_t generation_ = 0;
+    bool buffered_read_posted_ = false;  // a read of frames buffered by an RPC is waiting for its turn
     int reconnect_attempts_ = 0;
     std::uint64_t next_publish_tag_ = 1;
     std::map<std::uint64_t, Completion> pending_confirms_;
