@@ -52,18 +52,51 @@ std::optional<contracts::Timestamp> ReadTime(const Json& root, std::string_view 
     return time;
 }
 
-// JSON text exactly as nlohmann's dump() (ensure_ascii off, invalid UTF-8 replaced) writes it. ASCII
-// is escaped here; a string with other bytes goes through nlohmann, which checks its UTF-8.
-void AppendString(std::string& out, std::string_view text) {
+void AppendNullable(std::string& out, std::string_view name, const std::string& value) {
+    out += '"';
+    out += name;
+    out += "\":";
+    if (value.empty())
+        out += "null";
+    else
+        AppendJsonString(out, value);
+    out += ',';
+}
+
+void AppendJson(std::string& out, const OrderedJson& value) {
+    out += value.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
+// The host object is the same in every envelope a process writes: written once per thread and host.
+const std::string& HostJson(const contracts::HostInfo& host) {
+    thread_local contracts::HostInfo cached_host;
+    thread_local std::string cached_json;
+    if (cached_json.empty() || !(cached_host == host)) {
+        cached_host = host;
+        cached_json = contracts::WriteHostInfo(host).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+    }
+    return cached_json;
+}
+
+}  // namespace
+
+// ASCII is escaped here; a string with other bytes goes through nlohmann, which checks its UTF-8.
+// One pass: runs of characters that need no escape are copied whole.
+void AppendJsonString(std::string& out, std::string_view text) {
     static constexpr char kHex[] = "0123456789abcdef";
-    for (unsigned char c : text) {
+    const std::size_t start = out.size();
+    out += '"';
+    std::size_t run_start = 0;
+    for (std::size_t i = 0; i < text.size(); ++i) {
+        const auto c = static_cast<unsigned char>(text[i]);
+        if (c >= 0x20 && c < 0x80 && c != '"' && c != '\\') continue;
         if (c >= 0x80) {
+            out.resize(start);
             out += OrderedJson(std::string(text)).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
             return;
         }
-    }
-    out += '"';
-    for (unsigned char c : text) {
+        out.append(text.data() + run_start, i - run_start);
+        run_start = i + 1;
         switch (c) {
             case '"':
                 out += "\\\"";
@@ -87,45 +120,14 @@ void AppendString(std::string& out, std::string_view text) {
                 out += "\\t";
                 break;
             default:
-                if (c < 0x20) {
-                    out += "\\u00";
-                    out += kHex[c >> 4];
-                    out += kHex[c & 0xf];
-                } else {
-                    out += static_cast<char>(c);
-                }
+                out += "\\u00";
+                out += kHex[c >> 4];
+                out += kHex[c & 0xf];
         }
     }
+    out.append(text.data() + run_start, text.size() - run_start);
     out += '"';
 }
-
-void AppendNullable(std::string& out, std::string_view name, const std::string& value) {
-    out += '"';
-    out += name;
-    out += "\":";
-    if (value.empty())
-        out += "null";
-    else
-        AppendString(out, value);
-    out += ',';
-}
-
-void AppendJson(std::string& out, const OrderedJson& value) {
-    out += value.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
-}
-
-// The host object is the same in every envelope a process writes: written once per thread and host.
-const std::string& HostJson(const contracts::HostInfo& host) {
-    thread_local contracts::HostInfo cached_host;
-    thread_local std::string cached_json;
-    if (cached_json.empty() || !(cached_host == host)) {
-        cached_host = host;
-        cached_json = contracts::WriteHostInfo(host).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
-    }
-    return cached_json;
-}
-
-}  // namespace
 
 // Written field by field rather than through a JSON object: the envelope is built for every message
 // sent, and the object's copies and ordered inserts were a tenth of OrderService's loop time.
@@ -145,17 +147,17 @@ std::string SerializeEnvelope(const Envelope& envelope, const OrderedJson& messa
     out += "\"messageType\":[";
     for (std::size_t i = 0; i < envelope.message_type.size(); ++i) {
         if (i) out += ',';
-        AppendString(out, envelope.message_type[i]);
+        AppendJsonString(out, envelope.message_type[i]);
     }
     out += "],\"message\":";
     AppendJson(out, message);
     out += ",\"expirationTime\":";
     if (envelope.expiration_time)
-        AppendString(out, contracts::FormatIso8601(*envelope.expiration_time));
+        AppendJsonString(out, contracts::FormatIso8601(*envelope.expiration_time));
     else
         out += "null";
     out += ",\"sentTime\":";
-    AppendString(out, contracts::FormatIso8601(envelope.sent_time));
+    AppendJsonString(out, contracts::FormatIso8601(envelope.sent_time));
     out += ",\"headers\":";
     if (envelope.headers.is_object() && !envelope.headers.empty())
         AppendJson(out, OrderedJson(envelope.headers));

@@ -78,6 +78,10 @@ bool Statement::IsNull(int column) const {
 }
 
 SqliteDatabase::SqliteDatabase(const std::string& path, SqliteSync sync) {
+    // Memory statistics take a process-wide mutex on every allocation SQLite makes (a few hundred per
+    // order); nothing here reads them. This only takes effect before SQLite's first use in the process.
+    static const int statistics_off = sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
+    (void)statistics_off;
     if (path != ":memory:")
         if (auto dir = std::filesystem::path(path).parent_path(); !dir.empty())
             std::filesystem::create_directories(dir);

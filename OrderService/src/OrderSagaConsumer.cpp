@@ -68,8 +68,8 @@ void OrderSagaConsumer::Handle(messaging::ConsumeContext& context, const OrderEv
         instance = std::move(*stored);
     } else if (event.kind == OrderEventKind::kOrderSubmitted) {
         // A finalized (completed) order has no saga row any more, but its outcome is kept.
-        if (auto order = repository_.FindOrder(event.order_id);
-            order && (order->status == "Completed" || order->status == "Failed")) {
+        if (auto status = repository_.FindOrderStatus(event.order_id);
+            status && (*status == "Completed" || *status == "Failed")) {
             spdlog::info("order {}: OrderSubmitted for a finished order ignored", event.order_id);
             return;
         }

@@ -82,6 +82,12 @@ TEST_SUITE("Contracts") {
         CHECK(FormatIso8601(*ParseIso8601("2026-02-10T14:03:05.5000000Z")) == "2026-02-10T14:03:05.5Z");
         CHECK(FormatIso8601(*ParseIso8601("2026-02-10T14:03:05Z")) == "2026-02-10T14:03:05Z");
         CHECK(FormatIso8601(*ParseIso8601("2026-02-10T16:03:05+02:00")) == "2026-02-10T14:03:05Z");
+        // Every field zero-padded, and a fraction of one microsecond.
+        using namespace std::chrono;
+        const Timestamp early = sys_days{year{987} / 1 / 2} + hours{3} + minutes{4} + seconds{5} + microseconds{1};
+        CHECK(FormatIso8601(early) == "0987-01-02T03:04:05.000001Z");
+        CHECK(FormatIso8601(sys_days{year{2026} / 12 / 31} + hours{23} + minutes{59} + seconds{59} +
+                            microseconds{999990}) == "2026-12-31T23:59:59.99999Z");
         CHECK_FALSE(ParseIso8601("2026-02-30T14:03:05Z"));
         CHECK_FALSE(ParseIso8601("yesterday"));
     }

@@ -285,6 +285,13 @@ TEST_SUITE("Messaging.Sqlite") {
         CHECK_THROWS_AS(db.Prepare("SELECT nope FROM t"), SqliteError);
     }
 
+    TEST_CASE("SQLite keeps no memory statistics - their mutex was taken on every allocation") {
+        SqliteDatabase db(":memory:");
+        db.Execute("CREATE TABLE t (v TEXT)");
+        db.Prepare("INSERT INTO t VALUES (?1)").Bind(1, std::string(10000, 'x')).Run();
+        CHECK(sqlite3_memory_used() == 0);  // counted only while the statistics are on
+    }
+
     TEST_CASE("Inside an open transaction a Transaction is a savepoint - rolled back alone") {
         SqliteDatabase db(":memory:");
         db.Execute("CREATE TABLE t (k TEXT PRIMARY KEY)");

@@ -41,6 +41,10 @@ struct Envelope {
     contracts::HostInfo host;
 };
 
+// Appends `text` as a JSON string exactly as nlohmann's dump() writes it (ensure_ascii off, invalid
+// UTF-8 replaced), for JSON written field by field.
+void AppendJsonString(std::string& out, std::string_view text);
+
 // Writes the envelope with `message` as its message object; envelope.message is ignored.
 std::string SerializeEnvelope(const Envelope& envelope, const contracts::OrderedJson& message);
 // Throws EnvelopeError for malformed JSON, a missing messageType, a non-GUID id or a relative address.

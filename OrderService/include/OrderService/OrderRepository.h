@@ -46,19 +46,23 @@ struct OutboxEntry {
 
 class OrderRepository {
   public:
-    static constexpr int kSchemaVersion = 2;
+    static constexpr int kSchemaVersion = 3;
 
     explicit OrderRepository(messaging::SqliteDatabase& db);  // creates or migrates the schema
     messaging::SqliteDatabase& db() { return db_; }
 
+    // The stored instance; its `items` are empty (the saga row does not keep them).
     std::optional<OrderSagaInstance> LoadSaga(const std::string& order_id);
     // Inserts a new instance (version 0) or updates one whose stored version is still
     // instance.version; the stored version becomes instance.version + 1. Throws ConcurrencyConflict.
+    // An update writes what a transition can change: the customer, amount and creation time stay as
+    // they were inserted.
     void SaveSaga(const OrderSagaInstance& instance);
     void DeleteSaga(const std::string& order_id, std::int64_t expected_version);
 
     std::optional<OrderRecord> FindOrder(const std::string& order_id);
-    bool InsertOrderIfAbsent(const OrderRecord& order);  // false when the id exists
+    std::optional<std::string> FindOrderStatus(const std::string& order_id);  // FindOrder(...)->status
+    bool InsertOrderIfAbsent(const OrderRecord& order);                       // false when the id exists
     void UpsertOrderFromSaga(const OrderSagaInstance& instance);
 
     std::int64_t AddToOutbox(const messaging::OutgoingMessage& message);

@@ -38,6 +38,8 @@ struct OrderSagaInstance {
     std::int64_t version = 0;  // optimistic concurrency: 0 = not stored yet
     std::string customer_number;
     contracts::Decimal total_amount;
+    // From the OrderSubmitted that starts the saga, for the commands of that transition. Not stored
+    // with the saga (no later transition needs them); the orders table keeps them.
     std::vector<contracts::OrderItem> items;
     std::string reason;
     std::string timeout_token;                   // the scheduled OrderTimeoutExpired that still counts
