@@ -226,7 +226,11 @@ Status RabbitMqTransport::Connect() {
     auto connection = std::make_unique<Connection>();
     amqp_socket_t* socket = amqp_tcp_socket_new(connection->state);
     if (!socket) return Status::Internal("cannot create a TCP socket");
+    // The timeout bounds the TCP connect, the login and each later RPC (declare, consume, cancel,
+    // close). Heartbeats end a silent wait too, but only when they are on.
     timeval timeout{settings_.connection_timeout_seconds, 0};
+    amqp_set_handshake_timeout(connection->state, &timeout);
+    amqp_set_rpc_timeout(connection->state, &timeout);
     if (int rc = amqp_socket_open_noblock(socket, settings_.host.c_str(), settings_.port, &timeout);
         rc != AMQP_STATUS_OK)
         return Status::Unavailable(std::string("cannot connect: ") + amqp_error_string2(rc));
@@ -355,12 +359,15 @@ ConsumerId RabbitMqTransport::Consume(const std::string& queue, std::uint16_t pr
 void RabbitMqTransport::Cancel(ConsumerId id) {
     auto it = consumers_.find(id);
     if (it == consumers_.end()) return;
+    Status status = Status::Ok();
     if (connected_ && !it->second.tag.empty() && FlushOutput()) {
         amqp_basic_cancel(connection_->state, kConsumeChannel, Bytes(it->second.tag));
-        if (Status status = RpcStatus(StatusCode::kUnavailable, "basic.cancel failed"); !status.ok())
-            spdlog::warn("{}", status.message());
+        status = RpcStatus(StatusCode::kUnavailable, "basic.cancel failed");
     }
     consumers_.erase(it);
+    // A failed cancel leaves no usable channel (the broker closed it, or the RPC timed out and
+    // rabbitmq-c closed the connection): the other consumers start again on a fresh connection.
+    if (!status.ok()) ConnectionLost(status.message());
 }
 
 void RabbitMqTransport::Publish(const std::string& exchange, TransportMessage message, Completion confirmed) {

@@ -3,8 +3,14 @@
 // and the SQLite wrapper's transactions and group commit.
 #include <doctest/doctest.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <csignal>
 #include <fstream>
+#include <future>
 
 #include "InventoryService/InventorySettings.h"
 #include "Messaging/GroupCommit.h"
@@ -531,5 +537,40 @@ TEST_SUITE("Messaging.RabbitMq") {
         plan = PlanAcks(unsettled, {9, 4, 3, 3});
         CHECK(plan.multiple_up_to == 4);
         CHECK(plan.single == std::vector<std::uint64_t>{9});
+    }
+    TEST_CASE("A peer that takes the connection but never answers fails Start within the connection timeout") {
+        // A listening socket nobody accepts from: the kernel completes the TCP handshake, and no
+        // connection.start ever comes.
+        const int listener = ::socket(AF_INET, SOCK_STREAM, 0);
+        REQUIRE(listener >= 0);
+        sockaddr_in address{};
+        address.sin_family = AF_INET;
+        address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        REQUIRE(::bind(listener, reinterpret_cast<sockaddr*>(&address), sizeof address) == 0);
+        REQUIRE(::listen(listener, 4) == 0);
+        socklen_t length = sizeof address;
+        REQUIRE(::getsockname(listener, reinterpret_cast<sockaddr*>(&address), &length) == 0);
+
+        RabbitMqSettings settings;
+        settings.host = "127.0.0.1";
+        settings.port = ntohs(address.sin_port);
+        settings.username = settings.password = "guest";
+        settings.connection_timeout_seconds = 1;
+        EventLoopThread loop_thread;
+        std::unique_ptr<RabbitMqTransport> transport;
+        std::promise<Status> started;
+        auto result = started.get_future();
+        const auto begin = std::chrono::steady_clock::now();
+        loop_thread.loop().Post([&] {
+            transport = std::make_unique<RabbitMqTransport>(loop_thread.loop(), settings, "silent-peer");
+            started.set_value(transport->Start());
+        });
+        const bool answered = result.wait_for(6s) == std::future_status::ready;
+        ::close(listener);  // resets the waiting connection, so a transport without the timeout lets go too
+        const Status status = result.get();
+        CHECK_MESSAGE(answered, "Start waited more than 6 s for a silent peer");
+        CHECK(std::chrono::steady_clock::now() - begin >= 900ms);  // it did wait for the answer
+        CHECK(status.code() == StatusCode::kUnavailable);
+        loop_thread.loop().Invoke([&] { transport.reset(); });
     }
 }
