@@ -43,8 +43,9 @@ void OutboxRelay::RemoveConfirmed() {
     try {
         repository_.RemoveFromOutbox(rows);
     } catch (const std::exception& e) {
-        spdlog::warn("{} outbox row(s) could not be removed ({}); they will be sent again", rows.size(), e.what());
-        throw;  // undoes the part that was removed
+        // Thrown on, so that the part already removed is undone; the unit of work logs it once.
+        throw std::runtime_error(std::to_string(rows.size()) + " outbox row(s) could not be removed (" + e.what() +
+                                 "); they will be sent again");
     }
 }
 

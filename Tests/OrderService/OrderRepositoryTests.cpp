@@ -145,7 +145,7 @@ TEST_SUITE("OrderService.Repository") {
         message.message.properties.content_type = "application/vnd.masstransit+json";
         message.message.properties.correlation_id = "c-\"1\"\n";
         message.message.properties.headers["MT-Fault-RetryCount"] = std::int32_t{2};
-        message.message.properties.headers["MT-Big"] = std::int64_t{1} << 40;
+        message.message.properties.headers["MT-Big"] = std::int64_t{1} << 40;  // keeps its width
         message.message.properties.headers["MT-Redelivered"] = true;
         message.message.properties.headers["Tenant"] = std::string("acme \"\\ caf\u00e9\t");
         const auto first = repository.AddToOutbox(message);
@@ -160,8 +160,8 @@ TEST_SUITE("OrderService.Repository") {
         CHECK(pending[0].message.message.properties.delivery_mode == 2);
         CHECK(pending[0].message.message.properties.headers == message.message.properties.headers);
         CHECK(std::get<std::int32_t>(pending[0].message.message.properties.headers.at("MT-Fault-RetryCount")) == 2);
-        CHECK(std::get<std::int64_t>(pending[0].message.message.properties.headers.at("MT-Big")) == std::int64_t{1}
-                                                                                                        << 40);
+        const std::int64_t big = std::int64_t{1} << 40;
+        CHECK(std::get<std::int64_t>(pending[0].message.message.properties.headers.at("MT-Big")) == big);
         repository.RemoveFromOutbox({first, second});
         CHECK(repository.PendingOutbox(10).empty());
     }
@@ -186,5 +186,35 @@ TEST_SUITE("OrderService.Repository") {
         REQUIRE(test_support::WaitFor([&] {
             return system.loop().Invoke([&] { return system.orders().repository().PendingOutbox(10).empty(); });
         }));
+    }
+    TEST_CASE("A confirmed message whose row cannot be removed stays in the outbox and is sent again") {
+        test_support::InMemorySystem system;
+        auto refuse_removal = [&](bool refuse) {
+            system.loop().Invoke([&] {
+                system.orders().repository().db().Execute(
+                    refuse
+                        ? "CREATE TRIGGER keep_outbox BEFORE DELETE ON outbox BEGIN SELECT RAISE(ABORT, 'refused'); END"
+                        : "DROP TRIGGER keep_outbox");
+            });
+        };
+        auto pending_rows = [&] {
+            return system.loop().Invoke([&] { return system.orders().repository().PendingOutbox(10).size(); });
+        };
+        auto inventory_checks = [&] {
+            return system.harness()
+                .Published<CheckInventory>([](const CheckInventory& m) { return m.order_id == "keep-3"; })
+                .size();
+        };
+        refuse_removal(true);
+        system.Submit("keep-3");
+        REQUIRE(system.WaitForStatus("keep-3", "Completed"));
+        // Every message was confirmed, and every row is still there: none could be removed.
+        CHECK(pending_rows() == 3);  // the saga's CheckInventory, ProcessPayment and OrderCompleted
+        CHECK(inventory_checks() == 1);
+        refuse_removal(false);
+        // The sweep sends the rows again and removes them once confirmed; the saga ignores the repeats.
+        REQUIRE(test_support::WaitFor([&] { return pending_rows() == 0; }, std::chrono::seconds(10)));
+        CHECK(inventory_checks() == 2);
+        CHECK(system.Order("keep-3")->status == "Completed");
     }
 }
