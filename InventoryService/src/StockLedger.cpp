@@ -5,8 +5,6 @@
 namespace inventory_service {
 namespace {
 
-constexpr int kSchemaVersion = 1;
-
 const char* StatusName(ReservationStatus status) {
     switch (status) {
         case ReservationStatus::kReserved:
@@ -28,17 +26,12 @@ ReservationStatus ParseStatus(const std::string& name) {
 }  // namespace
 
 StockLedger::StockLedger(messaging::SqliteDatabase& db) : db_(db) {
-    if (db_.UserVersion() < 1) {
-        messaging::Transaction transaction(db_);
-        db_.Execute(
-            "CREATE TABLE IF NOT EXISTS reservations ("
-            " order_id TEXT PRIMARY KEY,"
-            " status TEXT NOT NULL,"
-            " reason TEXT NOT NULL DEFAULT '',"
-            " updated_at TEXT NOT NULL)");
-        db_.SetUserVersion(kSchemaVersion);
-        transaction.Commit();
-    }
+    messaging::MigrateSchema(db_, "InventoryService",
+                             {"CREATE TABLE IF NOT EXISTS reservations ("
+                              " order_id TEXT PRIMARY KEY,"
+                              " status TEXT NOT NULL,"
+                              " reason TEXT NOT NULL DEFAULT '',"
+                              " updated_at TEXT NOT NULL)"});
 }
 
 std::optional<ReservationStatus> StockLedger::StatusOf(const std::string& order_id) {

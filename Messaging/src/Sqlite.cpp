@@ -157,4 +157,19 @@ void Transaction::Commit() {
     done_ = true;
 }
 
+void MigrateSchema(SqliteDatabase& db, std::string_view owner, const std::vector<std::string_view>& steps) {
+    const int version = db.UserVersion();
+    const int latest = static_cast<int>(steps.size());
+    if (version > latest)
+        throw SqliteError("the database schema (version " + std::to_string(version) + ") is newer than this " +
+                              std::string(owner) + " understands (" + std::to_string(latest) + ")",
+                          SQLITE_ERROR);
+    for (int step = version + 1; step <= latest; ++step) {
+        Transaction transaction(db);
+        db.Execute(steps[static_cast<std::size_t>(step - 1)]);
+        db.SetUserVersion(step);
+        transaction.Commit();
+    }
+}
+
 }  // namespace messaging

@@ -84,21 +84,9 @@ messaging::HeaderTable HeadersFromJson(const Json& json) {
     return headers;
 }
 
-}  // namespace
-
-OrderRepository::OrderRepository(messaging::SqliteDatabase& db) : db_(db) {
-    Migrate();
-}
-
-void OrderRepository::Migrate() {
-    const int version = db_.UserVersion();
-    if (version > kSchemaVersion)
-        throw std::runtime_error("the database schema (version " + std::to_string(version) +
-                                 ") is newer than this OrderService understands (" + std::to_string(kSchemaVersion) +
-                                 ")");
-    if (version < 1) {
-        messaging::Transaction transaction(db_);
-        db_.Execute(R"sql(
+// The schema, one step per version: step i brings version i - 1 to i.
+constexpr std::string_view kMigrations[] = {
+    R"sql(
             CREATE TABLE order_saga (
                 correlation_id TEXT PRIMARY KEY,
                 current_state TEXT NOT NULL,
@@ -133,30 +121,28 @@ void OrderRepository::Migrate() {
             CREATE TABLE saga_inbox (
                 message_id TEXT PRIMARY KEY,
                 received_ms INTEGER NOT NULL);
-        )sql");
-        db_.SetUserVersion(1);
-        transaction.Commit();
-    }
-    if (version < 2) {
-        // Version 2: the ids of applied messages live in the saga row (read with it, no extra index
-        // to update per message) instead of a table of their own.
-        messaging::Transaction transaction(db_);
-        db_.Execute(R"sql(
+        )sql",
+    // Version 2: the ids of applied messages live in the saga row (read with it, no extra index to
+    // update per message) instead of a table of their own.
+    R"sql(
             ALTER TABLE order_saga ADD COLUMN applied_messages TEXT NOT NULL DEFAULT '';
             DROP TABLE saga_inbox;
-        )sql");
-        db_.SetUserVersion(2);
-        transaction.Commit();
-    }
-    if (version < 3) {
-        // Version 3: the items are no longer kept in the saga row. Only the transition that starts the
-        // saga uses them (from the OrderSubmitted it handles), and the orders table keeps them for
-        // GET /order; parsing them back on every event was a twentieth of the saga's work.
-        messaging::Transaction transaction(db_);
-        db_.Execute("ALTER TABLE order_saga DROP COLUMN items");
-        db_.SetUserVersion(3);
-        transaction.Commit();
-    }
+        )sql",
+    // Version 3: the items are no longer kept in the saga row. Only the transition that starts the saga
+    // uses them (from the OrderSubmitted it handles), and the orders table keeps them for GET /order;
+    // parsing them back on every event was a twentieth of the saga's work.
+    "ALTER TABLE order_saga DROP COLUMN items",
+};
+static_assert(std::size(kMigrations) == OrderRepository::kSchemaVersion);
+
+}  // namespace
+
+OrderRepository::OrderRepository(messaging::SqliteDatabase& db) : db_(db) {
+    Migrate();
+}
+
+void OrderRepository::Migrate() {
+    messaging::MigrateSchema(db_, "OrderService", {std::begin(kMigrations), std::end(kMigrations)});
 }
 
 std::optional<OrderSagaInstance> OrderRepository::LoadSaga(const std::string& order_id) {

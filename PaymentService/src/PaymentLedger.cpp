@@ -5,19 +5,14 @@
 namespace payment_service {
 
 PaymentLedger::PaymentLedger(messaging::SqliteDatabase& db) : db_(db) {
-    if (db_.UserVersion() < 1) {
-        messaging::Transaction transaction(db_);
-        db_.Execute(
-            "CREATE TABLE IF NOT EXISTS payments ("
-            " order_id TEXT PRIMARY KEY,"
-            " accepted INTEGER NOT NULL,"
-            " transaction_id TEXT NOT NULL,"
-            " reason TEXT NOT NULL,"
-            " amount TEXT NOT NULL,"
-            " created_at TEXT NOT NULL)");
-        db_.SetUserVersion(1);
-        transaction.Commit();
-    }
+    messaging::MigrateSchema(db_, "PaymentService",
+                             {"CREATE TABLE IF NOT EXISTS payments ("
+                              " order_id TEXT PRIMARY KEY,"
+                              " accepted INTEGER NOT NULL,"
+                              " transaction_id TEXT NOT NULL,"
+                              " reason TEXT NOT NULL,"
+                              " amount TEXT NOT NULL,"
+                              " created_at TEXT NOT NULL)"});
 }
 
 std::optional<PaymentRecord> PaymentLedger::Find(const std::string& order_id) {

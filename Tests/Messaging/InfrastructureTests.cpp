@@ -291,6 +291,28 @@ TEST_SUITE("Messaging.Sqlite") {
         CHECK_THROWS_AS(db.Prepare("SELECT nope FROM t"), SqliteError);
     }
 
+    TEST_CASE("Schema steps run once each and in order - a database from a newer build is refused") {
+        SqliteDatabase db(":memory:");
+        MigrateSchema(db, "Tester", {"CREATE TABLE a (x)"});
+        CHECK(db.UserVersion() == 1);
+        // Step 1 again would fail (the table exists): only the new step runs.
+        MigrateSchema(db, "Tester", {"CREATE TABLE a (x)", "CREATE TABLE b (y)"});
+        CHECK(db.UserVersion() == 2);
+        CHECK_THROWS_WITH_AS(MigrateSchema(db, "Tester", {"CREATE TABLE a (x)"}),
+                             doctest::Contains("(version 2) is newer than this Tester understands (1)"), SqliteError);
+        // A step that fails leaves the version, and the schema, as they were.
+        CHECK_THROWS_AS(MigrateSchema(db, "Tester",
+                                      {"CREATE TABLE a (x)", "CREATE TABLE b (y)",
+                                       "CREATE TABLE c (z); "
+                                       "CREATE TABLE a (z)"}),
+                        SqliteError);
+        CHECK(db.UserVersion() == 2);
+        auto& tables = db.Prepare("SELECT count(*) FROM sqlite_master WHERE name = 'c'");
+        REQUIRE(tables.Step());
+        CHECK(tables.Integer(0) == 0);
+        tables.Reset();
+    }
+
     TEST_CASE("SQLite keeps no memory statistics - their mutex was taken on every allocation") {
         SqliteDatabase db(":memory:");
         db.Execute("CREATE TABLE t (v TEXT)");

@@ -2,6 +2,8 @@
 // (a repeated ProcessPayment never charges twice; a repeated ReleaseStock releases once).
 #include <doctest/doctest.h>
 
+#include "InventoryService/StockLedger.h"
+#include "PaymentService/PaymentLedger.h"
 #include "Support/TestSupport.h"
 
 using namespace contracts;
@@ -72,5 +74,16 @@ TEST_SUITE("Workers") {
         REQUIRE(system.Publish(ProcessPayment{"pay-zero", *Decimal::Parse("0"), "tok"}).ok());
         REQUIRE(system.harness().WaitUntil([&] { return system.QueueDepth("payment-service_error") == 1; }));
         CHECK(system.loop().Invoke([&] { return system.payment().GatewayCalls("pay-zero"); }) == 0);
+    }
+
+    TEST_CASE("A worker refuses a ledger written by a newer build") {
+        messaging::SqliteDatabase inventory_db(":memory:");
+        inventory_db.SetUserVersion(7);
+        CHECK_THROWS_WITH(inventory_service::StockLedger{inventory_db},
+                          doctest::Contains("newer than this InventoryService"));
+        messaging::SqliteDatabase payment_db(":memory:");
+        payment_db.SetUserVersion(7);
+        CHECK_THROWS_WITH(payment_service::PaymentLedger{payment_db},
+                          doctest::Contains("newer than this PaymentService"));
     }
 }

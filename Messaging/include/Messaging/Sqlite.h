@@ -12,6 +12,7 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <vector>
 
 namespace messaging {
 
@@ -96,5 +97,10 @@ class Transaction {
     bool nested_;
     bool done_ = false;
 };
+
+// Brings a database's schema up to date. Step i (counting from 1) runs once, in a transaction that
+// also sets PRAGMA user_version to i. A database whose version is beyond the last step is refused
+// (SqliteError naming `owner`), so an older build never writes to a schema it does not know.
+void MigrateSchema(SqliteDatabase& db, std::string_view owner, const std::vector<std::string_view>& steps);
 
 }  // namespace messaging
