@@ -218,4 +218,22 @@ void ConfigureLogging(const std::string& service_name, const std::string& level)
     spdlog::set_level(parsed);
 }
 
+ServiceSettings::ServiceSettings(std::string queue, std::string database_path)
+    : endpoint{std::move(queue), 16, RetryPolicy::Interval(3, std::chrono::milliseconds(500))},
+      database{std::move(database_path), SqliteSync::kNormal} {}
+
+void ServiceSettings::WriteCommonSections(contracts::OrderedJson& json) const {
+    json["RabbitMQ"] = rabbitmq.ToJson();
+    json["Endpoint"] = EndpointSettingsToJson(endpoint);
+    json["Database"] = database.ToJson();
+    json["Logging"]["Level"] = log_level;
+}
+
+void ServiceSettings::ReadCommonSections(const Json& json) {
+    rabbitmq = RabbitMqSettings::FromJson(json.at("RabbitMQ"));
+    endpoint = EndpointSettingsFromJson(json.at("Endpoint"));
+    database = DatabaseSettings::FromJson(json.at("Database"));
+    log_level = SettingString(json.at("Logging"), "Level");
+}
+
 }  // namespace messaging

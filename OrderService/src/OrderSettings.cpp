@@ -4,17 +4,14 @@ namespace order_service {
 
 contracts::OrderedJson OrderSettings::ToJson() const {
     contracts::OrderedJson json;
-    json["RabbitMQ"] = rabbitmq.ToJson();
+    WriteCommonSections(json);
     json["Http"]["Host"] = http.host;
     json["Http"]["Port"] = http.port;
     json["Http"]["MaxBodyBytes"] = http.max_body_bytes;
     json["Http"]["RequestTimeoutMs"] = http.request_timeout_ms;
     json["Http"]["IdleTimeoutSeconds"] = http.idle_timeout_seconds;
-    json["Database"] = database.ToJson();
-    json["Endpoint"] = messaging::EndpointSettingsToJson(endpoint);
     json["Saga"]["TimeoutMs"] = saga.timeout.count();
     json["Saga"]["CardToken"] = saga.card_token;
-    json["Logging"]["Level"] = log_level;
     return json;
 }
 
@@ -22,25 +19,17 @@ OrderSettings OrderSettings::FromJson(const contracts::Json& json) {
     using messaging::SettingInt;
     using messaging::SettingString;
     OrderSettings settings;
-    settings.rabbitmq = messaging::RabbitMqSettings::FromJson(json.at("RabbitMQ"));
+    settings.ReadCommonSections(json);
     const auto& http = json.at("Http");
     settings.http.host = SettingString(http, "Host");
     settings.http.port = SettingInt(http, "Port", 0, 65535);
     settings.http.max_body_bytes = SettingInt(http, "MaxBodyBytes", 1024, 16 * 1024 * 1024);
     settings.http.request_timeout_ms = SettingInt(http, "RequestTimeoutMs", 100, 600000);
     settings.http.idle_timeout_seconds = SettingInt(http, "IdleTimeoutSeconds", 1, 3600);
-    settings.database = messaging::DatabaseSettings::FromJson(json.at("Database"));
-    settings.endpoint = messaging::EndpointSettingsFromJson(json.at("Endpoint"));
     settings.saga.timeout =
         std::chrono::milliseconds(SettingInt(json.at("Saga"), "TimeoutMs", 10, 7 * 24 * 3600 * 1000));
     settings.saga.card_token = SettingString(json.at("Saga"), "CardToken");
-    settings.log_level = SettingString(json.at("Logging"), "Level");
     return settings;
-}
-
-OrderSettings OrderSettings::Load(const std::string& path, const std::vector<std::string>& environment) {
-    const contracts::Json defaults = contracts::Json::parse(OrderSettings{}.ToJson().dump());
-    return FromJson(messaging::LoadSettingsJson(defaults, {path, environment, {"Retry"}}));
 }
 
 }  // namespace order_service

@@ -4,9 +4,7 @@ namespace payment_service {
 
 contracts::OrderedJson PaymentSettings::ToJson() const {
     contracts::OrderedJson json;
-    json["RabbitMQ"] = rabbitmq.ToJson();
-    json["Endpoint"] = messaging::EndpointSettingsToJson(endpoint);
-    json["Database"] = database.ToJson();
+    WriteCommonSections(json);
     auto& simulation_json = json["Simulation"];
     simulation_json["DeclineSuffixes"] = simulation.decline_suffixes;
     simulation_json["DeclineReason"] = simulation.decline_reason;
@@ -16,15 +14,12 @@ contracts::OrderedJson PaymentSettings::ToJson() const {
     for (const auto& rule : simulation.transient_failures)
         simulation_json["TransientFailures"].push_back(
             {{"Suffix", std::string(1, rule.suffix)}, {"FailedAttempts", rule.failed_attempts}});
-    json["Logging"]["Level"] = log_level;
     return json;
 }
 
 PaymentSettings PaymentSettings::FromJson(const contracts::Json& json) {
     PaymentSettings settings;
-    settings.rabbitmq = messaging::RabbitMqSettings::FromJson(json.at("RabbitMQ"));
-    settings.endpoint = messaging::EndpointSettingsFromJson(json.at("Endpoint"));
-    settings.database = messaging::DatabaseSettings::FromJson(json.at("Database"));
+    settings.ReadCommonSections(json);
     const auto& simulation = json.at("Simulation");
     settings.simulation.decline_suffixes = messaging::SettingString(simulation, "DeclineSuffixes");
     settings.simulation.decline_reason = messaging::SettingString(simulation, "DeclineReason");
@@ -41,13 +36,7 @@ PaymentSettings PaymentSettings::FromJson(const contracts::Json& json) {
                 "\"FailedAttempts\": <n >= 0>}");
         settings.simulation.transient_failures.push_back({suffix->get<std::string>()[0], attempts->get<int>()});
     }
-    settings.log_level = messaging::SettingString(json.at("Logging"), "Level");
     return settings;
-}
-
-PaymentSettings PaymentSettings::Load(const std::string& path, const std::vector<std::string>& environment) {
-    const contracts::Json defaults = contracts::Json::parse(PaymentSettings{}.ToJson().dump());
-    return FromJson(messaging::LoadSettingsJson(defaults, {path, environment, {"Retry"}}));
 }
 
 }  // namespace payment_service

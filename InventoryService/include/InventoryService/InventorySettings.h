@@ -13,18 +13,16 @@ struct InventorySimulation {
     std::string shortage_reason = "Out of stock";
 };
 
-struct InventorySettings {
-    messaging::RabbitMqSettings rabbitmq;
-    messaging::ReceiveEndpointSettings endpoint{"inventory-service", 16,
-                                                messaging::RetryPolicy::Interval(3, std::chrono::milliseconds(500))};
-    messaging::DatabaseSettings database{"inventory-service.db", messaging::SqliteSync::kNormal};
+struct InventorySettings : messaging::ServiceSettings {
     InventorySimulation simulation;
-    std::string log_level = "info";
 
+    InventorySettings() : ServiceSettings("inventory-service", "inventory-service.db") {}
     contracts::OrderedJson ToJson() const;
     static InventorySettings FromJson(const contracts::Json& json);
     // Defaults, then the file (if any), then environment overrides.
-    static InventorySettings Load(const std::string& path, const std::vector<std::string>& environment);
+    static InventorySettings Load(const std::string& path, const std::vector<std::string>& environment) {
+        return messaging::LoadServiceSettings<InventorySettings>(path, environment);
+    }
 };
 
 }  // namespace inventory_service

@@ -55,6 +55,28 @@ struct DatabaseSettings {
     static DatabaseSettings FromJson(const contracts::Json& json);
 };
 
+// The sections every service's settings have: RabbitMQ, Endpoint, Database and Logging. A service's
+// settings struct derives from it and adds its own sections.
+struct ServiceSettings {
+    RabbitMqSettings rabbitmq;
+    ReceiveEndpointSettings endpoint;
+    DatabaseSettings database;
+    std::string log_level = "info";
+
+    // The service's own queue and database file; every other default is shared.
+    ServiceSettings(std::string queue, std::string database_path);
+    void WriteCommonSections(contracts::OrderedJson& json) const;
+    void ReadCommonSections(const contracts::Json& json);  // json as LoadSettingsJson returned it
+};
+
+// A service's settings: the defaults of `Settings{}`, overlaid by the file at `path` (none when
+// empty), overlaid by `environment` ("NAME=VALUE" entries).
+template <class Settings>
+Settings LoadServiceSettings(const std::string& path, const std::vector<std::string>& environment) {
+    const contracts::Json defaults = contracts::Json::parse(Settings{}.ToJson().dump());
+    return Settings::FromJson(LoadSettingsJson(defaults, {path, environment, {"Retry"}}));
+}
+
 // Reads a typed value from a settings object already validated by LoadSettingsJson.
 std::string SettingString(const contracts::Json& json, const char* key);
 int SettingInt(const contracts::Json& json, const char* key, int min, int max);

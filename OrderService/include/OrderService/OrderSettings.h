@@ -16,18 +16,17 @@ struct HttpSettings {
     int idle_timeout_seconds = 60;   // a keep-alive connection with no request is closed after this
 };
 
-struct OrderSettings {
-    messaging::RabbitMqSettings rabbitmq;
+struct OrderSettings : messaging::ServiceSettings {
     HttpSettings http;
-    messaging::DatabaseSettings database{"order-service.db", messaging::SqliteSync::kNormal};
-    messaging::ReceiveEndpointSettings endpoint{"order-service", 16,
-                                                messaging::RetryPolicy::Interval(3, std::chrono::milliseconds(500))};
     SagaOptions saga;
-    std::string log_level = "info";
 
+    OrderSettings() : ServiceSettings("order-service", "order-service.db") {}
     contracts::OrderedJson ToJson() const;
     static OrderSettings FromJson(const contracts::Json& json);
-    static OrderSettings Load(const std::string& path, const std::vector<std::string>& environment);
+    // Defaults, then the file (if any), then environment overrides.
+    static OrderSettings Load(const std::string& path, const std::vector<std::string>& environment) {
+        return messaging::LoadServiceSettings<OrderSettings>(path, environment);
+    }
 };
 
 }  // namespace order_service

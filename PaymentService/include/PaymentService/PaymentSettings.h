@@ -23,17 +23,16 @@ struct PaymentSimulation {
     std::vector<TransientFailureRule> transient_failures;
 };
 
-struct PaymentSettings {
-    messaging::RabbitMqSettings rabbitmq;
-    messaging::ReceiveEndpointSettings endpoint{"payment-service", 16,
-                                                messaging::RetryPolicy::Interval(3, std::chrono::milliseconds(500))};
-    messaging::DatabaseSettings database{"payment-service.db", messaging::SqliteSync::kNormal};
+struct PaymentSettings : messaging::ServiceSettings {
     PaymentSimulation simulation;
-    std::string log_level = "info";
 
+    PaymentSettings() : ServiceSettings("payment-service", "payment-service.db") {}
     contracts::OrderedJson ToJson() const;
     static PaymentSettings FromJson(const contracts::Json& json);
-    static PaymentSettings Load(const std::string& path, const std::vector<std::string>& environment);
+    // Defaults, then the file (if any), then environment overrides.
+    static PaymentSettings Load(const std::string& path, const std::vector<std::string>& environment) {
+        return messaging::LoadServiceSettings<PaymentSettings>(path, environment);
+    }
 };
 
 }  // namespace payment_service
