@@ -426,9 +426,12 @@ class EnvelopeScanner {
         if (negative) ++p_;
         const char* digits = p_;
         std::int64_t value = 0;
-        while (p_ != end_ && *p_ >= '0' && *p_ <= '9') value = value * 10 + (*p_++ - '0');
+        while (p_ != end_ && *p_ >= '0' && *p_ <= '9') {
+            if (p_ - digits == 18) return false;  // a 19th digit could overflow: the DOM reader decides
+            value = value * 10 + (*p_++ - '0');
+        }
         const auto count = p_ - digits;
-        if (count == 0 || count > 18 || (*digits == '0' && count > 1)) return false;
+        if (count == 0 || (*digits == '0' && count > 1)) return false;
         if (p_ != end_ && (*p_ == '.' || *p_ == 'e' || *p_ == 'E')) return false;
         out = negative ? -value : value;
         return true;
