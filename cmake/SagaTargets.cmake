@@ -6,8 +6,10 @@ function(saga_configure_target target)
     target_compile_options(${target} PRIVATE -Werror)
   endif()
   if(SAGA_SANITIZE)
-    target_compile_options(${target} PRIVATE -fsanitize=address,undefined -fno-omit-frame-pointer)
-    target_link_options(${target} PRIVATE -fsanitize=address,undefined)
+    # Undefined behaviour stops the test that meets it instead of only printing a line.
+    target_compile_options(${target} PRIVATE -fsanitize=address,undefined -fno-sanitize-recover=undefined
+                                             -fno-omit-frame-pointer)
+    target_link_options(${target} PRIVATE -fsanitize=address,undefined -fno-sanitize-recover=undefined)
   endif()
 endfunction()
 
