@@ -138,10 +138,6 @@ static_assert(std::size(kMigrations) == OrderRepository::kSchemaVersion);
 }  // namespace
 
 OrderRepository::OrderRepository(messaging::SqliteDatabase& db) : db_(db) {
-    Migrate();
-}
-
-void OrderRepository::Migrate() {
     messaging::MigrateSchema(db_, "OrderService", {std::begin(kMigrations), std::end(kMigrations)});
 }
 

@@ -72,7 +72,6 @@ class OrderRepository {
     std::vector<PendingTimeout> PendingTimeouts();
 
   private:
-    void Migrate();
     messaging::SqliteDatabase& db_;
 };
 
