@@ -20,6 +20,7 @@ maxima = {r["synchronous"]: r for r in rows if r.get("kind") == "max"}
 embedded = next((r for r in rows if r.get("kind") == "embedded"), None)
 chains = {r["synchronous"]: r for r in rows if r.get("kind") == "chain"}
 ceiling_runs = {r["synchronous"]: r["runs"] for r in rows if r.get("kind") == "ceiling"}
+soaks = [r for r in rows if r.get("kind") == "soak"]
 
 
 def clean(r):
@@ -110,9 +111,28 @@ for sync in sorted({r["synchronous"] for r in steps}):
         checks.append((f"{sync}: sustained >= 1,000 orders/s", f"{best:.0f}/s", best >= 1000))
     peak = max(max(r["peak_rss_mb"].values()) for r in runs)
     checks.append((f"{sync}: peak RSS of each service < 50 MB", f"{peak:.1f} MB", peak < 50))
+for soak in soaks:
+    samples = soak["rss_samples"]
+    services = [k for k in samples[0] if k != "t"]
+    # "Minute 1 of 5": the first sample after a fifth of the run; the end: the last one inside the run.
+    early = next(x for x in samples if x["t"] >= soak["seconds"] / 5)
+    late = [x for x in samples if x["t"] <= soak["seconds"]][-1]
+    growth = {k: late[k] / early[k] - 1 for k in services}
+    lines += [f"## No leak: {soak['seconds']:.0f} s at {soak['offered_rate']:.0f} orders/s (half the ceiling, {soak['synchronous']})", "",
+              *([soak["note"], ""] if soak.get("note") else []),
+              f"Each service's resident set (VmRSS) sampled every second while `SagaBench load` ran: sustained "
+              f"{soak['throughput']:.0f} orders/s, p50 {soak['latency_ms']['p50']:.1f} ms, p99 {soak['latency_ms']['p99']:.1f} ms, "
+              f"{soak['lost']} lost, {soak['duplicated']} duplicated.", "",
+              "| service | RSS MB at %.0f s | RSS MB at %.0f s | change | highest MB |" % (early["t"], late["t"]), "|---|---|---|---|---|"]
+    for k in services:
+        lines.append(f"| {k} | {early[k]:.1f} | {late[k]:.1f} | {growth[k]:+.1%} | {max(x[k] for x in samples):.1f} |")
+    lines.append("")
+    checks.append((f"{soak['synchronous']}: RSS at the end of a {soak['seconds']:.0f} s run at half the ceiling within 10% of "
+                   f"its value at {early['t']:.0f} s", ", ".join(f"{k} {growth[k]:+.1%}" for k in services),
+                   all(abs(g) <= 0.10 for g in growth.values()) and kept_up(soak)))
 checks.append(("No order lost or duplicated in any run",
-               f"{sum(r['lost'] for r in steps)} lost, {sum(r['duplicated'] for r in steps)} duplicated",
-               all(clean(r) for r in steps)))
+               f"{sum(r['lost'] for r in steps + soaks)} lost, {sum(r['duplicated'] for r in steps + soaks)} duplicated",
+               all(clean(r) for r in steps + soaks)))
 
 if embedded:
     lines += ["## Embedded (the in-memory bus, no broker; synchronous=Normal)", "",
@@ -151,17 +171,18 @@ set xlabel "offered orders/s"
 set ylabel "latency (ms)"
 set logscale y
 set key left top
-set xrange [0:{max(ceilings.values()) * 1.08}]
+set xrange [0:{max(ceilings.values(), default=1) * 1.08}]
 {arrows}
 plot for [i=0:{len(ceilings) - 1}] "{data}" index i using 1:2 with linespoints title columnheader(1)." p50", \\
      for [i=0:{len(ceilings) - 1}] "{data}" index i using 1:3 with linespoints title columnheader(1)." p95", \\
      for [i=0:{len(ceilings) - 1}] "{data}" index i using 1:4 with linespoints title columnheader(1)." p99"
 """
-subprocess.run(["gnuplot"], input=script, text=True, check=True)
+if ceilings:  # a run of the leak check alone (BENCH_FRACTIONS=) has no steps to plot
+    subprocess.run(["gnuplot"], input=script, text=True, check=True)
 
 # Every accepted order must reach exactly one final event (the fixed-rate steps; a find-the-maximum
 # step beyond what the system keeps up with may end its drain window with orders still in flight).
-bad = [r for r in steps if not clean(r) or r["completed"] + r["failed"] == 0]
+bad = [r for r in steps + soaks if not clean(r) or r["completed"] + r["failed"] == 0]
 for r in bad:
     print(f"FAILED: offered {r['offered_rate']}/s ({r['synchronous']}): lost {r['lost']}, duplicated {r['duplicated']}, "
           f"finished {r['completed'] + r['failed']}", file=sys.stderr)

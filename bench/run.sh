@@ -4,7 +4,7 @@
 # latency at half that rate (SagaBench chain), then runs the three services under open-loop loads at
 # fractions of that ceiling (SagaBench load). CPU seconds and peak RSS per process come from /proc.
 # Writes bench/out/report.json, report.md and latency.png.
-#   bash bench/run.sh            the full run (about 20 minutes)
+#   bash bench/run.sh            the full run (about 50 minutes)
 #   bash bench/run.sh --smoke    a few seconds at a low rate (run by the test suite)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,7 +13,7 @@ root=$PWD
 smoke=no
 [ "${1:-}" = "--smoke" ] && smoke=yes
 seconds=${BENCH_SECONDS:-15}
-fractions=${BENCH_FRACTIONS:-"0.25 0.5 0.75"}
+fractions=${BENCH_FRACTIONS-"0.25 0.5 0.75"}  # "" for none
 # The services get the in-flight allowance the ceiling's stages have (prefetch) and enough HTTP
 # connections that the client side is not what limits them: an order waits for an idle connection,
 # so 64 of them turned the open loop into a closed one at about 2,400/s as soon as answers took
@@ -28,6 +28,9 @@ max_steps=30; max_start=0.3; embedded_rate=500; refine_steps=2
 # and whether the system kept up with a rate is the majority of up to this many runs.
 ceiling_runs=${BENCH_CEILING_RUNS:-3}
 decision_runs=${BENCH_DECISION_RUNS:-3}
+# No leak: with Normal, one long run at half the ceiling (0 skips it), each service's resident set
+# sampled every second; the figure at the first fifth (minute 1 of 5) and at the end must agree within 10%.
+soak_seconds=${BENCH_SOAK_SECONDS:-300}
 # Each fixed step runs this many times and the report gives the median: on a shared machine one 15 s
 # run's latency can differ from the next one's by half.
 repeats=${BENCH_REPEATS:-3}
@@ -45,7 +48,7 @@ if [ $smoke = yes ]; then
     # Every mode of the tool once, briefly: a fixed step, two find-the-maximum steps, two embedded steps.
     seconds=2; fractions="0.1"; modes="Normal"; out=${BENCH_OUT:-$build/smoke}
     max_steps=2; max_start=0.05; embedded_rate=50; failure_share=${BENCH_FAILURE_SHARE:-0.1}; refine_steps=1
-    repeats=1; ceiling_runs=1; decision_runs=1
+    repeats=1; ceiling_runs=2; decision_runs=3; soak_seconds=5
 fi
 
 if [ -z "${BENCH_SKIP_SETUP:-}" ]; then
@@ -85,6 +88,12 @@ for sync in $modes; do
     api -X PUT "http://127.0.0.1:$management_port/api/permissions/$vhost/guest" -d '{"configure":".*","write":".*","read":".*"}' > /dev/null
     ceiling_jsons=()
     for run in $(seq 1 "$ceiling_runs"); do
+        if [ $smoke = yes ] && [ "$run" -gt 1 ]; then
+            # A chain an earlier run left behind, waiting for the generator: the ceiling must skip it.
+            api -X POST "http://127.0.0.1:$management_port/api/exchanges/$vhost/chain-6/publish" \
+                -d '{"properties":{"message_id":"left-behind","headers":{"hop":6}},"routing_key":"","payload":"x","payload_encoding":"string"}' \
+                | grep -q '"routed":true'
+        fi
         echo "== $sync: measuring the broker's ceiling ($seconds s), run $run of $ceiling_runs" >&2
         ceiling_jsons+=("$("$bench_bin" ceiling --amqp-port "$amqp_port" --vhost "$vhost" --seconds "$seconds" \
                           --synchronous "$sync" --database "$work/ceiling-$sync.db" --message-size 1100)")
@@ -156,6 +165,37 @@ print(json.dumps(row))
 PY
         done
     done
+    if [ "$sync" = Normal ] && [ "$soak_seconds" -gt 0 ]; then
+        rate=$(python3 -c "print(max(1.0, round($ceiling * 0.5, 1)))")
+        echo "== $sync: $soak_seconds s at $rate orders/s (half the ceiling), each service's RSS sampled every second" >&2
+        python3 - "$work/rss.jsonl" "InventoryService=${service_pids[0]}" "PaymentService=${service_pids[1]}" \
+            "OrderService=${service_pids[2]}" <<'PY' &
+import json, sys, time
+out, services = sys.argv[1], dict(a.split("=") for a in sys.argv[2:])
+start = time.monotonic()
+with open(out, "w") as f:
+    while True:
+        sample = {"t": round(time.monotonic() - start, 1)}
+        for name, pid in services.items():
+            for line in open(f"/proc/{pid}/status"):
+                if line.startswith("VmRSS:"):
+                    sample[name] = int(line.split()[1]) / 1024
+        f.write(json.dumps(sample) + "\n")
+        f.flush()
+        time.sleep(1)
+PY
+        sampler_pid=$!
+        pids+=($sampler_pid)
+        soak_json=$("$bench_bin" load --http-port "$http_port" --amqp-port "$amqp_port" --vhost "$vhost" \
+                    --rate "$rate" --seconds "$soak_seconds" --connections "$connections" --failure-share "$failure_share")
+        kill "$sampler_pid"; wait "$sampler_pid" 2> /dev/null || true
+        echo "$soak_json" >&2
+        python3 - "$soak_json" "$work/rss.jsonl" "$sync" "$ceiling" >> "$results" <<'PY'
+import json, sys
+load, samples = json.loads(sys.argv[1]), [json.loads(l) for l in open(sys.argv[2]) if l.strip()]
+print(json.dumps(dict(load, kind="soak", synchronous=sys.argv[3], ceiling=float(sys.argv[4]), rss_samples=samples)))
+PY
+    fi
     if [ "$find_max" = yes ]; then
         start_rate=$(python3 -c "print(round($ceiling * $max_start, 1))")
         echo "== $sync: finding the maximum (steps of +15% from $start_rate orders/s, $seconds s each)" >&2
