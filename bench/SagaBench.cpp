@@ -242,21 +242,19 @@ int Ceiling(const Options& o) {
     // consumes, before `chain` is even assigned: only this run's chains are counted and relaunched.
     const std::string prefix = "ceiling-" + std::to_string(::getpid()) + "-";
     std::unique_ptr<Chain> chain;
+    auto launch = [&] {  // on the generator's loop thread
+        ++launched;
+        chain->Launch(prefix + contracts::Guid::New().ToString());
+    };
     chain = std::make_unique<Chain>(o, [&](const std::string& id) {
         if (id.rfind(prefix, 0) != 0) return;
         ++completed;
-        if (running) {
-            ++launched;
-            chain->Launch(prefix + contracts::Guid::New().ToString());
-        }
+        if (running) launch();
     });
     const auto start = steady_clock::now();
     const auto deadline = start + duration<double>(o.seconds);
     chain->generator.loop().Invoke([&] {
-        for (int i = 0; i < o.in_flight; ++i) {
-            ++launched;
-            chain->Launch(prefix + contracts::Guid::New().ToString());
-        }
+        for (int i = 0; i < o.in_flight; ++i) launch();
     });
     std::this_thread::sleep_until(deadline);  // a benchmark's measuring window, not test synchronisation
     const double elapsed = duration<double>(steady_clock::now() - start).count();

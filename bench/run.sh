@@ -166,8 +166,7 @@ PY
         done
     done
     if [ "$sync" = Normal ] && [ "$soak_seconds" -gt 0 ]; then
-        rate=$(python3 -c "print(max(1.0, round($ceiling * 0.5, 1)))")
-        echo "== $sync: $soak_seconds s at $rate orders/s (half the ceiling), each service's RSS sampled every second" >&2
+        echo "== $sync: $soak_seconds s at $half_rate orders/s (half the ceiling), each service's RSS sampled every second" >&2
         python3 - "$work/rss.jsonl" "InventoryService=${service_pids[0]}" "PaymentService=${service_pids[1]}" \
             "OrderService=${service_pids[2]}" <<'PY' &
 import json, sys, time
@@ -187,7 +186,7 @@ PY
         sampler_pid=$!
         pids+=($sampler_pid)
         soak_json=$("$bench_bin" load --http-port "$http_port" --amqp-port "$amqp_port" --vhost "$vhost" \
-                    --rate "$rate" --seconds "$soak_seconds" --connections "$connections" --failure-share "$failure_share")
+                    --rate "$half_rate" --seconds "$soak_seconds" --connections "$connections" --failure-share "$failure_share")
         kill "$sampler_pid"; wait "$sampler_pid" 2> /dev/null || true
         echo "$soak_json" >&2
         python3 - "$soak_json" "$work/rss.jsonl" "$sync" "$ceiling" >> "$results" <<'PY'
