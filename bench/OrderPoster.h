@@ -1,7 +1,8 @@
 // The load generator's HTTP side: POSTs a step's orders open-loop over keep-alive connections from one
 // thread on a libuv loop of its own. Each order goes out at its scheduled time on the first idle
 // connection (or, if none is idle, as soon as one is); a thread per connection would compete with the
-// system under test for the same cores.
+// system under test for the same cores. The send times come from a timerfd, to the microsecond: a
+// libuv timer counts whole milliseconds and would send most orders up to a millisecond late.
 #pragma once
 
 #include <chrono>
@@ -11,10 +12,11 @@
 namespace bench {
 
 struct PostedOrder {
-    std::string id;                             // its orderId
-    std::string body;                           // the JSON of POST /order
-    std::chrono::steady_clock::time_point due;  // when it is to be sent (ascending across orders)
-    int status = 0;                             // the HTTP status, -1 if the connection failed
+    std::string id;                                // its orderId
+    std::string body;                              // the JSON of POST /order
+    std::chrono::steady_clock::time_point due;     // when it is to be sent (ascending across orders)
+    std::chrono::steady_clock::time_point sent{};  // when its request was handed to the socket
+    int status = 0;                                // the HTTP status, -1 if the connection failed
     std::chrono::steady_clock::time_point answered{};
 };
 
