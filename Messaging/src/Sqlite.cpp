@@ -1,5 +1,7 @@
 #include "Messaging/Sqlite.h"
 
+#include <spdlog/spdlog.h>
+
 #include <filesystem>
 
 namespace messaging {
@@ -97,11 +99,81 @@ SqliteDatabase::SqliteDatabase(const std::string& path, SqliteSync sync) {
     Execute("PRAGMA journal_mode=WAL");
     Execute(sync == SqliteSync::kFull ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL");
     Execute("PRAGMA foreign_keys=ON");
+    if (path != ":memory:" && !path.empty()) {
+        try {
+            checkpointer_ = std::make_unique<WalCheckpointer>(db_, path, sync);
+        } catch (const SqliteError& e) {
+            spdlog::warn("SQLite checkpoints of {} stay on the writer's thread: {}", path, e.what());
+        }
+    }
 }
 
 SqliteDatabase::~SqliteDatabase() {
+    checkpointer_.reset();
     statements_.clear();  // finalize before close
     sqlite3_close(db_);
+}
+
+WalCheckpointer::WalCheckpointer(sqlite3* writer, const std::string& path, SqliteSync sync) : writer_(writer) {
+    const int rc = sqlite3_open_v2(path.c_str(), &own_, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, nullptr);
+    // Reading the schema makes the new connection see the WAL; its synchronous level decides the
+    // checkpoint's fsyncs, so it is the writer's.
+    const char* setup = sync == SqliteSync::kFull ? "PRAGMA synchronous=FULL; SELECT count(*) FROM sqlite_master"
+                                                  : "PRAGMA synchronous=NORMAL; SELECT count(*) FROM sqlite_master";
+    if (rc != SQLITE_OK || sqlite3_exec(own_, setup, nullptr, nullptr, nullptr) != SQLITE_OK) {
+        const std::string message = own_ ? sqlite3_errmsg(own_) : sqlite3_errstr(rc);
+        sqlite3_close(own_);
+        throw SqliteError("cannot open a checkpoint connection: " + message, rc == SQLITE_OK ? SQLITE_ERROR : rc);
+    }
+    thread_ = std::thread([this] { Run(); });
+    sqlite3_wal_hook(writer_, &WalCheckpointer::OnCommit, this);  // also turns wal_autocheckpoint off
+}
+
+WalCheckpointer::~WalCheckpointer() {
+    sqlite3_wal_hook(writer_, nullptr, nullptr);
+    {
+        std::lock_guard lock(mutex_);
+        stopping_ = true;
+    }
+    wake_.notify_one();
+    thread_.join();
+    sqlite3_close(own_);
+}
+
+int WalCheckpointer::OnCommit(void* self, sqlite3* writer, const char* database, int frames) {
+    auto* checkpointer = static_cast<WalCheckpointer*>(self);
+    if (frames < checkpointer->requested_at_frames_) checkpointer->requested_at_frames_ = 0;  // restarted
+    if (frames >= kInlineFrames) {
+        // Nothing can commit while this runs, so it leaves no frame uncopied and the WAL restarts.
+        if (sqlite3_wal_checkpoint_v2(writer, database, SQLITE_CHECKPOINT_PASSIVE, nullptr, nullptr) == SQLITE_OK)
+            ++checkpointer->inline_;
+        checkpointer->requested_at_frames_ = 0;
+    } else if (frames - checkpointer->requested_at_frames_ >= kStartFrames) {
+        checkpointer->requested_at_frames_ = frames;
+        {
+            std::lock_guard lock(checkpointer->mutex_);
+            checkpointer->requested_ = true;
+        }
+        checkpointer->wake_.notify_one();
+    }
+    return SQLITE_OK;
+}
+
+void WalCheckpointer::Run() {
+    std::unique_lock lock(mutex_);
+    for (;;) {
+        wake_.wait(lock, [this] { return requested_ || stopping_; });
+        if (stopping_) return;
+        requested_ = false;
+        lock.unlock();
+        // PASSIVE: copies what no reader still needs and never waits for, or blocks, the writer.
+        const int rc = sqlite3_wal_checkpoint_v2(own_, nullptr, SQLITE_CHECKPOINT_PASSIVE, nullptr, nullptr);
+        if (rc == SQLITE_OK)
+            ++background_;
+        else if (rc != SQLITE_BUSY)
+            spdlog::warn("SQLite background checkpoint failed: {}", sqlite3_errmsg(own_));
+        lock.lock();
+    }
 }
 
 void SqliteDatabase::Execute(std::string_view sql) {

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <csignal>
+#include <filesystem>
 #include <fstream>
 #include <future>
 
@@ -318,6 +319,50 @@ TEST_SUITE("Messaging.Sqlite") {
         db.Execute("CREATE TABLE t (v TEXT)");
         db.Prepare("INSERT INTO t VALUES (?1)").Bind(1, std::string(10000, 'x')).Run();
         CHECK(sqlite3_memory_used() == 0);  // counted only while the statistics are on
+    }
+
+    TEST_CASE("WAL checkpoints run on a thread of their own - the writer never runs one - and every row survives") {
+        test_support::TempDir dir;
+        const std::string path = dir.File("wal.db");
+        const std::string blob(3000, 'x');  // about a page per row, so each commit adds WAL frames
+        int rows = 0;
+        {
+            SqliteDatabase db(path);
+            REQUIRE(db.checkpointer() != nullptr);
+            db.Execute("CREATE TABLE t (k INTEGER PRIMARY KEY, v BLOB)");
+            // Well past the 1,000 frames that start a checkpoint, well short of the writer's own limit.
+            for (; rows < 3 * WalCheckpointer::kStartFrames; ++rows)
+                db.Prepare("INSERT INTO t VALUES (?1, ?2)").Bind(1, rows).Bind(2, blob).Run();
+            REQUIRE(test_support::WaitFor([&] { return db.checkpointer()->background_checkpoints() > 0; }));
+            CHECK(db.checkpointer()->inline_checkpoints() == 0);
+            // Without a checkpoint every page would still be in the WAL, the database file near empty.
+            CHECK(std::filesystem::file_size(path) > 1000u * blob.size());
+        }
+        SqliteDatabase reopened(path);
+        auto& count = reopened.Prepare("SELECT COUNT(*), SUM(length(v)) FROM t");
+        REQUIRE(count.Step());
+        CHECK(count.Integer(0) == rows);
+        CHECK(count.Integer(1) == static_cast<std::int64_t>(rows) * static_cast<std::int64_t>(blob.size()));
+        count.Reset();
+        CHECK(SqliteDatabase(":memory:").checkpointer() == nullptr);
+    }
+
+    TEST_CASE("A WAL past the thread's reach is checkpointed by the writer itself") {
+        test_support::TempDir dir;
+        const std::string path = dir.File("pinned.db");
+        SqliteDatabase db(path);
+        REQUIRE(db.checkpointer() != nullptr);
+        db.Execute("CREATE TABLE t (k INTEGER PRIMARY KEY)");
+        // A reader that keeps its snapshot stops any checkpoint short of the end, so the WAL grows.
+        SqliteDatabase reader(path);
+        reader.Execute("BEGIN");
+        auto& pinned = reader.Prepare("SELECT COUNT(*) FROM t");
+        REQUIRE(pinned.Step());
+        for (int k = 0; k < WalCheckpointer::kInlineFrames + 500; ++k)
+            db.Prepare("INSERT INTO t VALUES (?1)").Bind(1, k).Run();
+        CHECK(db.checkpointer()->inline_checkpoints() > 0);
+        pinned.Reset();
+        reader.Execute("COMMIT");
     }
 
     TEST_CASE("Inside an open transaction a Transaction is a savepoint - rolled back alone") {
