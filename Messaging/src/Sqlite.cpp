@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include <filesystem>
+#include <system_error>
 
 namespace messaging {
 namespace {
@@ -125,7 +126,12 @@ WalCheckpointer::WalCheckpointer(sqlite3* writer, const std::string& path, Sqlit
         sqlite3_close(own_);
         throw SqliteError("cannot open a checkpoint connection: " + message, rc == SQLITE_OK ? SQLITE_ERROR : rc);
     }
-    thread_ = std::thread([this] { Run(); });
+    try {
+        thread_ = std::thread([this] { Run(); });
+    } catch (const std::system_error& e) {
+        sqlite3_close(own_);
+        throw SqliteError(std::string("cannot start the checkpoint thread: ") + e.what(), SQLITE_ERROR);
+    }
     sqlite3_wal_hook(writer_, &WalCheckpointer::OnCommit, this);  // also turns wal_autocheckpoint off
 }
 
@@ -144,7 +150,9 @@ int WalCheckpointer::OnCommit(void* self, sqlite3* writer, const char* database,
     auto* checkpointer = static_cast<WalCheckpointer*>(self);
     if (frames < checkpointer->requested_at_frames_) checkpointer->requested_at_frames_ = 0;  // restarted
     if (frames >= kInlineFrames) {
-        // Nothing can commit while this runs, so it leaves no frame uncopied and the WAL restarts.
+        // Nothing commits while the writer runs it, so it copies every frame and the next commit
+        // restarts the WAL, unless the thread is in a checkpoint right now (SQLITE_BUSY: the next
+        // commit tries again) or a reader still needs old frames.
         if (sqlite3_wal_checkpoint_v2(writer, database, SQLITE_CHECKPOINT_PASSIVE, nullptr, nullptr) == SQLITE_OK)
             ++checkpointer->inline_;
         checkpointer->requested_at_frames_ = 0;

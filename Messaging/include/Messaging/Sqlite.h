@@ -74,7 +74,8 @@ class WalCheckpointer {
     static constexpr int kInlineFrames = 10 * kStartFrames;  // a WAL of up to about 40 MB
 
     // Installs the WAL hook on `writer` (a connection to `path`) and starts the thread; throws
-    // SqliteError when its connection cannot be opened (the writer then keeps SQLite's own checkpoints).
+    // SqliteError when its connection cannot be opened or its thread started (the writer then keeps
+    // SQLite's own checkpoints).
     WalCheckpointer(sqlite3* writer, const std::string& path, SqliteSync sync);
     ~WalCheckpointer();  // stops and joins the thread; the writer's hook is removed
     WalCheckpointer(const WalCheckpointer&) = delete;
