@@ -3,12 +3,8 @@
 #include <uv.h>
 
 #include <strings.h>
-#include <sys/timerfd.h>
-#include <unistd.h>
 #include <algorithm>
-#include <cerrno>
 #include <cstdlib>
-#include <ctime>
 #include <deque>
 #include <memory>
 #include <stdexcept>
@@ -26,10 +22,7 @@ class Poster {
         if (uv_ip4_addr(host.c_str(), port, &address) != 0)
             throw std::runtime_error("the load generator needs an IPv4 address for --http-host, not " + host);
         if (uv_loop_init(&loop_) != 0) throw std::runtime_error("uv_loop_init failed");
-        // steady_clock is CLOCK_MONOTONIC on Linux, so a due time converts to the timer's clock as is.
-        timer_fd_ = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
-        if (timer_fd_ < 0 || uv_poll_init(&loop_, &timer_, timer_fd_) != 0)
-            throw std::runtime_error("the load generator could not create its send timer");
+        uv_timer_init(&loop_, &timer_);
         timer_.data = this;
         for (int i = 0; i < connections; ++i) {
             auto connection = std::make_unique<Connection>();
@@ -51,7 +44,6 @@ class Poster {
         // Every handle is closed by now (Finish); run the loop until their close callbacks are done.
         uv_run(&loop_, UV_RUN_DEFAULT);
         uv_loop_close(&loop_);
-        ::close(timer_fd_);
     }
 
     void Run() {
@@ -119,32 +111,14 @@ class Poster {
         }
     }
 
-    // Sends what is due and sets the timer to the next order's due time.
     void Arm() {
         Dispatch();
-        if (next_due_ >= orders_.size()) {
-            uv_poll_stop(&timer_);
-            return;
-        }
-        const auto due =
-            std::chrono::duration_cast<std::chrono::nanoseconds>(orders_[next_due_].due.time_since_epoch());
-        itimerspec when{};
-        when.it_value.tv_sec = static_cast<time_t>(due.count() / 1000000000);
-        when.it_value.tv_nsec = static_cast<long>(due.count() % 1000000000);
-        if (when.it_value.tv_sec == 0 && when.it_value.tv_nsec == 0) when.it_value.tv_nsec = 1;  // 0 disarms
-        timerfd_settime(timer_fd_, TFD_TIMER_ABSTIME, &when, nullptr);
-        if (!timer_armed_) {
-            timer_armed_ = true;
-            uv_poll_start(&timer_, UV_READABLE, [](uv_poll_t* poll, int, int) {
-                auto* self = static_cast<Poster*>(poll->data);
-                std::uint64_t expirations = 0;
-                if (::read(self->timer_fd_, &expirations, sizeof expirations) < 0 && errno != EAGAIN) {
-                    uv_poll_stop(poll);
-                    return;
-                }
-                self->Arm();
-            });
-        }
+        if (next_due_ >= orders_.size()) return;
+        const auto wait = std::chrono::ceil<std::chrono::milliseconds>(orders_[next_due_].due - Clock::now());
+        uv_update_time(&loop_);
+        uv_timer_start(
+            &timer_, [](uv_timer_t* timer) { static_cast<Poster*>(timer->data)->Arm(); },
+            static_cast<std::uint64_t>(std::max<std::int64_t>(0, wait.count())), 0);
     }
 
     void Send(Connection& connection, std::size_t index) {
@@ -225,7 +199,7 @@ class Poster {
     void Finish() {
         if (finished_) return;
         finished_ = true;
-        uv_poll_stop(&timer_);
+        uv_timer_stop(&timer_);
         uv_close(reinterpret_cast<uv_handle_t*>(&timer_), nullptr);
         for (auto& connection : connections_)
             if (!connection->closed) {
@@ -235,9 +209,7 @@ class Poster {
     }
 
     uv_loop_t loop_{};
-    int timer_fd_ = -1;
-    uv_poll_t timer_{};  // readable when the timerfd expires
-    bool timer_armed_ = false;
+    uv_timer_t timer_{};
     std::string host_;
     std::vector<PostedOrder>& orders_;
     std::vector<char> read_buffer_;

@@ -1,8 +1,8 @@
 // The load generator's HTTP side: POSTs a step's orders open-loop over keep-alive connections from one
 // thread on a libuv loop of its own. Each order goes out at its scheduled time on the first idle
 // connection (or, if none is idle, as soon as one is); a thread per connection would compete with the
-// system under test for the same cores. The send times come from a timerfd, to the microsecond: a
-// libuv timer counts whole milliseconds and would send most orders up to a millisecond late.
+// system under test for the same cores. The timer counts whole milliseconds, so an order goes out up
+// to about a millisecond late; each order's send time is kept, and the report gives that lag.
 #pragma once
 
 #include <chrono>
