@@ -8,6 +8,11 @@
 namespace messaging {
 namespace {
 
+// The writer and the checkpoint connection set the same level: it decides the checkpoints' fsyncs too.
+std::string SynchronousPragma(SqliteSync sync) {
+    return sync == SqliteSync::kFull ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL";
+}
+
 void Check(sqlite3* db, int rc, std::string_view what) {
     if (rc == SQLITE_OK || rc == SQLITE_DONE || rc == SQLITE_ROW) return;
     throw SqliteError(std::string(what) + ": " + (db ? sqlite3_errmsg(db) : sqlite3_errstr(rc)), rc);
@@ -98,7 +103,7 @@ SqliteDatabase::SqliteDatabase(const std::string& path, SqliteSync sync) {
     }
     sqlite3_busy_timeout(db_, 5000);
     Execute("PRAGMA journal_mode=WAL");
-    Execute(sync == SqliteSync::kFull ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL");
+    Execute(SynchronousPragma(sync));
     Execute("PRAGMA foreign_keys=ON");
     if (path != ":memory:" && !path.empty()) {
         try {
@@ -119,9 +124,8 @@ WalCheckpointer::WalCheckpointer(sqlite3* writer, const std::string& path, Sqlit
     const int rc = sqlite3_open_v2(path.c_str(), &own_, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, nullptr);
     // Reading the schema makes the new connection see the WAL; its synchronous level decides the
     // checkpoint's fsyncs, so it is the writer's.
-    const char* setup = sync == SqliteSync::kFull ? "PRAGMA synchronous=FULL; SELECT count(*) FROM sqlite_master"
-                                                  : "PRAGMA synchronous=NORMAL; SELECT count(*) FROM sqlite_master";
-    if (rc != SQLITE_OK || sqlite3_exec(own_, setup, nullptr, nullptr, nullptr) != SQLITE_OK) {
+    const std::string setup = SynchronousPragma(sync) + "; SELECT count(*) FROM sqlite_master";
+    if (rc != SQLITE_OK || sqlite3_exec(own_, setup.c_str(), nullptr, nullptr, nullptr) != SQLITE_OK) {
         const std::string message = own_ ? sqlite3_errmsg(own_) : sqlite3_errstr(rc);
         sqlite3_close(own_);
         throw SqliteError("cannot open a checkpoint connection: " + message, rc == SQLITE_OK ? SQLITE_ERROR : rc);
