@@ -66,8 +66,9 @@ for sync in sorted({r["synchronous"] for r in steps}):
     best_fixed = max(sustained) if sustained else 0
     found = maxima.get(sync)
     best = max(best_fixed, found["maximum_rate"] if found else 0)
-    of_runs = ceiling_runs.get(sync, [])
-    of_runs = f" (the median of {len(of_runs)} runs: {', '.join(f'{c:.0f}' for c in of_runs)})" if len(of_runs) > 1 else ""
+    runs_of_ceiling = ceiling_runs.get(sync, [])
+    of_runs = (f" (the median of {len(runs_of_ceiling)} runs: {', '.join(f'{c:.0f}' for c in runs_of_ceiling)})"
+               if len(runs_of_ceiling) > 1 else "")
     lines += [f"## SQLite synchronous={sync}", "",
               f"Broker ceiling (six confirmed, persistent, acked hops + a SQLite upsert per saga step): **{ceiling:.0f} orders/s**{of_runs}. "
               f"Highest rate sustained (95% of the offered rate or more, nothing lost): **{best:.0f} orders/s = {best / ceiling:.0%} of the ceiling**.", "",
@@ -126,7 +127,6 @@ for soak in soaks:
     late = [x for x in samples if x["t"] <= soak["seconds"]][-1]
     growth = {k: late[k] / early[k] - 1 for k in services}
     lines += [f"## No leak: {soak['seconds']:.0f} s at {soak['offered_rate']:.0f} orders/s (half the ceiling, {soak['synchronous']})", "",
-              *([soak["note"], ""] if soak.get("note") else []),
               f"Each service's resident set (VmRSS) sampled every second while `SagaBench load` ran: sustained "
               f"{soak['throughput']:.0f} orders/s, p50 {soak['latency_ms']['p50']:.1f} ms, p99 {soak['latency_ms']['p99']:.1f} ms, "
               f"{soak['lost']} lost, {soak['duplicated']} duplicated.", "",
