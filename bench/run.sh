@@ -4,7 +4,7 @@
 # latency at half that rate (SagaBench chain), then runs the three services under open-loop loads at
 # fractions of that ceiling (SagaBench load). CPU seconds and peak RSS per process come from /proc.
 # Writes bench/out/report.json, report.md and latency.png.
-#   bash bench/run.sh            the full run (about 50 minutes)
+#   bash bench/run.sh            the full run (30-55 minutes)
 #   bash bench/run.sh --smoke    a few seconds at a low rate (run by the test suite)
 set -euo pipefail
 cd "$(dirname "$0")/.."
