@@ -43,8 +43,7 @@ def median_of(runs):
                 ratio_to_ceiling=med([r["ratio_to_ceiling"] for r in runs]),
                 latency_ms={k: med([r["latency_ms"][k] for r in runs]) for k in first["latency_ms"]},
                 accepted_latency_ms={k: med([r["accepted_latency_ms"][k] for r in runs]) for k in first["accepted_latency_ms"]},
-                **({"send_lag_ms": {k: med([r["send_lag_ms"][k] for r in runs]) for k in first["send_lag_ms"]}}
-                   if all("send_lag_ms" in r for r in runs) else {}),
+                send_lag_ms={k: med([r["send_lag_ms"][k] for r in runs]) for k in first["send_lag_ms"]},
                 cpu_seconds_per_1000_orders={k: med([r["cpu_seconds_per_1000_orders"][k] for r in runs])
                                              for k in first["cpu_seconds_per_1000_orders"]},
                 peak_rss_mb={k: max(r["peak_rss_mb"][k] for r in runs) for k in first["peak_rss_mb"]},
@@ -87,10 +86,9 @@ for sync in sorted({r["synchronous"] for r in steps}):
     lines += ["", "Latency runs from an order's scheduled send to its final event; \"202\" is from the scheduled send to "
               "the HTTP answer, which OrderService sends once the order is stored and the broker has confirmed its "
               "`OrderSubmitted` (or, if it has not, once that message is left to the outbox)."]
-    lags = [r["send_lag_ms"] for r in runs if "send_lag_ms" in r]
-    if len(lags) == len(runs):
-        lines[-1] += (" Both include the load generator's own lag, from an order's scheduled time to its request being "
-                      "written (p50 / p99 at each step): " + ", ".join(f"{g['p50']:.2f} / {g['p99']:.1f} ms" for g in lags) + ".")
+    lines[-1] += (" Both include the load generator's own lag, from an order's scheduled time to its request being "
+                  "written (p50 / p99 at each step): "
+                  + ", ".join(f"{r['send_lag_ms']['p50']:.2f} / {r['send_lag_ms']['p99']:.1f} ms" for r in runs) + ".")
     chain = chains.get(sync)
     if chain:
         cl = chain["latency_ms"]
