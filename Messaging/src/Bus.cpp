@@ -60,6 +60,16 @@ std::string NewBusAddressName(const contracts::HostInfo& host) {
     return name;
 }
 
+// The `message` object of an envelope body with its fields in the order the sender wrote them (a
+// Fault<T> carries it as written); `parsed` when the body's message cannot be found again.
+contracts::OrderedJson MessageAsWritten(const std::string& body, const contracts::Json& parsed) {
+    const auto document = contracts::OrderedJson::parse(body, nullptr, false);
+    if (document.is_object())
+        for (auto it = document.begin(); it != document.end(); ++it)
+            if (contracts::EqualsIgnoreCase(it.key(), "message") && it.value().is_object()) return it.value();
+    return contracts::OrderedJson::parse(parsed.dump());
+}
+
 HeaderTable AmqpHeadersFrom(const contracts::Json& headers) {
     HeaderTable table;
     for (auto it = headers.begin(); it != headers.end(); ++it) {
@@ -133,6 +143,14 @@ Status Bus::DeclareTopologyFor(const contracts::MessageTypeName& type,
     return status;
 }
 
+Status Bus::DeclareQueueOnce(const std::string& queue) {
+    if (std::find(declared_queues_.begin(), declared_queues_.end(), queue) != declared_queues_.end())
+        return Status::Ok();
+    Status status = transport_.Declare(QueueWithExchange(queue));
+    if (status.ok()) declared_queues_.push_back(queue);
+    return status;
+}
+
 Status Bus::Start() {
     stopping_ = false;
     for (auto& endpoint : endpoints_) {
@@ -140,10 +158,6 @@ Status Bus::Start() {
         if (Status status = transport_.Declare(ReceiveEndpointTopology(endpoint.settings_.queue, consumed));
             !status.ok())
             return status;
-        for (const auto& type : consumed)
-            if (Status status = DeclareTopologyFor(contracts::FaultOf(type), {{"MassTransit", "Fault", {}}});
-                !status.ok())
-                return status;
     }
     for (auto& endpoint : endpoints_) {
         ReceiveEndpoint* target = &endpoint;
@@ -180,7 +194,7 @@ void Bus::Stop(std::function<void()> stopped) {
 
 OutgoingMessage Bus::Build(const std::string& exchange, std::vector<std::string> message_types,
                            contracts::OrderedJson message, std::string correlation_id, const ConsumeContext* parent,
-                           const SendOptions& options) {
+                           const SendOptions& options, const std::string& source_queue) {
     Envelope envelope;
     envelope.message_id = contracts::Guid::New().ToString();
     envelope.correlation_id = std::move(correlation_id);
@@ -188,13 +202,15 @@ OutgoingMessage Bus::Build(const std::string& exchange, std::vector<std::string>
         const Envelope& consumed = parent->envelope();
         envelope.conversation_id =
             consumed.conversation_id.empty() ? contracts::Guid::New().ToString() : consumed.conversation_id;
-        envelope.initiator_id = !consumed.correlation_id.empty() ? consumed.correlation_id : consumed.request_id;
+        envelope.initiator_id = !parent->correlation_id_.empty()   ? parent->correlation_id_
+                                : !consumed.correlation_id.empty() ? consumed.correlation_id
+                                                                   : consumed.request_id;
         envelope.source_address = InputAddress(parent->queue());
         for (auto it = consumed.headers.begin(); it != consumed.headers.end(); ++it)
             if (!contracts::StartsWithIgnoreCase(it.key(), "MT-")) envelope.headers[it.key()] = it.value();
     } else {
         envelope.conversation_id = contracts::Guid::New().ToString();
-        envelope.source_address = bus_address_;
+        envelope.source_address = source_queue.empty() ? bus_address_ : InputAddress(source_queue);
     }
     for (auto it = options.headers.begin(); it != options.headers.end(); ++it) envelope.headers[it.key()] = it.value();
     envelope.destination_address = Address(exchange);
@@ -250,7 +266,8 @@ void Bus::OnDelivery(ReceiveEndpoint& endpoint, Delivery delivery) {
         spdlog::warn("{}: message {} cannot be read ({}); moving it to {}", endpoint.settings_.queue,
                      in_flight->delivery.message.properties.message_id, e.what(),
                      ErrorQueueName(endpoint.settings_.queue));
-        MoveToError(in_flight, "MassTransit.SerializationException", e.what(), {});
+        const std::string type = CurrentExceptionTypeName();
+        MoveToError(in_flight, type, e.what(), {BuildReceiveFault(in_flight, type, e.what())});
         return;
     }
     in_flight->registration = endpoint.Match(in_flight->envelope.message_type);
@@ -362,22 +379,57 @@ void Bus::GiveUp(const std::shared_ptr<InFlight>& in_flight, const std::string& 
     fault["exceptions"] = contracts::OrderedJson::array({contracts::WriteExceptionInfo(info)});
     fault["host"] = contracts::WriteHostInfo(host_);
     fault["faultMessageTypes"] = consumed.message_type;
-    fault["message"] = consumed.message;
+    fault["message"] = MessageAsWritten(in_flight->delivery.message.body, consumed.message);
 
     SendOptions options;
-    const int retry_count = in_flight->attempt - 1;
+    // The retries made, as MassTransit counts them: Interval(3, ...) gives 3 after four attempts.
+    const int retry_count = in_flight->attempt;
     if (retry_count > 0) options.headers["MT-Fault-RetryCount"] = retry_count;
 
     const auto fault_type = contracts::FaultOf(registration.type);
     std::string exchange = fault_type.EntityName();
-    if (!consumed.fault_address.empty())
+    if (!consumed.fault_address.empty()) {
         exchange = ExchangeOfAddress(consumed.fault_address);
-    else if (!consumed.response_address.empty())
+    } else if (!consumed.response_address.empty()) {
         exchange = ExchangeOfAddress(consumed.response_address);
+    } else if (Status status = DeclareTopologyFor(fault_type, {{"MassTransit", "Fault", {}}}); !status.ok()) {
+        return ReturnToQueue(in_flight, "the fault of", status);
+    }
     ConsumeContext parent(*this, consumed, queue, in_flight->attempt, in_flight->delivery.redelivered);
     OutgoingMessage fault_message = Build(exchange, {fault_type.Urn(), contracts::kFaultUrn}, std::move(fault),
                                           consumed.correlation_id, &parent, options);
     MoveToError(in_flight, exception_type, exception_message, {std::move(fault_message)});
+}
+
+OutgoingMessage Bus::BuildReceiveFault(const std::shared_ptr<InFlight>& in_flight, const std::string& exception_type,
+                                       const std::string& exception_message) {
+    const auto& properties = in_flight->delivery.message.properties;
+    const std::string& queue = in_flight->endpoint->settings_.queue;
+    const contracts::MessageTypeName receive_fault{"MassTransit", "ReceiveFault", {}};
+    DeclareTopologyFor(receive_fault, {{"MassTransit", "Fault", {}}});
+    contracts::ExceptionInfo cause;
+    cause.exception_type = exception_type;
+    cause.message = exception_message;
+    cause.stack_trace = "   at messaging.ParseEnvelope()";
+    cause.source = settings_.service_name;
+    contracts::ExceptionInfo info;
+    info.exception_type = "System.Runtime.Serialization.SerializationException";
+    info.message = "The message envelope could not be read";
+    info.stack_trace = "   at messaging.Bus.OnDelivery()";
+    info.source = settings_.service_name;
+    info.inner_exception = std::make_shared<const contracts::ExceptionInfo>(std::move(cause));
+    contracts::OrderedJson fault;
+    fault["faultId"] = contracts::Guid::New().ToString();
+    fault["timestamp"] = contracts::FormatIso8601(contracts::UtcNow());
+    fault["faultedMessageId"] =
+        properties.message_id.empty() ? contracts::OrderedJson() : contracts::OrderedJson(properties.message_id);
+    fault["exceptions"] = contracts::OrderedJson::array({contracts::WriteExceptionInfo(info)});
+    fault["host"] = contracts::WriteHostInfo(host_);
+    fault["faultMessageTypes"] = nullptr;
+    fault["contentType"] =
+        properties.content_type.empty() ? std::string(kEnvelopeContentType) : properties.content_type;
+    return Build(receive_fault.EntityName(), {receive_fault.Urn(), contracts::kFaultUrn}, std::move(fault), {}, nullptr,
+                 {}, queue);
 }
 
 HeaderTable Bus::HostHeaders() const {
@@ -407,13 +459,14 @@ void Bus::MoveToError(const std::shared_ptr<InFlight>& in_flight, const std::str
             Truncate("   at " + registration->consumer_type + ".Consume(" + registration->type.DotNetName() + ")");
         headers["MT-Fault-ConsumerType"] = registration->consumer_type;
         headers["MT-Fault-MessageType"] = registration->type.DotNetName();
-        if (in_flight->attempt - 1 > 0)
-            headers["MT-Fault-RetryCount"] = static_cast<std::int32_t>(in_flight->attempt - 1);
+        if (in_flight->attempt > 0) headers["MT-Fault-RetryCount"] = static_cast<std::int32_t>(in_flight->attempt);
     } else {
         headers["MT-Fault-StackTrace"] = std::string("   at MassTransit.Serialization.DeserializeEnvelope()");
     }
     for (auto& [name, value] : HostHeaders()) headers[name] = value;
 
+    if (Status status = DeclareQueueOnce(ErrorQueueName(queue)); !status.ok())
+        return ReturnToQueue(in_flight, "the move to the error queue of", status);
     if (observer_) observer_->OnMoved(ErrorQueueName(queue), copy);
     also_publish.push_back(OutgoingMessage{ErrorQueueName(queue), std::move(copy)});
     std::weak_ptr<bool> alive = alive_;
@@ -433,6 +486,8 @@ void Bus::MoveToSkipped(const std::shared_ptr<InFlight>& in_flight) {
     copy.properties.expiration.clear();
     copy.properties.headers["MT-Reason"] = std::string("dead-letter");
     for (auto& [name, value] : HostHeaders()) copy.properties.headers[name] = value;
+    if (Status status = DeclareQueueOnce(SkippedQueueName(queue)); !status.ok())
+        return ReturnToQueue(in_flight, "the move to the skipped queue of", status);
     if (observer_) observer_->OnMoved(SkippedQueueName(queue), copy);
     std::weak_ptr<bool> alive = alive_;
     Dispatch({OutgoingMessage{SkippedQueueName(queue), std::move(copy)}},

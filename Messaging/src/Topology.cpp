@@ -54,8 +54,6 @@ Topology PublishTopology(const contracts::MessageTypeName& type,
 
 Topology ReceiveEndpointTopology(const std::string& queue, const std::vector<contracts::MessageTypeName>& consumed) {
     Topology topology = QueueWithExchange(queue);
-    topology.Merge(QueueWithExchange(ErrorQueueName(queue)));
-    topology.Merge(QueueWithExchange(SkippedQueueName(queue)));
     for (const auto& type : consumed) {
         topology.AddExchange(type.EntityName());
         topology.BindExchange(type.EntityName(), queue);

@@ -58,6 +58,9 @@ void OrderSagaConsumer::Register(messaging::ReceiveEndpoint& endpoint) {
 
 void OrderSagaConsumer::Handle(messaging::ConsumeContext& context, const OrderEvent& event) {
     const std::string& message_id = context.envelope().message_id;
+    // A MassTransit saga's CorrelationId becomes the initiatorId of what it publishes; ours is the
+    // order id, a GUID unless the client chose another id (then there is none to write).
+    if (auto guid = contracts::Guid::Parse(event.order_id)) context.SetCorrelationId(guid->ToString());
     std::optional<OrderSagaInstance> stored = repository_.LoadSaga(event.order_id);
     OrderSagaInstance instance;
     if (stored) {

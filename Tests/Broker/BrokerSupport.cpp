@@ -399,6 +399,17 @@ std::optional<int> ChildProcess::Wait(std::chrono::milliseconds timeout) {
     return exited_.get();
 }
 
+bool WaitForQueue(const ScopedVhost& vhost, const std::string& queue, std::chrono::milliseconds timeout) {
+    ManagementApi api;
+    return test_support::WaitFor(
+        [&] {
+            for (const auto& q : api.Get("queues/" + Encode(vhost.name())))
+                if (q["name"] == queue) return true;
+            return false;
+        },
+        timeout);
+}
+
 void RestartBrokerApp(int seconds_down) {
     const auto& environment = BrokerEnvironment::Get();
     if (environment.broker_dir.empty()) throw std::runtime_error("SAGA_BROKER_DIR is not set");

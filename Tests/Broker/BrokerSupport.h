@@ -127,6 +127,11 @@ class ChildProcess {
     std::thread waiter_;
 };
 
+// Waits until the vhost has the queue: MassTransit, and so our bus, declares `_error` and `_skipped` on
+// first use, and a basic.get on a queue that does not exist yet closes the channel.
+bool WaitForQueue(const ScopedVhost& vhost, const std::string& queue,
+                  std::chrono::milliseconds timeout = std::chrono::seconds(20));
+
 std::string SourceDir();
 void RestartBrokerApp(int seconds_down = 1);
 

@@ -37,7 +37,10 @@ struct BusFixture {
                         if (handler) handler(context, message);
                     });
             REQUIRE(bus->Start().ok());
+            // The bus declares MassTransit:Fault with the first fault it publishes; the observer
+            // declares it too (same flags), as a peer listening for faults would.
             Topology observer = QueueWithExchange("fault-observer");
+            observer.AddExchange("MassTransit:Fault");
             observer.BindExchange("MassTransit:Fault", "fault-observer");
             REQUIRE(transport->Declare(observer).ok());
         });
@@ -143,10 +146,10 @@ TEST_SUITE("Messaging.Bus") {
         CHECK(Header(copy, "MT-Fault-StackTrace").find("Tests.StockReservedConsumer") != std::string::npos);
         CHECK(Header(copy, "MT-Fault-ConsumerType") == "Tests.StockReservedConsumer");
         CHECK(Header(copy, "MT-Fault-MessageType") == "Contracts.StockReserved");
-        // Immediate(3): 4 attempts; on the last one the retry count is 2, as MassTransit reports it.
+        // Immediate(3): 4 attempts, 3 retries, which MassTransit 8.5.12 writes as 3 (the twin shows it).
         const auto* retry_count = FindHeader(copy.properties.headers, "MT-Fault-RetryCount");
         REQUIRE(retry_count);
-        CHECK(std::get<std::int32_t>(*retry_count) == 2);
+        CHECK(std::get<std::int32_t>(*retry_count) == 3);
         for (const char* name : {"MT-Host-MachineName", "MT-Host-ProcessName", "MT-Host-ProcessId", "MT-Host-Assembly",
                                  "MT-Host-AssemblyVersion", "MT-Host-MassTransitVersion", "MT-Host-FrameworkVersion",
                                  "MT-Host-OperatingSystemVersion"}) {
@@ -172,12 +175,14 @@ TEST_SUITE("Messaging.Bus") {
         const Json consumed = Json::parse(original.body);
         CHECK(fault["messageType"] == Json::array({"urn:message:MassTransit:Fault[[Contracts:StockReserved]]",
                                                    "urn:message:MassTransit:Fault"}));
-        CHECK(fault["correlationId"] == "6f1c2a9e-3b7d-4c55-9a1e-2d8f0c4b7e31");
-        CHECK(fault["initiatorId"] == "6f1c2a9e-3b7d-4c55-9a1e-2d8f0c4b7e31");
+        // Our contracts have no Guid CorrelationId, so MassTransit leaves correlationId null, and the
+        // initiatorId (the consumed correlationId, else its requestId) null too.
+        CHECK(fault["correlationId"] == nullptr);
+        CHECK(fault["initiatorId"] == nullptr);
         CHECK(fault["conversationId"] == consumed["conversationId"]);
         CHECK(fault["sourceAddress"] == "loopback://localhost/test-queue");
         CHECK(fault["destinationAddress"] == "loopback://localhost/MassTransit:Fault--Contracts:StockReserved--");
-        CHECK(fault["headers"]["MT-Fault-RetryCount"] == 1);
+        CHECK(fault["headers"]["MT-Fault-RetryCount"] == 2);
         const Json& body = fault["message"];
         CHECK(contracts::Guid::Parse(body["faultId"].get<std::string>()).has_value());
         CHECK(body["faultedMessageId"] == consumed["messageId"]);
@@ -185,7 +190,10 @@ TEST_SUITE("Messaging.Bus") {
         CHECK(body["exceptions"][0]["message"] == "boom");
         CHECK(body["exceptions"][0]["exceptionType"] == "std.runtime_error");
         CHECK(body["faultMessageTypes"] == Json::array({"urn:message:Contracts:StockReserved"}));
-        CHECK(body["message"] == consumed["message"]);
+        // The faulted message as its sender wrote it, fields in the same order.
+        const auto ordered_fault = contracts::OrderedJson::parse(fixture.Queue("fault-observer").at(0).body);
+        const auto ordered_consumed = contracts::OrderedJson::parse(original.body);
+        CHECK(ordered_fault["message"]["message"].dump() == ordered_consumed["message"].dump());
         CHECK(body["host"]["processName"] == "TestService");
     }
 
@@ -241,11 +249,27 @@ TEST_SUITE("Messaging.Bus") {
         const TransportMessage copy = fixture.Queue("test-queue_error").at(0);
         CHECK(copy.body == garbage.body);
         CHECK(Header(copy, "MT-Reason") == "fault");
-        CHECK(Header(copy, "MT-Fault-ExceptionType") == "MassTransit.SerializationException");
+        // The innermost exception, as MassTransit writes it: here the reader's own error.
+        CHECK(Header(copy, "MT-Fault-ExceptionType") == "messaging.EnvelopeError");
         CHECK(Header(copy, "MT-Fault-Message") == "the message body is not valid JSON");
         CHECK(FindHeader(copy.properties.headers, "MT-Fault-ConsumerType") == nullptr);
         CHECK(fixture.attempts == 0);
-        CHECK(fixture.Queue("fault-observer").empty());
+        // And one ReceiveFault, published to MassTransit:ReceiveFault (bound to MassTransit:Fault).
+        REQUIRE(fixture.WaitQueue("fault-observer", 1));
+        const auto faults = fixture.Queue("fault-observer");
+        REQUIRE(faults.size() == 1);
+        const Json fault = Json::parse(faults[0].body);
+        CHECK(fault["messageType"] ==
+              Json::array({"urn:message:MassTransit:ReceiveFault", "urn:message:MassTransit:Fault"}));
+        CHECK(fault["sourceAddress"] == "loopback://localhost/test-queue");
+        CHECK(fault["destinationAddress"] == "loopback://localhost/MassTransit:ReceiveFault");
+        CHECK(fault["message"]["faultedMessageId"] == "m-1");
+        CHECK(fault["message"]["faultMessageTypes"] == nullptr);
+        CHECK(fault["message"]["contentType"] == "application/vnd.masstransit+json");
+        const Json& exception = fault["message"]["exceptions"][0];
+        CHECK(exception["exceptionType"] == "System.Runtime.Serialization.SerializationException");
+        CHECK(exception["innerException"]["exceptionType"] == "messaging.EnvelopeError");
+        CHECK(exception["innerException"]["message"] == "the message body is not valid JSON");
     }
 
     TEST_CASE("A message whose fields break the contract faults at once - without retries") {
@@ -285,7 +309,11 @@ TEST_SUITE("Messaging.Bus") {
         SendOptions options;
         options.headers["Tenant"] = "acme";
         options.headers["MT-Internal"] = "not copied";
-        const TransportMessage incoming = fixture.Prepared({"6f1c2a9e-3b7d-4c55-9a1e-2d8f0c4b7e31"}, options);
+        TransportMessage incoming = fixture.Prepared({"6f1c2a9e-3b7d-4c55-9a1e-2d8f0c4b7e31"}, options);
+        // A peer whose contract has a Guid CorrelationId sets the envelope's correlationId.
+        Json with_correlation = Json::parse(incoming.body);
+        with_correlation["correlationId"] = "0b4e0000-5a1c-0015-a2b6-08de49a2c1f7";
+        incoming.body = with_correlation.dump();
         REQUIRE(fixture.PublishRaw("Contracts:StockReserved", incoming).ok());
         REQUIRE(fixture.harness.WaitUntil([&] { return delivered_hook_ran.load() && fixture.Unacked() == 0; }));
         const auto published = fixture.harness.Published();
@@ -294,14 +322,33 @@ TEST_SUITE("Messaging.Bus") {
         REQUIRE(it != published.end());
         const Json in = Json::parse(incoming.body);
         CHECK(it->envelope["conversationId"] == in["conversationId"]);
-        CHECK(it->envelope["initiatorId"] == in["correlationId"]);
+        CHECK(it->envelope["initiatorId"] == "0b4e0000-5a1c-0015-a2b6-08de49a2c1f7");
+        CHECK(it->envelope["correlationId"] == nullptr);
         CHECK(it->envelope["sourceAddress"] == "loopback://localhost/test-queue");
         CHECK(it->envelope["destinationAddress"] == "loopback://localhost/Contracts:OrderCompleted");
         CHECK(it->envelope["headers"]["Tenant"] == "acme");
         CHECK_FALSE(it->envelope["headers"].contains("MT-Internal"));
         CHECK(Header(it->transport, "Tenant") == "acme");
         CHECK(it->transport.properties.message_id == it->envelope["messageId"]);
-        CHECK(it->transport.properties.correlation_id == "6f1c2a9e-3b7d-4c55-9a1e-2d8f0c4b7e31");
+        CHECK(it->transport.properties.correlation_id.empty());
+    }
+
+    TEST_CASE("A consumer that names its correlation id (a saga) makes it the initiatorId of what it sends") {
+        BusFixture fixture(RetryPolicy::None());
+        std::atomic<bool> done{false};
+        fixture.handler = [&](ConsumeContext& context, const contracts::StockReserved& message) {
+            context.SetCorrelationId("6f1c2a9e-3b7d-4c55-9a1e-2d8f0c4b7e31");
+            context.Publish(contracts::OrderCompleted{message.order_id});
+            context.OnDelivered([&] { done = true; });
+        };
+        REQUIRE(fixture.PublishRaw("Contracts:StockReserved", fixture.Prepared({"o-9"})).ok());
+        REQUIRE(fixture.harness.WaitUntil([&] { return done.load(); }));
+        const auto published = fixture.harness.Published();
+        auto it = std::find_if(published.begin(), published.end(),
+                               [](const RecordedMessage& m) { return m.destination == "Contracts:OrderCompleted"; });
+        REQUIRE(it != published.end());
+        CHECK(it->envelope["initiatorId"] == "6f1c2a9e-3b7d-4c55-9a1e-2d8f0c4b7e31");
+        CHECK(it->envelope["correlationId"] == nullptr);
     }
 
     TEST_CASE("If a consumer's messages cannot be published - the delivery returns to the queue") {

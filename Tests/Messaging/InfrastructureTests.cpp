@@ -227,13 +227,12 @@ TEST_SUITE("Messaging.Settings") {
 }
 
 TEST_SUITE("Messaging.Topology") {
-    TEST_CASE("A receive endpoint declares its queue and exchange plus _error and _skipped and type bindings") {
+    TEST_CASE("A receive endpoint declares its queue and exchange and type bindings but not _error or _skipped") {
         const auto topology = ReceiveEndpointTopology("order-service", {contracts::ContractName("OrderSubmitted")});
-        CHECK(topology.queues.size() == 3);
+        CHECK(topology.queues.size() == 1);
         CHECK(std::count(topology.queue_bindings.begin(), topology.queue_bindings.end(),
                          QueueBinding{"order-service", "order-service"}) == 1);
-        CHECK(std::count(topology.queue_bindings.begin(), topology.queue_bindings.end(),
-                         QueueBinding{"order-service_error", "order-service_error"}) == 1);
+        CHECK(topology.queue_bindings.size() == 1);
         CHECK(std::count(topology.exchange_bindings.begin(), topology.exchange_bindings.end(),
                          ExchangeBinding{"Contracts:OrderSubmitted", "order-service"}) == 1);
         for (const auto& exchange : topology.exchanges) {

@@ -63,6 +63,11 @@ class ConsumeContext {
     template <class T>
     void Send(const std::string& queue, const T& message, const SendOptions& options = {});
 
+    // The id this consumer correlates its work by, as a saga's CorrelationId: MassTransit writes it as
+    // the initiatorId of every message sent from that consume context (instead of the consumed
+    // message's correlationId). Must be a GUID.
+    void SetCorrelationId(std::string correlation_id) { correlation_id_ = std::move(correlation_id); }
+
     // Runs after every outgoing message is confirmed, just before the delivery is acked.
     void OnDelivered(std::function<void()> hook) { delivered_hooks_.push_back(std::move(hook)); }
     std::vector<OutgoingMessage>& outgoing() { return outgoing_; }
@@ -81,6 +86,7 @@ class ConsumeContext {
     std::string queue_;
     int retry_attempt_;
     bool redelivered_;
+    std::string correlation_id_;
     std::vector<OutgoingMessage> outgoing_;
     std::vector<std::function<void()>> delivered_hooks_;
 };
@@ -139,7 +145,8 @@ class Bus {
     Bus& operator=(const Bus&) = delete;
 
     ReceiveEndpoint& AddReceiveEndpoint(ReceiveEndpointSettings settings);
-    // Declares every endpoint's topology and the publish topology of the types it may fault, then consumes.
+    // Declares every endpoint's queue, exchange and consumed types' bindings, then consumes. `_error`,
+    // `_skipped` and fault exchanges are declared on first use, as MassTransit declares them.
     Status Start();
     // Stops consuming, returns deliveries waiting for a retry to the queue (nack + requeue), and calls
     // `stopped` once no delivery is in flight.
@@ -159,13 +166,13 @@ class Bus {
         DeclarePublishTopology<T>();
         const std::string exchange = contracts::MessageContract<T>::Name().EntityName();
         return Build(exchange, contracts::MessageContract<T>::MessageTypes(),
-                     contracts::MessageContract<T>::Write(message), CorrelationIdOf(message), nullptr, options);
+                     contracts::MessageContract<T>::Write(message), {}, nullptr, options);
     }
     // Builds the envelope for sending T to a receive endpoint's exchange.
     template <class T>
     OutgoingMessage PrepareSend(const std::string& queue, const T& message, const SendOptions& options = {}) {
         return Build(queue, contracts::MessageContract<T>::MessageTypes(),
-                     contracts::MessageContract<T>::Write(message), CorrelationIdOf(message), nullptr, options);
+                     contracts::MessageContract<T>::Write(message), {}, nullptr, options);
     }
 
     // Publishes every message; `done` runs once, after all are confirmed or with the first failure.
@@ -190,20 +197,16 @@ class Bus {
     friend class ConsumeContext;
     struct InFlight;
 
-    template <class T>
-    static std::string CorrelationIdOf(const T& message) {
-        if constexpr (requires { message.order_id; }) {
-            // The envelope correlationId must be a GUID for .NET peers; only GUID order ids qualify.
-            if (auto guid = contracts::Guid::Parse(message.order_id)) return guid->ToString();
-        }
-        return {};
-    }
-
     Status DeclareTopologyFor(const contracts::MessageTypeName& type,
                               const std::vector<contracts::MessageTypeName>& implemented);
+    // Declares a queue with its same-named exchange the first time it is needed, as MassTransit
+    // declares `_error` and `_skipped` on the first move.
+    Status DeclareQueueOnce(const std::string& queue);
+    // `source_queue` names the input address to write as sourceAddress when there is no parent
+    // (a receive fault); otherwise the bus address is written.
     OutgoingMessage Build(const std::string& exchange, std::vector<std::string> message_types,
                           contracts::OrderedJson message, std::string correlation_id, const ConsumeContext* parent,
-                          const SendOptions& options);
+                          const SendOptions& options, const std::string& source_queue = {});
 
     void OnDelivery(ReceiveEndpoint& endpoint, Delivery delivery);
     void RunAttempt(const std::shared_ptr<InFlight>& in_flight);
@@ -216,6 +219,9 @@ class Bus {
     void MoveToError(const std::shared_ptr<InFlight>& in_flight, const std::string& exception_type,
                      const std::string& exception_message, std::vector<OutgoingMessage> also_publish);
     void MoveToSkipped(const std::shared_ptr<InFlight>& in_flight);
+    // MassTransit's ReceiveFault for a body that could not be read: published beside the _error copy.
+    OutgoingMessage BuildReceiveFault(const std::shared_ptr<InFlight>& in_flight, const std::string& exception_type,
+                                      const std::string& exception_message);
     void Settle(const std::shared_ptr<InFlight>& in_flight, bool ack);
     HeaderTable HostHeaders() const;
 
@@ -226,6 +232,7 @@ class Bus {
     std::string bus_address_;
     std::list<ReceiveEndpoint> endpoints_;
     std::vector<std::string> declared_types_;
+    std::vector<std::string> declared_queues_;
     std::list<std::shared_ptr<InFlight>> in_flight_;
     BusObserver* observer_ = nullptr;
     UnitOfWork* unit_of_work_ = nullptr;
@@ -237,16 +244,15 @@ class Bus {
 template <class T>
 void ConsumeContext::Publish(const T& message, const SendOptions& options) {
     bus_.DeclarePublishTopology<T>();
-    outgoing_.push_back(
-        bus_.Build(contracts::MessageContract<T>::Name().EntityName(), contracts::MessageContract<T>::MessageTypes(),
-                   contracts::MessageContract<T>::Write(message), Bus::CorrelationIdOf(message), this, options));
+    outgoing_.push_back(bus_.Build(contracts::MessageContract<T>::Name().EntityName(),
+                                   contracts::MessageContract<T>::MessageTypes(),
+                                   contracts::MessageContract<T>::Write(message), {}, this, options));
 }
 
 template <class T>
 void ConsumeContext::Send(const std::string& queue, const T& message, const SendOptions& options) {
     outgoing_.push_back(bus_.Build(queue, contracts::MessageContract<T>::MessageTypes(),
-                                   contracts::MessageContract<T>::Write(message), Bus::CorrelationIdOf(message), this,
-                                   options));
+                                   contracts::MessageContract<T>::Write(message), {}, this, options));
 }
 
 }  // namespace messaging

@@ -59,8 +59,9 @@ Topology QueueWithExchange(const std::string& name);
 Topology PublishTopology(const contracts::MessageTypeName& type,
                          const std::vector<contracts::MessageTypeName>& implemented_types);
 
-// A receive endpoint: queue + exchange, `_error` and `_skipped`, and each consumed type's exchange
-// bound exchange-to-exchange to the endpoint exchange.
+// A receive endpoint: queue + exchange, and each consumed type's exchange bound exchange-to-exchange
+// to the endpoint exchange. `_error` and `_skipped` are not part of it: the bus declares them on the
+// first move, as MassTransit does.
 Topology ReceiveEndpointTopology(const std::string& queue, const std::vector<contracts::MessageTypeName>& consumed);
 
 inline std::string ErrorQueueName(const std::string& queue) {
