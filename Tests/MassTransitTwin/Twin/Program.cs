@@ -1,0 +1,76 @@
+// The MassTransit twin: `MassTransitTwin order|inventory|payment ...` runs the named services on one
+// MassTransit bus in this process (each alone in its own process for a mixed deployment). The broker
+// and the knobs come from the environment with OrderService's names: RabbitMQ__Host, RabbitMQ__Port,
+// RabbitMQ__VirtualHost, RabbitMQ__Username, RabbitMQ__Password, Http__Port, Endpoint__PrefetchCount.
+using Contracts;
+using MassTransit;
+using Orders;
+
+var services = args.Length == 0 ? ["order", "inventory", "payment"] : args.Select(a => a.ToLowerInvariant()).ToArray();
+var unknown = services.Except(["order", "inventory", "payment"]).ToArray();
+if (unknown.Length > 0)
+{
+    Console.Error.WriteLine($"unknown service(s) {string.Join(", ", unknown)}; usage: MassTransitTwin [order] [inventory] [payment]");
+    return 2;
+}
+var runOrders = services.Contains("order");
+var runInventory = services.Contains("inventory");
+var runPayment = services.Contains("payment");
+
+var builder = WebApplication.CreateSlimBuilder(args);
+var configuration = builder.Configuration;
+var httpPort = configuration.GetValue("Http:Port", 5000);
+builder.WebHost.UseUrls(runOrders ? $"http://127.0.0.1:{httpPort}" : "http://127.0.0.1:0");
+builder.Logging.SetMinimumLevel(Enum.Parse<LogLevel>(configuration.GetValue("Logging:Level", "Warning")!, true));
+builder.Services.AddSingleton<OrderBook>();
+
+builder.Services.AddMassTransit(x =>
+{
+    if (runOrders) x.AddSagaStateMachine<OrderStateMachine, OrderState>().InMemoryRepository();
+    if (runInventory)
+    {
+        x.AddConsumer<Inventory.CheckInventoryConsumer>();
+        x.AddConsumer<Inventory.ReleaseStockConsumer>();
+    }
+    if (runPayment) x.AddConsumer<Payment.ProcessPaymentConsumer>();
+
+    x.UsingRabbitMq((context, cfg) =>
+    {
+        cfg.Host(configuration.GetValue("RabbitMQ:Host", "localhost"), configuration.GetValue<ushort>("RabbitMQ:Port", 5672),
+            configuration.GetValue("RabbitMQ:VirtualHost", "/"), h =>
+            {
+                h.Username(configuration.GetValue("RabbitMQ:Username", "guest"));
+                h.Password(configuration.GetValue("RabbitMQ:Password", "guest"));
+            });
+        var prefetch = configuration.GetValue("Endpoint:PrefetchCount", 16);
+
+        if (runOrders)
+            cfg.ReceiveEndpoint("order-service", e =>
+            {
+                e.PrefetchCount = prefetch;
+                e.UseMessageRetry(r => r.Interval(3, TimeSpan.FromMilliseconds(500)));
+                e.UseInMemoryOutbox(context);
+                e.ConfigureSaga<OrderState>(context);
+            });
+        if (runInventory)
+            cfg.ReceiveEndpoint("inventory-service", e =>
+            {
+                e.PrefetchCount = prefetch;
+                e.UseMessageRetry(r => r.Interval(3, TimeSpan.FromMilliseconds(500)));
+                e.ConfigureConsumer<Inventory.CheckInventoryConsumer>(context);
+                e.ConfigureConsumer<Inventory.ReleaseStockConsumer>(context);
+            });
+        if (runPayment)
+            cfg.ReceiveEndpoint("payment-service", e =>
+            {
+                e.PrefetchCount = prefetch;
+                e.UseMessageRetry(r => r.Interval(3, TimeSpan.FromMilliseconds(500)));
+                e.ConfigureConsumer<Payment.ProcessPaymentConsumer>(context);
+            });
+    });
+});
+
+var app = builder.Build();
+if (runOrders) OrderApi.Map(app);
+await app.RunAsync();
+return 0;

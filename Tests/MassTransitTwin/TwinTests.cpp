@@ -1,0 +1,211 @@
+// Tests with MassTransit itself as the oracle: every mix of our services and their MassTransit twins
+// on one broker reaches the same outcomes whichever side declares the topology first, and the twin
+// and ours, run through the same scenarios, put the same messages and topology on the wire (but for
+// the differences listed with their reasons in AcceptedDifferences.cpp).
+#include <doctest/doctest.h>
+
+#include <random>
+
+#include "MassTransitTwin/Deployment.h"
+#include "MassTransitTwin/WireDiff.h"
+
+using namespace twin_test;
+using namespace broker_test;
+using contracts::Json;
+using namespace std::chrono_literals;
+
+namespace {
+
+std::string Header(const messaging::MessageProperties& properties, const std::string& name) {
+    const auto* value = messaging::FindHeader(properties.headers, name);
+    return value ? messaging::HeaderToString(*value) : "<missing>";
+}
+
+// The connections of a vhost: name -> when it connected. A reconnect changes it.
+std::map<std::string, std::string> Connections(const ScopedVhost& vhost) {
+    std::map<std::string, std::string> out;
+    for (const auto& connection : ManagementApi().Get("vhosts/" + Encode(vhost.name()) + "/connections"))
+        out[connection["name"].get<std::string>()] = connection.value("connected_at", Json()).dump();
+    return out;
+}
+
+// Takes one message from a queue that MassTransit (or our bus) declares on first use.
+std::optional<RawMessage> GetWhenDeclared(RawAmqpClient& peer, const ScopedVhost& vhost, const std::string& queue) {
+    if (!WaitForQueue(vhost, queue)) return std::nullopt;
+    return peer.Get(queue, 20s);
+}
+
+// The four scenarios of the seed (ids ending 0, 1, 2, 3), checked the same way on any deployment.
+void RunScenarios(Deployment& deployment, RawAmqpClient& peer, const ScopedVhost& vhost, const std::string& prefix) {
+    for (char suffix : {'0', '1', '2', '3'}) REQUIRE(deployment.Submit(prefix + suffix) == 202);
+    const Json shortage = deployment.WaitForFinal(prefix + "0");
+    CHECK(shortage["status"] == "Failed");
+    CHECK(shortage["reason"] == "Out of stock");
+    const Json declined = deployment.WaitForFinal(prefix + "1");
+    CHECK(declined["status"] == "Failed");
+    CHECK(declined["reason"] == "Credit card limit exceeded");
+    // Fault<ProcessPayment> fails the order.
+    const Json faulted = deployment.WaitForFinal(prefix + "2");
+    CHECK(faulted["status"] == "Failed");
+    CHECK(faulted["reason"] == "Payment faulted: Payment gateway unavailable");
+    const Json completed = deployment.WaitForFinal(prefix + "3");
+    CHECK(completed["status"] == "Completed");
+    CHECK(completed["totalAmount"] == "149.97");
+
+    // The suffix-2 command in payment-service_error with MassTransit's headers, after four attempts.
+    auto error = GetWhenDeclared(peer, vhost, "payment-service_error");
+    REQUIRE_MESSAGE(error, "nothing reached payment-service_error");
+    const Json body = Json::parse(error->body);
+    CHECK(body["message"]["orderId"] == prefix + "2");
+    CHECK(body["messageType"][0] == "urn:message:Contracts:ProcessPayment");
+    const auto& p = error->properties;
+    CHECK(p.content_type == "application/vnd.masstransit+json");
+    CHECK(Header(p, "MT-Reason") == "fault");
+    CHECK(Header(p, "MT-Fault-ConsumerType") == "Payment.ProcessPaymentConsumer");
+    CHECK(Header(p, "MT-Fault-MessageType") == "Contracts.ProcessPayment");
+    CHECK(Header(p, "MT-Fault-Message") == "Payment gateway unavailable");
+    CHECK(Header(p, "MT-Fault-RetryCount") == "3");
+    CHECK(Header(p, "MT-Fault-InputAddress").ends_with("/" + vhost.name() + "/payment-service"));
+    for (const char* name :
+         {"MT-Fault-ExceptionType", "MT-Fault-Timestamp", "MT-Fault-StackTrace", "MT-Host-MachineName",
+          "MT-Host-ProcessName", "MT-Host-ProcessId", "MT-Host-Assembly", "MT-Host-MassTransitVersion"})
+        CHECK_MESSAGE(Header(p, name) != "<missing>", name);
+}
+
+void RunMix(Mix mix, StartFirst first) {
+    const std::string label =
+        mix.Name() + (first == StartFirst::kTwin ? ", the twin started first" : ", ours started first");
+    INFO(label);
+    ScopedVhost vhost;
+    Deployment deployment(vhost, mix, first);
+    const auto connections = Connections(vhost);
+    CHECK(connections.size() == 3);
+    RawAmqpClient peer(vhost.name());
+    std::random_device device;
+    RunScenarios(deployment, peer, vhost, "mix" + std::to_string(device() % 100000) + "-");
+    CHECK_MESSAGE(Connections(vhost) == connections, "a connection was dropped and made again\n" << deployment.Logs());
+    const auto troubles = deployment.TopologyTroubles();
+    for (const auto& line : troubles) MESSAGE(line);
+    CHECK_MESSAGE(troubles.empty(), "a declaration was refused or a connection lost\n" << deployment.Logs());
+}
+
+// A message nothing consumes and a body that is not JSON, published to inventory-service as an
+// operator's tool would: the first moves to _skipped, the second to _error with a ReceiveFault.
+void PublishStrayMessages(RawAmqpClient& peer, const std::string& prefix) {
+    messaging::MessageProperties properties;
+    properties.content_type = "application/vnd.masstransit+json";
+    properties.delivery_mode = 2;
+    properties.message_id = "5a1c0000-0000-4000-8000-00000000000a";
+    peer.Publish("inventory-service",
+                 R"({"messageId":"5a1c0000-0000-4000-8000-00000000000a","messageType":)"
+                 R"(["urn:message:Contracts:NobodyConsumesThis"],"message":{"orderId":")" +
+                     prefix + R"(skipped"}})",
+                 properties);
+    properties.message_id = "5a1c0000-0000-4000-8000-00000000000b";
+    peer.Publish("inventory-service", "this is not json", properties);
+}
+
+struct WireRun {
+    TopologySnapshot topology;
+    std::unique_ptr<WireCapture> capture;
+    std::string logs;
+};
+
+// Runs every path once to let each side declare what it declares lazily, reads the topology, binds
+// the spies, then runs the same paths again and captures what is published.
+WireRun Observe(const ScopedVhost& vhost, Side side) {
+    const std::string label = side == Side::kTwin ? "the twin" : "ours";
+    INFO(label);
+    Deployment deployment(vhost, {side, side, side}, side == Side::kTwin ? StartFirst::kTwin : StartFirst::kOurs);
+    RawAmqpClient peer(vhost.name());
+    RunScenarios(deployment, peer, vhost, "0b4e0000-5a1c-4015-9d3f-08de49a2c1f");
+    PublishStrayMessages(peer, "warm-up-");
+    REQUIRE(GetWhenDeclared(peer, vhost, "inventory-service_skipped"));
+    REQUIRE(GetWhenDeclared(peer, vhost, "inventory-service_error"));
+
+    WireRun run;
+    run.topology = ReadTopology(vhost);
+    run.capture = std::make_unique<WireCapture>(vhost);
+    RunScenarios(deployment, peer, vhost, "6f1c2a9e-3b7d-4c55-9a1e-2d8f0c4b7e3");
+    PublishStrayMessages(peer, "measured-");
+    const std::map<std::string, std::size_t> expected = {
+        {"Contracts:OrderSubmitted", 4}, {"Contracts:CheckInventory", 4},
+        {"Contracts:StockShortage", 1},  {"Contracts:StockReserved", 3},
+        {"Contracts:ProcessPayment", 3}, {"Contracts:PaymentAccepted", 1},
+        {"Contracts:PaymentFailed", 1},  {"Contracts:ReleaseStock", 2},
+        {"Contracts:StockReleased", 2},  {"Contracts:OrderFailed", 3},
+        {"Contracts:OrderCompleted", 1}, {"MassTransit:Fault--Contracts:ProcessPayment--", 1},
+        {"payment-service_error", 1},    {"inventory-service_skipped", 1},
+        {"inventory-service_error", 1},  {"MassTransit:ReceiveFault", 1}};
+    const bool complete = run.capture->Collect(expected);
+    CHECK_MESSAGE(complete, "not every expected message was published; seen:\n" << run.capture->Summary());
+    run.logs = deployment.Logs();
+    return run;
+}
+
+}  // namespace
+
+TEST_SUITE("Twin") {
+    TEST_CASE("Mix: all ours") {
+        RunMix({Side::kOurs, Side::kOurs, Side::kOurs}, StartFirst::kOurs);
+    }
+
+    TEST_CASE("Mix: all twin") {
+        RunMix({Side::kTwin, Side::kTwin, Side::kTwin}, StartFirst::kTwin);
+    }
+
+    TEST_CASE("Mix: twin OrderService with our workers - either side first") {
+        RunMix({Side::kTwin, Side::kOurs, Side::kOurs}, StartFirst::kTwin);
+        RunMix({Side::kTwin, Side::kOurs, Side::kOurs}, StartFirst::kOurs);
+    }
+
+    TEST_CASE("Mix: twin InventoryService with our OrderService and PaymentService - either side first") {
+        RunMix({Side::kOurs, Side::kTwin, Side::kOurs}, StartFirst::kTwin);
+        RunMix({Side::kOurs, Side::kTwin, Side::kOurs}, StartFirst::kOurs);
+    }
+
+    TEST_CASE("Mix: twin PaymentService with our OrderService and InventoryService - either side first") {
+        RunMix({Side::kOurs, Side::kOurs, Side::kTwin}, StartFirst::kTwin);
+        RunMix({Side::kOurs, Side::kOurs, Side::kTwin}, StartFirst::kOurs);
+    }
+
+    TEST_CASE("Wire: the twin and ours publish the same messages and declare the same topology") {
+        ScopedVhost twin_vhost;
+        ScopedVhost ours_vhost;
+        const WireRun twin = Observe(twin_vhost, Side::kTwin);
+        const WireRun ours = Observe(ours_vhost, Side::kOurs);
+
+        std::vector<Difference> differences = CompareTopology(twin.topology, ours.topology);
+        for (auto& d : CompareMessages(*twin.capture, twin_vhost.name(), *ours.capture, ours_vhost.name()))
+            differences.push_back(std::move(d));
+
+        // Each difference once, with the number of message pairs that showed it.
+        std::map<std::string, int> counted;
+        for (const auto& difference : differences) ++counted[difference.where + ": " + difference.what];
+        const auto& accepted = AcceptedDifferences();
+        std::vector<bool> seen(accepted.size(), false);
+        int unexplained = 0;
+        for (const auto& difference : differences) {
+            const std::string line = difference.where + ": " + difference.what;
+            const int times = counted[line];
+            if (times == 0) continue;  // printed already
+            counted[line] = 0;
+            std::size_t i = 0;
+            while (i < accepted.size() && !WildcardMatch(accepted[i].where, difference.where)) ++i;
+            if (i < accepted.size()) {
+                // The reason once, with the first difference it explains.
+                const std::string because = seen[i] ? "" : "\n    because " + accepted[i].reason;
+                seen[i] = true;
+                MESSAGE("accepted (" << times << "x): " << line << because);
+            } else {
+                ++unexplained;
+                MESSAGE("DIFFERENT (" << times << "x): " << line);
+            }
+        }
+        CHECK_MESSAGE(unexplained == 0, unexplained << " difference(s) from MassTransit that no entry of "
+                                                       "AcceptedDifferences.cpp explains (listed above)");
+        for (std::size_t i = 0; i < accepted.size(); ++i)
+            CHECK_MESSAGE(seen[i],
+                          "AcceptedDifferences.cpp lists a difference that no longer shows: " << accepted[i].where);
+    }
+}
