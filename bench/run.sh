@@ -4,7 +4,10 @@
 # latency at half that rate (SagaBench chain), then runs the three services under open-loop loads at
 # fractions of that ceiling (SagaBench load). CPU seconds and peak RSS per process come from /proc.
 # Writes bench/out/report.json, report.md and latency.png.
-#   bash bench/run.sh            the full run (30-55 minutes)
+# Then it runs the MassTransit twin (Tests/MassTransitTwin) on the same broker under the same load
+# generator: its highest sustained rate, and both systems at half the lower of the two maxima, with the
+# CPU per order of every process and the peak RSS of every service (BENCH_TWIN=no leaves it out).
+#   bash bench/run.sh            the full run (40-65 minutes)
 #   bash bench/run.sh --smoke    a few seconds at a low rate (run by the test suite)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -44,6 +47,9 @@ out=${BENCH_OUT:-bench/out}
 amqp_port=${BENCH_AMQP_PORT:-23672}
 management_port=${BENCH_MANAGEMENT_PORT:-23674}
 http_port=${BENCH_HTTP_PORT:-5600}
+twin=${BENCH_TWIN:-yes}
+twin_http_port=${BENCH_TWIN_HTTP_PORT:-5610}
+twin_start=${BENCH_TWIN_START:-0.1}  # the twin's find-the-maximum starts at this fraction of the Normal ceiling
 if [ $smoke = yes ]; then
     # Every mode of the tool once, briefly: a fixed step, two find-the-maximum steps, two embedded steps.
     seconds=2; fractions="0.1"; modes="Normal"; out=${BENCH_OUT:-$build/smoke}
@@ -60,6 +66,19 @@ if [ -z "${BENCH_SKIP_SETUP:-}" ]; then
     scripts/build.sh "$build" -DCMAKE_BUILD_TYPE=Release -DSAGA_BUILD_TESTS=OFF
 fi
 case "$build" in /*) build_dir=$build ;; *) build_dir="$root/$build" ;; esac
+twin_bin="$build_dir/twin/bin/Twin/release/MassTransitTwin"
+if [ "$twin" = yes ] && [ -z "${BENCH_SKIP_SETUP:-}" ]; then
+    if command -v dotnet > /dev/null; then
+        dotnet build Tests/MassTransitTwin/Twin/Twin.csproj -c Release --artifacts-path "$build_dir/twin" -nologo -v quiet
+    else
+        echo "== the MassTransit twin is not measured: dotnet is not on the PATH" >&2
+        twin=no
+    fi
+fi
+if [ "$twin" = yes ] && [ ! -x "$twin_bin" ]; then
+    echo "== the MassTransit twin is not measured: it is not built at $twin_bin" >&2
+    twin=no
+fi
 bench_bin="$build_dir/bench/SagaBench"
 mkdir -p "$out"
 work=$(mktemp -d)
@@ -139,30 +158,14 @@ PY
                         --vhost "$vhost" --rate "$rate" --seconds "$seconds" --connections "$connections" \
                         --failure-share "$failure_share")
             echo "$load_json" >&2
-            python3 - "$load_json" "$ceiling_json" "$sync" "$fraction" "$repeat" "$ticks_per_second" \
+            fields=$(python3 -c "import json,sys; l=json.loads(sys.argv[1]); c=float(sys.argv[2]); print(json.dumps(dict(kind='step', synchronous=sys.argv[3], fraction=float(sys.argv[4]), repeat=int(sys.argv[5]), ceiling=c, ratio_to_ceiling=l['throughput']/c)))" \
+                     "$load_json" "$ceiling" "$sync" "$fraction" "$repeat")
+            python3 bench/step_row.py "$load_json" "$fields" "$ticks_per_second" \
                 "broker=$broker_pid:${before[$broker_pid]}:$(cpu_ticks "$broker_pid"):0" \
                 "InventoryService=${service_pids[0]}:${before[${service_pids[0]}]}:$(cpu_ticks "${service_pids[0]}"):$(peak_rss_kb "${service_pids[0]}")" \
                 "PaymentService=${service_pids[1]}:${before[${service_pids[1]}]}:$(cpu_ticks "${service_pids[1]}"):$(peak_rss_kb "${service_pids[1]}")" \
                 "OrderService=${service_pids[2]}:${before[${service_pids[2]}]}:$(cpu_ticks "${service_pids[2]}"):$(peak_rss_kb "${service_pids[2]}")" \
-                >> "$results" <<'PY'
-import json, sys
-load, ceiling, sync, fraction, repeat, hz = (json.loads(sys.argv[1]), json.loads(sys.argv[2]), sys.argv[3],
-                                             float(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6]))
-orders = max(1, load["completed"] + load["failed"])
-cpu = {}
-rss = {}
-for entry in sys.argv[7:]:
-    name, rest = entry.split("=", 1)
-    pid, before, after, peak = rest.split(":")
-    cpu[name] = (int(after) - int(before)) / hz * 1000 / orders
-    if name != "broker":
-        rss[name] = int(peak) / 1024
-cpu["load-generator"] = load["cpu_seconds"] * 1000 / orders
-row = dict(load, kind="step", synchronous=sync, fraction=fraction, repeat=repeat, ceiling=ceiling["chains_per_second"],
-           ratio_to_ceiling=load["throughput"] / ceiling["chains_per_second"],
-           cpu_seconds_per_1000_orders=cpu, peak_rss_mb=rss)
-print(json.dumps(row))
-PY
+                >> "$results"
         done
     done
     if [ "$sync" = Normal ] && [ "$soak_seconds" -gt 0 ]; then
@@ -195,6 +198,7 @@ load, samples = json.loads(sys.argv[1]), [json.loads(l) for l in open(sys.argv[2
 print(json.dumps(dict(load, kind="soak", synchronous=sys.argv[3], ceiling=float(sys.argv[4]), rss_samples=samples)))
 PY
     fi
+    [ "$sync" = Normal ] && normal_ceiling=$ceiling
     if [ "$find_max" = yes ]; then
         start_rate=$(python3 -c "print(round($ceiling * $max_start, 1))")
         echo "== $sync: finding the maximum (steps of +15% from $start_rate orders/s, $seconds s each)" >&2
@@ -210,6 +214,83 @@ PY
         Endpoint__PrefetchCount
     api -X DELETE "http://127.0.0.1:$management_port/api/vhosts/$vhost" > /dev/null || true
 done
+
+# Starts one side's three services (ours or the twin's) on vhost $2 with HTTP on port $3, and waits
+# until the order service answers; their pids go to side_pids (inventory, payment, order).
+start_side() {
+    local side=$1 side_vhost=$2 port=$3 service
+    api -X PUT "http://127.0.0.1:$management_port/api/vhosts/$side_vhost" > /dev/null
+    api -X PUT "http://127.0.0.1:$management_port/api/permissions/$side_vhost/guest" -d '{"configure":".*","write":".*","read":".*"}' > /dev/null
+    side_pids=()
+    for service in InventoryService PaymentService OrderService; do
+        if [ "$side" = twin ]; then
+            local argument=${service%Service}
+            RabbitMQ__Host=127.0.0.1 RabbitMQ__Port=$amqp_port RabbitMQ__VirtualHost=$side_vhost Http__Port=$port \
+                Endpoint__PrefetchCount=$prefetch Logging__Level=Warning \
+                "$twin_bin" "${argument,,}" > "$work/$side_vhost-$service.log" 2>&1 &
+        else
+            RabbitMQ__Host=127.0.0.1 RabbitMQ__Port=$amqp_port RabbitMQ__VirtualHost=$side_vhost Http__Port=$port \
+                Endpoint__PrefetchCount=$prefetch Logging__Level=warning Database__Synchronous=Normal \
+                Saga__TimeoutMs=600000 Database__Path="$work/$side_vhost-$service.db" \
+                "$build_dir/$service/$service" --config "appsettings/$service.json" > "$work/$side_vhost-$service.log" 2>&1 &
+        fi
+        side_pids+=($!)
+        pids+=($!)
+    done
+    for _ in $(seq 1 300); do curl -fsS "http://127.0.0.1:$port/health" > /dev/null 2>&1 && return 0; sleep 0.1; done
+    echo "$side's services did not come up; their output:" >&2
+    tail -n 20 "$work/$side_vhost"-*.log >&2
+    return 1
+}
+stop_side() {
+    local pid
+    for pid in "${side_pids[@]}"; do kill -TERM "$pid"; wait "$pid" || true; done
+    api -X DELETE "http://127.0.0.1:$management_port/api/vhosts/$1" > /dev/null || true
+}
+side_entries() {  # NAME=PID:BEFORE:AFTER:PEAK for step_row.py, from side_pids and the ticks in side_before
+    local i=0 service
+    echo "broker=$broker_pid:$broker_before:$(cpu_ticks "$broker_pid"):0"
+    for service in InventoryService PaymentService OrderService; do
+        echo "$service=${side_pids[$i]}:${side_before[$i]}:$(cpu_ticks "${side_pids[$i]}"):$(peak_rss_kb "${side_pids[$i]}")"
+        i=$((i + 1))
+    done
+}
+
+if [ "$twin" = yes ] && [ -n "${normal_ceiling:-}" ]; then
+    our_max=$(python3 -c "import json,sys; print(next((r['maximum_rate'] for r in map(json.loads, open(sys.argv[1])) if r.get('kind') == 'max' and r['synchronous'] == 'Normal'), 0))" "$results")
+    twin_vhost="bench-twin-$$"
+    start_side twin "$twin_vhost" "$twin_http_port"
+    start_rate=$(python3 -c "print(max(10.0, round($normal_ceiling * $twin_start, 1)))")
+    echo "== MassTransit twin: finding the maximum (steps of +15% from $start_rate orders/s, $seconds s each)" >&2
+    max_json=$("$bench_bin" max --http-port "$twin_http_port" --amqp-port "$amqp_port" --vhost "$twin_vhost" \
+               --rate "$start_rate" --step-factor 1.15 --max-steps "$max_steps" --refine-steps "$refine_steps" \
+               --decision-runs "$decision_runs" --seconds "$seconds" \
+               --connections "$connections" --failure-share "$failure_share")
+    python3 -c "import json,sys; d=json.loads(sys.argv[1]); d.update(kind='twin-max', peak_rss_mb=dict(zip(['InventoryService','PaymentService','OrderService'], [int(k)/1024 for k in sys.argv[2:]]))); print(json.dumps(d))" \
+        "$max_json" "$(peak_rss_kb "${side_pids[0]}")" "$(peak_rss_kb "${side_pids[1]}")" "$(peak_rss_kb "${side_pids[2]}")" >> "$results"
+    stop_side "$twin_vhost"
+    twin_max=$(python3 -c "import json,sys; print(json.loads(sys.argv[1])['maximum_rate'])" "$max_json")
+    # Both systems at one rate they both sustain: half the lower maximum, each on fresh processes.
+    pair_rate=$(python3 -c "print(max(1.0, round(0.5 * min($our_max, $twin_max) if min($our_max, $twin_max) > 0 else 1.0, 1)))")
+    for side in ours twin; do
+        pair_vhost="bench-pair-$side-$$"
+        start_side "$side" "$pair_vhost" "$twin_http_port"
+        for repeat in $(seq 1 "$repeats"); do
+            echo "== $side beside the other: offered $pair_rate orders/s for $seconds s, run $repeat of $repeats" >&2
+            broker_before=$(cpu_ticks "$broker_pid")
+            side_before=()
+            for pid in "${side_pids[@]}"; do side_before+=("$(cpu_ticks "$pid")"); done
+            load_json=$("$bench_bin" load --http-port "$twin_http_port" --amqp-port "$amqp_port" --vhost "$pair_vhost" \
+                        --rate "$pair_rate" --seconds "$seconds" --connections "$connections" --failure-share "$failure_share")
+            echo "$load_json" >&2
+            mapfile -t entries < <(side_entries)
+            python3 bench/step_row.py "$load_json" \
+                "{\"kind\": \"pair\", \"side\": \"$side\", \"repeat\": $repeat, \"our_max\": $our_max, \"twin_max\": $twin_max}" \
+                "$ticks_per_second" "${entries[@]}" >> "$results"
+        done
+        stop_side "$pair_vhost"
+    done
+fi
 
 if [ "$embedded" = yes ]; then
     # The same services and load on the in-memory bus inside SagaBench: what the broker costs.
