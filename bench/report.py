@@ -53,6 +53,17 @@ def median_of(runs):
                 p50_p99_of_runs=[(r["latency_ms"]["p50"], r["latency_ms"]["p99"]) for r in runs])
 
 
+def max_steps_table(steps):
+    """The rows of a find-the-maximum run, one a step, with its verdict."""
+    rows = ["| offered/s | sustained/s | p50 ms | p99 ms | lost | dup | kept up |", "|---|---|---|---|---|---|---|"]
+    for step in steps:
+        l = step["latency_ms"]
+        verdict = {True: "yes", False: "no"}.get(step.get("kept_up"), "-")
+        rows.append(f"| {step['offered_rate']:.0f} | {step['throughput']:.0f} | {l['p50']:.1f} | {l['p99']:.1f} | "
+                    f"{step['lost']} | {step['duplicated']} | {verdict} |")
+    return rows
+
+
 lines = ["# Benchmark report", "", f"Machine: {machine}. Command: `bash bench/run.sh` ({settings}).", ""]
 checks = []
 step_rows = {}  # synchronous -> one (median) row per fixed step
@@ -103,11 +114,7 @@ for sync in sorted({r["synchronous"] for r in steps}):
                    if decision_runs > 1 else "")
         lines += ["", f"Find-the-maximum (`SagaBench max`, +15% a step until it falls behind, then steps that halve the last gap"
                   f"{decided}; in the order run): kept up with **{found['maximum_rate']:.0f} orders/s**.", "",
-                  "| offered/s | sustained/s | p50 ms | p99 ms | lost | dup | kept up |", "|---|---|---|---|---|---|---|"]
-        for s in found["steps"]:
-            l = s["latency_ms"]
-            verdict = {True: "yes", False: "no"}.get(s.get("kept_up"), "-")
-            lines.append(f"| {s['offered_rate']:.0f} | {s['throughput']:.0f} | {l['p50']:.1f} | {l['p99']:.1f} | {s['lost']} | {s['duplicated']} | {verdict} |")
+                  *max_steps_table(found["steps"])]
     lines.append("")
     half = min(runs, key=lambda r: abs(r["fraction"] - 0.5))
     if sync == "Normal":
@@ -179,13 +186,7 @@ if twin_max and pairs:
     lost = sum(r["lost"] for r in pairs)
     duplicated = sum(r["duplicated"] for r in pairs)
     lines += ["", f"At {rate:.0f} orders/s: {lost} lost and {duplicated} duplicated over both systems' runs "
-              f"({len(pairs)} runs). The twin's find-the-maximum steps:", "",
-              "| offered/s | sustained/s | p50 ms | p99 ms | lost | dup | kept up |", "|---|---|---|---|---|---|---|"]
-    for step in twin_max["steps"]:
-        l = step["latency_ms"]
-        verdict = {True: "yes", False: "no"}.get(step.get("kept_up"), "-")
-        lines.append(f"| {step['offered_rate']:.0f} | {step['throughput']:.0f} | {l['p50']:.1f} | {l['p99']:.1f} | "
-                     f"{step['lost']} | {step['duplicated']} | {verdict} |")
+              f"({len(pairs)} runs). The twin's find-the-maximum steps:", "", *max_steps_table(twin_max["steps"])]
     lines.append("")
     checks.append(("Ours sustains at least 2x the MassTransit twin's orders/s",
                    f"{our_best:.0f} against {twin_best:.0f} orders/s = {ratio:.2f}x", ratio >= 2))

@@ -99,6 +99,14 @@ cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 peak_rss_kb() { awk '/VmHWM/ {print $2}' "/proc/$1/status"; }
 ticks_per_second=$(getconf CLK_TCK)
 
+# SagaBench max against the order service on port $1 in vhost $2, from $3 orders/s up.
+find_max() {
+    "$bench_bin" max --http-port "$1" --amqp-port "$amqp_port" --vhost "$2" \
+        --rate "$3" --step-factor 1.15 --max-steps "$max_steps" --refine-steps "$refine_steps" \
+        --decision-runs "$decision_runs" --seconds "$seconds" \
+        --connections "$connections" --failure-share "$failure_share"
+}
+
 results="$work/results.jsonl"
 : > "$results"
 for sync in $modes; do
@@ -202,10 +210,7 @@ PY
     if [ "$find_max" = yes ]; then
         start_rate=$(python3 -c "print(round($ceiling * $max_start, 1))")
         echo "== $sync: finding the maximum (steps of +15% from $start_rate orders/s, $seconds s each)" >&2
-        max_json=$("$bench_bin" max --http-port "$http_port" --amqp-port "$amqp_port" --vhost "$vhost" \
-                   --rate "$start_rate" --step-factor 1.15 --max-steps "$max_steps" --refine-steps "$refine_steps" \
-                   --decision-runs "$decision_runs" --seconds "$seconds" \
-                   --connections "$connections" --failure-share "$failure_share")
+        max_json=$(find_max "$http_port" "$vhost" "$start_rate")
         python3 -c "import json,sys; d=json.loads(sys.argv[1]); d.update(kind='max', synchronous=sys.argv[2], ceiling=float(sys.argv[3])); print(json.dumps(d))" \
             "$max_json" "$sync" "$ceiling" >> "$results"
     fi
@@ -262,10 +267,7 @@ if [ "$twin" = yes ] && [ -n "${normal_ceiling:-}" ]; then
     start_side twin "$twin_vhost" "$twin_http_port"
     start_rate=$(python3 -c "print(max(10.0, round($normal_ceiling * $twin_start, 1)))")
     echo "== MassTransit twin: finding the maximum (steps of +15% from $start_rate orders/s, $seconds s each)" >&2
-    max_json=$("$bench_bin" max --http-port "$twin_http_port" --amqp-port "$amqp_port" --vhost "$twin_vhost" \
-               --rate "$start_rate" --step-factor 1.15 --max-steps "$max_steps" --refine-steps "$refine_steps" \
-               --decision-runs "$decision_runs" --seconds "$seconds" \
-               --connections "$connections" --failure-share "$failure_share")
+    max_json=$(find_max "$twin_http_port" "$twin_vhost" "$start_rate")
     python3 -c "import json,sys; d=json.loads(sys.argv[1]); d.update(kind='twin-max', peak_rss_mb=dict(zip(['InventoryService','PaymentService','OrderService'], [int(k)/1024 for k in sys.argv[2:]]))); print(json.dumps(d))" \
         "$max_json" "$(peak_rss_kb "${side_pids[0]}")" "$(peak_rss_kb "${side_pids[1]}")" "$(peak_rss_kb "${side_pids[2]}")" >> "$results"
     stop_side "$twin_vhost"

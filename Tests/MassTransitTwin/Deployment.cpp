@@ -18,40 +18,25 @@ namespace {
 using contracts::Json;
 using namespace std::chrono_literals;
 
+// What each service is called where: its executable's name, the twin's argument, its queue, our binary.
+struct ServiceFacts {
+    const char* name;
+    const char* twin_argument;
+    const char* queue;
+    const char* our_binary;
+};
+
+const ServiceFacts& Facts(Service service) {
+    static const ServiceFacts kFacts[] = {
+        {"OrderService", "order", "order-service", ORDER_SERVICE_BIN},
+        {"InventoryService", "inventory", "inventory-service", INVENTORY_SERVICE_BIN},
+        {"PaymentService", "payment", "payment-service", PAYMENT_SERVICE_BIN},
+    };
+    return kFacts[static_cast<int>(service)];
+}
+
 const char* ServiceName(Service service) {
-    switch (service) {
-        case Service::kOrder:
-            return "OrderService";
-        case Service::kInventory:
-            return "InventoryService";
-        case Service::kPayment:
-            return "PaymentService";
-    }
-    return "?";
-}
-
-const char* TwinServiceArgument(Service service) {
-    switch (service) {
-        case Service::kOrder:
-            return "order";
-        case Service::kInventory:
-            return "inventory";
-        case Service::kPayment:
-            return "payment";
-    }
-    return "?";
-}
-
-std::string OurBinary(Service service) {
-    switch (service) {
-        case Service::kOrder:
-            return ORDER_SERVICE_BIN;
-        case Service::kInventory:
-            return INVENTORY_SERVICE_BIN;
-        case Service::kPayment:
-            return PAYMENT_SERVICE_BIN;
-    }
-    return {};
+    return Facts(service).name;
 }
 
 // A port nobody listens on now: bound to 0, read back, released.
@@ -101,15 +86,7 @@ std::string Mix::Name() const {
 }
 
 const char* QueueOf(Service service) {
-    switch (service) {
-        case Service::kOrder:
-            return "order-service";
-        case Service::kInventory:
-            return "inventory-service";
-        case Service::kPayment:
-            return "payment-service";
-    }
-    return "?";
+    return Facts(service).queue;
 }
 
 std::string TwinBinary() {
@@ -152,13 +129,13 @@ void Deployment::Start(Service service) {
     if (mix_.Of(service) == Side::kTwin) {
         environment.push_back("Logging__Level=Warning");
         process.child = std::make_unique<broker_test::ChildProcess>(
-            TwinBinary(), std::vector<std::string>{TwinServiceArgument(service)}, environment, process.log_path);
+            TwinBinary(), std::vector<std::string>{Facts(service).twin_argument}, environment, process.log_path);
     } else {
         environment.push_back("Logging__Level=info");
         environment.push_back("Database__Path=" + dir_.File(std::string(ServiceName(service)) + ".db"));
         const std::string config = broker_test::SourceDir() + "/appsettings/" + ServiceName(service) + ".json";
         process.child = std::make_unique<broker_test::ChildProcess>(
-            OurBinary(service), std::vector<std::string>{"--config", config}, environment, process.log_path);
+            Facts(service).our_binary, std::vector<std::string>{"--config", config}, environment, process.log_path);
     }
     processes_.push_back(std::move(process));
 }

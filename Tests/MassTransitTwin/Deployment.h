@@ -15,7 +15,7 @@
 namespace twin_test {
 
 enum class Side { kOurs, kTwin };
-enum class Service { kOrder, kInventory, kPayment };
+enum class Service { kOrder, kInventory, kPayment };  // the order of Deployment.cpp's table of facts
 
 // Which implementation runs each service.
 struct Mix {
