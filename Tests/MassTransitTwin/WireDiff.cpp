@@ -1,8 +1,9 @@
 #include "MassTransitTwin/WireDiff.h"
 
 #include <algorithm>
-#include <regex>
+#include <cctype>
 #include <set>
+#include <string_view>
 #include <thread>
 
 namespace twin_test {
@@ -26,20 +27,45 @@ std::string KeyOf(const OrderedJson& body) {
     return {};
 }
 
+bool IsGuid(const std::string& text) {
+    if (text.size() != 36) return false;
+    for (std::size_t i = 0; i < text.size(); ++i) {
+        const bool dash = i == 8 || i == 13 || i == 18 || i == 23;
+        if (dash ? text[i] != '-' : !std::isxdigit(static_cast<unsigned char>(text[i]))) return false;
+    }
+    return true;
+}
+
+// yyyy-mm-ddThh:mm:ss, an optional fraction of 1 to 7 digits, then Z.
+bool IsUtcTime(const std::string& text) {
+    static constexpr std::string_view kShape = "dddd-dd-ddTdd:dd:dd";
+    if (text.size() < kShape.size() + 1 || text.back() != 'Z') return false;
+    for (std::size_t i = 0; i < kShape.size(); ++i)
+        if (kShape[i] == 'd' ? !std::isdigit(static_cast<unsigned char>(text[i])) : text[i] != kShape[i]) return false;
+    const std::size_t rest = text.size() - 1 - kShape.size();
+    if (rest == 0) return true;
+    if (text[kShape.size()] != '.' || rest < 2 || rest > 8) return false;
+    for (std::size_t i = kShape.size() + 1; i + 1 < text.size(); ++i)
+        if (!std::isdigit(static_cast<unsigned char>(text[i]))) return false;
+    return true;
+}
+
 // Addresses name the broker and the vhost of their run, and bus addresses the host and process:
 // those parts are replaced by placeholders; GUIDs and times are compared by their form only.
 std::string Normalize(const std::string& text, const std::string& vhost) {
-    static const std::regex kBroker(R"(rabbitmq://[^/]+/)");
-    static const std::regex kBus(R"([A-Za-z0-9]+_[A-Za-z0-9]+_bus_[a-z0-9]+)");
-    static const std::regex kGuid(R"(^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$)");
-    static const std::regex kTime(R"(^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,7})?Z$)");
-    if (std::regex_match(text, kGuid)) return "<guid>";
-    if (std::regex_match(text, kTime)) return "<time>";
-    std::string out = std::regex_replace(text, kBroker, "rabbitmq://{broker}/");
-    const std::string vhost_segment = "rabbitmq://{broker}/" + vhost + "/";
-    for (std::size_t at; (at = out.find(vhost_segment)) != std::string::npos;)
-        out.replace(at, vhost_segment.size(), "rabbitmq://{broker}/{vhost}/");
-    return std::regex_replace(out, kBus, "{machine}_{process}_bus_{id}");
+    if (IsGuid(text)) return "<guid>";
+    if (IsUtcTime(text)) return "<time>";
+    static constexpr std::string_view kScheme = "rabbitmq://";
+    if (text.rfind(kScheme, 0) != 0) return text;
+    const std::size_t path = text.find('/', kScheme.size());
+    if (path == std::string::npos) return text;
+    std::string rest = text.substr(path + 1);
+    if (rest.rfind(vhost + "/", 0) == 0) rest = "{vhost}/" + rest.substr(vhost.size() + 1);
+    const std::size_t name = rest.rfind('/') == std::string::npos ? 0 : rest.rfind('/') + 1;
+    const std::size_t query = rest.find('?', name);
+    if (rest.find("_bus_", name) < query)
+        rest.replace(name, (query == std::string::npos ? rest.size() : query) - name, "{machine}_{process}_bus_{id}");
+    return "rabbitmq://{broker}/" + rest;
 }
 
 std::string TypeName(const OrderedJson& value) {
