@@ -406,7 +406,9 @@ OutgoingMessage Bus::BuildReceiveFault(const std::shared_ptr<InFlight>& in_fligh
     const auto& properties = in_flight->delivery.message.properties;
     const std::string& queue = in_flight->endpoint->settings_.queue;
     const contracts::MessageTypeName receive_fault{"MassTransit", "ReceiveFault", {}};
-    DeclareTopologyFor(receive_fault, {{"MassTransit", "Fault", {}}});
+    // Not checked here: if the exchange cannot be declared, publishing to it fails, and MoveToError
+    // then returns the message to its queue.
+    static_cast<void>(DeclareTopologyFor(receive_fault, {{"MassTransit", "Fault", {}}}));
     contracts::ExceptionInfo cause;
     cause.exception_type = exception_type;
     cause.message = exception_message;
