@@ -1,6 +1,6 @@
 // InventoryService: wiring only. See InventoryService/README.md.
+#include "Hosting/ServiceRunner.h"
 #include "InventoryService/InventoryServiceHost.h"
-#include "Messaging/ServiceRunner.h"
 
 int main(int argc, char** argv) {
     return messaging::RunWorkerMain<inventory_service::InventorySettings, inventory_service::InventoryServiceHost>(

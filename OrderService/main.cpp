@@ -4,12 +4,12 @@
 
 #include <filesystem>
 
+#include "Hosting/ServiceRunner.h"
 #include "InventoryService/InventoryServiceHost.h"
-#include "Messaging/InMemoryTransport.h"
-#include "Messaging/RabbitMqTransport.h"
-#include "Messaging/ServiceRunner.h"
 #include "OrderService/OrderServiceHost.h"
 #include "PaymentService/PaymentServiceHost.h"
+#include "RabbitMq/RabbitMqTransport.h"
+#include "Transport/InMemoryTransport.h"
 
 int main(int argc, char** argv) {
     using namespace messaging;
@@ -51,8 +51,10 @@ int main(int argc, char** argv) {
             return RunningService{[&](std::function<void()> done) {
                 orders->Stop([&, done] {
                     auto finish = [&, done] {
-                        if (rabbitmq) rabbitmq->Close();
-                        done();
+                        if (rabbitmq)
+                            rabbitmq->Close(done);
+                        else
+                            done();
                     };
                     if (!inventory) return finish();
                     inventory->Stop([&, finish] { payment->Stop(finish); });

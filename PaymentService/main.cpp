@@ -1,5 +1,5 @@
 // PaymentService: wiring only. See PaymentService/README.md.
-#include "Messaging/ServiceRunner.h"
+#include "Hosting/ServiceRunner.h"
 #include "PaymentService/PaymentServiceHost.h"
 
 int main(int argc, char** argv) {

@@ -29,15 +29,15 @@
 #include <set>
 #include <thread>
 
+#include "Hosting/ServiceRunner.h"
 #include "InventoryService/InventoryServiceHost.h"
-#include "Messaging/Envelope.h"
-#include "Messaging/InMemoryTransport.h"
-#include "Messaging/RabbitMqTransport.h"
-#include "Messaging/ServiceRunner.h"
-#include "Messaging/Sqlite.h"
 #include "OrderPoster.h"
 #include "OrderService/OrderServiceHost.h"
 #include "PaymentService/PaymentServiceHost.h"
+#include "RabbitMq/RabbitMqTransport.h"
+#include "Storage/Sqlite.h"
+#include "Transport/InMemoryTransport.h"
+#include "Wire/Envelope.h"
 
 using namespace std::chrono;
 using contracts::Json;
@@ -46,6 +46,17 @@ using messaging::EventLoopThread;
 using messaging::RabbitMqTransport;
 
 namespace {
+
+// The transport connects in the background: wait (from another thread) until it is up.
+void WaitUntilConnected(messaging::EventLoop& loop, RabbitMqTransport& transport, int timeout_seconds) {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(timeout_seconds + 1);
+    while (!loop.Invoke([&] { return transport.IsConnected(); })) {
+        if (std::chrono::steady_clock::now() > deadline)
+            throw std::runtime_error("cannot connect to RabbitMQ: " +
+                                     loop.Invoke([&] { return transport.last_error(); }));
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+}
 
 struct Options {
     std::string mode;
@@ -150,6 +161,7 @@ class ChainStage {
                     "NULL)");
             }
         });
+        WaitUntilConnected(loop_.loop(), *transport_, o.rabbitmq.connection_timeout_seconds);
     }
     ~ChainStage() {
         loop_.loop().Invoke([&] {
@@ -376,7 +388,7 @@ void ConsumeOutcomes(messaging::Transport& transport, Outcomes& outcomes) {
         topology.AddExchange(exchange);
         topology.BindQueue(exchange, queue);
     }
-    if (auto status = transport.Declare(topology); !status.ok()) throw std::runtime_error(status.message());
+    transport.Declare(topology);
     transport.Consume(queue, 512, [&transport, &outcomes](messaging::Delivery delivery) {
         outcomes.Record(delivery);
         transport.Ack(delivery);
@@ -540,6 +552,7 @@ int Load(const Options& o) {
             ConsumeOutcomes(*rabbitmq, outcomes);
         }
     });
+    if (rabbitmq) WaitUntilConnected(loop.loop(), *rabbitmq, o.rabbitmq.connection_timeout_seconds);
     if (embedded) embedded->orders->StartHttp();
 
     if (o.mode == "load") {

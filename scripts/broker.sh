@@ -97,8 +97,19 @@ restart-app)
     "$bin/rabbitmqctl" -q start_app > /dev/null
     "$bin/rabbitmqctl" -q await_startup > /dev/null
     ;;
+memory-alarm)
+    # on: a memory high watermark no node can stay under, so the broker raises its memory alarm and
+    # blocks every publishing connection; off: the default watermark again, and the alarm clears.
+    read -r amqp_port management_port < "$dir/ports"
+    node_env "$amqp_port" "$management_port"
+    case "${3:?on or off required}" in
+    on) "$bin/rabbitmqctl" -q set_vm_memory_high_watermark 0.0000001 > /dev/null ;;
+    off) "$bin/rabbitmqctl" -q set_vm_memory_high_watermark 0.4 > /dev/null ;;
+    *) echo "memory-alarm: on or off" >&2; exit 2 ;;
+    esac
+    ;;
 *)
-    echo "usage: broker.sh start|stop|restart-app DIR [AMQP_PORT MANAGEMENT_PORT]" >&2
+    echo "usage: broker.sh start|stop|restart-app|memory-alarm DIR [AMQP_PORT MANAGEMENT_PORT | SECONDS | on|off]" >&2
     exit 2
     ;;
 esac

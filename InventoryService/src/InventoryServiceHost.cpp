@@ -1,4 +1,5 @@
 #include "InventoryService/InventoryServiceHost.h"
+#include "Storage/GroupCommit.h"
 
 #include <spdlog/spdlog.h>
 
@@ -26,9 +27,9 @@ InventoryServiceHost::InventoryServiceHost(messaging::EventLoop& loop, messaging
 }
 
 messaging::Status InventoryServiceHost::Start() {
-    if (auto status = bus_.DeclarePublishTopology<contracts::StockReserved>(); !status.ok()) return status;
-    if (auto status = bus_.DeclarePublishTopology<contracts::StockShortage>(); !status.ok()) return status;
-    if (auto status = bus_.DeclarePublishTopology<contracts::StockReleased>(); !status.ok()) return status;
+    bus_.DeclarePublishTopology<contracts::StockReserved>();
+    bus_.DeclarePublishTopology<contracts::StockShortage>();
+    bus_.DeclarePublishTopology<contracts::StockReleased>();
     return bus_.Start();
 }
 

@@ -1,6 +1,6 @@
 #include "OrderService/OrderRepository.h"
 
-#include "Messaging/Envelope.h"
+#include "Wire/Envelope.h"
 
 namespace order_service {
 namespace {

@@ -1,4 +1,5 @@
 #include "OrderService/OrderServiceHost.h"
+#include "Storage/GroupCommit.h"
 
 #include <spdlog/spdlog.h>
 
@@ -25,10 +26,12 @@ OrderServiceHost::~OrderServiceHost() {
 
 messaging::Status OrderServiceHost::Start() {
     using namespace contracts;
-    for (auto status : {bus_.DeclarePublishTopology<OrderSubmitted>(), bus_.DeclarePublishTopology<CheckInventory>(),
-                        bus_.DeclarePublishTopology<ProcessPayment>(), bus_.DeclarePublishTopology<ReleaseStock>(),
-                        bus_.DeclarePublishTopology<OrderCompleted>(), bus_.DeclarePublishTopology<OrderFailed>()})
-        if (!status.ok()) return status;
+    bus_.DeclarePublishTopology<OrderSubmitted>();
+    bus_.DeclarePublishTopology<CheckInventory>();
+    bus_.DeclarePublishTopology<ProcessPayment>();
+    bus_.DeclarePublishTopology<ReleaseStock>();
+    bus_.DeclarePublishTopology<OrderCompleted>();
+    bus_.DeclarePublishTopology<OrderFailed>();
     if (auto status = bus_.Start(); !status.ok()) return status;
     saga_.RestoreTimeouts();
     relay_.Start();

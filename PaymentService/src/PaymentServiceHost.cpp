@@ -1,4 +1,5 @@
 #include "PaymentService/PaymentServiceHost.h"
+#include "Storage/GroupCommit.h"
 
 #include <spdlog/spdlog.h>
 
@@ -21,8 +22,8 @@ PaymentServiceHost::PaymentServiceHost(messaging::EventLoop& loop, messaging::Tr
 }
 
 messaging::Status PaymentServiceHost::Start() {
-    if (auto status = bus_.DeclarePublishTopology<contracts::PaymentAccepted>(); !status.ok()) return status;
-    if (auto status = bus_.DeclarePublishTopology<contracts::PaymentFailed>(); !status.ok()) return status;
+    bus_.DeclarePublishTopology<contracts::PaymentAccepted>();
+    bus_.DeclarePublishTopology<contracts::PaymentFailed>();
     return bus_.Start();
 }
 

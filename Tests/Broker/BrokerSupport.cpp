@@ -8,6 +8,9 @@
 #include <unistd.h>
 
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
 #include <atomic>
 #include <cstdlib>
 #include <random>
@@ -291,7 +294,10 @@ std::vector<RawMessage> RawAmqpClient::Drain(const std::string& queue) {
 BrokerSystem::BrokerSystem(const ScopedVhost& vhost, Options options) {
     loop().Invoke([&] {
         auto connect = [&](const char* name) -> messaging::Transport& {
-            transports_.push_back(std::make_unique<messaging::RabbitMqTransport>(loop(), vhost.Settings(), name));
+            auto settings = vhost.Settings();
+            if (std::string(name) == "OrderService" && options.order_service_amqp_port != 0)
+                settings.port = options.order_service_amqp_port;
+            transports_.push_back(std::make_unique<messaging::RabbitMqTransport>(loop(), settings, name));
             if (auto status = transports_.back()->Start(); !status.ok()) throw std::runtime_error(status.message());
             return *transports_.back();
         };
@@ -324,6 +330,18 @@ BrokerSystem::BrokerSystem(const ScopedVhost& vhost, Options options) {
             if (auto status = payment_->Start(); !status.ok()) throw std::runtime_error(status.message());
         }
     });
+    // The transports connect in the background: the system is up once each has declared its
+    // topology and started its consumers.
+    const bool settled = test_support::WaitFor(
+        [&] {
+            return loop().Invoke([&] {
+                for (const auto& transport : transports_)
+                    if (!transport->IsSettled()) return false;
+                return true;
+            });
+        },
+        std::chrono::seconds(20));
+    if (!settled) throw std::runtime_error("the in-process services did not connect to the test broker in 20 s");
     if (options.start_http && order_) http_port_ = order_->StartHttp();
 }
 
@@ -408,6 +426,129 @@ bool WaitForQueue(const ScopedVhost& vhost, const std::string& queue, std::chron
             return false;
         },
         timeout);
+}
+
+void SetMemoryAlarm(bool raised) {
+    const auto& environment = BrokerEnvironment::Get();
+    if (environment.broker_dir.empty()) throw std::runtime_error("SAGA_BROKER_DIR is not set");
+    const std::string command = "bash '" + SourceDir() + "/scripts/broker.sh' memory-alarm '" + environment.broker_dir +
+                                "' " + (raised ? "on" : "off");
+    if (std::system(command.c_str()) != 0) throw std::runtime_error("setting the memory alarm failed");
+}
+
+AmqpProxy::AmqpProxy() {
+    listener_ = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in address{};
+    address.sin_family = AF_INET;
+    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (listener_ < 0 || ::bind(listener_, reinterpret_cast<sockaddr*>(&address), sizeof address) != 0 ||
+        ::listen(listener_, 4) != 0 || ::pipe(wake_) != 0)
+        throw std::runtime_error("AmqpProxy: cannot listen");
+    socklen_t length = sizeof address;
+    ::getsockname(listener_, reinterpret_cast<sockaddr*>(&address), &length);
+    port_ = ntohs(address.sin_port);
+    thread_ = std::thread([this] { Run(); });
+}
+
+AmqpProxy::~AmqpProxy() {
+    stop_ = true;
+    [[maybe_unused]] auto written = ::write(wake_[1], "x", 1);
+    thread_.join();
+    ::close(listener_);
+    ::close(wake_[0]);
+    ::close(wake_[1]);
+}
+
+void AmqpProxy::HoldInsideNextDelivery() {
+    armed_ = true;
+}
+
+void AmqpProxy::Release() {
+    release_ = true;
+    [[maybe_unused]] auto written = ::write(wake_[1], "x", 1);
+}
+
+void AmqpProxy::Run() {
+    int client = -1;
+    int broker = -1;
+    std::string from_broker;  // bytes read from the broker and not yet passed on
+    bool passed_deliver = false;
+    std::size_t already_sent = 0;  // of the first frame in from_broker
+    auto send_all = [](int fd, const char* data, std::size_t size) {
+        while (size > 0) {
+            const ssize_t n = ::send(fd, data, size, MSG_NOSIGNAL);
+            if (n <= 0) return false;
+            data += n;
+            size -= static_cast<std::size_t>(n);
+        }
+        return true;
+    };
+    // Passes whole frames on, except while holding.
+    auto pass_on = [&] {
+        if (release_) {
+            holding_ = false;
+            armed_ = false;
+            release_ = false;
+        }
+        if (holding_) return true;
+        while (from_broker.size() >= 7) {
+            const std::uint32_t size =
+                (static_cast<std::uint8_t>(from_broker[3]) << 24) | (static_cast<std::uint8_t>(from_broker[4]) << 16) |
+                (static_cast<std::uint8_t>(from_broker[5]) << 8) | static_cast<std::uint8_t>(from_broker[6]);
+            if (passed_deliver) {
+                // Three bytes of the frame after basic.deliver (its content header), then nothing.
+                if (!send_all(client, from_broker.data(), 3)) return false;
+                already_sent = 3;
+                passed_deliver = false;
+                holding_ = true;
+                return true;
+            }
+            if (from_broker.size() < size + 8) break;
+            const bool deliver = armed_ && from_broker[0] == 1 && size >= 4 &&
+                                 from_broker.compare(7, 4, std::string("\x00\x3c\x00\x3c", 4)) == 0;
+            if (!send_all(client, from_broker.data() + already_sent, size + 8 - already_sent)) return false;
+            from_broker.erase(0, size + 8);
+            already_sent = 0;
+            if (deliver) {
+                armed_ = false;
+                passed_deliver = true;
+            }
+        }
+        return true;
+    };
+    char buffer[65536];
+    while (!stop_) {
+        std::vector<pollfd> fds = {{wake_[0], POLLIN, 0}, {client < 0 ? listener_ : client, POLLIN, 0}};
+        if (broker >= 0) fds.push_back({broker, POLLIN, 0});
+        if (::poll(fds.data(), fds.size(), 1000) < 0) break;
+        if (fds[0].revents) {
+            [[maybe_unused]] auto n = ::read(wake_[0], buffer, sizeof buffer);
+            if (client >= 0 && !pass_on()) break;
+        }
+        if (client < 0) {
+            if (!(fds[1].revents & POLLIN)) continue;
+            client = ::accept(listener_, nullptr, nullptr);
+            broker = ::socket(AF_INET, SOCK_STREAM, 0);
+            sockaddr_in address{};
+            address.sin_family = AF_INET;
+            address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+            address.sin_port = htons(static_cast<std::uint16_t>(BrokerEnvironment::Get().amqp_port));
+            if (::connect(broker, reinterpret_cast<sockaddr*>(&address), sizeof address) != 0) break;
+            continue;
+        }
+        if (fds[1].revents) {
+            const ssize_t n = ::recv(client, buffer, sizeof buffer, 0);
+            if (n <= 0 || !send_all(broker, buffer, static_cast<std::size_t>(n))) break;
+        }
+        if (fds.size() > 2 && fds[2].revents) {
+            const ssize_t n = ::recv(broker, buffer, sizeof buffer, 0);
+            if (n <= 0) break;
+            from_broker.append(buffer, static_cast<std::size_t>(n));
+            if (!pass_on()) break;
+        }
+    }
+    if (client >= 0) ::close(client);
+    if (broker >= 0) ::close(broker);
 }
 
 void RestartBrokerApp(int seconds_down) {

@@ -15,7 +15,7 @@
 #include <thread>
 #include <vector>
 
-#include "Messaging/RabbitMqTransport.h"
+#include "RabbitMq/RabbitMqTransport.h"
 #include "Support/TestSupport.h"
 
 namespace broker_test {
@@ -86,6 +86,7 @@ class BrokerSystem {
         bool start_payment = true;
         bool start_http = false;
         messaging::RetryPolicy worker_retry = messaging::RetryPolicy::Interval(3, std::chrono::milliseconds(50));
+        int order_service_amqp_port = 0;  // non-zero: OrderService connects there (an AmqpProxy)
     };
     BrokerSystem(const ScopedVhost& vhost, Options options);
     ~BrokerSystem();
@@ -134,5 +135,32 @@ bool WaitForQueue(const ScopedVhost& vhost, const std::string& queue,
 
 std::string SourceDir();
 void RestartBrokerApp(int seconds_down = 1);
+// Raises (or clears) a memory alarm on the test node: the broker blocks every publishing connection.
+void SetMemoryAlarm(bool raised);
+
+// A TCP relay between one client and the test broker that can hold the broker's bytes in the middle
+// of a delivery: after the next basic.deliver method frame it passes three bytes of the content
+// header frame, then nothing until Release(). The relay runs on a thread of its own.
+class AmqpProxy {
+  public:
+    AmqpProxy();
+    ~AmqpProxy();
+    int port() const { return port_; }
+    void HoldInsideNextDelivery();
+    bool holding() const { return holding_; }
+    void Release();
+
+  private:
+    void Run();
+
+    int listener_ = -1;
+    int port_ = 0;
+    int wake_[2] = {-1, -1};
+    std::atomic<bool> stop_{false};
+    std::atomic<bool> armed_{false};
+    std::atomic<bool> holding_{false};
+    std::atomic<bool> release_{false};
+    std::thread thread_;
+};
 
 }  // namespace broker_test

@@ -44,6 +44,34 @@ bool QueuesSettled(ManagementApi& api, const ScopedVhost& vhost) {
     return true;
 }
 
+// The longest of `count` GET /health answers, and the body of the last one.
+std::pair<std::chrono::milliseconds, Json> SlowestHealth(httplib::Client& client, int count) {
+    std::chrono::milliseconds slowest{0};
+    Json body;
+    for (int i = 0; i < count; ++i) {
+        const auto asked = std::chrono::steady_clock::now();
+        auto result = client.Get("/health");
+        const auto took =
+            std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - asked);
+        if (!result) return {std::chrono::milliseconds::max(), Json()};
+        slowest = std::max(slowest, took);
+        body = Json::parse(result->body);
+    }
+    return {slowest, body};
+}
+
+int PostOrder(httplib::Client& client, const std::string& id) {
+    auto result = client.Post("/order", R"({"orderId":")" + id + R"(","customerNumber":"C","totalAmount":"10.00"})",
+                              "application/json");
+    return result ? result->status : 0;
+}
+
+std::string OrderStatus(httplib::Client& client, const std::string& id) {
+    auto result = client.Get(("/order/" + id).c_str());
+    if (!result || result->status != 200) return "<" + std::to_string(result ? result->status : 0) + ">";
+    return Json::parse(result->body).value("status", "");
+}
+
 }  // namespace
 
 TEST_SUITE("Broker") {
@@ -416,6 +444,30 @@ TEST_SUITE("Broker") {
             REQUIRE_MESSAGE(test_support::WaitFor([&] { return received.load() == expected; }, 5s),
                             "consumer " << q << ": " << received.load() << " of " << expected << " deliveries");
         }
+    }
+
+    TEST_CASE("Transport: a broker stalled in the middle of a delivery never blocks the loop") {
+        ScopedVhost vhost;
+        AmqpProxy proxy;
+        BrokerSystem system(vhost, {.start_http = true, .order_service_amqp_port = proxy.port()});
+        httplib::Client client("127.0.0.1", system.http_port());
+        client.set_read_timeout(5, 0);
+        // The saga consumes the OrderSubmitted it publishes: that delivery to OrderService stops after
+        // three bytes of its content header.
+        proxy.HoldInsideNextDelivery();
+        REQUIRE(PostOrder(client, "stall-3") == 202);
+        REQUIRE(test_support::WaitFor([&] { return proxy.holding(); }, 10s));
+
+        const auto [slowest, health] = SlowestHealth(client, 20);
+        CHECK_MESSAGE(slowest < 100ms, "slowest GET /health: " << slowest.count() << " ms");
+        CHECK(health["broker"] == "connected");
+        // Orders are still taken while the delivery waits for the rest of its frames.
+        CHECK(PostOrder(client, "stall-13") == 202);
+        CHECK(OrderStatus(client, "stall-13") == "Accepted");
+
+        proxy.Release();
+        CHECK(test_support::WaitFor([&] { return OrderStatus(client, "stall-3") == "Completed"; }, 20s));
+        CHECK(test_support::WaitFor([&] { return OrderStatus(client, "stall-13") == "Completed"; }, 20s));
     }
 
     TEST_CASE("End to end over HTTP: ids ending in 0 1 2 and 3 reach their final states") {

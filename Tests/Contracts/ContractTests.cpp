@@ -5,7 +5,7 @@
 #include <functional>
 
 #include "Contracts/Messages.h"
-#include "Messaging/Envelope.h"
+#include "Wire/Envelope.h"
 
 using namespace contracts;
 

@@ -5,9 +5,9 @@
 
 #include <atomic>
 
-#include "Messaging/InMemoryTransport.h"
-#include "Messaging/TestHarness.h"
 #include "Support/TestSupport.h"
+#include "Testing/TestHarness.h"
+#include "Transport/InMemoryTransport.h"
 
 using namespace messaging;
 using namespace std::chrono_literals;
@@ -42,7 +42,7 @@ struct BusFixture {
             Topology observer = QueueWithExchange("fault-observer");
             observer.AddExchange("MassTransit:Fault");
             observer.BindExchange("MassTransit:Fault", "fault-observer");
-            REQUIRE(transport->Declare(observer).ok());
+            REQUIRE(transport->DeclareNow(observer).ok());
         });
     }
     ~BusFixture() {
@@ -201,7 +201,7 @@ TEST_SUITE("Messaging.Bus") {
         BusFixture fixture(RetryPolicy::None());
         fixture.handler = AlwaysThrow;
         fixture.loop_thread.loop().Invoke(
-            [&] { REQUIRE(fixture.transport->Declare(QueueWithExchange("my-faults")).ok()); });
+            [&] { REQUIRE(fixture.transport->DeclareNow(QueueWithExchange("my-faults")).ok()); });
         TransportMessage message = fixture.Prepared({"o-1"});
         Json envelope = Json::parse(message.body);
         envelope["faultAddress"] = "loopback://localhost/my-faults";

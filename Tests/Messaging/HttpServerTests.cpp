@@ -10,7 +10,7 @@
 #include <atomic>
 #include <map>
 
-#include "Messaging/HttpServer.h"
+#include "Http/HttpServer.h"
 #include "Support/TestSupport.h"
 
 using namespace messaging;

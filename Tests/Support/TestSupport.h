@@ -11,10 +11,10 @@
 #include <string>
 
 #include "InventoryService/InventoryServiceHost.h"
-#include "Messaging/InMemoryTransport.h"
-#include "Messaging/TestHarness.h"
 #include "OrderService/OrderServiceHost.h"
 #include "PaymentService/PaymentServiceHost.h"
+#include "Testing/TestHarness.h"
+#include "Transport/InMemoryTransport.h"
 
 namespace test_support {
 

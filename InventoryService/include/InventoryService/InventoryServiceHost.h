@@ -5,9 +5,9 @@
 
 #include <memory>
 
+#include "Bus/Bus.h"
 #include "InventoryService/InventorySettings.h"
 #include "InventoryService/StockLedger.h"
-#include "Messaging/Bus.h"
 
 namespace inventory_service {
 

@@ -3,7 +3,7 @@
 
 #include <string>
 
-#include "Messaging/Settings.h"
+#include "Hosting/Settings.h"
 
 namespace inventory_service {
 

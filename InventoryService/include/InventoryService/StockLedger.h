@@ -5,7 +5,7 @@
 
 #include <string>
 
-#include "Messaging/Sqlite.h"
+#include "Storage/Sqlite.h"
 
 namespace inventory_service {
 

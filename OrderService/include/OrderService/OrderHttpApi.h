@@ -7,10 +7,10 @@
 #include <string>
 #include <variant>
 
-#include "Messaging/EventLoop.h"
-#include "Messaging/HttpServer.h"
+#include "Http/HttpServer.h"
 #include "OrderService/OrderSettings.h"
 #include "OrderService/OrderSubmission.h"
+#include "Runtime/EventLoop.h"
 
 namespace order_service {
 

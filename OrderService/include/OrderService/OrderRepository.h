@@ -9,9 +9,9 @@
 #include <string>
 #include <vector>
 
-#include "Messaging/Bus.h"
-#include "Messaging/Sqlite.h"
+#include "Bus/Bus.h"
 #include "OrderService/OrderSaga.h"
+#include "Storage/Sqlite.h"
 
 namespace order_service {
 

@@ -8,7 +8,7 @@
 #include <functional>
 #include <string>
 
-#include "Messaging/Bus.h"
+#include "Bus/Bus.h"
 #include "OrderService/OrderRepository.h"
 #include "OrderService/OrderSaga.h"
 #include "OrderService/OutboxRelay.h"

@@ -5,7 +5,7 @@
 
 #include <memory>
 
-#include "Messaging/Bus.h"
+#include "Bus/Bus.h"
 #include "OrderService/OrderHttpApi.h"
 #include "OrderService/OrderRepository.h"
 #include "OrderService/OrderSagaConsumer.h"

@@ -3,7 +3,7 @@
 
 #include <string>
 
-#include "Messaging/Settings.h"
+#include "Hosting/Settings.h"
 #include "OrderService/OrderSaga.h"
 
 namespace order_service {

@@ -8,7 +8,7 @@
 #include <set>
 #include <vector>
 
-#include "Messaging/Bus.h"
+#include "Bus/Bus.h"
 #include "OrderService/OrderRepository.h"
 
 namespace order_service {

@@ -8,7 +8,7 @@
 #include <string>
 #include <unordered_map>
 
-#include "Messaging/EventLoop.h"
+#include "Runtime/EventLoop.h"
 
 namespace order_service {
 

@@ -6,7 +6,7 @@
 #include <string>
 
 #include "Contracts/Decimal.h"
-#include "Messaging/Sqlite.h"
+#include "Storage/Sqlite.h"
 
 namespace payment_service {
 

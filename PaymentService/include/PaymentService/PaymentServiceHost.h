@@ -6,7 +6,7 @@
 #include <map>
 #include <memory>
 
-#include "Messaging/Bus.h"
+#include "Bus/Bus.h"
 #include "PaymentService/PaymentLedger.h"
 #include "PaymentService/PaymentSettings.h"
 

@@ -5,7 +5,7 @@
 #include <string>
 #include <vector>
 
-#include "Messaging/Settings.h"
+#include "Hosting/Settings.h"
 
 namespace payment_service {
 

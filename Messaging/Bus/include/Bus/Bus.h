@@ -1,0 +1,258 @@
+// The message bus: publishes typed messages in MassTransit envelopes, and runs receive endpoints
+// whose consume pipeline matches messages by URN, retries by policy, and on giving up publishes one
+// Fault<T> and moves the message to `<queue>_error`; unmatched messages go to `<queue>_skipped`.
+// A consumer's outgoing messages are sent after it returns (and, with a UnitOfWork, after its writes
+// are committed), and the delivery is acked only when every one of them is confirmed (MassTransit's
+// in-memory outbox). Loop thread only.
+#pragma once
+
+#include <functional>
+#include <list>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "Bus/RetryPolicy.h"
+#include "Contracts/Messages.h"
+#include "Runtime/EventLoop.h"
+#include "Runtime/UnitOfWork.h"
+#include "Transport/Transport.h"
+#include "Wire/Envelope.h"
+
+namespace messaging {
+
+// A serialized message ready for the transport.
+struct OutgoingMessage {
+    std::string exchange;
+    TransportMessage message;
+};
+
+// Thrown by a consumer for a failure that retrying cannot fix; the message faults at once.
+class NonRetryableError : public std::runtime_error {
+  public:
+    using std::runtime_error::runtime_error;
+};
+
+struct SendOptions {
+    contracts::OrderedJson headers = contracts::OrderedJson::object();  // extra envelope (and AMQP) headers
+};
+
+// Hooks for the test harness and for logging; every call happens on the loop thread.
+class BusObserver {
+  public:
+    virtual ~BusObserver() = default;
+    virtual void OnPublished(const OutgoingMessage& /*message*/) {}
+    virtual void OnConsumed(const std::string& /*queue*/, const Envelope& /*envelope*/, const std::string& /*urn*/) {}
+    virtual void OnFaulted(const std::string& /*queue*/, const Envelope& /*envelope*/, const std::string& /*urn*/,
+                           const std::string& /*error*/) {}
+    virtual void OnMoved(const std::string& /*to_queue*/, const TransportMessage& /*message*/) {}
+};
+
+class Bus;
+
+// What a consumer sees of the message it handles, and how it replies.
+class ConsumeContext {
+  public:
+    const Envelope& envelope() const { return envelope_; }
+    const std::string& queue() const { return queue_; }
+    int retry_attempt() const { return retry_attempt_; }  // 0 on the first attempt
+    bool redelivered() const { return redelivered_; }
+
+    template <class T>
+    void Publish(const T& message, const SendOptions& options = {});
+    template <class T>
+    void Send(const std::string& queue, const T& message, const SendOptions& options = {});
+
+    // The id this consumer correlates its work by, as a saga's CorrelationId: MassTransit writes it as
+    // the initiatorId of every message sent from that consume context (instead of the consumed
+    // message's correlationId). Must be a GUID.
+    void SetCorrelationId(std::string correlation_id) { correlation_id_ = std::move(correlation_id); }
+
+    // Runs after every outgoing message is confirmed, just before the delivery is acked.
+    void OnDelivered(std::function<void()> hook) { delivered_hooks_.push_back(std::move(hook)); }
+    std::vector<OutgoingMessage>& outgoing() { return outgoing_; }
+
+  private:
+    friend class Bus;
+    ConsumeContext(Bus& bus, const Envelope& envelope, std::string queue, int retry_attempt, bool redelivered)
+        : bus_(bus),
+          envelope_(envelope),
+          queue_(std::move(queue)),
+          retry_attempt_(retry_attempt),
+          redelivered_(redelivered) {}
+
+    Bus& bus_;
+    const Envelope& envelope_;
+    std::string queue_;
+    int retry_attempt_;
+    bool redelivered_;
+    std::string correlation_id_;
+    std::vector<OutgoingMessage> outgoing_;
+    std::vector<std::function<void()>> delivered_hooks_;
+};
+
+struct ReceiveEndpointSettings {
+    std::string queue;
+    std::uint16_t prefetch = 16;
+    RetryPolicy retry = RetryPolicy::None();
+};
+
+class ReceiveEndpoint {
+  public:
+    // `consumer_type` is the name written to MT-Fault-ConsumerType, e.g. "Inventory.CheckInventoryConsumer".
+    template <class T>
+    void Handle(std::string consumer_type, std::function<void(ConsumeContext&, const T&)> handler) {
+        Registration registration;
+        registration.type = contracts::MessageContract<T>::Name();
+        registration.urn = registration.type.Urn();
+        registration.consumer_type = std::move(consumer_type);
+        registration.invoke = [handler = std::move(handler)](ConsumeContext& context) {
+            const T message = contracts::MessageContract<T>::Read(context.envelope().message);
+            handler(context, message);
+        };
+        registrations_.push_back(std::move(registration));
+    }
+
+    const ReceiveEndpointSettings& settings() const { return settings_; }
+    std::vector<contracts::MessageTypeName> ConsumedTypes() const;
+
+  private:
+    friend class Bus;
+    struct Registration {
+        contracts::MessageTypeName type;
+        std::string urn;
+        std::string consumer_type;
+        std::function<void(ConsumeContext&)> invoke;
+    };
+    explicit ReceiveEndpoint(ReceiveEndpointSettings settings) : settings_(std::move(settings)) {}
+    const Registration* Match(const std::vector<std::string>& message_types) const;
+
+    ReceiveEndpointSettings settings_;
+    std::vector<Registration> registrations_;
+    ConsumerId consumer_id_ = 0;
+    bool consuming_ = false;
+};
+
+struct BusSettings {
+    std::string service_name;  // also the process name in host info and the bus address
+};
+
+class Bus {
+  public:
+    Bus(EventLoop& loop, Transport& transport, BusSettings settings);
+    ~Bus();
+    Bus(const Bus&) = delete;
+    Bus& operator=(const Bus&) = delete;
+
+    ReceiveEndpoint& AddReceiveEndpoint(ReceiveEndpointSettings settings);
+    // Declares every endpoint's queue, exchange and consumed types' bindings, then consumes. `_error`,
+    // `_skipped` and fault exchanges are declared on first use, as MassTransit declares them.
+    Status Start();
+    // Stops consuming, returns deliveries waiting for a retry to the queue (nack + requeue), and calls
+    // `stopped` once no delivery is in flight.
+    void Stop(std::function<void()> stopped);
+    bool stopping() const { return stopping_; }
+
+    // Declares the exchange for T (and the types it implements) so that messages of T can be published;
+    // publishes made afterwards follow the declaration, and a refusal is logged.
+    template <class T>
+    void DeclarePublishTopology() {
+        DeclareTopologyFor(contracts::MessageContract<T>::Name(), contracts::MessageContract<T>::ImplementedTypes());
+    }
+
+    // Builds the envelope for publishing T outside a consumer (an HTTP request, a timer).
+    template <class T>
+    OutgoingMessage PreparePublish(const T& message, const SendOptions& options = {}) {
+        DeclarePublishTopology<T>();
+        const std::string exchange = contracts::MessageContract<T>::Name().EntityName();
+        return Build(exchange, contracts::MessageContract<T>::MessageTypes(),
+                     contracts::MessageContract<T>::Write(message), {}, nullptr, options);
+    }
+    // Builds the envelope for sending T to a receive endpoint's exchange.
+    template <class T>
+    OutgoingMessage PrepareSend(const std::string& queue, const T& message, const SendOptions& options = {}) {
+        return Build(queue, contracts::MessageContract<T>::MessageTypes(),
+                     contracts::MessageContract<T>::Write(message), {}, nullptr, options);
+    }
+
+    // Publishes every message; `done` runs once, after all are confirmed or with the first failure.
+    void Dispatch(std::vector<OutgoingMessage> messages, Completion done);
+
+    template <class T>
+    void Publish(const T& message, Completion done) {
+        Dispatch({PreparePublish(message)}, std::move(done));
+    }
+
+    void SetObserver(BusObserver* observer) { observer_ = observer; }
+    // Consumers then run as units of `unit_of_work`, and their messages wait for its commit.
+    void SetUnitOfWork(UnitOfWork* unit_of_work) { unit_of_work_ = unit_of_work; }
+    std::string InputAddress(const std::string& queue) const { return transport_.BaseAddress() + queue; }
+    std::string Address(const std::string& exchange) const { return transport_.BaseAddress() + exchange; }
+    const std::string& BusAddress() const { return bus_address_; }
+    const contracts::HostInfo& host() const { return host_; }
+    EventLoop& loop() { return loop_; }
+    Transport& transport() { return transport_; }
+
+  private:
+    friend class ConsumeContext;
+    struct InFlight;
+
+    void DeclareTopologyFor(const contracts::MessageTypeName& type,
+                            const std::vector<contracts::MessageTypeName>& implemented);
+    // Declares a queue with its same-named exchange the first time it is needed, as MassTransit
+    // declares `_error` and `_skipped` on the first move.
+    void DeclareQueueOnce(const std::string& queue);
+    // `source_queue` names the input address to write as sourceAddress when there is no parent
+    // (a receive fault); otherwise the bus address is written.
+    OutgoingMessage Build(const std::string& exchange, std::vector<std::string> message_types,
+                          contracts::OrderedJson message, std::string correlation_id, const ConsumeContext* parent,
+                          const SendOptions& options, const std::string& source_queue = {});
+
+    void OnDelivery(ReceiveEndpoint& endpoint, Delivery delivery);
+    void RunAttempt(const std::shared_ptr<InFlight>& in_flight);
+    void Release(const std::shared_ptr<InFlight>& in_flight, std::vector<OutgoingMessage> outgoing,
+                 std::vector<std::function<void()>> delivered_hooks);
+    // Nack with requeue after a commit or a publish failed; `what` names what failed, for the log.
+    void ReturnToQueue(const std::shared_ptr<InFlight>& in_flight, const char* what, const Status& status);
+    void GiveUp(const std::shared_ptr<InFlight>& in_flight, const std::string& exception_type,
+                const std::string& exception_message);
+    void MoveToError(const std::shared_ptr<InFlight>& in_flight, const std::string& exception_type,
+                     const std::string& exception_message, std::vector<OutgoingMessage> also_publish);
+    void MoveToSkipped(const std::shared_ptr<InFlight>& in_flight);
+    // MassTransit's ReceiveFault for a body that could not be read: published beside the _error copy.
+    OutgoingMessage BuildReceiveFault(const std::shared_ptr<InFlight>& in_flight, const std::string& exception_type,
+                                      const std::string& exception_message);
+    void Settle(const std::shared_ptr<InFlight>& in_flight, bool ack);
+    HeaderTable HostHeaders() const;
+
+    EventLoop& loop_;
+    Transport& transport_;
+    BusSettings settings_;
+    contracts::HostInfo host_;
+    std::string bus_address_;
+    std::list<ReceiveEndpoint> endpoints_;
+    std::vector<std::string> declared_types_;
+    std::vector<std::string> declared_queues_;
+    std::list<std::shared_ptr<InFlight>> in_flight_;
+    BusObserver* observer_ = nullptr;
+    UnitOfWork* unit_of_work_ = nullptr;
+    bool stopping_ = false;
+    std::function<void()> on_stopped_;
+    std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
+};
+
+template <class T>
+void ConsumeContext::Publish(const T& message, const SendOptions& options) {
+    bus_.DeclarePublishTopology<T>();
+    outgoing_.push_back(bus_.Build(contracts::MessageContract<T>::Name().EntityName(),
+                                   contracts::MessageContract<T>::MessageTypes(),
+                                   contracts::MessageContract<T>::Write(message), {}, this, options));
+}
+
+template <class T>
+void ConsumeContext::Send(const std::string& queue, const T& message, const SendOptions& options) {
+    outgoing_.push_back(bus_.Build(queue, contracts::MessageContract<T>::MessageTypes(),
+                                   contracts::MessageContract<T>::Write(message), {}, this, options));
+}
+
+}  // namespace messaging

@@ -1,0 +1,521 @@
+#include "Bus/Bus.h"
+
+#include <cxxabi.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <random>
+
+namespace messaging {
+namespace {
+
+constexpr std::size_t kMaxFaultText = 2048;
+
+std::string Truncate(std::string text) {
+    if (text.size() > kMaxFaultText) text.resize(kMaxFaultText);
+    return text;
+}
+
+// The C++ type of the exception being handled, written the way .NET writes type names
+// ("payment_service::GatewayUnavailable" -> "payment_service.GatewayUnavailable").
+std::string CurrentExceptionTypeName() {
+    const std::type_info* type = abi::__cxa_current_exception_type();
+    if (!type) return "System.Exception";
+    int status = 0;
+    char* demangled = abi::__cxa_demangle(type->name(), nullptr, nullptr, &status);
+    std::string name = status == 0 && demangled ? demangled : type->name();
+    std::free(demangled);
+    std::string out;
+    for (std::size_t i = 0; i < name.size(); ++i) {
+        if (name.compare(i, 2, "::") == 0) {
+            out.push_back('.');
+            ++i;
+        } else {
+            out.push_back(name[i]);
+        }
+    }
+    return out;
+}
+
+// The exchange a `rabbitmq://host/vhost/name?query` address sends to: its last path segment.
+std::string ExchangeOfAddress(const std::string& address) {
+    std::string path = address.substr(0, address.find('?'));
+    return path.substr(path.rfind('/') + 1);
+}
+
+std::string NewBusAddressName(const contracts::HostInfo& host) {
+    auto alnum = [](const std::string& text) {
+        std::string out;
+        for (char c : text)
+            if (std::isalnum(static_cast<unsigned char>(c))) out.push_back(c);
+        return out;
+    };
+    static constexpr char kZBase32[] = "ybndrfg8ejkmcpqxot1uwisza345h769";
+    std::random_device device;
+    std::string id;
+    for (int i = 0; i < 26; ++i) id.push_back(kZBase32[device() % 32]);
+    std::string name = alnum(host.machine_name) + "_" + alnum(host.process_name) + "_bus_" + id;
+    if (name.size() > 72) name = name.substr(name.size() - 72);
+    return name;
+}
+
+// The `message` object of an envelope body with its fields in the order the sender wrote them (a
+// Fault<T> carries it as written); `parsed` when the body's message cannot be found again.
+contracts::OrderedJson MessageAsWritten(const std::string& body, const contracts::Json& parsed) {
+    const auto document = contracts::OrderedJson::parse(body, nullptr, false);
+    if (document.is_object())
+        for (auto it = document.begin(); it != document.end(); ++it)
+            if (contracts::EqualsIgnoreCase(it.key(), "message") && it.value().is_object()) return it.value();
+    return contracts::OrderedJson::parse(parsed.dump());
+}
+
+HeaderTable AmqpHeadersFrom(const contracts::Json& headers) {
+    HeaderTable table;
+    for (auto it = headers.begin(); it != headers.end(); ++it) {
+        const auto& value = it.value();
+        if (value.is_string()) {
+            table[it.key()] = value.get<std::string>();
+        } else if (value.is_number_integer()) {
+            const auto number = value.get<std::int64_t>();
+            if (number >= INT32_MIN && number <= INT32_MAX)
+                table[it.key()] = static_cast<std::int32_t>(number);
+            else
+                table[it.key()] = number;
+        } else if (value.is_boolean() && value.get<bool>()) {
+            table[it.key()] = std::string("True");
+        }
+    }
+    return table;
+}
+
+}  // namespace
+
+struct Bus::InFlight {
+    ReceiveEndpoint* endpoint = nullptr;
+    Delivery delivery;
+    Envelope envelope;
+    const ReceiveEndpoint::Registration* registration = nullptr;
+    int attempt = 0;
+    std::unique_ptr<Timer> retry_timer;
+    bool settled = false;
+    std::list<std::shared_ptr<InFlight>>::iterator position;
+};
+
+std::vector<contracts::MessageTypeName> ReceiveEndpoint::ConsumedTypes() const {
+    std::vector<contracts::MessageTypeName> types;
+    for (const auto& registration : registrations_) types.push_back(registration.type);
+    return types;
+}
+
+const ReceiveEndpoint::Registration* ReceiveEndpoint::Match(const std::vector<std::string>& message_types) const {
+    for (const auto& urn : message_types)
+        for (const auto& registration : registrations_)
+            if (contracts::EqualsIgnoreCase(urn, registration.urn)) return &registration;
+    return nullptr;
+}
+
+Bus::Bus(EventLoop& loop, Transport& transport, BusSettings settings)
+    : loop_(loop),
+      transport_(transport),
+      settings_(std::move(settings)),
+      host_(CurrentHostInfo(settings_.service_name)) {
+    bus_address_ = transport_.BaseAddress() + NewBusAddressName(host_) + "?temporary=true";
+}
+
+Bus::~Bus() {
+    *alive_ = false;
+    for (auto& endpoint : endpoints_)
+        if (endpoint.consuming_) transport_.Cancel(endpoint.consumer_id_);
+}
+
+ReceiveEndpoint& Bus::AddReceiveEndpoint(ReceiveEndpointSettings settings) {
+    endpoints_.push_back(ReceiveEndpoint(std::move(settings)));
+    return endpoints_.back();
+}
+
+namespace {
+// A declaration the bus does not wait for: what follows it is ordered behind it by the transport,
+// and a refusal fails what follows (a publish is not confirmed), so it only needs to be told.
+Completion LogRefusal(std::string what) {
+    return [what = std::move(what)](const Status& status) {
+        if (!status.ok()) spdlog::error("declaring {} failed: {}", what, status.message());
+    };
+}
+}  // namespace
+
+void Bus::DeclareTopologyFor(const contracts::MessageTypeName& type,
+                             const std::vector<contracts::MessageTypeName>& implemented) {
+    const std::string name = type.EntityName();
+    if (std::find(declared_types_.begin(), declared_types_.end(), name) != declared_types_.end()) return;
+    declared_types_.push_back(name);
+    transport_.Declare(PublishTopology(type, implemented), LogRefusal("the exchange of " + name));
+}
+
+void Bus::DeclareQueueOnce(const std::string& queue) {
+    if (std::find(declared_queues_.begin(), declared_queues_.end(), queue) != declared_queues_.end()) return;
+    declared_queues_.push_back(queue);
+    transport_.Declare(QueueWithExchange(queue), LogRefusal("the queue " + queue));
+}
+
+Status Bus::Start() {
+    stopping_ = false;
+    for (auto& endpoint : endpoints_) {
+        const auto consumed = endpoint.ConsumedTypes();
+        transport_.Declare(ReceiveEndpointTopology(endpoint.settings_.queue, consumed),
+                           LogRefusal("the receive endpoint " + endpoint.settings_.queue));
+    }
+    for (auto& endpoint : endpoints_) {
+        ReceiveEndpoint* target = &endpoint;
+        endpoint.consumer_id_ =
+            transport_.Consume(endpoint.settings_.queue, endpoint.settings_.prefetch,
+                               [this, target](Delivery delivery) { OnDelivery(*target, std::move(delivery)); });
+        endpoint.consuming_ = true;
+        spdlog::info("consuming {} (prefetch {}, retry {})", endpoint.settings_.queue, endpoint.settings_.prefetch,
+                     endpoint.settings_.retry.Describe());
+    }
+    return Status::Ok();
+}
+
+void Bus::Stop(std::function<void()> stopped) {
+    stopping_ = true;
+    for (auto& endpoint : endpoints_) {
+        if (endpoint.consuming_) transport_.Cancel(endpoint.consumer_id_);
+        endpoint.consuming_ = false;
+    }
+    // A delivery waiting for a retry goes back to the queue; one being published finishes.
+    std::vector<std::shared_ptr<InFlight>> waiting;
+    for (auto& in_flight : in_flight_)
+        if (in_flight->retry_timer) waiting.push_back(in_flight);
+    for (auto& in_flight : waiting) {
+        in_flight->retry_timer.reset();
+        Settle(in_flight, /*ack=*/false);
+    }
+    if (in_flight_.empty()) {
+        if (stopped) stopped();
+    } else {
+        on_stopped_ = std::move(stopped);
+    }
+}
+
+OutgoingMessage Bus::Build(const std::string& exchange, std::vector<std::string> message_types,
+                           contracts::OrderedJson message, std::string correlation_id, const ConsumeContext* parent,
+                           const SendOptions& options, const std::string& source_queue) {
+    Envelope envelope;
+    envelope.message_id = contracts::Guid::New().ToString();
+    envelope.correlation_id = std::move(correlation_id);
+    if (parent) {
+        const Envelope& consumed = parent->envelope();
+        envelope.conversation_id =
+            consumed.conversation_id.empty() ? contracts::Guid::New().ToString() : consumed.conversation_id;
+        envelope.initiator_id = !parent->correlation_id_.empty()   ? parent->correlation_id_
+                                : !consumed.correlation_id.empty() ? consumed.correlation_id
+                                                                   : consumed.request_id;
+        envelope.source_address = InputAddress(parent->queue());
+        for (auto it = consumed.headers.begin(); it != consumed.headers.end(); ++it)
+            if (!contracts::StartsWithIgnoreCase(it.key(), "MT-")) envelope.headers[it.key()] = it.value();
+    } else {
+        envelope.conversation_id = contracts::Guid::New().ToString();
+        envelope.source_address = source_queue.empty() ? bus_address_ : InputAddress(source_queue);
+    }
+    for (auto it = options.headers.begin(); it != options.headers.end(); ++it) envelope.headers[it.key()] = it.value();
+    envelope.destination_address = Address(exchange);
+    envelope.message_type = std::move(message_types);
+    envelope.sent_time = contracts::UtcNow();
+    envelope.host = host_;
+
+    OutgoingMessage outgoing;
+    outgoing.exchange = exchange;
+    outgoing.message.body = SerializeEnvelope(envelope, message);
+    auto& properties = outgoing.message.properties;
+    properties.content_type = kEnvelopeContentType;
+    properties.message_id = envelope.message_id;
+    properties.correlation_id = envelope.correlation_id;
+    properties.delivery_mode = 2;
+    properties.headers = AmqpHeadersFrom(envelope.headers);
+    return outgoing;
+}
+
+void Bus::Dispatch(std::vector<OutgoingMessage> messages, Completion done) {
+    if (messages.empty()) {
+        done(Status::Ok());
+        return;
+    }
+    struct Pending {
+        std::size_t remaining;
+        Status first_error;
+        Completion done;
+    };
+    auto pending = std::make_shared<Pending>(Pending{messages.size(), Status::Ok(), std::move(done)});
+    // Completions that arrive after the bus (and whoever asked it to publish) is gone are dropped.
+    std::weak_ptr<bool> alive = alive_;
+    for (auto& outgoing : messages) {
+        if (observer_) observer_->OnPublished(outgoing);
+        const std::string exchange = outgoing.exchange;
+        transport_.Publish(exchange, std::move(outgoing.message), [pending, alive](const Status& status) {
+            if (!status.ok() && pending->first_error.ok()) pending->first_error = status;
+            if (--pending->remaining == 0 && !alive.expired()) pending->done(pending->first_error);
+        });
+    }
+}
+
+void Bus::OnDelivery(ReceiveEndpoint& endpoint, Delivery delivery) {
+    auto in_flight = std::make_shared<InFlight>();
+    in_flight->endpoint = &endpoint;
+    in_flight->delivery = std::move(delivery);
+    in_flight_.push_back(in_flight);
+    in_flight->position = std::prev(in_flight_.end());
+
+    try {
+        in_flight->envelope = ParseEnvelope(in_flight->delivery.message.body);
+    } catch (const std::exception& e) {
+        spdlog::warn("{}: message {} cannot be read ({}); moving it to {}", endpoint.settings_.queue,
+                     in_flight->delivery.message.properties.message_id, e.what(),
+                     ErrorQueueName(endpoint.settings_.queue));
+        const std::string type = CurrentExceptionTypeName();
+        MoveToError(in_flight, type, e.what(), {BuildReceiveFault(in_flight, type, e.what())});
+        return;
+    }
+    in_flight->registration = endpoint.Match(in_flight->envelope.message_type);
+    if (!in_flight->registration) {
+        MoveToSkipped(in_flight);
+        return;
+    }
+    RunAttempt(in_flight);
+}
+
+void Bus::RunAttempt(const std::shared_ptr<InFlight>& in_flight) {
+    in_flight->retry_timer.reset();
+    const auto& registration = *in_flight->registration;
+    const std::string& queue = in_flight->endpoint->settings_.queue;
+    ConsumeContext context(*this, in_flight->envelope, queue, in_flight->attempt, in_flight->delivery.redelivered);
+    std::string error_type;
+    std::string error_message;
+    bool retryable = true;
+    try {
+        if (unit_of_work_)
+            unit_of_work_->Run([&] { registration.invoke(context); });
+        else
+            registration.invoke(context);
+    } catch (const contracts::ContractError& e) {
+        error_type = CurrentExceptionTypeName();
+        error_message = e.what();
+        retryable = false;
+    } catch (const NonRetryableError& e) {
+        error_type = CurrentExceptionTypeName();
+        error_message = e.what();
+        retryable = false;
+    } catch (const std::exception& e) {
+        error_type = CurrentExceptionTypeName();
+        error_message = e.what();
+    } catch (...) {
+        error_type = CurrentExceptionTypeName();
+        error_message = "an exception that is not a std::exception";
+    }
+
+    if (!error_type.empty()) {
+        const auto delay = retryable && !stopping_
+                               ? in_flight->endpoint->settings_.retry.DelayBeforeRetry(in_flight->attempt + 1)
+                               : std::nullopt;
+        if (delay) {
+            spdlog::debug("{}: {} attempt {} failed ({}); retrying in {} ms", queue, registration.consumer_type,
+                          in_flight->attempt + 1, error_message, delay->count());
+            ++in_flight->attempt;
+            in_flight->retry_timer = std::make_unique<Timer>(loop_);
+            std::weak_ptr<InFlight> weak = in_flight;
+            in_flight->retry_timer->Start(*delay, [this, weak] {
+                if (auto target = weak.lock()) loop_.Post([this, target] { RunAttempt(target); });
+            });
+            return;
+        }
+        GiveUp(in_flight, error_type, error_message);
+        return;
+    }
+
+    if (observer_) observer_->OnConsumed(queue, in_flight->envelope, registration.urn);
+    if (!unit_of_work_) {
+        Release(in_flight, std::move(context.outgoing_), std::move(context.delivered_hooks_));
+        return;
+    }
+    std::weak_ptr<bool> alive = alive_;
+    unit_of_work_->AfterCommit([this, alive, in_flight, outgoing = std::move(context.outgoing_),
+                                hooks = std::move(context.delivered_hooks_)](const Status& status) mutable {
+        if (alive.expired()) return;
+        if (!status.ok()) return ReturnToQueue(in_flight, "the writes of", status);
+        Release(in_flight, std::move(outgoing), std::move(hooks));
+    });
+}
+
+void Bus::Release(const std::shared_ptr<InFlight>& in_flight, std::vector<OutgoingMessage> outgoing,
+                  std::vector<std::function<void()>> delivered_hooks) {
+    std::weak_ptr<bool> alive = alive_;
+    Dispatch(std::move(outgoing), [this, alive, in_flight, hooks = std::move(delivered_hooks)](const Status& status) {
+        if (alive.expired()) return;
+        if (!status.ok()) return ReturnToQueue(in_flight, "the messages published for", status);
+        for (const auto& hook : hooks) hook();
+        Settle(in_flight, /*ack=*/true);
+    });
+}
+
+void Bus::ReturnToQueue(const std::shared_ptr<InFlight>& in_flight, const char* what, const Status& status) {
+    spdlog::warn("{}: {} {} did not go through ({}); returning it to the queue", in_flight->endpoint->settings_.queue,
+                 what, in_flight->envelope.message_id, status.message());
+    Settle(in_flight, /*ack=*/false);
+}
+
+void Bus::GiveUp(const std::shared_ptr<InFlight>& in_flight, const std::string& exception_type,
+                 const std::string& exception_message) {
+    const auto& registration = *in_flight->registration;
+    const Envelope& consumed = in_flight->envelope;
+    const std::string& queue = in_flight->endpoint->settings_.queue;
+    spdlog::warn("{}: {} gave up on {} {} after {} attempt(s): {}", queue, registration.consumer_type,
+                 registration.type.name, consumed.message_id, in_flight->attempt + 1, exception_message);
+    if (observer_) observer_->OnFaulted(queue, consumed, registration.urn, exception_message);
+
+    contracts::OrderedJson fault;
+    fault["faultId"] = contracts::Guid::New().ToString();
+    fault["faultedMessageId"] =
+        consumed.message_id.empty() ? contracts::OrderedJson() : contracts::OrderedJson(consumed.message_id);
+    fault["timestamp"] = contracts::FormatIso8601(contracts::UtcNow());
+    contracts::ExceptionInfo info;
+    info.exception_type = exception_type;
+    info.message = exception_message;
+    info.stack_trace = "   at " + registration.consumer_type + ".Consume(" + registration.type.DotNetName() + ")";
+    info.source = settings_.service_name;
+    fault["exceptions"] = contracts::OrderedJson::array({contracts::WriteExceptionInfo(info)});
+    fault["host"] = contracts::WriteHostInfo(host_);
+    fault["faultMessageTypes"] = consumed.message_type;
+    fault["message"] = MessageAsWritten(in_flight->delivery.message.body, consumed.message);
+
+    SendOptions options;
+    // The retries made, as MassTransit counts them: Interval(3, ...) gives 3 after four attempts.
+    const int retry_count = in_flight->attempt;
+    if (retry_count > 0) options.headers["MT-Fault-RetryCount"] = retry_count;
+
+    const auto fault_type = contracts::FaultOf(registration.type);
+    std::string exchange = fault_type.EntityName();
+    if (!consumed.fault_address.empty()) {
+        exchange = ExchangeOfAddress(consumed.fault_address);
+    } else if (!consumed.response_address.empty()) {
+        exchange = ExchangeOfAddress(consumed.response_address);
+    } else {
+        DeclareTopologyFor(fault_type, {{"MassTransit", "Fault", {}}});
+    }
+    ConsumeContext parent(*this, consumed, queue, in_flight->attempt, in_flight->delivery.redelivered);
+    OutgoingMessage fault_message = Build(exchange, {fault_type.Urn(), contracts::kFaultUrn}, std::move(fault),
+                                          consumed.correlation_id, &parent, options);
+    MoveToError(in_flight, exception_type, exception_message, {std::move(fault_message)});
+}
+
+OutgoingMessage Bus::BuildReceiveFault(const std::shared_ptr<InFlight>& in_flight, const std::string& exception_type,
+                                       const std::string& exception_message) {
+    const auto& properties = in_flight->delivery.message.properties;
+    const std::string& queue = in_flight->endpoint->settings_.queue;
+    const contracts::MessageTypeName receive_fault{"MassTransit", "ReceiveFault", {}};
+    // If the exchange cannot be declared, publishing to it fails, and MoveToError then returns the
+    // message to its queue.
+    DeclareTopologyFor(receive_fault, {{"MassTransit", "Fault", {}}});
+    contracts::ExceptionInfo cause;
+    cause.exception_type = exception_type;
+    cause.message = exception_message;
+    cause.stack_trace = "   at messaging.ParseEnvelope()";
+    cause.source = settings_.service_name;
+    contracts::ExceptionInfo info;
+    info.exception_type = "System.Runtime.Serialization.SerializationException";
+    info.message = "The message envelope could not be read";
+    info.stack_trace = "   at messaging.Bus.OnDelivery()";
+    info.source = settings_.service_name;
+    info.inner_exception = std::make_shared<const contracts::ExceptionInfo>(std::move(cause));
+    contracts::OrderedJson fault;
+    fault["faultId"] = contracts::Guid::New().ToString();
+    fault["timestamp"] = contracts::FormatIso8601(contracts::UtcNow());
+    fault["faultedMessageId"] =
+        properties.message_id.empty() ? contracts::OrderedJson() : contracts::OrderedJson(properties.message_id);
+    fault["exceptions"] = contracts::OrderedJson::array({contracts::WriteExceptionInfo(info)});
+    fault["host"] = contracts::WriteHostInfo(host_);
+    fault["faultMessageTypes"] = nullptr;
+    fault["contentType"] =
+        properties.content_type.empty() ? std::string(kEnvelopeContentType) : properties.content_type;
+    return Build(receive_fault.EntityName(), {receive_fault.Urn(), contracts::kFaultUrn}, std::move(fault), {}, nullptr,
+                 {}, queue);
+}
+
+HeaderTable Bus::HostHeaders() const {
+    return {{"MT-Host-MachineName", host_.machine_name},
+            {"MT-Host-ProcessName", host_.process_name},
+            {"MT-Host-ProcessId", std::to_string(host_.process_id)},
+            {"MT-Host-Assembly", host_.assembly},
+            {"MT-Host-AssemblyVersion", host_.assembly_version},
+            {"MT-Host-MassTransitVersion", host_.mass_transit_version},
+            {"MT-Host-FrameworkVersion", host_.framework_version},
+            {"MT-Host-OperatingSystemVersion", host_.operating_system_version}};
+}
+
+void Bus::MoveToError(const std::shared_ptr<InFlight>& in_flight, const std::string& exception_type,
+                      const std::string& exception_message, std::vector<OutgoingMessage> also_publish) {
+    const std::string& queue = in_flight->endpoint->settings_.queue;
+    TransportMessage copy = in_flight->delivery.message;
+    copy.properties.expiration.clear();
+    auto& headers = copy.properties.headers;
+    headers["MT-Reason"] = std::string("fault");
+    headers["MT-Fault-ExceptionType"] = exception_type;
+    headers["MT-Fault-InputAddress"] = InputAddress(queue);
+    headers["MT-Fault-Message"] = Truncate(exception_message);
+    headers["MT-Fault-Timestamp"] = contracts::FormatIso8601(contracts::UtcNow());
+    if (const auto* registration = in_flight->registration) {
+        headers["MT-Fault-StackTrace"] =
+            Truncate("   at " + registration->consumer_type + ".Consume(" + registration->type.DotNetName() + ")");
+        headers["MT-Fault-ConsumerType"] = registration->consumer_type;
+        headers["MT-Fault-MessageType"] = registration->type.DotNetName();
+        if (in_flight->attempt > 0) headers["MT-Fault-RetryCount"] = static_cast<std::int32_t>(in_flight->attempt);
+    } else {
+        headers["MT-Fault-StackTrace"] = std::string("   at MassTransit.Serialization.DeserializeEnvelope()");
+    }
+    for (auto& [name, value] : HostHeaders()) headers[name] = value;
+
+    DeclareQueueOnce(ErrorQueueName(queue));
+    if (observer_) observer_->OnMoved(ErrorQueueName(queue), copy);
+    also_publish.push_back(OutgoingMessage{ErrorQueueName(queue), std::move(copy)});
+    std::weak_ptr<bool> alive = alive_;
+    Dispatch(std::move(also_publish), [this, alive, in_flight](const Status& status) {
+        if (alive.expired()) return;
+        if (!status.ok()) spdlog::error("moving a message to the error queue failed: {}", status.message());
+        Settle(in_flight, status.ok());
+    });
+}
+
+void Bus::MoveToSkipped(const std::shared_ptr<InFlight>& in_flight) {
+    const std::string& queue = in_flight->endpoint->settings_.queue;
+    spdlog::warn("{}: no consumer for {} ({}); moving it to {}", queue, in_flight->envelope.message_id,
+                 in_flight->envelope.message_type.empty() ? "" : in_flight->envelope.message_type.front(),
+                 SkippedQueueName(queue));
+    TransportMessage copy = in_flight->delivery.message;
+    copy.properties.expiration.clear();
+    copy.properties.headers["MT-Reason"] = std::string("dead-letter");
+    for (auto& [name, value] : HostHeaders()) copy.properties.headers[name] = value;
+    DeclareQueueOnce(SkippedQueueName(queue));
+    if (observer_) observer_->OnMoved(SkippedQueueName(queue), copy);
+    std::weak_ptr<bool> alive = alive_;
+    Dispatch({OutgoingMessage{SkippedQueueName(queue), std::move(copy)}},
+             [this, alive, in_flight](const Status& status) {
+                 if (alive.expired()) return;
+                 Settle(in_flight, status.ok());
+             });
+}
+
+void Bus::Settle(const std::shared_ptr<InFlight>& in_flight, bool ack) {
+    if (in_flight->settled) return;
+    in_flight->settled = true;
+    if (ack)
+        transport_.Ack(in_flight->delivery);
+    else
+        transport_.Nack(in_flight->delivery, /*requeue=*/true);
+    in_flight_.erase(in_flight->position);
+    if (stopping_ && in_flight_.empty() && on_stopped_) {
+        auto stopped = std::move(on_stopped_);
+        on_stopped_ = nullptr;
+        stopped();
+    }
+}
+
+}  // namespace messaging

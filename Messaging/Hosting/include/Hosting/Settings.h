@@ -1,0 +1,78 @@
+// Loading a service's settings the .NET way: the struct's defaults, overlaid by its appsettings JSON
+// file, overlaid by environment variables such as `RabbitMQ__Host=broker`. An unknown key or a value
+// of the wrong type stops the service at start with a SettingsError naming the key.
+#pragma once
+
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "Bus/Bus.h"
+#include "Contracts/JsonFields.h"
+#include "RabbitMq/RabbitMqSettings.h"
+#include "Storage/Sqlite.h"
+
+namespace messaging {
+
+class SettingsError : public std::runtime_error {
+  public:
+    using std::runtime_error::runtime_error;
+};
+
+struct SettingsSources {
+    std::string file_path;                     // empty: defaults and environment only
+    std::vector<std::string> environment;      // "NAME=VALUE" entries, usually from environ
+    std::vector<std::string> opaque_sections;  // keys whose objects are taken whole (e.g. "Retry")
+};
+
+// Returns `defaults` with the file and the environment applied, keyed exactly as in `defaults`.
+contracts::Json LoadSettingsJson(const contracts::Json& defaults, const SettingsSources& sources);
+
+// The process environment as "NAME=VALUE" entries.
+std::vector<std::string> ProcessEnvironment();
+
+contracts::OrderedJson RabbitMqSettingsToJson(const RabbitMqSettings& settings);
+RabbitMqSettings RabbitMqSettingsFromJson(const contracts::Json& json);
+
+// {"Queue": "inventory-service", "PrefetchCount": 16, "Retry": {"Policy": "Interval", ...}}
+contracts::OrderedJson EndpointSettingsToJson(const ReceiveEndpointSettings& settings);
+ReceiveEndpointSettings EndpointSettingsFromJson(const contracts::Json& json);
+
+struct DatabaseSettings {
+    std::string path;
+    SqliteSync synchronous = SqliteSync::kNormal;  // "Normal" (safe against a process crash) or "Full" (power loss)
+    // One transaction for all the messages (and requests) of a loop turn; false commits each on its own.
+    bool group_commit = true;
+    contracts::OrderedJson ToJson() const;
+    static DatabaseSettings FromJson(const contracts::Json& json);
+};
+
+// The sections every service's settings have: RabbitMQ, Endpoint, Database and Logging. A service's
+// settings struct derives from it and adds its own sections.
+struct ServiceSettings {
+    RabbitMqSettings rabbitmq;
+    ReceiveEndpointSettings endpoint;
+    DatabaseSettings database;
+    std::string log_level = "info";
+
+    // The service's own queue and database file; every other default is shared.
+    ServiceSettings(std::string queue, std::string database_path);
+    void WriteCommonSections(contracts::OrderedJson& json) const;
+    void ReadCommonSections(const contracts::Json& json);  // json as LoadSettingsJson returned it
+};
+
+// A service's settings: the defaults of `Settings{}`, overlaid by the file at `path` (none when
+// empty), overlaid by `environment` ("NAME=VALUE" entries).
+template <class Settings>
+Settings LoadServiceSettings(const std::string& path, const std::vector<std::string>& environment) {
+    const contracts::Json defaults = contracts::Json::parse(Settings{}.ToJson().dump());
+    return Settings::FromJson(LoadSettingsJson(defaults, {path, environment, {"Retry"}}));
+}
+
+// Reads a typed value from a settings object already validated by LoadSettingsJson.
+std::string SettingString(const contracts::Json& json, const char* key);
+int SettingInt(const contracts::Json& json, const char* key, int min, int max);
+
+void ConfigureLogging(const std::string& service_name, const std::string& level);
+
+}  // namespace messaging

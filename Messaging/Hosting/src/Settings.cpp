@@ -1,0 +1,239 @@
+#include "Hosting/Settings.h"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <fstream>
+#include <sstream>
+
+extern char** environ;
+
+namespace messaging {
+namespace {
+
+using contracts::EqualsIgnoreCase;
+using contracts::Json;
+
+// The key of `object` equal to `name` ignoring case, or empty.
+std::string MatchKey(const Json& object, const std::string& name) {
+    for (auto it = object.begin(); it != object.end(); ++it)
+        if (EqualsIgnoreCase(it.key(), name)) return it.key();
+    return {};
+}
+
+const char* TypeName(const Json& value) {
+    if (value.is_string()) return "a string";
+    if (value.is_boolean()) return "true or false";
+    if (value.is_number_integer()) return "an integer";
+    if (value.is_array()) return "an array";
+    if (value.is_object()) return "an object";
+    return "a value";
+}
+
+bool SameKind(const Json& expected, const Json& actual) {
+    if (expected.is_number_integer()) return actual.is_number_integer();
+    if (expected.is_string()) return actual.is_string();
+    if (expected.is_boolean()) return actual.is_boolean();
+    if (expected.is_array()) return actual.is_array();
+    if (expected.is_object()) return actual.is_object();
+    return true;
+}
+
+bool IsOpaque(const SettingsSources& sources, const std::string& key) {
+    return std::any_of(sources.opaque_sections.begin(), sources.opaque_sections.end(),
+                       [&](const std::string& opaque) { return EqualsIgnoreCase(opaque, key); });
+}
+
+void Overlay(Json& target, const Json& source, const std::string& path, const SettingsSources& sources,
+             const std::string& origin) {
+    for (auto it = source.begin(); it != source.end(); ++it) {
+        const std::string key = MatchKey(target, it.key());
+        const std::string full = path.empty() ? it.key() : path + "." + it.key();
+        if (key.empty()) throw SettingsError(origin + ": unknown setting '" + full + "'");
+        Json& slot = target[key];
+        if (!SameKind(slot, it.value()))
+            throw SettingsError(origin + ": setting '" + full + "' must be " + TypeName(slot));
+        if (slot.is_object() && !IsOpaque(sources, key))
+            Overlay(slot, it.value(), full, sources, origin);
+        else
+            slot = it.value();
+    }
+}
+
+Json ParseEnvironmentValue(const Json& slot, const std::string& text, const std::string& name) {
+    if (slot.is_string()) return text;
+    if (slot.is_number_integer()) {
+        try {
+            std::size_t used = 0;
+            const long long value = std::stoll(text, &used);
+            if (used == text.size()) return value;
+        } catch (...) {
+        }
+        throw SettingsError("environment variable " + name + " must be an integer, not '" + text + "'");
+    }
+    if (slot.is_boolean()) {
+        if (EqualsIgnoreCase(text, "true")) return true;
+        if (EqualsIgnoreCase(text, "false")) return false;
+        throw SettingsError("environment variable " + name + " must be true or false");
+    }
+    Json parsed = Json::parse(text, nullptr, false);
+    if (parsed.is_discarded() || !SameKind(slot, parsed))
+        throw SettingsError("environment variable " + name + " must be JSON " + TypeName(slot));
+    return parsed;
+}
+
+}  // namespace
+
+Json LoadSettingsJson(const Json& defaults, const SettingsSources& sources) {
+    Json settings = defaults;
+    if (!sources.file_path.empty()) {
+        std::ifstream file(sources.file_path);
+        if (!file) throw SettingsError("cannot read settings file " + sources.file_path);
+        std::stringstream text;
+        text << file.rdbuf();
+        Json parsed = Json::parse(text.str(), nullptr, false, /*ignore_comments=*/true);
+        if (parsed.is_discarded() || !parsed.is_object())
+            throw SettingsError(sources.file_path + ": not a valid JSON object");
+        Overlay(settings, parsed, "", sources, sources.file_path);
+    }
+    for (const auto& entry : sources.environment) {
+        const auto equals = entry.find('=');
+        if (equals == std::string::npos) continue;
+        const std::string name = entry.substr(0, equals);
+        if (name.find("__") == std::string::npos) continue;
+        std::vector<std::string> segments;
+        for (std::size_t start = 0;;) {
+            const auto next = name.find("__", start);
+            segments.push_back(name.substr(start, next == std::string::npos ? std::string::npos : next - start));
+            if (next == std::string::npos) break;
+            start = next + 2;
+        }
+        // Variables for other programs are left alone: only ones naming one of our sections count.
+        if (MatchKey(settings, segments.front()).empty()) continue;
+        Json* slot = &settings;
+        for (const auto& segment : segments) {
+            const std::string key = slot->is_object() ? MatchKey(*slot, segment) : std::string();
+            if (key.empty())
+                throw SettingsError("environment variable " + name + ": unknown setting '" + segment + "'");
+            slot = &(*slot)[key];
+        }
+        *slot = ParseEnvironmentValue(*slot, entry.substr(equals + 1), name);
+    }
+    return settings;
+}
+
+std::vector<std::string> ProcessEnvironment() {
+    std::vector<std::string> entries;
+    for (char** variable = environ; variable && *variable; ++variable) entries.emplace_back(*variable);
+    return entries;
+}
+
+std::string SettingString(const Json& json, const char* key) {
+    return json.at(key).get<std::string>();
+}
+
+int SettingInt(const Json& json, const char* key, int min, int max) {
+    const long long value = json.at(key).get<long long>();
+    if (value < min || value > max)
+        throw SettingsError(std::string("setting '") + key + "' must be between " + std::to_string(min) + " and " +
+                            std::to_string(max));
+    return static_cast<int>(value);
+}
+
+contracts::OrderedJson RabbitMqSettingsToJson(const RabbitMqSettings& settings) {
+    contracts::OrderedJson json;
+    json["Host"] = settings.host;
+    json["Port"] = settings.port;
+    json["VirtualHost"] = settings.virtual_host;
+    json["Username"] = settings.username;
+    json["Password"] = settings.password;
+    json["HeartbeatSeconds"] = settings.heartbeat_seconds;
+    json["ConnectionTimeoutSeconds"] = settings.connection_timeout_seconds;
+    return json;
+}
+
+RabbitMqSettings RabbitMqSettingsFromJson(const Json& json) {
+    RabbitMqSettings settings;
+    settings.host = SettingString(json, "Host");
+    settings.port = SettingInt(json, "Port", 1, 65535);
+    settings.virtual_host = SettingString(json, "VirtualHost");
+    settings.username = SettingString(json, "Username");
+    settings.password = SettingString(json, "Password");
+    settings.heartbeat_seconds = SettingInt(json, "HeartbeatSeconds", 0, 3600);
+    settings.connection_timeout_seconds = SettingInt(json, "ConnectionTimeoutSeconds", 1, 3600);
+    if (settings.host.empty()) throw SettingsError("setting 'RabbitMQ.Host' must not be empty");
+    return settings;
+}
+
+contracts::OrderedJson EndpointSettingsToJson(const ReceiveEndpointSettings& settings) {
+    contracts::OrderedJson json;
+    json["Queue"] = settings.queue;
+    json["PrefetchCount"] = settings.prefetch;
+    json["Retry"] = settings.retry.ToJson();
+    return json;
+}
+
+ReceiveEndpointSettings EndpointSettingsFromJson(const Json& json) {
+    ReceiveEndpointSettings settings;
+    settings.queue = SettingString(json, "Queue");
+    if (!contracts::IsValidEntityName(settings.queue))
+        throw SettingsError("setting 'Endpoint.Queue' must hold only letters, digits, '-', '_', '.', ':'");
+    settings.prefetch = static_cast<std::uint16_t>(SettingInt(json, "PrefetchCount", 1, 65535));
+    try {
+        settings.retry = RetryPolicy::FromJson(json.at("Retry"));
+    } catch (const std::invalid_argument& e) {
+        throw SettingsError(std::string("setting 'Endpoint.") + e.what());
+    }
+    return settings;
+}
+
+contracts::OrderedJson DatabaseSettings::ToJson() const {
+    contracts::OrderedJson json;
+    json["Path"] = path;
+    json["Synchronous"] = synchronous == SqliteSync::kFull ? "Full" : "Normal";
+    json["GroupCommit"] = group_commit;
+    return json;
+}
+
+DatabaseSettings DatabaseSettings::FromJson(const Json& json) {
+    DatabaseSettings settings;
+    settings.path = SettingString(json, "Path");
+    if (settings.path.empty()) throw SettingsError("setting 'Database.Path' must not be empty");
+    const std::string sync = SettingString(json, "Synchronous");
+    if (EqualsIgnoreCase(sync, "Full"))
+        settings.synchronous = SqliteSync::kFull;
+    else if (EqualsIgnoreCase(sync, "Normal"))
+        settings.synchronous = SqliteSync::kNormal;
+    else
+        throw SettingsError("setting 'Database.Synchronous' must be \"Normal\" or \"Full\"");
+    if (json.contains("GroupCommit")) settings.group_commit = json["GroupCommit"].get<bool>();
+    return settings;
+}
+
+void ConfigureLogging(const std::string& service_name, const std::string& level) {
+    spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%fZ %^%-5l%$ " + service_name + " %v", spdlog::pattern_time_type::utc);
+    const auto parsed = spdlog::level::from_str(level);
+    if (parsed == spdlog::level::off && level != "off")
+        throw SettingsError("setting 'Logging.Level' must be one of trace, debug, info, warning, error, critical, off");
+    spdlog::set_level(parsed);
+}
+
+ServiceSettings::ServiceSettings(std::string queue, std::string database_path)
+    : endpoint{std::move(queue), 16, RetryPolicy::Interval(3, std::chrono::milliseconds(500))},
+      database{std::move(database_path), SqliteSync::kNormal} {}
+
+void ServiceSettings::WriteCommonSections(contracts::OrderedJson& json) const {
+    json["RabbitMQ"] = RabbitMqSettingsToJson(rabbitmq);
+    json["Endpoint"] = EndpointSettingsToJson(endpoint);
+    json["Database"] = database.ToJson();
+    json["Logging"]["Level"] = log_level;
+}
+
+void ServiceSettings::ReadCommonSections(const Json& json) {
+    rabbitmq = RabbitMqSettingsFromJson(json.at("RabbitMQ"));
+    endpoint = EndpointSettingsFromJson(json.at("Endpoint"));
+    database = DatabaseSettings::FromJson(json.at("Database"));
+    log_level = SettingString(json.at("Logging"), "Level");
+}
+
+}  // namespace messaging

@@ -1,0 +1,346 @@
+#include "Http/HttpServer.h"
+
+#include <spdlog/spdlog.h>
+
+#include <ctime>
+#include <stdexcept>
+#include <vector>
+
+#include "Runtime/HandleState.h"
+
+namespace messaging {
+namespace {
+
+constexpr std::size_t kReadBufferBytes = 64 * 1024;
+// After the last answer of a closing connection, how long its unread input is drained before the
+// socket is closed (closing with unread input would reset the connection and could lose the answer).
+constexpr std::chrono::milliseconds kLinger{2000};
+constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
+
+using Clock = std::chrono::steady_clock;
+
+}  // namespace
+
+struct HttpResponder::Connection : HandleState {
+    uv_tcp_t tcp{};
+    HttpServer* server = nullptr;
+    std::shared_ptr<Connection*> self = std::make_shared<Connection*>(this);
+    std::string input;
+    HttpRequestParser parser;
+    std::uint64_t request_number = 0;
+    int minor_version = 1;
+    bool handling = false;      // a request has been handed to the handler and not answered
+    bool keep_alive = true;     // of the request being handled
+    bool head_request = false;  // HEAD: the answer's headers without its body
+    bool processing = false;    // inside Process (an answer given synchronously must not recurse)
+    bool reading = false;
+    bool draining = false;  // answered for the last time; reading until EOF or the linger ends
+    bool closing = false;
+    std::size_t pending_writes = 0;
+    Clock::time_point last_activity = Clock::now();
+    Clock::time_point request_started{};
+
+    explicit Connection(HttpLimits limits) : parser(limits) { tcp.data = static_cast<HandleState*>(this); }
+    static Connection& Of(uv_handle_t* handle) {
+        return *static_cast<Connection*>(static_cast<HandleState*>(handle->data));
+    }
+    uv_stream_t* stream() { return reinterpret_cast<uv_stream_t*>(&tcp); }
+};
+
+struct HttpServer::Listener : HandleState {
+    uv_tcp_t tcp{};
+    HttpServer* server = nullptr;
+};
+
+HttpResponder::Connection* HttpResponder::Target() const {
+    auto link = connection_.lock();
+    if (!link || !*link) return nullptr;
+    Connection* connection = *link;
+    if (connection->closing || !connection->handling || connection->request_number != request_number_) return nullptr;
+    return connection;
+}
+
+bool HttpResponder::Pending() const {
+    return Target() != nullptr;
+}
+
+void HttpResponder::Send(HttpResponse response) const {
+    if (Connection* connection = Target()) connection->server->Answer(*connection, response);
+}
+
+HttpServer::HttpServer(EventLoop& loop, HttpServerOptions options, HttpHandler handler, HttpErrorWriter error_writer)
+    : loop_(loop),
+      options_(std::move(options)),
+      handler_(std::move(handler)),
+      error_writer_(std::move(error_writer)),
+      sweep_timer_(loop) {}
+
+HttpServer::~HttpServer() {
+    CloseListener();
+    std::vector<Connection*> open(connections_.begin(), connections_.end());
+    for (Connection* connection : open) Close(*connection);
+}
+
+int HttpServer::Listen() {
+    sockaddr_storage address{};
+    if (uv_ip4_addr(options_.host.c_str(), options_.port, reinterpret_cast<sockaddr_in*>(&address)) != 0 &&
+        uv_ip6_addr(options_.host.c_str(), options_.port, reinterpret_cast<sockaddr_in6*>(&address)) != 0)
+        throw std::runtime_error("cannot listen on " + options_.host + ": not an IPv4 or IPv6 address");
+    auto* listener = new Listener;
+    listener->server = this;
+    listener->tcp.data = static_cast<HandleState*>(listener);
+    if (int rc = uv_tcp_init(loop_.raw(), &listener->tcp); rc < 0) {
+        delete listener;
+        throw std::runtime_error(std::string("uv_tcp_init: ") + uv_strerror(rc));
+    }
+    // libuv sets SO_REUSEADDR (restart while old connections linger) but not SO_REUSEPORT: a port
+    // another process listens on is an error here, not a silent share of its connections.
+    int rc = uv_tcp_bind(&listener->tcp, reinterpret_cast<const sockaddr*>(&address), 0);
+    if (rc == 0)
+        rc = uv_listen(reinterpret_cast<uv_stream_t*>(&listener->tcp), 511, [](uv_stream_t* server, int status) {
+            auto* self = static_cast<Listener*>(static_cast<HandleState*>(server->data));
+            if (status < 0) {
+                spdlog::warn("HTTP: accepting a connection failed: {}", uv_strerror(status));
+                return;
+            }
+            if (self->server) self->server->Accept();
+        });
+    if (rc < 0) {
+        CloseAndFree(reinterpret_cast<uv_handle_t*>(&listener->tcp));
+        throw std::runtime_error("cannot listen on " + options_.host + ":" + std::to_string(options_.port) + ": " +
+                                 uv_strerror(rc));
+    }
+    listener_ = listener;
+    sockaddr_storage bound{};
+    int length = sizeof bound;
+    uv_tcp_getsockname(&listener->tcp, reinterpret_cast<sockaddr*>(&bound), &length);
+    const int port = bound.ss_family == AF_INET6 ? ntohs(reinterpret_cast<sockaddr_in6*>(&bound)->sin6_port)
+                                                 : ntohs(reinterpret_cast<sockaddr_in*>(&bound)->sin_port);
+    const auto period = std::max(std::chrono::milliseconds(10),
+                                 std::min({options_.request_timeout, options_.idle_timeout, kLinger}) / 4);
+    sweep_timer_.Start(
+        period, [this] { Sweep(); }, period);
+    return port;
+}
+
+void HttpServer::StopAccepting() {
+    stopping_ = true;
+    CloseListener();
+    std::vector<Connection*> idle;
+    for (Connection* connection : connections_)
+        if (!connection->handling && !connection->draining) idle.push_back(connection);
+    for (Connection* connection : idle) Close(*connection);
+}
+
+void HttpServer::CloseListener() {
+    if (!listener_) return;
+    listener_->server = nullptr;  // a connection still pending in the accept queue is not taken
+    CloseAndFree(reinterpret_cast<uv_handle_t*>(&listener_->tcp));
+    listener_ = nullptr;
+}
+
+void HttpServer::Accept() {
+    auto* connection = new Connection(options_.limits);
+    connection->server = this;
+    if (uv_tcp_init(loop_.raw(), &connection->tcp) < 0) {
+        delete connection;
+        return;
+    }
+    if (uv_accept(reinterpret_cast<uv_stream_t*>(&listener_->tcp), connection->stream()) < 0 ||
+        connections_.size() >= options_.max_connections) {
+        connection->closing = true;
+        CloseAndFree(reinterpret_cast<uv_handle_t*>(&connection->tcp));
+        return;
+    }
+    uv_tcp_nodelay(&connection->tcp, 1);
+    connections_.insert(connection);
+    StartReading(*connection);
+}
+
+void HttpServer::StartReading(Connection& connection) {
+    if (connection.reading || connection.closing) return;
+    connection.reading = true;
+    uv_read_start(
+        connection.stream(),
+        [](uv_handle_t*, std::size_t, uv_buf_t* buffer) {
+            // Reads are handled before the next one is made: one buffer per loop thread serves all.
+            thread_local std::unique_ptr<char[]> storage(new char[kReadBufferBytes]);
+            *buffer = uv_buf_init(storage.get(), kReadBufferBytes);
+        },
+        [](uv_stream_t* stream, ssize_t read, const uv_buf_t* buffer) {
+            Connection& self = Connection::Of(reinterpret_cast<uv_handle_t*>(stream));
+            if (!self.server) return;  // closing
+            if (read > 0)
+                self.server->OnRead(self, buffer->base, static_cast<std::size_t>(read));
+            else if (read < 0)
+                self.server->Close(self);  // the client hung up or reset: an unanswered request is dropped
+        });
+}
+
+void HttpServer::OnRead(Connection& connection, const char* data, std::size_t size) {
+    connection.last_activity = Clock::now();
+    if (connection.draining) return;
+    connection.input.append(data, size);
+    Process(connection);
+}
+
+void HttpServer::Process(Connection& connection) {
+    if (connection.processing) return;
+    connection.processing = true;
+    while (!connection.handling && !connection.closing && !connection.draining) {
+        const auto result = connection.parser.Parse(connection.input);
+        if (result == HttpRequestParser::Result::kNeedMore) {
+            if (connection.parser.AwaitsContinue()) {
+                Write(connection, std::string(kContinue));
+                connection.parser.ContinueSent();
+            }
+            break;
+        }
+        if (result == HttpRequestParser::Result::kError) {
+            Reject(connection, connection.parser.error_status(), connection.parser.error_message());
+            break;
+        }
+        HttpRequest request = connection.parser.TakeRequest();
+        connection.handling = true;
+        connection.keep_alive = request.keep_alive;
+        connection.head_request = request.method == "HEAD";
+        connection.minor_version = request.minor_version;
+        connection.request_started = Clock::now();
+        const HttpResponder responder(connection.self, ++connection.request_number);
+        try {
+            handler_(std::move(request), responder);
+        } catch (const std::exception& e) {
+            spdlog::error("HTTP: the handler failed: {}", e.what());
+            responder.Send(error_writer_(500, "unexpected error"));
+        }
+    }
+    connection.processing = false;
+    // Pipelined requests wait while one is handled; past a request's worth of input, stop reading.
+    const bool flooded = connection.input.size() > options_.limits.max_head_bytes + options_.limits.max_body_bytes;
+    if (!connection.closing && connection.reading && connection.handling && flooded) {
+        uv_read_stop(connection.stream());
+        connection.reading = false;
+    }
+}
+
+void HttpServer::Answer(Connection& connection, const HttpResponse& response) {
+    if (!connection.handling || connection.closing) return;
+    connection.handling = false;
+    const bool keep_alive = connection.keep_alive && !stopping_;
+    const std::string_view header = !keep_alive ? "close" : connection.minor_version == 0 ? "keep-alive" : "";
+    std::string message = WriteResponse(response, header, Date());
+    if (connection.head_request) message.resize(message.size() - response.body.size());
+    Write(connection, std::move(message));
+    connection.last_activity = Clock::now();
+    if (connection.closing) return;
+    if (!keep_alive) {
+        ShutdownAndClose(connection);
+        return;
+    }
+    StartReading(connection);
+    Process(connection);
+}
+
+void HttpServer::Reject(Connection& connection, int status, const std::string& message) {
+    spdlog::debug("HTTP: rejecting a request with {}: {}", status, message);
+    connection.handling = true;
+    connection.keep_alive = false;
+    connection.head_request = false;
+    ++connection.request_number;
+    Answer(connection, error_writer_(status, message));
+}
+
+void HttpServer::Write(Connection& connection, std::string data) {
+    if (connection.closing) return;
+    if (connection.pending_writes == 0) {
+        // Most answers fit in the socket buffer at once: no request object, no copy.
+        uv_buf_t buffer = uv_buf_init(data.data(), static_cast<unsigned>(data.size()));
+        const int written = uv_try_write(connection.stream(), &buffer, 1);
+        if (written == static_cast<int>(data.size())) return;
+        if (written < 0 && written != UV_EAGAIN) {
+            Close(connection);
+            return;
+        }
+        if (written > 0) data.erase(0, static_cast<std::size_t>(written));
+    }
+    struct WriteRequest {
+        uv_write_t request{};
+        std::string data;
+    };
+    auto* write = new WriteRequest;
+    write->data = std::move(data);
+    write->request.data = write;
+    uv_buf_t buffer = uv_buf_init(write->data.data(), static_cast<unsigned>(write->data.size()));
+    ++connection.pending_writes;
+    const int rc = uv_write(&write->request, connection.stream(), &buffer, 1, [](uv_write_t* request, int status) {
+        delete static_cast<WriteRequest*>(request->data);
+        // Runs before the connection's close callback, even when the write was cancelled by a close.
+        Connection& self = Connection::Of(reinterpret_cast<uv_handle_t*>(request->handle));
+        --self.pending_writes;
+        if (status < 0 && !self.closing && self.server) self.server->Close(self);
+    });
+    if (rc < 0) {
+        --connection.pending_writes;
+        delete write;
+        Close(connection);
+    }
+}
+
+void HttpServer::ShutdownAndClose(Connection& connection) {
+    connection.draining = true;
+    connection.input.clear();
+    auto* request = new uv_shutdown_t;
+    // The shutdown waits for the queued writes, then sends FIN; the client's EOF (or the linger) closes.
+    if (uv_shutdown(request, connection.stream(), [](uv_shutdown_t* shutdown, int status) {
+            Connection& self = Connection::Of(reinterpret_cast<uv_handle_t*>(shutdown->handle));
+            delete shutdown;
+            if (status < 0 && !self.closing && self.server) self.server->Close(self);
+        }) < 0) {
+        delete request;
+        Close(connection);
+        return;
+    }
+    StartReading(connection);  // to drain what the client still sends
+}
+
+void HttpServer::Close(Connection& connection) {
+    if (connection.closing) return;
+    connection.closing = true;
+    connection.handling = false;
+    *connection.self = nullptr;
+    connection.server = nullptr;
+    connections_.erase(&connection);
+    CloseAndFree(reinterpret_cast<uv_handle_t*>(&connection.tcp));
+}
+
+void HttpServer::Sweep() {
+    const auto now = Clock::now();
+    std::vector<Connection*> open(connections_.begin(), connections_.end());
+    for (Connection* connection : open) {
+        if (connection->closing) continue;
+        if (connection->draining) {
+            if (now - connection->last_activity > kLinger) Close(*connection);
+        } else if (connection->handling) {
+            if (now - connection->request_started > options_.request_timeout) {
+                spdlog::warn("HTTP: a request was not answered within {} ms", options_.request_timeout.count());
+                Answer(*connection, error_writer_(503, "the service did not answer in time; try again"));
+            }
+        } else if (now - connection->last_activity > options_.idle_timeout) {
+            if (connection->parser.InsideRequest() || !connection->input.empty())
+                Reject(*connection, 408, "the request did not arrive in time");
+            else
+                Close(*connection);
+        }
+    }
+}
+
+const std::string& HttpServer::Date() {
+    const std::int64_t now = static_cast<std::int64_t>(std::time(nullptr));
+    if (now != date_second_) {
+        date_second_ = now;
+        date_ = HttpDate(now);
+    }
+    return date_;
+}
+
+}  // namespace messaging

@@ -1,0 +1,36 @@
+// Message properties and header tables between our types (Transport/Transport.h) and rabbitmq-c's
+// structs: strings go out as long strings, which .NET reads as byte[] the way MassTransit expects.
+#pragma once
+
+#include <amqp.h>
+
+#include <vector>
+
+#include "Transport/Transport.h"
+
+namespace messaging {
+
+// rabbitmq-c's view of `properties`, pointing into it: keep both alive while it is encoded.
+class EncodedProperties {
+  public:
+    explicit EncodedProperties(const MessageProperties& properties);
+    EncodedProperties(const EncodedProperties&) = delete;
+    EncodedProperties& operator=(const EncodedProperties&) = delete;
+    amqp_basic_properties_t& get() { return properties_; }
+
+  private:
+    std::vector<amqp_table_entry_t> headers_;
+    amqp_basic_properties_t properties_{};
+};
+
+HeaderTable DecodeTable(const amqp_table_t& table);
+MessageProperties DecodeProperties(const amqp_basic_properties_t& properties);
+
+inline amqp_bytes_t AmqpBytes(const std::string& text) {
+    return amqp_bytes_t{text.size(), const_cast<char*>(text.data())};
+}
+inline std::string AmqpString(amqp_bytes_t bytes) {
+    return std::string(static_cast<const char*>(bytes.bytes), bytes.len);
+}
+
+}  // namespace messaging

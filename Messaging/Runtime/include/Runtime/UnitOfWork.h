@@ -1,0 +1,28 @@
+// The seam between the bus and a store: how a consumer's writes run atomically and when they are
+// durable. Storage implements it (GroupCommit, CommitEachUnit); the bus sees only this interface.
+#pragma once
+
+#include <functional>
+
+#include "Runtime/Status.h"
+
+namespace messaging {
+
+// How the bus runs a consumer's work atomically and learns when it is durable.
+class UnitOfWork {
+  public:
+    virtual ~UnitOfWork() = default;
+    // Runs `work` atomically: if it throws, its writes are undone and the exception propagates.
+    virtual void Run(const std::function<void()>& work) = 0;
+    // `done` runs on the loop thread once the writes of every unit run so far are committed (OK), or
+    // could not be (the error). It never runs inside the caller.
+    virtual void AfterCommit(std::function<void(const Status&)> done) = 0;
+    // Commits what is pending now (before a read that must see only durable state).
+    virtual void Flush() = 0;
+    // Runs `work` as a unit at the end of this turn, just before the batch commits, so that work
+    // gathered through a turn (rows to delete once the broker confirmed their messages) costs one unit
+    // instead of one per event. If it throws, its writes are undone and the error is logged.
+    virtual void RunBeforeCommit(std::function<void()> work) = 0;
+};
+
+}  // namespace messaging

@@ -1,0 +1,155 @@
+#include "Storage/GroupCommit.h"
+
+#include <spdlog/spdlog.h>
+
+namespace messaging {
+namespace {
+
+// Tells `done` of `status` on a later turn of the loop, unless its owner (`alive`) is gone by then.
+void PostStatus(EventLoop& loop, const std::shared_ptr<bool>& alive, std::function<void(const Status&)> done,
+                Status status) {
+    loop.Post([alive = std::weak_ptr<bool>(alive), done = std::move(done), status = std::move(status)] {
+        if (!alive.expired()) done(status);
+    });
+}
+
+// Runs work handed to RunBeforeCommit: its failure is logged, not thrown at whoever committed.
+template <typename Run>
+void LogFailureOf(const Run& run) {
+    try {
+        run();
+    } catch (const std::exception& e) {
+        spdlog::warn("work run before a commit failed and was undone: {}", e.what());
+    }
+}
+
+}  // namespace
+
+void CommitEachUnit::AfterCommit(std::function<void(const Status&)> done) {
+    PostStatus(loop_, alive_, std::move(done), Status::Ok());
+}
+
+void CommitEachUnit::RunBeforeCommit(std::function<void()> work) {
+    // No batch to join: the work runs at the end of the turn, its statements committing as they go.
+    loop_.Defer([alive = std::weak_ptr<bool>(alive_), work = std::move(work)] {
+        if (!alive.expired()) LogFailureOf(work);
+    });
+}
+
+std::unique_ptr<UnitOfWork> MakeUnitOfWork(EventLoop& loop, SqliteDatabase& db, bool group_commit) {
+    if (group_commit) return std::make_unique<GroupCommit>(loop, db);
+    return std::make_unique<CommitEachUnit>(loop);
+}
+
+GroupCommit::GroupCommit(EventLoop& loop, SqliteDatabase& db, std::size_t max_units)
+    : loop_(loop), db_(db), max_units_(max_units == 0 ? 1 : max_units), flush_at_turn_end_(loop, [this] { Flush(); }) {}
+
+GroupCommit::~GroupCommit() {
+    *alive_ = false;
+    if (!open_) return;
+    // Whoever waits on the callbacks is being torn down too; the writes themselves are kept.
+    waiting_.clear();
+    try {
+        Flush();
+    } catch (...) {
+    }
+}
+
+void GroupCommit::Open() {
+    db_.Prepare("BEGIN IMMEDIATE").Run();
+    open_ = true;
+    units_ = 0;
+    flush_at_turn_end_.Request();
+}
+
+void GroupCommit::Run(const std::function<void()>& work) {
+    if (open_ && units_ >= max_units_) {
+        // A full batch commits now; its waiters hear of it after this unit, not inside it.
+        NotifyLater(Commit());
+    }
+    if (!open_) Open();
+    RunInSavepoint(work);
+}
+
+void GroupCommit::RunInSavepoint(const std::function<void()>& work) {
+    db_.Prepare("SAVEPOINT unit_of_work").Run();
+    try {
+        work();
+    } catch (...) {
+        if (sqlite3_get_autocommit(db_.raw())) {
+            // SQLite rolled the whole batch back (an I/O error, a full disk): every unit in it is lost,
+            // so every unit waiting on it fails and its message comes back.
+            open_ = false;
+            NotifyLater(Status::Internal("the database rolled the batch back"));
+        } else {
+            db_.Prepare("ROLLBACK TO unit_of_work").Run();
+            db_.Prepare("RELEASE unit_of_work").Run();
+        }
+        throw;
+    }
+    db_.Prepare("RELEASE unit_of_work").Run();
+    ++units_;
+}
+
+void GroupCommit::RunBeforeCommit(std::function<void()> work) {
+    if (!open_) Open();
+    before_commit_.push_back(std::move(work));
+}
+
+void GroupCommit::AfterCommit(std::function<void(const Status&)> done) {
+    if (open_) {
+        waiting_.push_back(std::move(done));
+        return;
+    }
+    PostStatus(loop_, alive_, std::move(done), Status::Ok());
+}
+
+void GroupCommit::NotifyLater(const Status& status) {
+    auto waiting = std::move(waiting_);
+    waiting_.clear();
+    for (auto& done : waiting) PostStatus(loop_, alive_, std::move(done), status);
+}
+
+void GroupCommit::Flush() {
+    if (!open_) return;
+    const Status status = Commit();
+    auto waiting = std::move(waiting_);
+    waiting_.clear();
+    for (auto& done : waiting) done(status);
+}
+
+Status GroupCommit::Commit() {
+    auto before_commit = std::move(before_commit_);
+    before_commit_.clear();
+    for (std::size_t i = 0; i < before_commit.size(); ++i) {
+        if (!open_) {
+            // An earlier one lost the whole batch (its waiters have been told): the rest wait for the
+            // next batch instead of being dropped.
+            before_commit_.assign(std::make_move_iterator(before_commit.begin() + static_cast<std::ptrdiff_t>(i)),
+                                  std::make_move_iterator(before_commit.end()));
+            break;
+        }
+        LogFailureOf([&] { RunInSavepoint(before_commit[i]); });
+    }
+    if (!open_) return Status::Internal("the database rolled the batch back");
+    open_ = false;
+    Status status = Status::Ok();
+    try {
+        db_.Prepare("COMMIT").Run();
+        ++batches_committed_;
+        units_committed_ += units_;
+    } catch (const std::exception& e) {
+        status = Status::Internal(std::string("commit failed: ") + e.what());
+        spdlog::error("SQLite group commit of {} unit(s) failed: {}", units_, e.what());
+        if (!sqlite3_get_autocommit(db_.raw())) {
+            try {
+                db_.Prepare("ROLLBACK").Run();
+            } catch (...) {
+            }
+        }
+    }
+    units_ = 0;
+    return status;
+}
+
+}  // namespace messaging

@@ -1,0 +1,79 @@
+// The seam between the bus and a broker: publish with confirmation, consume with explicit
+// acknowledgement, declare topology. InMemoryTransport and RabbitMqTransport implement it; every
+// method is called, and every callback runs, on the owning event loop's thread.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <optional>
+#include <string>
+#include <variant>
+
+#include "Runtime/Status.h"
+#include "Transport/Topology.h"
+
+namespace messaging {
+
+using Completion = std::function<void(const Status&)>;
+
+// The AMQP field-table values we read and write: long strings, signed 32/64-bit ints, booleans.
+using HeaderValue = std::variant<std::string, std::int32_t, std::int64_t, bool>;
+using HeaderTable = std::map<std::string, HeaderValue>;
+
+std::string HeaderToString(const HeaderValue& value);
+const HeaderValue* FindHeader(const HeaderTable& headers, const std::string& name);  // case-insensitive
+
+struct MessageProperties {
+    std::string content_type;
+    std::string message_id;
+    std::string correlation_id;
+    std::uint8_t delivery_mode = 2;
+    std::string expiration;
+    std::optional<std::uint8_t> priority;
+    HeaderTable headers;
+};
+
+struct TransportMessage {
+    std::string body;
+    MessageProperties properties;
+    std::string routing_key;
+};
+
+// A message handed to a consumer; settle it exactly once with Ack or Nack.
+struct Delivery {
+    TransportMessage message;
+    std::string queue;
+    std::string exchange;
+    std::uint64_t delivery_tag = 0;
+    std::uint64_t connection_generation = 0;  // deliveries of a dropped connection cannot be settled
+    bool redelivered = false;
+};
+
+using DeliveryHandler = std::function<void(Delivery)>;
+using ConsumerId = std::uint64_t;
+
+class Transport {
+  public:
+    virtual ~Transport() = default;
+
+    // Declares the topology now (or once connected) and again after every reconnect. `declared` runs
+    // once: OK when the broker has accepted all of it, or why it refused (a refusal also ends the
+    // connection). Publishes made after this call are routed with the topology in place.
+    virtual void Declare(const Topology& topology, Completion declared = {}) = 0;
+    // `confirmed` runs once: OK when the broker has taken responsibility for the message.
+    virtual void Publish(const std::string& exchange, TransportMessage message, Completion confirmed) = 0;
+    // Deliveries to `queue` go to `handler`, at most `prefetch` unsettled at a time. Survives reconnects.
+    virtual ConsumerId Consume(const std::string& queue, std::uint16_t prefetch, DeliveryHandler handler) = 0;
+    virtual void Cancel(ConsumerId consumer) = 0;
+    virtual void Ack(const Delivery& delivery) = 0;
+    virtual void Nack(const Delivery& delivery, bool requeue) = 0;
+
+    virtual bool IsConnected() const = 0;
+    // True while the broker refuses to take publishes (a memory or disk alarm): they wait, buffered.
+    virtual bool IsPublishingBlocked() const { return false; }
+    // The scheme and authority used in envelope addresses, e.g. "rabbitmq://localhost/".
+    virtual std::string BaseAddress() const = 0;
+};
+
+}  // namespace messaging
