@@ -187,10 +187,13 @@ void OrderHttpApi::Route(const HttpRequest& request, const HttpResponder& respon
     if (path == "/health") {
         if (request.method != "GET" && request.method != "HEAD")
             return responder.Send(MethodNotAllowed(request, "GET"));
+        // Blocked by a broker alarm, orders are still taken (stored, published when it clears), so
+        // the service stays healthy (200) but says it is degraded.
         const bool connected = submission_.BusConnected();
+        const bool blocked = connected && submission_.PublishingBlocked();
         OrderedJson body;
-        body["status"] = connected ? "ok" : "degraded";
-        body["broker"] = connected ? "connected" : "disconnected";
+        body["status"] = connected && !blocked ? "ok" : "degraded";
+        body["broker"] = !connected ? "disconnected" : blocked ? "blocked" : "connected";
         return responder.Send(JsonResponse(connected ? 200 : 503, body));
     }
     responder.Send(ErrorResponse(404, "not_found", "no route for " + request.method + " " + request.path));

@@ -43,11 +43,13 @@ void OrderSubmission::Submit(const NewOrder& order, std::function<void(SubmitOut
             done(SubmitOutcome::kUnavailable);
             return;
         }
-        relay_.Send(sequence, std::move(message), [order_id, done = std::move(done)](const messaging::Status& status) {
+        // Stored with its OrderSubmitted in the outbox: the relay publishes it, now or, if the broker
+        // is away or blocks publishing, once it can. The client hears so without waiting for that.
+        done(SubmitOutcome::kAccepted);
+        relay_.Send(sequence, std::move(message), [order_id](const messaging::Status& status) {
             if (!status.ok())
                 spdlog::warn("order {}: OrderSubmitted not confirmed yet ({}); the outbox will send it", order_id,
                              status.message());
-            done(SubmitOutcome::kAccepted);
         });
     });
 }

@@ -470,6 +470,47 @@ TEST_SUITE("Broker") {
         CHECK(test_support::WaitFor([&] { return OrderStatus(client, "stall-13") == "Completed"; }, 20s));
     }
 
+    TEST_CASE("Alarm: while the broker blocks publishing health answers at once - every 202 is stored and completes") {
+        ScopedVhost vhost;
+        BrokerSystem system(vhost, {.start_http = true});
+        httplib::Client client("127.0.0.1", system.http_port());
+        client.set_read_timeout(5, 0);
+        // Cleared whatever happens: the node is shared by the tests that follow.
+        struct AlarmOff {
+            ~AlarmOff() { SetMemoryAlarm(false); }
+        } alarm_off;
+        SetMemoryAlarm(true);
+
+        // The broker blocks a connection when it publishes: the first order is stored, answered 202,
+        // and its OrderSubmitted waits in the outbox and the socket.
+        CHECK(PostOrder(client, "alarm-3") == 202);
+        CHECK(test_support::WaitFor(
+            [&] {
+                return system.loop().Invoke([&] { return system.orders().bus().transport().IsPublishingBlocked(); });
+            },
+            10s));
+        const auto [slowest, health] = SlowestHealth(client, 20);
+        CHECK_MESSAGE(slowest < 100ms, "slowest GET /health: " << slowest.count() << " ms");
+        CHECK(health["status"] == "degraded");
+        CHECK(health["broker"] == "blocked");
+        for (const char* id : {"alarm-13", "alarm-23"}) {
+            const auto asked = std::chrono::steady_clock::now();
+            CHECK(PostOrder(client, id) == 202);
+            CHECK(std::chrono::steady_clock::now() - asked < 1s);
+            CHECK(OrderStatus(client, id) == "Accepted");
+        }
+
+        SetMemoryAlarm(false);
+        for (const char* id : {"alarm-3", "alarm-13", "alarm-23"})
+            CHECK_MESSAGE(test_support::WaitFor([&] { return OrderStatus(client, id) == "Completed"; }, 30s), id);
+        CHECK(test_support::WaitFor(
+            [&] {
+                return !system.loop().Invoke([&] { return system.orders().bus().transport().IsPublishingBlocked(); });
+            },
+            10s));
+        CHECK(SlowestHealth(client, 1).second["status"] == "ok");
+    }
+
     TEST_CASE("End to end over HTTP: ids ending in 0 1 2 and 3 reach their final states") {
         ScopedVhost vhost;
         BrokerSystem system(vhost, {.start_http = true});

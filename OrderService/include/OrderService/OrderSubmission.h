@@ -1,7 +1,7 @@
 // Accepting a new order from the HTTP API, on the loop thread: the order row and its OrderSubmitted
-// are committed together (bus outbox; the row's primary key turns a repeated id into kDuplicate),
-// then published; the caller hears back once the broker has confirmed it or, if that fails, once it
-// is durably stored for the relay to send. Requests of one loop turn share one commit.
+// are committed together in the outbox (the row's primary key turns a repeated id into kDuplicate).
+// kAccepted means durably stored: the relay publishes it, at once or when the broker can take it.
+// kUnavailable means nothing was stored. Requests of one loop turn share one commit.
 #pragma once
 
 #include <functional>
@@ -34,6 +34,7 @@ class OrderSubmission {
         return repository_.FindOrder(order_id);
     }
     bool BusConnected() const { return bus_.transport().IsConnected() && !bus_.stopping(); }
+    bool PublishingBlocked() const { return bus_.transport().IsPublishingBlocked(); }
 
   private:
     messaging::Bus& bus_;
