@@ -7,7 +7,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scripts/install-deps.sh
-scripts/build.sh build
+# The three services only: the test suites, the MassTransit twin and the benchmark are not needed to
+# run the system (scripts/test.sh builds them in trees of their own).
+scripts/build.sh build -DSAGA_BUILD_TESTS=OFF -DSAGA_BUILD_BENCH=OFF
 
 if [ "${1:-}" = "--in-memory" ]; then
     echo "POST orders to http://localhost:5000/order, read them at http://localhost:5000/order/{orderId}"
