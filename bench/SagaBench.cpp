@@ -29,6 +29,7 @@
 #include <set>
 #include <thread>
 
+#include "Embedded/EmbeddedSystem.h"
 #include "Hosting/ServiceRunner.h"
 #include "InventoryService/InventoryServiceHost.h"
 #include "OrderPoster.h"
@@ -502,35 +503,20 @@ OrderedJson RunStep(const Options& o, double rate, int step, Outcomes& outcomes)
 
 // The three services on the in-memory bus inside this process (as `OrderService --in-memory`), their
 // settings from `config_dir` and the environment, their databases in a directory of their own.
-struct EmbeddedSystem {
-    std::unique_ptr<messaging::InMemoryTransport> transport;
-    std::unique_ptr<inventory_service::InventoryServiceHost> inventory;
-    std::unique_ptr<payment_service::PaymentServiceHost> payment;
-    std::unique_ptr<order_service::OrderServiceHost> orders;
-
-    EmbeddedSystem(messaging::EventLoop& loop, const Options& o) {
-        const auto environment = messaging::ProcessEnvironment();
-        const std::filesystem::path dir = o.embedded_config;
-        const std::filesystem::path data =
-            std::filesystem::temp_directory_path() / ("saga-bench-embedded-" + std::to_string(::getpid()));
-        std::filesystem::create_directories(data);
-        auto order_settings = order_service::OrderSettings::Load((dir / "OrderService.json").string(), environment);
-        auto inventory_settings =
-            inventory_service::InventorySettings::Load((dir / "InventoryService.json").string(), environment);
-        auto payment_settings =
-            payment_service::PaymentSettings::Load((dir / "PaymentService.json").string(), environment);
-        order_settings.database.path = (data / "orders.db").string();
-        inventory_settings.database.path = (data / "inventory.db").string();
-        payment_settings.database.path = (data / "payments.db").string();
-        order_settings.http.port = o.http_port;
-        transport = std::make_unique<messaging::InMemoryTransport>(loop);
-        inventory = std::make_unique<inventory_service::InventoryServiceHost>(loop, *transport, inventory_settings);
-        payment = std::make_unique<payment_service::PaymentServiceHost>(loop, *transport, payment_settings);
-        orders = std::make_unique<order_service::OrderServiceHost>(loop, *transport, order_settings);
-        for (auto status : {inventory->Start(), payment->Start(), orders->Start()})
-            if (!status.ok()) throw std::runtime_error(status.message());
-    }
-};
+// The three services in this process on the in-memory bus, with databases in a scratch directory.
+std::unique_ptr<embedded::EmbeddedSystem> MakeEmbeddedSystem(messaging::EventLoop& loop, const Options& o) {
+    const std::filesystem::path data =
+        std::filesystem::temp_directory_path() / ("saga-bench-embedded-" + std::to_string(::getpid()));
+    std::filesystem::create_directories(data);
+    auto settings = embedded::EmbeddedSettings::Load(o.embedded_config, messaging::ProcessEnvironment());
+    settings.orders.database.path = (data / "orders.db").string();
+    settings.inventory.database.path = (data / "inventory.db").string();
+    settings.payment.database.path = (data / "payments.db").string();
+    settings.orders.http.port = o.http_port;
+    auto system = std::make_unique<embedded::EmbeddedSystem>(loop, std::move(settings));
+    if (auto status = system->Start(); !status.ok()) throw std::runtime_error(status.message());
+    return system;
+}
 
 // `load`: one step at --rate. `max`: steps from --rate upward by --step-factor until the system falls
 // behind (sustains less than 95% of the offered rate, or its p99 passes --max-p99-ms), then
@@ -541,11 +527,11 @@ int Load(const Options& o) {
     Outcomes outcomes;
     EventLoopThread loop;
     std::unique_ptr<RabbitMqTransport> rabbitmq;
-    std::unique_ptr<EmbeddedSystem> embedded;
+    std::unique_ptr<embedded::EmbeddedSystem> in_process;
     loop.loop().Invoke([&] {
         if (!o.embedded_config.empty()) {
-            embedded = std::make_unique<EmbeddedSystem>(loop.loop(), o);
-            ConsumeOutcomes(*embedded->transport, outcomes);
+            in_process = MakeEmbeddedSystem(loop.loop(), o);
+            ConsumeOutcomes(in_process->transport(), outcomes);
         } else {
             rabbitmq = std::make_unique<RabbitMqTransport>(loop.loop(), o.rabbitmq, "bench-load");
             if (auto s = rabbitmq->Start(); !s.ok()) throw std::runtime_error(s.message());
@@ -553,7 +539,7 @@ int Load(const Options& o) {
         }
     });
     if (rabbitmq) WaitUntilConnected(loop.loop(), *rabbitmq, o.rabbitmq.connection_timeout_seconds);
-    if (embedded) embedded->orders->StartHttp();
+    if (in_process) in_process->StartHttp();
 
     if (o.mode == "load") {
         std::cout << RunStep(o, o.rate, 0, outcomes).dump() << std::endl;
@@ -609,10 +595,10 @@ int Load(const Options& o) {
         std::cout << summary.dump() << std::endl;
     }
     loop.loop().Invoke([&] {
-        if (embedded) embedded->orders->Stop(nullptr);
+        if (in_process) in_process->orders().Stop(nullptr);
         rabbitmq.reset();
     });
-    if (embedded) loop.loop().Invoke([&] { embedded.reset(); });
+    if (in_process) loop.loop().Invoke([&] { in_process.reset(); });
     return 0;
 }
 
