@@ -11,9 +11,9 @@ std::string FaultMessage(const std::vector<contracts::ExceptionInfo>& exceptions
 
 }  // namespace
 
-OrderSagaConsumer::OrderSagaConsumer(messaging::Bus& bus, OrderRepository& repository, OutboxRelay& outbox,
-                                     TimeoutScheduler& timeouts, SagaOptions options)
-    : bus_(bus), repository_(repository), outbox_(outbox), timeouts_(timeouts), options_(std::move(options)) {}
+OrderSagaConsumer::OrderSagaConsumer(OrderRepository& repository, OutboxRelay& outbox, TimeoutScheduler& timeouts,
+                                     SagaOptions options)
+    : repository_(repository), outbox_(outbox), timeouts_(timeouts), options_(std::move(options)) {}
 
 void OrderSagaConsumer::Register(messaging::ReceiveEndpoint& endpoint) {
     using messaging::ConsumeContext;
@@ -87,7 +87,6 @@ void OrderSagaConsumer::Handle(messaging::ConsumeContext& context, const OrderEv
     const auto now = contracts::UtcNow();
     SagaTransition transition = Decide(instance, event, options_, now, contracts::Guid::New().ToString());
     transition.next.RememberApplied(message_id);
-    if (observer_) observer_->OnTransition(event, from, transition);
 
     if (transition.disposition == Disposition::kUnhandled)
         throw UnhandledEventError("The " + std::string(EventName(event.kind)) + " event is not handled during the " +

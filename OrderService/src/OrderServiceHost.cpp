@@ -14,7 +14,7 @@ OrderServiceHost::OrderServiceHost(messaging::EventLoop& loop, messaging::Transp
       bus_(loop, transport, messaging::BusSettings{"OrderService"}),
       timeouts_(loop, [this](const std::string& order_id, const std::string& token) { SendTimeout(order_id, token); }),
       relay_(loop, bus_, repository_, *unit_of_work_),
-      saga_(bus_, repository_, relay_, timeouts_, settings_.saga),
+      saga_(repository_, relay_, timeouts_, settings_.saga),
       submission_(bus_, repository_, *unit_of_work_, relay_) {
     bus_.SetUnitOfWork(unit_of_work_.get());
     saga_.Register(bus_.AddReceiveEndpoint(settings_.endpoint));

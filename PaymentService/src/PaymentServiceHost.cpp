@@ -27,11 +27,6 @@ messaging::Status PaymentServiceHost::Start() {
     return bus_.Start();
 }
 
-int PaymentServiceHost::GatewayCalls(const std::string& order_id) const {
-    auto it = gateway_calls_.find(order_id);
-    return it == gateway_calls_.end() ? 0 : it->second;
-}
-
 void PaymentServiceHost::OnProcessPayment(messaging::ConsumeContext& context,
                                           const contracts::ProcessPayment& command) {
     if (auto existing = ledger_.Find(command.order_id)) {
@@ -45,9 +40,10 @@ void PaymentServiceHost::OnProcessPayment(messaging::ConsumeContext& context,
     }
     if (!command.amount.IsPositive()) throw messaging::NonRetryableError("ProcessPayment.amount must be positive");
 
-    // The simulated gateway call. Attempt counts are only kept for orders in progress.
-    if (gateway_calls_.size() > 10000) gateway_calls_.clear();
-    const int call = ++gateway_calls_[command.order_id];
+    // The simulated gateway call; the retry policy's attempt number says which call this is for the
+    // message, so the simulation keeps no per-order state.
+    ++gateway_calls_;
+    const int call = context.retry_attempt() + 1;
     const char last = command.order_id.back();
     const auto& simulation = settings_.simulation;
     if (simulation.gateway_down_suffixes.find(last) != std::string::npos)
@@ -62,7 +58,6 @@ void PaymentServiceHost::OnProcessPayment(messaging::ConsumeContext& context,
     if (simulation.decline_suffixes.find(last) != std::string::npos) {
         record.reason = simulation.decline_reason;
         ledger_.Record(record);
-        gateway_calls_.erase(command.order_id);
         context.Publish(contracts::PaymentFailed{command.order_id, record.reason});
         spdlog::info("order {}: payment of {} declined ({})", command.order_id, command.amount.ToString(),
                      record.reason);
@@ -71,7 +66,6 @@ void PaymentServiceHost::OnProcessPayment(messaging::ConsumeContext& context,
     record.accepted = true;
     record.transaction_id = contracts::Guid::New().ToString();
     ledger_.Record(record);
-    gateway_calls_.erase(command.order_id);
     context.Publish(contracts::PaymentAccepted{command.order_id, record.transaction_id});
     spdlog::info("order {}: payment of {} accepted ({})", command.order_id, command.amount.ToString(),
                  record.transaction_id);

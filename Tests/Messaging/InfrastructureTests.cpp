@@ -92,11 +92,16 @@ TEST_SUITE("Messaging.EventLoop") {
         loop_thread.loop().Invoke([&] { watcher.reset(); });
     }
 
-    TEST_CASE("Destroying a loop closes handles left open") {
+    TEST_CASE("Destroying a loop closes handles left open and frees what they hold") {
         auto loop = std::make_unique<EventLoop>();
         bool ran = false;
-        loop->Schedule(10s, [&] { ran = true; });  // never due
-        loop.reset();                              // must not leak or crash (checked under ASan in CI builds)
+        auto held = std::make_shared<int>(0);
+        std::weak_ptr<int> watch = held;
+        loop->Schedule(10s, [&ran, held] { ran = true; });  // never due
+        held.reset();
+        CHECK_FALSE(watch.expired());  // the timer's state holds it
+        loop.reset();
+        CHECK(watch.expired());  // the handle was closed and its state freed, not leaked
         CHECK_FALSE(ran);
     }
 }
@@ -319,6 +324,19 @@ TEST_SUITE("Messaging.Sqlite") {
         db.Execute("CREATE TABLE t (v TEXT)");
         db.Prepare("INSERT INTO t VALUES (?1)").Bind(1, std::string(10000, 'x')).Run();
         CHECK(sqlite3_memory_used() == 0);  // counted only while the statistics are on
+    }
+
+    TEST_CASE("Handle owners that outlive their loop leave its freed handles alone") {
+        auto loop = std::make_unique<EventLoop>();
+        auto timer = std::make_unique<Timer>(*loop);
+        bool fired = false;
+        timer->Start(std::chrono::milliseconds(50), [&] { fired = true; });
+        SignalWatcher watcher(*loop, SIGUSR2, [] {});
+        loop.reset();  // closes and frees every handle still open, the timer's included
+        CHECK_THROWS_AS(timer->Start(std::chrono::milliseconds(1), [] {}), std::logic_error);
+        timer->Stop();
+        timer.reset();  // before: a use of the memory the loop had freed
+        CHECK_FALSE(fired);
     }
 
     TEST_CASE("WAL checkpoints run on a thread of their own - the writer never runs one - and every row survives") {

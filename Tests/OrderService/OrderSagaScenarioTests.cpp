@@ -75,7 +75,7 @@ TEST_SUITE("OrderService.Scenarios") {
         system.Submit("order-0032");
         REQUIRE(system.WaitForStatus("order-0032", "Failed"));
         REQUIRE(system.WaitIdle());
-        CHECK(system.loop().Invoke([&] { return system.payment().GatewayCalls("order-0032"); }) == 4);
+        CHECK(system.loop().Invoke([&] { return system.payment().gateway_calls(); }) == 4);
         REQUIRE(system.QueueDepth("payment-service_error") == 1);
         const auto copy = system.QueueMessages("payment-service_error").at(0);
         CHECK(messaging::HeaderToString(*messaging::FindHeader(copy.properties.headers, "MT-Fault-Message")) ==

@@ -73,9 +73,11 @@ HttpServer::HttpServer(EventLoop& loop, HttpServerOptions options, HttpHandler h
       options_(std::move(options)),
       handler_(std::move(handler)),
       error_writer_(std::move(error_writer)),
-      sweep_timer_(loop) {}
+      sweep_timer_(loop),
+      loop_lifetime_(loop.lifetime()) {}
 
 HttpServer::~HttpServer() {
+    if (loop_lifetime_.expired()) return;  // the loop's destructor closed and freed every handle
     CloseListener();
     std::vector<Connection*> open(connections_.begin(), connections_.end());
     for (Connection* connection : open) Close(*connection);

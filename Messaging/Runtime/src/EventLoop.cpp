@@ -32,6 +32,7 @@ EventLoop::EventLoop() {
 }
 
 EventLoop::~EventLoop() {
+    lifetime_.reset();  // handle owners that outlive the loop leave their (freed) handles alone
     uv_close(reinterpret_cast<uv_handle_t*>(async_), [](uv_handle_t* h) { delete reinterpret_cast<uv_async_t*>(h); });
     uv_close(reinterpret_cast<uv_handle_t*>(prepare_),
              [](uv_handle_t* h) { delete reinterpret_cast<uv_prepare_t*>(h); });
@@ -134,18 +135,20 @@ struct Timer::State : HandleState {
     std::function<void()> callback;
 };
 
-Timer::Timer(EventLoop& loop) : state_(new State) {
+Timer::Timer(EventLoop& loop) : state_(new State), loop_lifetime_(loop.lifetime()) {
     state_->handle.data = state_;
     Check(uv_timer_init(loop.raw(), &state_->handle), "uv_timer_init");
 }
 
 Timer::~Timer() {
+    if (loop_lifetime_.expired()) return;  // the loop's destructor closed and freed the handle
     uv_timer_stop(&state_->handle);
     state_->callback = nullptr;
     CloseAndFree(reinterpret_cast<uv_handle_t*>(&state_->handle));
 }
 
 void Timer::Start(std::chrono::milliseconds delay, std::function<void()> callback, std::chrono::milliseconds repeat) {
+    if (loop_lifetime_.expired()) throw std::logic_error("Timer::Start: its event loop is gone");
     state_->callback = std::move(callback);
     uv_update_time(state_->handle.loop);
     uv_timer_start(
@@ -161,6 +164,7 @@ void Timer::Start(std::chrono::milliseconds delay, std::function<void()> callbac
 }
 
 void Timer::Stop() {
+    if (loop_lifetime_.expired()) return;
     uv_timer_stop(&state_->handle);
 }
 
@@ -169,7 +173,8 @@ struct SignalWatcher::State : HandleState {
     std::function<void()> callback;
 };
 
-SignalWatcher::SignalWatcher(EventLoop& loop, int signal_number, std::function<void()> callback) : state_(new State) {
+SignalWatcher::SignalWatcher(EventLoop& loop, int signal_number, std::function<void()> callback)
+    : state_(new State), loop_lifetime_(loop.lifetime()) {
     state_->callback = std::move(callback);
     state_->handle.data = state_;
     Check(uv_signal_init(loop.raw(), &state_->handle), "uv_signal_init");
@@ -179,31 +184,8 @@ SignalWatcher::SignalWatcher(EventLoop& loop, int signal_number, std::function<v
 }
 
 SignalWatcher::~SignalWatcher() {
+    if (loop_lifetime_.expired()) return;
     uv_signal_stop(&state_->handle);
-    CloseAndFree(reinterpret_cast<uv_handle_t*>(&state_->handle));
-}
-
-struct PollWatcher::State : HandleState {
-    uv_poll_t handle{};
-    std::function<void(int)> on_readable;
-};
-
-PollWatcher::PollWatcher(EventLoop& loop, int fd, std::function<void(int)> on_readable) : state_(new State) {
-    state_->on_readable = std::move(on_readable);
-    state_->handle.data = state_;
-    Check(uv_poll_init(loop.raw(), &state_->handle, fd), "uv_poll_init");
-    Check(uv_poll_start(&state_->handle, UV_READABLE,
-                        [](uv_poll_t* h, int status, int) {
-                            auto* s = static_cast<State*>(h->data);
-                            auto callback = s->on_readable;
-                            callback(status);
-                        }),
-          "uv_poll_start");
-}
-
-PollWatcher::~PollWatcher() {
-    uv_poll_stop(&state_->handle);
-    state_->on_readable = [](int) {};
     CloseAndFree(reinterpret_cast<uv_handle_t*>(&state_->handle));
 }
 

@@ -113,7 +113,7 @@ struct TcpStream::State : HandleState {
     }
 };
 
-TcpStream::TcpStream(EventLoop& loop, Callbacks callbacks) : state_(new State) {
+TcpStream::TcpStream(EventLoop& loop, Callbacks callbacks) : state_(new State), loop_lifetime_(loop.lifetime()) {
     state_->callbacks = std::move(callbacks);
     state_->tcp.data = static_cast<HandleState*>(state_);
     if (int rc = uv_tcp_init(loop.raw(), &state_->tcp); rc < 0) {
@@ -123,6 +123,7 @@ TcpStream::TcpStream(EventLoop& loop, Callbacks callbacks) : state_(new State) {
 }
 
 TcpStream::~TcpStream() {
+    if (loop_lifetime_.expired()) return;  // the loop's destructor closed and freed the handle
     // The callbacks stay until the close callback frees them (one of them may be running now), but
     // `failed` keeps any from being called again.
     state_->failed = true;
@@ -130,6 +131,7 @@ TcpStream::~TcpStream() {
 }
 
 void TcpStream::Connect(const std::string& host, int port) {
+    if (loop_lifetime_.expired()) throw std::logic_error("TcpStream::Connect: its event loop is gone");
     state_->port = port;
     auto* resolve = new State::Resolve;
     resolve->state = state_;
@@ -147,6 +149,7 @@ void TcpStream::Connect(const std::string& host, int port) {
 }
 
 void TcpStream::Write(std::string bytes) {
+    if (loop_lifetime_.expired()) return;
     if (state_->failed || !state_->connected || bytes.empty()) return;
     // Whatever the kernel takes now is not copied again; the rest waits in libuv, in order.
     if (uv_stream_get_write_queue_size(state_->stream()) == 0) {

@@ -16,13 +16,6 @@
 
 namespace order_service {
 
-// Sees every decision the saga makes: logging in production, recording in tests.
-class SagaObserver {
-  public:
-    virtual ~SagaObserver() = default;
-    virtual void OnTransition(const OrderEvent& event, OrderState from, const SagaTransition& transition) = 0;
-};
-
 class UnhandledEventError : public std::runtime_error {
   public:
     using std::runtime_error::runtime_error;
@@ -30,24 +23,21 @@ class UnhandledEventError : public std::runtime_error {
 
 class OrderSagaConsumer {
   public:
-    OrderSagaConsumer(messaging::Bus& bus, OrderRepository& repository, OutboxRelay& outbox, TimeoutScheduler& timeouts,
+    OrderSagaConsumer(OrderRepository& repository, OutboxRelay& outbox, TimeoutScheduler& timeouts,
                       SagaOptions options);
 
     void Register(messaging::ReceiveEndpoint& endpoint);
     void Handle(messaging::ConsumeContext& context, const OrderEvent& event);
     // Re-arms the timeouts stored in the database (after a restart).
     void RestoreTimeouts();
-    void SetObserver(SagaObserver* observer) { observer_ = observer; }
     // Test hook: runs between loading the instance and saving it (to stage a concurrent writer).
     void SetBeforeSaveHook(std::function<void(const OrderSagaInstance&)> hook) { before_save_ = std::move(hook); }
 
   private:
-    messaging::Bus& bus_;
     OrderRepository& repository_;
     OutboxRelay& outbox_;
     TimeoutScheduler& timeouts_;
     SagaOptions options_;
-    SagaObserver* observer_ = nullptr;
     std::function<void(const OrderSagaInstance&)> before_save_;
 };
 

@@ -92,6 +92,7 @@ class HttpServer {
     Listener* listener_ = nullptr;  // freed by its uv_close callback
     std::unordered_set<Connection*> connections_;
     Timer sweep_timer_;
+    std::weak_ptr<void> loop_lifetime_;
     bool stopping_ = false;
     std::int64_t date_second_ = -1;
     std::string date_;

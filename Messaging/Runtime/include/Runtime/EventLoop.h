@@ -64,6 +64,11 @@ class EventLoop {
     // One-shot timer owned by the loop: runs `work` after `delay` unless the loop is closed first.
     void Schedule(std::chrono::milliseconds delay, std::function<void()> work);
 
+    // Expires when the loop is destroyed. A handle owner (Timer, SignalWatcher, TcpStream, ...) that
+    // outlives its loop finds its handle already closed and freed by the loop's destructor, and must
+    // not touch it: it checks this first.
+    std::weak_ptr<void> lifetime() const { return lifetime_; }
+
   private:
     static void OnAsync(uv_async_t* handle);
     static void OnPrepare(uv_prepare_t* handle);
@@ -76,6 +81,7 @@ class EventLoop {
     std::vector<std::function<void()>> posted_;
     std::thread::id loop_thread_;
     bool stop_requested_ = false;
+    std::shared_ptr<void> lifetime_ = std::make_shared<int>(0);
 };
 
 // Work that runs once at the end of the turn in which it was requested, however often it was
@@ -95,7 +101,8 @@ class EndOfTurnTask {
     std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };
 
-// A repeating or one-shot timer. Create, use and destroy it on the loop thread.
+// A repeating or one-shot timer. Create, use and destroy it on the loop thread. Destroying it after
+// its loop is safe (it does nothing then); starting it then throws std::logic_error.
 class Timer {
   public:
     explicit Timer(EventLoop& loop);
@@ -109,7 +116,8 @@ class Timer {
 
   private:
     struct State;
-    State* state_;  // freed by the uv_close callback
+    State* state_;  // freed by the uv_close callback, or by the loop's destructor if it goes first
+    std::weak_ptr<void> loop_lifetime_;
 };
 
 // Calls `callback` on the loop thread whenever `signal_number` arrives.
@@ -123,19 +131,7 @@ class SignalWatcher {
   private:
     struct State;
     State* state_;
-};
-
-// Watches a file descriptor for readability (used for the AMQP socket).
-class PollWatcher {
-  public:
-    PollWatcher(EventLoop& loop, int fd, std::function<void(int status)> on_readable);
-    ~PollWatcher();
-    PollWatcher(const PollWatcher&) = delete;
-    PollWatcher& operator=(const PollWatcher&) = delete;
-
-  private:
-    struct State;
-    State* state_;
+    std::weak_ptr<void> loop_lifetime_;
 };
 
 // Runs an EventLoop on a thread of its own; used by tests and by tools that drive a service.

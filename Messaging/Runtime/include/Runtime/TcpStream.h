@@ -5,6 +5,7 @@
 
 #include <cstddef>
 #include <functional>
+#include <memory>
 #include <string>
 
 #include "Runtime/EventLoop.h"
@@ -34,7 +35,8 @@ class TcpStream {
 
   private:
     struct State;
-    State* state_;  // freed by the uv_close callback
+    State* state_;  // freed by the uv_close callback, or by the loop's destructor if it goes first
+    std::weak_ptr<void> loop_lifetime_;
 };
 
 }  // namespace messaging
