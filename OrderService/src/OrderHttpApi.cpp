@@ -124,7 +124,7 @@ std::variant<NewOrder, FieldError> ParseNewOrder(std::string_view text) {
 OrderedJson OrderToJson(const OrderRecord& order) {
     OrderedJson json;
     json["orderId"] = order.order_id;
-    json["status"] = order.status;
+    json["status"] = StatusName(order.status);
     json["reason"] = order.reason.empty() ? OrderedJson() : OrderedJson(order.reason);
     json["customerNumber"] = order.customer_number;
     json["totalAmount"] = order.total_amount.ToString();

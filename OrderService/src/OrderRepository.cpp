@@ -220,6 +220,52 @@ void OrderRepository::DeleteSaga(const std::string& order_id, std::int64_t expec
                                   ": the saga was changed by another writer before it was finalized");
 }
 
+std::string_view StatusName(OrderStatus status) {
+    switch (status) {
+        case OrderStatus::kAccepted:
+            return "Accepted";
+        case OrderStatus::kSubmitted:
+            return "Submitted";
+        case OrderStatus::kInventoryReserved:
+            return "InventoryReserved";
+        case OrderStatus::kCompleted:
+            return "Completed";
+        case OrderStatus::kFailed:
+            return "Failed";
+    }
+    return "Accepted";
+}
+
+std::optional<OrderStatus> ParseStatus(std::string_view name) {
+    for (auto status : {OrderStatus::kAccepted, OrderStatus::kSubmitted, OrderStatus::kInventoryReserved,
+                        OrderStatus::kCompleted, OrderStatus::kFailed})
+        if (StatusName(status) == name) return status;
+    return std::nullopt;
+}
+
+OrderStatus StatusOf(OrderState state) {
+    switch (state) {
+        case OrderState::kInitial:
+            return OrderStatus::kAccepted;
+        case OrderState::kSubmitted:
+            return OrderStatus::kSubmitted;
+        case OrderState::kInventoryReserved:
+            return OrderStatus::kInventoryReserved;
+        case OrderState::kCompleted:
+            return OrderStatus::kCompleted;
+        case OrderState::kFailed:
+            return OrderStatus::kFailed;
+    }
+    return OrderStatus::kAccepted;
+}
+
+namespace {
+OrderStatus StoredStatus(const std::string& order_id, const std::string& name) {
+    if (auto status = ParseStatus(name)) return *status;
+    throw std::runtime_error("order " + order_id + ": unknown status '" + name + "' in the orders table");
+}
+}  // namespace
+
 std::optional<OrderRecord> OrderRepository::FindOrder(const std::string& order_id) {
     auto& select = db_.Prepare(
         "SELECT status, reason, customer_number, total_amount, items, transaction_id, created_at, updated_at "
@@ -228,7 +274,7 @@ std::optional<OrderRecord> OrderRepository::FindOrder(const std::string& order_i
     if (!select.Step()) return std::nullopt;
     OrderRecord order;
     order.order_id = order_id;
-    order.status = select.Text(0);
+    order.status = StoredStatus(order_id, select.Text(0));
     order.reason = select.Text(1);
     order.customer_number = select.Text(2);
     order.total_amount = contracts::Decimal::Parse(select.Text(3)).value_or(contracts::Decimal());
@@ -240,13 +286,13 @@ std::optional<OrderRecord> OrderRepository::FindOrder(const std::string& order_i
     return order;
 }
 
-std::optional<std::string> OrderRepository::FindOrderStatus(const std::string& order_id) {
+std::optional<OrderStatus> OrderRepository::FindOrderStatus(const std::string& order_id) {
     auto& select = db_.Prepare("SELECT status FROM orders WHERE order_id = ?1");
     select.Bind(1, order_id);
     if (!select.Step()) return std::nullopt;
-    std::string status = select.Text(0);
+    const std::string name = select.Text(0);
     select.Reset();
-    return status;
+    return StoredStatus(order_id, name);
 }
 
 bool OrderRepository::InsertOrderIfAbsent(const OrderRecord& order) {
@@ -254,7 +300,7 @@ bool OrderRepository::InsertOrderIfAbsent(const OrderRecord& order) {
            "INSERT INTO orders (order_id, status, reason, customer_number, total_amount, items, transaction_id, "
            "created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) ON CONFLICT(order_id) DO NOTHING")
         .Bind(1, order.order_id)
-        .Bind(2, order.status)
+        .Bind(2, StatusName(order.status))
         .Bind(3, order.reason)
         .Bind(4, order.customer_number)
         .Bind(5, order.total_amount.ToString())
@@ -270,14 +316,14 @@ void OrderRepository::UpsertOrderFromSaga(const OrderSagaInstance& instance) {
     // The row normally exists (POST /order wrote it): only the status columns change.
     db_.Prepare("UPDATE orders SET status = ?2, reason = ?3, transaction_id = ?4, updated_at = ?5 WHERE order_id = ?1")
         .Bind(1, instance.order_id)
-        .Bind(2, StateName(instance.state))
+        .Bind(2, StatusName(StatusOf(instance.state)))
         .Bind(3, instance.reason)
         .Bind(4, instance.transaction_id)
         .Bind(5, TimeText(instance.updated_at))
         .Run();
     if (db_.Changes() == 1) return;
     // An OrderSubmitted published by another service: the order is new here.
-    InsertOrderIfAbsent(OrderRecord{instance.order_id, std::string(StateName(instance.state)), instance.reason,
+    InsertOrderIfAbsent(OrderRecord{instance.order_id, StatusOf(instance.state), instance.reason,
                                     instance.customer_number, instance.total_amount, instance.items,
                                     instance.transaction_id, instance.created_at, instance.updated_at});
 }

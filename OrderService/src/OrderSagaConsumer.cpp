@@ -71,8 +71,7 @@ void OrderSagaConsumer::Handle(messaging::ConsumeContext& context, const OrderEv
         instance = std::move(*stored);
     } else if (event.kind == OrderEventKind::kOrderSubmitted) {
         // A finalized (completed) order has no saga row any more, but its outcome is kept.
-        if (auto status = repository_.FindOrderStatus(event.order_id);
-            status && (*status == "Completed" || *status == "Failed")) {
+        if (auto status = repository_.FindOrderStatus(event.order_id); status && IsFinal(*status)) {
             spdlog::info("order {}: OrderSubmitted for a finished order ignored", event.order_id);
             return;
         }

@@ -15,7 +15,7 @@ void OrderSubmission::Submit(const NewOrder& order, std::function<void(SubmitOut
 
     OrderRecord record;
     record.order_id = order.order_id;
-    record.status = "Accepted";
+    record.status = OrderStatus::kAccepted;
     record.customer_number = order.customer_number;
     record.total_amount = order.total_amount;
     record.items = order.items;

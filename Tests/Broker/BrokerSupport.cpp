@@ -358,7 +358,8 @@ std::optional<order_service::OrderRecord> BrokerSystem::Order(const std::string&
     return loop().Invoke([&] { return order_->repository().FindOrder(id); });
 }
 
-bool BrokerSystem::WaitForStatus(const std::string& id, const std::string& status, std::chrono::milliseconds timeout) {
+bool BrokerSystem::WaitForStatus(const std::string& id, order_service::OrderStatus status,
+                                 std::chrono::milliseconds timeout) {
     return harness_.WaitUntil(
         [&] {
             auto order = Order(id);

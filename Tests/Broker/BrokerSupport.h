@@ -96,7 +96,7 @@ class BrokerSystem {
     order_service::OrderServiceHost& orders() { return *order_; }
     int http_port() const { return http_port_; }
     std::optional<order_service::OrderRecord> Order(const std::string& id);
-    bool WaitForStatus(const std::string& id, const std::string& status,
+    bool WaitForStatus(const std::string& id, order_service::OrderStatus status,
                        std::chrono::milliseconds timeout = std::chrono::seconds(20));
     bool Connected();
 

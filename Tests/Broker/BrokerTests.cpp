@@ -157,7 +157,7 @@ TEST_SUITE("Broker") {
         BrokerSystem system(vhost, {});
         const std::string id = "6f1c2a9e-3b7d-4c55-9a1e-2d8f0c4b7e33";
         SubmitOrder(system, id, "24.50");
-        REQUIRE(system.WaitForStatus(id, "Completed"));
+        REQUIRE(system.WaitForStatus(id, order_service::OrderStatus::kCompleted));
 
         std::map<std::string, RawMessage> seen;  // by first URN
         REQUIRE(test_support::WaitFor(
@@ -239,14 +239,14 @@ TEST_SUITE("Broker") {
         messaging::MessageProperties properties;  // no content type, as the checklist allows
         properties.message_id = "0b4e0000-5a1c-0015-9d3f-08de49a2c1f7";
         dotnet.Publish("Contracts:OrderSubmitted", body, properties);
-        REQUIRE(system.WaitForStatus("dotnet-order-3", "Completed"));
+        REQUIRE(system.WaitForStatus("dotnet-order-3", order_service::OrderStatus::kCompleted));
         CHECK(system.Order("dotnet-order-3")->total_amount == *Decimal::Parse("149.97"));
 
         // An order waiting for payment, failed by a Fault<ProcessPayment> a .NET payment service published.
         ScopedVhost vhost2;
         BrokerSystem no_payment(vhost2, {.start_payment = false});
         SubmitOrder(no_payment, "dotnet-fault-3");
-        REQUIRE(no_payment.WaitForStatus("dotnet-fault-3", "InventoryReserved"));
+        REQUIRE(no_payment.WaitForStatus("dotnet-fault-3", order_service::OrderStatus::kInventoryReserved));
         RawAmqpClient peer(vhost2.name());
         const std::string fault = R"json({
           "messageId": "0b4e0000-5a1c-0015-c7d2-08de49a2c3aa", "conversationId": "0b4e0000-5a1c-0015-a2b6-08de49a2c1f7",
@@ -265,7 +265,7 @@ TEST_SUITE("Broker") {
         messaging::MessageProperties fault_properties;
         fault_properties.content_type = "application/vnd.masstransit+json";
         peer.Publish("MassTransit:Fault--Contracts:ProcessPayment--", fault, fault_properties);
-        REQUIRE(no_payment.WaitForStatus("dotnet-fault-3", "Failed"));
+        REQUIRE(no_payment.WaitForStatus("dotnet-fault-3", order_service::OrderStatus::kFailed));
         CHECK(no_payment.Order("dotnet-fault-3")->reason == "Payment faulted: Card processor down");
     }
 
@@ -278,7 +278,7 @@ TEST_SUITE("Broker") {
         tap.Tap("fault-tap", {"MassTransit:Fault--Contracts:ProcessPayment--"});
         BrokerSystem system(vhost, {});
         SubmitOrder(system, "fault-order-2");
-        REQUIRE(system.WaitForStatus("fault-order-2", "Failed"));
+        REQUIRE(system.WaitForStatus("fault-order-2", order_service::OrderStatus::kFailed));
 
         const auto original = tap.Get("payment-tap");
         REQUIRE(original);
@@ -351,7 +351,7 @@ TEST_SUITE("Broker") {
         ScopedVhost vhost;
         BrokerSystem system(vhost, {});
         SubmitOrder(system, "channels-3");
-        REQUIRE(system.WaitForStatus("channels-3", "Completed", 20s));
+        REQUIRE(system.WaitForStatus("channels-3", order_service::OrderStatus::kCompleted, 20s));
 
         // A connection as expected: a channel with consumers and no confirms that publishes nothing,
         // and a channel in confirm mode without consumers that published.
@@ -557,7 +557,8 @@ TEST_SUITE("Broker") {
             REQUIRE(system.harness().WaitUntil([&] { return system.Connected(); }, 30s));
             SubmitOrder(system, ids.back());
         }
-        for (const auto& id : ids) REQUIRE_MESSAGE(system.WaitForStatus(id, "Completed", 60s), id);
+        for (const auto& id : ids)
+            REQUIRE_MESSAGE(system.WaitForStatus(id, order_service::OrderStatus::kCompleted, 60s), id);
         std::map<std::string, std::set<std::string>> finals;  // order -> distinct final message ids
         RawAmqpClient reader(vhost.name());                   // the tap's own connection did not survive the restart
         REQUIRE(test_support::WaitFor(
@@ -610,7 +611,8 @@ TEST_SUITE("Broker") {
         CHECK(worker->Wait(10s) == -SIGKILL);
         worker = std::make_unique<ChildProcess>(PAYMENT_SERVICE_BIN, std::vector<std::string>{"--config", config},
                                                 environment, dir.File("payment-2.log"));
-        for (const auto& id : ids) REQUIRE_MESSAGE(system.WaitForStatus(id, "Completed", 60s), id);
+        for (const auto& id : ids)
+            REQUIRE_MESSAGE(system.WaitForStatus(id, order_service::OrderStatus::kCompleted, 60s), id);
         worker->Signal(SIGTERM);
         CHECK(worker->Wait(10s) == 0);
     }

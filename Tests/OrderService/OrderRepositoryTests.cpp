@@ -109,7 +109,7 @@ TEST_SUITE("OrderService.Repository") {
     TEST_CASE("The orders table keeps the first creation time and follows the saga's status") {
         messaging::SqliteDatabase db(":memory:");
         OrderRepository repository(db);
-        OrderRecord record{"r-2", "Accepted", "", "C", *Decimal::Parse("5"), {}, "", UtcNow(), UtcNow()};
+        OrderRecord record{"r-2", OrderStatus::kAccepted, "", "C", *Decimal::Parse("5"), {}, "", UtcNow(), UtcNow()};
         CHECK(repository.InsertOrderIfAbsent(record));
         CHECK_FALSE(repository.InsertOrderIfAbsent(record));
         auto instance = Instance("r-2");
@@ -118,7 +118,7 @@ TEST_SUITE("OrderService.Repository") {
         repository.UpsertOrderFromSaga(instance);
         const auto order = repository.FindOrder("r-2");
         REQUIRE(order);
-        CHECK(order->status == "Failed");
+        CHECK(order->status == order_service::OrderStatus::kFailed);
         CHECK(order->reason == "Out of stock");
         CHECK(order->created_at == record.created_at);
     }
@@ -207,7 +207,7 @@ TEST_SUITE("OrderService.Repository") {
         };
         refuse_removal(true);
         system.Submit("keep-3");
-        REQUIRE(system.WaitForStatus("keep-3", "Completed"));
+        REQUIRE(system.WaitForStatus("keep-3", order_service::OrderStatus::kCompleted));
         // Every message was confirmed, and every row is still there: none could be removed.
         CHECK(pending_rows() == 3);  // the saga's CheckInventory, ProcessPayment and OrderCompleted
         CHECK(inventory_checks() == 1);
@@ -215,6 +215,6 @@ TEST_SUITE("OrderService.Repository") {
         // The sweep sends the rows again and removes them once confirmed; the saga ignores the repeats.
         REQUIRE(test_support::WaitFor([&] { return pending_rows() == 0; }, std::chrono::seconds(10)));
         CHECK(inventory_checks() == 2);
-        CHECK(system.Order("keep-3")->status == "Completed");
+        CHECK(system.Order("keep-3")->status == order_service::OrderStatus::kCompleted);
     }
 }

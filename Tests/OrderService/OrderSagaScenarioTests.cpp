@@ -27,7 +27,7 @@ TEST_SUITE("OrderService.Scenarios") {
             WHEN("order ...3 is submitted") {
                 system.Submit("order-0003");
                 THEN("it is Completed, paid once, and its saga is finalized") {
-                    REQUIRE(system.WaitForStatus("order-0003", "Completed"));
+                    REQUIRE(system.WaitForStatus("order-0003", order_service::OrderStatus::kCompleted));
                     REQUIRE(system.WaitIdle());
                     CHECK(CountFor<CheckInventory>(system, "order-0003") == 1);
                     CHECK(CountFor<StockReserved>(system, "order-0003") == 1);
@@ -46,7 +46,7 @@ TEST_SUITE("OrderService.Scenarios") {
     SCENARIO("An order whose id ends in 0 fails for want of stock") {
         InMemorySystem system;
         system.Submit("order-0010");
-        REQUIRE(system.WaitForStatus("order-0010", "Failed"));
+        REQUIRE(system.WaitForStatus("order-0010", order_service::OrderStatus::kFailed));
         REQUIRE(system.WaitIdle());
         CHECK(system.Order("order-0010")->reason == "Out of stock");
         CHECK(CountFor<ProcessPayment>(system, "order-0010") == 0);
@@ -57,7 +57,7 @@ TEST_SUITE("OrderService.Scenarios") {
     SCENARIO("An order whose id ends in 1 fails payment and releases its stock") {
         InMemorySystem system;
         system.Submit("order-0021");
-        REQUIRE(system.WaitForStatus("order-0021", "Failed"));
+        REQUIRE(system.WaitForStatus("order-0021", order_service::OrderStatus::kFailed));
         REQUIRE(system.harness().WaitUntil([&] {
             auto s = system.Saga("order-0021");
             return s && s->stock_released;
@@ -73,7 +73,7 @@ TEST_SUITE("OrderService.Scenarios") {
     SCENARIO("An order whose id ends in 2 exhausts the payment retries and fails") {
         InMemorySystem system;  // worker retry Interval(3, 20ms): 4 attempts
         system.Submit("order-0032");
-        REQUIRE(system.WaitForStatus("order-0032", "Failed"));
+        REQUIRE(system.WaitForStatus("order-0032", order_service::OrderStatus::kFailed));
         REQUIRE(system.WaitIdle());
         CHECK(system.loop().Invoke([&] { return system.payment().gateway_calls(); }) == 4);
         REQUIRE(system.QueueDepth("payment-service_error") == 1);
@@ -89,7 +89,7 @@ TEST_SUITE("OrderService.Scenarios") {
     SCENARIO("A payment that fails twice and then succeeds completes the order") {
         InMemorySystem system(SystemOptions{.transient_failures = {{'5', 2}}});
         system.Submit("order-0045");
-        REQUIRE(system.WaitForStatus("order-0045", "Completed"));
+        REQUIRE(system.WaitForStatus("order-0045", order_service::OrderStatus::kCompleted));
         CHECK(system.QueueDepth("payment-service_error") == 0);
         CHECK(system.harness().Published<Fault<ProcessPayment>>().empty());
         CHECK(system.loop().Invoke([&] { return system.payment().ledger().CountCharges(); }) == 1);
@@ -101,7 +101,7 @@ TEST_SUITE("OrderService.Scenarios") {
             WHEN("an order is submitted") {
                 system.Submit("order-0053");
                 THEN("it fails with the timeout reason and its stock is released") {
-                    REQUIRE(system.WaitForStatus("order-0053", "Failed"));
+                    REQUIRE(system.WaitForStatus("order-0053", order_service::OrderStatus::kFailed));
                     CHECK(system.Order("order-0053")->reason == kTimeoutReason);
                     REQUIRE(system.harness().WaitUntil([&] {
                         auto s = system.Saga("order-0053");
@@ -118,7 +118,7 @@ TEST_SUITE("OrderService.Scenarios") {
     SCENARIO("Duplicates of every event in a completed flow change nothing") {
         InMemorySystem system;
         system.Submit("order-0063");
-        REQUIRE(system.WaitForStatus("order-0063", "Completed"));
+        REQUIRE(system.WaitForStatus("order-0063", order_service::OrderStatus::kCompleted));
         REQUIRE(system.WaitIdle());
         const auto published_before = system.harness().Published().size();
         system.Submit("order-0063");
@@ -128,26 +128,26 @@ TEST_SUITE("OrderService.Scenarios") {
         REQUIRE(system.WaitIdle());
         // Only the three duplicates we published ourselves were added.
         CHECK(system.harness().Published().size() == published_before + 3);
-        CHECK(system.Order("order-0063")->status == "Completed");
+        CHECK(system.Order("order-0063")->status == order_service::OrderStatus::kCompleted);
         CHECK(CountFor<OrderCompleted>(system, "order-0063") == 1);
     }
 
     SCENARIO("A StockReserved that arrives after the order failed releases the stock") {
         InMemorySystem system(SystemOptions{.saga_timeout = 100ms, .start_inventory = false});
         system.Submit("order-0073");
-        REQUIRE(system.WaitForStatus("order-0073", "Failed"));
+        REQUIRE(system.WaitForStatus("order-0073", order_service::OrderStatus::kFailed));
         REQUIRE(system.WaitIdle());  // the timeout's own ReleaseStock is out
         const auto releases = CountFor<ReleaseStock>(system, "order-0073");
         REQUIRE(system.Publish(StockReserved{"order-0073"}).ok());
         REQUIRE(
             system.harness().WaitUntil([&] { return CountFor<ReleaseStock>(system, "order-0073") == releases + 1; }));
-        CHECK(system.Order("order-0073")->status == "Failed");
+        CHECK(system.Order("order-0073")->status == order_service::OrderStatus::kFailed);
     }
 
     SCENARIO("A redelivered event (the same message id) is applied once") {
         InMemorySystem system(SystemOptions{.saga_timeout = 100ms, .start_inventory = false});
         system.Submit("order-0074");
-        REQUIRE(system.WaitForStatus("order-0074", "Failed"));
+        REQUIRE(system.WaitForStatus("order-0074", order_service::OrderStatus::kFailed));
         REQUIRE(system.WaitIdle());          // the timeout's own ReleaseStock is out
         REQUIRE(system.Saga("order-0074"));  // Failed waits for the stock to be released
         const auto releases = CountFor<ReleaseStock>(system, "order-0074");
@@ -180,7 +180,7 @@ TEST_SUITE("OrderService.Scenarios") {
                 CHECK(saga->state == OrderState::kSubmitted);
                 CHECK(second.loop().Invoke([&] { return second.orders().timeouts().PendingCount(); }) == 1);
                 REQUIRE(second.Publish(StockReserved{"order-0083"}).ok());
-                REQUIRE(second.WaitForStatus("order-0083", "Completed"));
+                REQUIRE(second.WaitForStatus("order-0083", order_service::OrderStatus::kCompleted));
             }
         }
     }
@@ -194,7 +194,7 @@ TEST_SUITE("OrderService.Scenarios") {
             first.loop().Invoke([&] { first.orders().timeouts().Cancel("order-0093"); });  // "crash" before it fires
         }
         InMemorySystem second(SystemOptions{.saga_timeout = 300ms, .start_inventory = false}, dir);
-        REQUIRE(second.WaitForStatus("order-0093", "Failed"));
+        REQUIRE(second.WaitForStatus("order-0093", order_service::OrderStatus::kFailed));
         CHECK(second.Order("order-0093")->reason == kTimeoutReason);
     }
 
@@ -239,11 +239,11 @@ TEST_SUITE("OrderService.Scenarios") {
     SCENARIO("A message published while the broker is away is not lost") {
         InMemorySystem system;
         system.Submit("order-0113");
-        REQUIRE(system.WaitForStatus("order-0113", "Completed"));
+        REQUIRE(system.WaitForStatus("order-0113", order_service::OrderStatus::kCompleted));
         system.loop().Invoke([&] { system.transport().SetAvailable(false); });
         CHECK_FALSE(system.Publish(StockReserved{"x"}).ok());
         system.loop().Invoke([&] { system.transport().SetAvailable(true); });
         system.Submit("order-0123");
-        REQUIRE(system.WaitForStatus("order-0123", "Completed"));
+        REQUIRE(system.WaitForStatus("order-0123", order_service::OrderStatus::kCompleted));
     }
 }

@@ -118,7 +118,7 @@ TEST_SUITE("OrderService.SagaTable") {
         REQUIRE(commands.size() == 1);
         CHECK(commands[0].items.size() == 1);
         CHECK(f.PublishedCountBySaga() == 1);
-        CHECK(f.system.Order("row-1")->status == "Submitted");
+        CHECK(f.system.Order("row-1")->status == order_service::OrderStatus::kSubmitted);
     }
 
     TEST_CASE("Submitted + StockReserved -> InventoryReserved: reschedule timeout - publish ProcessPayment") {
@@ -175,7 +175,7 @@ TEST_SUITE("OrderService.SagaTable") {
         CHECK_FALSE(f.system.Saga("row-6").has_value());  // finalized: the saga row is gone
         const auto order = f.system.Order("row-6");
         REQUIRE(order);  // the outcome stays queryable
-        CHECK(order->status == "Completed");
+        CHECK(order->status == order_service::OrderStatus::kCompleted);
         CHECK(order->transaction_id == "tx-1");
         CHECK(f.PublishedBySaga<OrderCompleted>("row-6").size() == 1);
         CHECK(f.PublishedCountBySaga() == 1);

@@ -99,7 +99,7 @@ std::optional<order_service::OrderSagaInstance> InMemorySystem::Saga(const std::
 }
 
 // The waits below wake whenever a bus records something, which is when saga state can change.
-bool InMemorySystem::WaitForStatus(const std::string& order_id, const std::string& status,
+bool InMemorySystem::WaitForStatus(const std::string& order_id, order_service::OrderStatus status,
                                    std::chrono::milliseconds timeout) {
     return harness_.WaitUntil(
         [&] {

@@ -77,7 +77,8 @@ class InMemorySystem {
     void Submit(const std::string& order_id, const std::string& amount = "149.97");
     std::optional<order_service::OrderRecord> Order(const std::string& order_id);
     std::optional<order_service::OrderSagaInstance> Saga(const std::string& order_id);
-    bool WaitForStatus(const std::string& order_id, const std::string& status, std::chrono::milliseconds timeout = 10s);
+    bool WaitForStatus(const std::string& order_id, order_service::OrderStatus status,
+                       std::chrono::milliseconds timeout = 10s);
     // The saga view: true once the instance exists in `state` ("Submitted", ...).
     bool SagaExists(const std::string& order_id, order_service::OrderState state,
                     std::chrono::milliseconds timeout = 10s);

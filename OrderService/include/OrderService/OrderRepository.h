@@ -21,9 +21,19 @@ class ConcurrencyConflict : public std::runtime_error {
     using std::runtime_error::runtime_error;
 };
 
+// What GET /order/{id} reports: kAccepted from POST /order until the saga picks the order up, then
+// the saga's state. Stored and answered by name ("Accepted", "Submitted", ...).
+enum class OrderStatus { kAccepted, kSubmitted, kInventoryReserved, kCompleted, kFailed };
+std::string_view StatusName(OrderStatus status);
+std::optional<OrderStatus> ParseStatus(std::string_view name);
+OrderStatus StatusOf(OrderState state);  // kInitial never reaches the orders table: kAccepted
+inline bool IsFinal(OrderStatus status) {
+    return status == OrderStatus::kCompleted || status == OrderStatus::kFailed;
+}
+
 struct OrderRecord {
     std::string order_id;
-    std::string status;  // "Accepted" before the saga picks the order up, then the saga's state
+    OrderStatus status = OrderStatus::kAccepted;
     std::string reason;
     std::string customer_number;
     contracts::Decimal total_amount;
@@ -61,7 +71,7 @@ class OrderRepository {
     void DeleteSaga(const std::string& order_id, std::int64_t expected_version);
 
     std::optional<OrderRecord> FindOrder(const std::string& order_id);
-    std::optional<std::string> FindOrderStatus(const std::string& order_id);  // FindOrder(...)->status
+    std::optional<OrderStatus> FindOrderStatus(const std::string& order_id);  // FindOrder(...)->status
     bool InsertOrderIfAbsent(const OrderRecord& order);                       // false when the id exists
     void UpsertOrderFromSaga(const OrderSagaInstance& instance);
 
