@@ -248,4 +248,37 @@ std::string OrderSagaMermaid() {
     return out;
 }
 
+namespace {
+std::string CommandName(const SagaCommand& command) {
+    return std::visit(
+        [](const auto& message) { return contracts::MessageContract<std::decay_t<decltype(message)>>::Name().name; },
+        command);
+}
+}  // namespace
+
+std::string OrderSagaPublishTable() {
+    std::string out = "| from | event | to | publishes | timeout |\n|---|---|---|---|---|\n";
+    for (const Row& row : kOrderSagaTable) {
+        if (row.disposition != Disposition::kApplied) continue;
+        OrderSagaInstance instance;
+        instance.order_id = "order";
+        instance.state = row.from;
+        instance.timeout_token = "token";
+        OrderEvent event{row.event, "order", "reason", std::nullopt, "token", "transaction"};
+        if (row.event == E::kOrderSubmitted) event.submitted = contracts::OrderSubmitted{};
+        const SagaTransition transition = Decide(instance, event, SagaOptions{}, Timestamp{}, "new-token");
+        std::string published;
+        for (const auto& command : transition.commands)
+            published += (published.empty() ? "`" : ", `") + CommandName(command) + "`";
+        if (published.empty()) published = "nothing";
+        const char* timeout = transition.timeout == TimeoutChange::kSchedule ? "scheduled"
+                              : transition.timeout == TimeoutChange::kCancel ? "cancelled"
+                                                                             : "";
+        out += "| " + std::string(StateName(row.from)) + " | `" + std::string(EventName(row.event)) + "`" +
+               (row.guard == CurrentTimeout ? " (current token)" : "") + " | " + std::string(StateName(row.to)) +
+               (transition.finalize ? " (row deleted)" : "") + " | " + published + " | " + timeout + " |\n";
+    }
+    return out;
+}
+
 }  // namespace order_service

@@ -92,6 +92,9 @@ SagaTransition Decide(const OrderSagaInstance& instance, const OrderEvent& event
 
 // The table as a Mermaid state diagram, for docs/saga.md.
 std::string OrderSagaMermaid();
+// The applied rows as a Markdown table of what each transition publishes and does to the timeout,
+// worked out by running Decide() on each row, for docs/saga.md.
+std::string OrderSagaPublishTable();
 
 inline constexpr const char* kTimeoutReason = "Order timed out";
 

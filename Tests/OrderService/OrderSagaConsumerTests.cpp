@@ -1,7 +1,7 @@
-// One test per row of the saga table (wire contract A3): each starts from an instance stored in
-// SQLite in the row's state, delivers the row's event through the bus to the real consumer, and
-// checks the stored state and exactly what was published. The workers are not running, so nothing
-// answers the commands.
+// The saga consumer around the pure Decide() (whose rows are tested in OrderSagaDecideTests.cpp): an
+// instance stored in SQLite, an event delivered through the bus, and what is stored and published for
+// duplicates, redeliveries, stale timeouts and unhandled events. The workers are not running, so
+// nothing answers the commands.
 #include <doctest/doctest.h>
 
 #include <fstream>
@@ -103,131 +103,7 @@ Fault<ProcessPayment> PaymentFault(const std::string& id) {
 
 }  // namespace
 
-TEST_SUITE("OrderService.SagaTable") {
-    TEST_CASE("Initial + OrderSubmitted -> Submitted: store order - schedule timeout - publish CheckInventory") {
-        SagaRowFixture f;
-        f.Deliver(OrderSubmitted{
-            "row-1", UtcNow(), "CUST-9", *Decimal::Parse("20.00"), {{"SKU-1", 2, *Decimal::Parse("10.00")}}});
-        const auto saga = f.system.Saga("row-1");
-        REQUIRE(saga);
-        CHECK(saga->state == OrderState::kSubmitted);
-        CHECK(saga->customer_number == "CUST-9");
-        CHECK(saga->timeout_due_ms.has_value());
-        CHECK(f.system.loop().Invoke([&] { return f.system.orders().timeouts().PendingCount(); }) == 1);
-        const auto commands = f.PublishedBySaga<CheckInventory>("row-1");
-        REQUIRE(commands.size() == 1);
-        CHECK(commands[0].items.size() == 1);
-        CHECK(f.PublishedCountBySaga() == 1);
-        CHECK(f.system.Order("row-1")->status == order_service::OrderStatus::kSubmitted);
-    }
-
-    TEST_CASE("Submitted + StockReserved -> InventoryReserved: reschedule timeout - publish ProcessPayment") {
-        SagaRowFixture f;
-        f.Store("row-2", OrderState::kSubmitted);
-        f.Deliver(StockReserved{"row-2"});
-        const auto saga = f.system.Saga("row-2");
-        CHECK(saga->state == OrderState::kInventoryReserved);
-        CHECK(saga->timeout_token != "token-1");
-        CHECK(saga->version == 2);
-        const auto payments = f.PublishedBySaga<ProcessPayment>("row-2");
-        REQUIRE(payments.size() == 1);
-        CHECK(payments[0].amount == *Decimal::Parse("149.97"));
-        CHECK(payments[0].card_number == "tok_test_visa");
-        CHECK(f.PublishedCountBySaga() == 1);
-    }
-
-    TEST_CASE("Submitted + StockShortage -> Failed: publish OrderFailed with the event's reason") {
-        SagaRowFixture f;
-        f.Store("row-3", OrderState::kSubmitted);
-        f.Deliver(StockShortage{"row-3", "Out of stock"});
-        CHECK(f.StateOf("row-3") == OrderState::kFailed);
-        REQUIRE(f.PublishedBySaga<OrderFailed>("row-3").size() == 1);
-        CHECK(f.PublishedBySaga<OrderFailed>("row-3")[0].reason == "Out of stock");
-        CHECK(f.PublishedCountBySaga() == 1);
-        CHECK(f.system.Order("row-3")->reason == "Out of stock");
-    }
-
-    TEST_CASE("Submitted + OrderTimeoutExpired -> Failed: publish ReleaseStock and OrderFailed") {
-        SagaRowFixture f;
-        f.Store("row-4", OrderState::kSubmitted);
-        f.Deliver(OrderTimeoutExpired{"row-4"}, WithToken("token-1"));
-        CHECK(f.StateOf("row-4") == OrderState::kFailed);
-        CHECK(f.PublishedBySaga<ReleaseStock>("row-4").size() == 1);
-        REQUIRE(f.PublishedBySaga<OrderFailed>("row-4").size() == 1);
-        CHECK(f.PublishedBySaga<OrderFailed>("row-4")[0].reason == kTimeoutReason);
-        CHECK_FALSE(f.system.Saga("row-4")->timeout_due_ms.has_value());
-    }
-
-    TEST_CASE("Submitted + Fault<CheckInventory> -> Failed: publish OrderFailed") {
-        SagaRowFixture f;
-        f.Store("row-5", OrderState::kSubmitted);
-        f.Deliver(InventoryFault("row-5"));
-        CHECK(f.StateOf("row-5") == OrderState::kFailed);
-        REQUIRE(f.PublishedBySaga<OrderFailed>("row-5").size() == 1);
-        CHECK(f.PublishedBySaga<OrderFailed>("row-5")[0].reason == "Inventory check faulted: warehouse offline");
-        CHECK(f.PublishedCountBySaga() == 1);
-    }
-
-    TEST_CASE("InventoryReserved + PaymentAccepted -> Completed: publish OrderCompleted and finalize") {
-        SagaRowFixture f;
-        f.Store("row-6", OrderState::kInventoryReserved);
-        f.Deliver(PaymentAccepted{"row-6", "tx-1"});
-        CHECK_FALSE(f.system.Saga("row-6").has_value());  // finalized: the saga row is gone
-        const auto order = f.system.Order("row-6");
-        REQUIRE(order);  // the outcome stays queryable
-        CHECK(order->status == order_service::OrderStatus::kCompleted);
-        CHECK(order->transaction_id == "tx-1");
-        CHECK(f.PublishedBySaga<OrderCompleted>("row-6").size() == 1);
-        CHECK(f.PublishedCountBySaga() == 1);
-        CHECK(f.system.loop().Invoke([&] { return f.system.orders().timeouts().PendingCount(); }) == 0);
-    }
-
-    TEST_CASE("InventoryReserved + PaymentFailed -> Failed: publish ReleaseStock and OrderFailed") {
-        SagaRowFixture f;
-        f.Store("row-7", OrderState::kInventoryReserved);
-        f.Deliver(PaymentFailed{"row-7", "Credit card limit exceeded"});
-        CHECK(f.StateOf("row-7") == OrderState::kFailed);
-        CHECK(f.PublishedBySaga<ReleaseStock>("row-7").size() == 1);
-        REQUIRE(f.PublishedBySaga<OrderFailed>("row-7").size() == 1);
-        CHECK(f.PublishedBySaga<OrderFailed>("row-7")[0].reason == "Credit card limit exceeded");
-    }
-
-    TEST_CASE("InventoryReserved + OrderTimeoutExpired -> Failed: publish ReleaseStock and OrderFailed") {
-        SagaRowFixture f;
-        f.Store("row-8", OrderState::kInventoryReserved);
-        f.Deliver(OrderTimeoutExpired{"row-8"}, WithToken("token-1"));
-        CHECK(f.StateOf("row-8") == OrderState::kFailed);
-        CHECK(f.PublishedBySaga<ReleaseStock>("row-8").size() == 1);
-        CHECK(f.PublishedBySaga<OrderFailed>("row-8").size() == 1);
-    }
-
-    TEST_CASE("InventoryReserved + Fault<ProcessPayment> -> Failed: publish ReleaseStock and OrderFailed") {
-        SagaRowFixture f;
-        f.Store("row-9", OrderState::kInventoryReserved);
-        f.Deliver(PaymentFault("row-9"));
-        CHECK(f.StateOf("row-9") == OrderState::kFailed);
-        CHECK(f.PublishedBySaga<ReleaseStock>("row-9").size() == 1);
-        REQUIRE(f.PublishedBySaga<OrderFailed>("row-9").size() == 1);
-        CHECK(f.PublishedBySaga<OrderFailed>("row-9")[0].reason == "Payment faulted: Payment gateway unavailable");
-    }
-
-    TEST_CASE("Failed + late StockReserved -> Failed: publish ReleaseStock") {
-        SagaRowFixture f;
-        f.Store("row-10", OrderState::kFailed);
-        f.Deliver(StockReserved{"row-10"});
-        CHECK(f.StateOf("row-10") == OrderState::kFailed);
-        CHECK(f.PublishedBySaga<ReleaseStock>("row-10").size() == 1);
-        CHECK(f.PublishedCountBySaga() == 1);
-    }
-
-    TEST_CASE("Failed + StockReleased -> Failed: record the release - publish nothing") {
-        SagaRowFixture f;
-        f.Store("row-11", OrderState::kFailed);
-        f.Deliver(StockReleased{"row-11"});
-        CHECK(f.system.Saga("row-11")->stock_released);
-        CHECK(f.PublishedCountBySaga() == 0);
-    }
-
+TEST_SUITE("OrderService.SagaConsumer") {
     TEST_CASE("Duplicates of applied events change nothing and publish nothing") {
         SagaRowFixture f;
         f.Store("dup-s", OrderState::kSubmitted);
@@ -308,27 +184,15 @@ TEST_SUITE("OrderService.SagaTable") {
         CHECK(f.PublishedCountBySaga() == 0);
     }
 
-    TEST_CASE("The pure decision function matches the stored behaviour for a sample row") {
-        OrderSagaInstance instance;
-        instance.order_id = "pure";
-        instance.state = OrderState::kSubmitted;
-        instance.timeout_token = "t";
-        OrderEvent event{OrderEventKind::kStockShortage, "pure", "none left", {}, {}, {}};
-        const auto transition = Decide(instance, event, SagaOptions{}, UtcNow(), "new");
-        CHECK(transition.disposition == Disposition::kApplied);
-        CHECK(transition.next.state == OrderState::kFailed);
-        CHECK(transition.timeout == TimeoutChange::kCancel);
-        REQUIRE(transition.commands.size() == 1);
-        CHECK(std::get<OrderFailed>(transition.commands[0]).reason == "none left");
-        CHECK(instance.state == OrderState::kSubmitted);  // the input is untouched
-    }
-
-    TEST_CASE("docs/saga.md shows the diagram generated from the table") {
+    TEST_CASE("docs/saga.md shows the diagram and the publish table generated from the table") {
         std::ifstream in(SAGA_SOURCE_DIR "/docs/saga.md");
         std::stringstream text;
         text << in.rdbuf();
         CHECK_MESSAGE(text.str().find(OrderSagaMermaid()) != std::string::npos,
                       "regenerate docs/saga.md: the table changed. Expected:\n"
                           << OrderSagaMermaid());
+        CHECK_MESSAGE(text.str().find(OrderSagaPublishTable()) != std::string::npos,
+                      "regenerate docs/saga.md: the table changed. Expected:\n"
+                          << OrderSagaPublishTable());
     }
 }
