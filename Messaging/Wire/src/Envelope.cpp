@@ -496,8 +496,9 @@ std::optional<Envelope> detail::ScanEnvelope(std::string_view body) {
     return EnvelopeScanner(body).Scan();
 }
 
-// The scanner reads an envelope several times faster than building its JSON document did (about
-// 9 us), and every service reads one per message.
+// Every service reads one envelope per message, so the common shape goes through the one-pass
+// scanner; anything it does not recognise is read through a JSON document (docs/performance.md has
+// the comparison).
 Envelope ParseEnvelope(std::string_view body) {
     if (auto envelope = detail::ScanEnvelope(body)) return std::move(*envelope);
     return detail::ParseEnvelopeDom(body);

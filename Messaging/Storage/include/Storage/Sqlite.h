@@ -62,7 +62,7 @@ class Statement {
 
 // Copies a WAL's pages back into the database file on a thread with its own connection, so that the
 // writer's thread rarely waits for a checkpoint (its page copies and, unless synchronous=OFF, two
-// fsyncs: about 5 ms per thousand pages on this project's machine). It replaces SQLite's automatic
+// fsyncs). It replaces SQLite's automatic
 // checkpoint on the writer's connection: the writer's WAL hook asks the thread for a PASSIVE
 // checkpoint each time the WAL has grown by kStartFrames frames. The WAL restarts from its beginning
 // only at a commit that finds every frame copied, which a checkpoint running beside a busy writer
