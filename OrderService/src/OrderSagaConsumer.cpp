@@ -100,7 +100,9 @@ void OrderSagaConsumer::Handle(messaging::ConsumeContext& context, const OrderEv
         std::visit([&](const auto& message) { context.Publish(message); }, command);
 
     if (before_save_) before_save_(instance);
-    std::vector<std::int64_t> outbox_rows;
+    // The outbox owns these messages from here: they are stored with the new state and published by
+    // the relay once that commits (OutboxRelay.h); the bus acks the event after the commit.
+    std::vector<OutboxRelay::StoredRow> outbox_rows;
     {
         messaging::Transaction transaction(repository_.db());
         if (transition.finalize) {
@@ -109,10 +111,13 @@ void OrderSagaConsumer::Handle(messaging::ConsumeContext& context, const OrderEv
             repository_.SaveSaga(transition.next);
         }
         repository_.UpsertOrderFromSaga(transition.next);
-        for (const auto& outgoing : context.outgoing()) outbox_rows.push_back(repository_.AddToOutbox(outgoing));
+        for (auto& outgoing : context.TakeOutgoing()) {
+            const std::int64_t sequence = repository_.AddToOutbox(outgoing);
+            outbox_rows.emplace_back(sequence, std::move(outgoing));
+        }
         transaction.Commit();
     }
-    context.OnDelivered([this, rows = std::move(outbox_rows)] { outbox_.Remove(rows); });
+    outbox_.PublishAfterCommit(std::move(outbox_rows));
 
     if (transition.timeout == TimeoutChange::kSchedule)
         timeouts_.Schedule(instance.order_id, transition.next.timeout_token, *transition.next.timeout_due_ms);

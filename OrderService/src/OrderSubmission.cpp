@@ -21,7 +21,7 @@ void OrderSubmission::Submit(const NewOrder& order, std::function<void(SubmitOut
     record.items = order.items;
     record.created_at = now;
     record.updated_at = now;
-    std::int64_t sequence = 0;
+    std::vector<OutboxRelay::StoredRow> rows;
     bool duplicate = false;
     unit_of_work_.Run([&] {
         messaging::Transaction transaction(repository_.db());
@@ -29,29 +29,21 @@ void OrderSubmission::Submit(const NewOrder& order, std::function<void(SubmitOut
             duplicate = true;
             return;
         }
-        sequence = repository_.AddToOutbox(message);
+        rows.emplace_back(repository_.AddToOutbox(message), std::move(message));
         transaction.Commit();
     });
     if (duplicate) {
         done(SubmitOutcome::kDuplicate);
         return;
     }
-    unit_of_work_.AfterCommit([this, sequence, message = std::move(message), order_id = order.order_id,
-                               done = std::move(done)](const messaging::Status& committed) mutable {
-        if (!committed.ok()) {
-            spdlog::error("order {}: not stored ({})", order_id, committed.message());
-            done(SubmitOutcome::kUnavailable);
-            return;
-        }
-        // Stored with its OrderSubmitted in the outbox: the relay publishes it, now or, if the broker
-        // is away or blocks publishing, once it can. The client hears so without waiting for that.
-        done(SubmitOutcome::kAccepted);
-        relay_.Send(sequence, std::move(message), [order_id](const messaging::Status& status) {
-            if (!status.ok())
-                spdlog::warn("order {}: OrderSubmitted not confirmed yet ({}); the outbox will send it", order_id,
-                             status.message());
-        });
-    });
+    // kAccepted once the order and its OrderSubmitted are durable: the relay publishes it, now or,
+    // if the broker is away or blocks publishing, once it can. The client does not wait for that.
+    relay_.PublishAfterCommit(std::move(rows),
+                              [order_id = order.order_id, done = std::move(done)](const messaging::Status& committed) {
+                                  if (!committed.ok())
+                                      spdlog::error("order {}: not stored ({})", order_id, committed.message());
+                                  done(committed.ok() ? SubmitOutcome::kAccepted : SubmitOutcome::kUnavailable);
+                              });
 }
 
 }  // namespace order_service

@@ -11,26 +11,46 @@ OutboxRelay::OutboxRelay(messaging::EventLoop& loop, messaging::Bus& bus, OrderR
     : bus_(bus), repository_(repository), unit_of_work_(unit_of_work), timer_(loop) {}
 
 void OutboxRelay::Start(std::chrono::milliseconds sweep_interval) {
-    // Rows left by an earlier run are sent at the first sweep.
-    const auto pending = repository_.PendingOutbox(1);
-    if (!pending.empty()) seen_up_to_ = INT64_MAX;
+    // Rows left by an earlier run are sent at the first sweep: none of them is in flight.
     timer_.Start(
         std::chrono::milliseconds(0), [this] { Sweep(); }, sweep_interval);
 }
 
-void OutboxRelay::Send(std::int64_t sequence, messaging::OutgoingMessage message, messaging::Completion done) {
-    in_flight_.insert(sequence);
-    bus_.Dispatch({std::move(message)}, [this, sequence, done = std::move(done)](const messaging::Status& status) {
-        in_flight_.erase(sequence);
-        if (status.ok()) Remove({sequence});
-        if (done) done(status);
+void OutboxRelay::PublishAfterCommit(std::vector<StoredRow> rows, messaging::Completion stored) {
+    // In flight from now on, so that a sweep before the commit's outcome does not send them too.
+    for (const auto& row : rows) in_flight_.insert(row.first);
+    unit_of_work_.AfterCommit([this, alive = std::weak_ptr<bool>(alive_), rows = std::move(rows),
+                               stored = std::move(stored)](const messaging::Status& committed) mutable {
+        if (alive.expired()) return;
+        if (!committed.ok()) {
+            for (const auto& row : rows) in_flight_.erase(row.first);  // rolled back: the rows do not exist
+        }
+        if (stored) stored(committed);
+        if (!committed.ok()) return;
+        for (auto& [sequence, message] : rows) {
+            in_flight_.erase(sequence);
+            Send(sequence, std::move(message));
+        }
     });
 }
 
-void OutboxRelay::Remove(const std::vector<std::int64_t>& sequences) {
-    if (sequences.empty()) return;
+void OutboxRelay::Send(std::int64_t sequence, messaging::OutgoingMessage message) {
+    in_flight_.insert(sequence);
+    bus_.Dispatch({std::move(message)},
+                  [this, alive = std::weak_ptr<bool>(alive_), sequence](const messaging::Status& status) {
+                      if (alive.expired()) return;
+                      in_flight_.erase(sequence);
+                      if (status.ok())
+                          Remove(sequence);
+                      else
+                          spdlog::warn("outbox: message {} not confirmed ({}); the next sweep sends it again", sequence,
+                                       status.message());
+                  });
+}
+
+void OutboxRelay::Remove(std::int64_t sequence) {
     const bool first_this_turn = confirmed_.empty();
-    confirmed_.insert(confirmed_.end(), sequences.begin(), sequences.end());
+    confirmed_.push_back(sequence);
     if (!first_this_turn) return;
     unit_of_work_.RunBeforeCommit([this, alive = std::weak_ptr<bool>(alive_)] {
         if (!alive.expired()) RemoveConfirmed();
@@ -51,20 +71,15 @@ void OutboxRelay::RemoveConfirmed() {
 
 void OutboxRelay::Sweep() {
     if (!bus_.transport().IsConnected()) return;
-    const auto pending = repository_.PendingOutbox(1000);
-    std::int64_t newest = 0;
     std::size_t resent = 0;
-    for (auto& entry : pending) {
-        newest = std::max(newest, entry.sequence);
-        // A row younger than one sweep is normally still on its way through the consumer that wrote it.
-        if (entry.sequence > seen_up_to_ || in_flight_.count(entry.sequence) ||
+    for (auto& entry : repository_.PendingOutbox(1000)) {
+        if (in_flight_.count(entry.sequence) ||
             std::find(confirmed_.begin(), confirmed_.end(), entry.sequence) != confirmed_.end())
             continue;
         ++resent;
-        Send(entry.sequence, std::move(entry.message), nullptr);
+        Send(entry.sequence, std::move(entry.message));
     }
-    if (resent) spdlog::info("outbox: re-sending {} stored message(s)", resent);
-    seen_up_to_ = newest;
+    if (resent) spdlog::info("outbox: sending {} stored message(s)", resent);
 }
 
 }  // namespace order_service

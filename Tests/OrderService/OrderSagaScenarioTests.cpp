@@ -246,4 +246,20 @@ TEST_SUITE("OrderService.Scenarios") {
         system.Submit("order-0123");
         REQUIRE(system.WaitForStatus("order-0123", order_service::OrderStatus::kCompleted));
     }
+
+    SCENARIO("The saga's commands belong to the outbox: its event is acked once the state commits") {
+        InMemorySystem system;
+        // The broker refuses the saga's first CheckInventory: the relay keeps the row and its next
+        // sweep publishes it; the OrderSubmitted that caused it is not returned to the queue.
+        system.loop().Invoke([&] { system.transport().RejectPublishesTo("Contracts:CheckInventory", 1); });
+        system.Submit("order-0133");
+        REQUIRE(system.WaitForStatus("order-0133", order_service::OrderStatus::kCompleted));
+        CHECK(system.harness().Consumed<OrderSubmitted>(nullptr).size() == 1);
+        // Every row goes once the broker has confirmed its message (the last one just after completion).
+        CHECK(test_support::WaitFor(
+            [&] {
+                return system.loop().Invoke([&] { return system.orders().repository().PendingOutbox(10).empty(); });
+            },
+            5s));
+    }
 }

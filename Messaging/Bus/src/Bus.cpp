@@ -334,25 +334,23 @@ void Bus::RunAttempt(const std::shared_ptr<InFlight>& in_flight) {
 
     if (observer_) observer_->OnConsumed(queue, in_flight->envelope, registration.urn);
     if (!unit_of_work_) {
-        Release(in_flight, std::move(context.outgoing_), std::move(context.delivered_hooks_));
+        Release(in_flight, std::move(context.outgoing_));
         return;
     }
     std::weak_ptr<bool> alive = alive_;
-    unit_of_work_->AfterCommit([this, alive, in_flight, outgoing = std::move(context.outgoing_),
-                                hooks = std::move(context.delivered_hooks_)](const Status& status) mutable {
-        if (alive.expired()) return;
-        if (!status.ok()) return ReturnToQueue(in_flight, "the writes of", status);
-        Release(in_flight, std::move(outgoing), std::move(hooks));
-    });
+    unit_of_work_->AfterCommit(
+        [this, alive, in_flight, outgoing = std::move(context.outgoing_)](const Status& status) mutable {
+            if (alive.expired()) return;
+            if (!status.ok()) return ReturnToQueue(in_flight, "the writes of", status);
+            Release(in_flight, std::move(outgoing));
+        });
 }
 
-void Bus::Release(const std::shared_ptr<InFlight>& in_flight, std::vector<OutgoingMessage> outgoing,
-                  std::vector<std::function<void()>> delivered_hooks) {
+void Bus::Release(const std::shared_ptr<InFlight>& in_flight, std::vector<OutgoingMessage> outgoing) {
     std::weak_ptr<bool> alive = alive_;
-    Dispatch(std::move(outgoing), [this, alive, in_flight, hooks = std::move(delivered_hooks)](const Status& status) {
+    Dispatch(std::move(outgoing), [this, alive, in_flight](const Status& status) {
         if (alive.expired()) return;
         if (!status.ok()) return ReturnToQueue(in_flight, "the messages published for", status);
-        for (const auto& hook : hooks) hook();
         Settle(in_flight, /*ack=*/true);
     });
 }

@@ -62,6 +62,10 @@ void InMemoryTransport::Publish(const std::string& exchange, TransportMessage me
     Status status;
     if (!available_) {
         status = Status::Unavailable("the in-memory broker is unavailable");
+    } else if (auto reject = rejected_publishes_.find(exchange); reject != rejected_publishes_.end()) {
+        // As a broker that could not take it (basic.nack): the message goes nowhere.
+        status = Status::Internal("the broker rejected the message (basic.nack)");
+        if (--reject->second == 0) rejected_publishes_.erase(reject);
     } else if (!exchanges_.count(exchange)) {
         status = Status::NotFound("NOT_FOUND - no exchange '" + exchange + "'");
     } else {

@@ -10,6 +10,7 @@
 #include <list>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "Bus/RetryPolicy.h"
@@ -68,9 +69,11 @@ class ConsumeContext {
     // message's correlationId). Must be a GUID.
     void SetCorrelationId(std::string correlation_id) { correlation_id_ = std::move(correlation_id); }
 
-    // Runs after every outgoing message is confirmed, just before the delivery is acked.
-    void OnDelivered(std::function<void()> hook) { delivered_hooks_.push_back(std::move(hook)); }
-    std::vector<OutgoingMessage>& outgoing() { return outgoing_; }
+    // Hands over the messages published and sent so far: the caller now owns their delivery (an
+    // outbox that stores them with the consumer's writes and publishes them itself), and the bus
+    // acks the delivery without sending them. Without this call the bus sends them after the
+    // consumer's unit of work commits and acks once the broker has confirmed them.
+    std::vector<OutgoingMessage> TakeOutgoing() { return std::exchange(outgoing_, {}); }
 
   private:
     friend class Bus;
@@ -88,7 +91,6 @@ class ConsumeContext {
     bool redelivered_;
     std::string correlation_id_;
     std::vector<OutgoingMessage> outgoing_;
-    std::vector<std::function<void()>> delivered_hooks_;
 };
 
 struct ReceiveEndpointSettings {
@@ -210,8 +212,7 @@ class Bus {
 
     void OnDelivery(ReceiveEndpoint& endpoint, Delivery delivery);
     void RunAttempt(const std::shared_ptr<InFlight>& in_flight);
-    void Release(const std::shared_ptr<InFlight>& in_flight, std::vector<OutgoingMessage> outgoing,
-                 std::vector<std::function<void()>> delivered_hooks);
+    void Release(const std::shared_ptr<InFlight>& in_flight, std::vector<OutgoingMessage> outgoing);
     // Nack with requeue after a commit or a publish failed; `what` names what failed, for the log.
     void ReturnToQueue(const std::shared_ptr<InFlight>& in_flight, const char* what, const Status& status);
     void GiveUp(const std::shared_ptr<InFlight>& in_flight, const std::string& exception_type,

@@ -33,6 +33,8 @@ class InMemoryTransport : public Transport {
 
     // Inspection and control; loop thread only (use EventLoop::Invoke from a test thread).
     void SetAvailable(bool available);
+    // The next `count` publishes to `exchange` are refused (not routed, confirmed with a failure).
+    void RejectPublishesTo(const std::string& exchange, int count) { rejected_publishes_[exchange] = count; }
     std::vector<TransportMessage> ReadyMessages(const std::string& queue) const;
     std::size_t ReadyCount(const std::string& queue) const;
     std::size_t UnackedCount(const std::string& queue) const;
@@ -76,6 +78,7 @@ class InMemoryTransport : public Transport {
     ConsumerId next_consumer_id_ = 1;
     std::uint64_t next_delivery_tag_ = 1;
     bool available_ = true;
+    std::map<std::string, int> rejected_publishes_;
     std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);  // posted work checks it still exists
 };
 
