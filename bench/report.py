@@ -97,8 +97,8 @@ for sync in sorted({r["synchronous"] for r in steps}):
                      f"{m['OrderService']:.1f}, {m['InventoryService']:.1f}, {m['PaymentService']:.1f} | "
                      f"{'; '.join(f'{p50:.0f} / {p99:.0f}' for p50, p99 in r['p50_p99_of_runs']) or '-'} |")
     lines += ["", "Latency runs from an order's scheduled send to its final event; \"202\" is from the scheduled send to "
-              "the HTTP answer, which OrderService sends once the order is stored and the broker has confirmed its "
-              "`OrderSubmitted` (or, if it has not, once that message is left to the outbox)."]
+              "the HTTP answer, which OrderService sends once the order and its `OrderSubmitted` are stored "
+              "(the outbox publishes it)."]
     lines[-1] += (" Both include the load generator's own lag, from an order's scheduled time to its request being "
                   "written (p50 / p99 at each step): "
                   + ", ".join(f"{r['send_lag_ms']['p50']:.2f} / {r['send_lag_ms']['p99']:.1f} ms" for r in runs) + ".")
