@@ -5,7 +5,7 @@
 
 #include <atomic>
 
-#include "Support/TestSupport.h"
+#include "Support/Waiting.h"
 #include "Testing/TestHarness.h"
 #include "Transport/InMemoryTransport.h"
 
@@ -96,7 +96,7 @@ void AlwaysThrow(ConsumeContext&, const contracts::StockReserved&) {
 
 }  // namespace
 
-TEST_SUITE("Messaging.Bus") {
+TEST_SUITE("Bus") {
     TEST_CASE("Immediate(5): a consumer that always throws runs 6 times - then faults once") {
         BusFixture fixture(RetryPolicy::Immediate(5));
         fixture.handler = AlwaysThrow;
@@ -380,7 +380,7 @@ TEST_SUITE("Messaging.Bus") {
     }
 }
 
-TEST_SUITE("Messaging.RetryPolicy") {
+TEST_SUITE("Bus.RetryPolicy") {
     TEST_CASE("Each policy yields its delays and runs out after its limit") {
         CHECK(RetryPolicy::None().DelayBeforeRetry(1) == std::nullopt);
         CHECK(RetryPolicy::Immediate(5).DelayBeforeRetry(5) == 0ms);

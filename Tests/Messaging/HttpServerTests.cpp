@@ -11,7 +11,7 @@
 #include <map>
 
 #include "Http/HttpServer.h"
-#include "Support/TestSupport.h"
+#include "Support/Waiting.h"
 
 using namespace messaging;
 using namespace std::chrono_literals;
@@ -178,7 +178,7 @@ struct ServerRig {
 
 }  // namespace
 
-TEST_SUITE("Messaging.HttpParser") {
+TEST_SUITE("Http.Parser") {
     TEST_CASE("A request is read the same whole or split at every byte - names lower-cased and the path decoded") {
         const std::string text =
             "POST /order/a%2Db?x=1&y=%41 HTTP/1.1\r\nHost: localhost\r\nContent-Type:  application/json \r\n"
@@ -314,7 +314,7 @@ TEST_SUITE("Messaging.HttpParser") {
     }
 }
 
-TEST_SUITE("Messaging.HttpServer") {
+TEST_SUITE("Http.Server") {
     TEST_CASE("Keep-alive - pipelined requests are answered in order even when the first answers later") {
         ServerRig rig;
         RawClient client(rig.port);

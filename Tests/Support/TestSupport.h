@@ -1,6 +1,5 @@
-// Helpers shared by the test suites: a temporary directory, waiting on a condition with a deadline,
-// and InMemorySystem, which runs all three services on one event loop over the in-memory transport
-// with a TestHarness observing every bus.
+// InMemorySystem: all three services on one event loop over the in-memory transport, with a
+// TestHarness observing every bus; for the service and scenario tests. Waiting.h has the rest.
 #pragma once
 
 #include <chrono>
@@ -13,26 +12,13 @@
 #include "InventoryService/InventoryServiceHost.h"
 #include "OrderService/OrderServiceHost.h"
 #include "PaymentService/PaymentServiceHost.h"
+#include "Support/Waiting.h"
 #include "Testing/TestHarness.h"
 #include "Transport/InMemoryTransport.h"
 
 namespace test_support {
 
 using namespace std::chrono_literals;
-
-class TempDir {
-  public:
-    TempDir();
-    ~TempDir();
-    std::string File(const std::string& name) const { return (path_ / name).string(); }
-    const std::filesystem::path& path() const { return path_; }
-
-  private:
-    std::filesystem::path path_;
-};
-
-// Polls `condition` until it holds or `timeout` passes.
-bool WaitFor(const std::function<bool()>& condition, std::chrono::milliseconds timeout = 10s);
 
 struct SystemOptions {
     std::chrono::milliseconds saga_timeout = 60s;

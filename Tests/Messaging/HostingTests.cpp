@@ -1,0 +1,97 @@
+// Hosting: the settings loader (.NET-style overrides, unknown keys rejected) and each service's settings.
+#include <doctest/doctest.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <csignal>
+#include <filesystem>
+#include <fstream>
+#include <future>
+
+#include "Hosting/Settings.h"
+#include "InventoryService/InventorySettings.h"
+#include "OrderService/OrderSettings.h"
+#include "PaymentService/PaymentSettings.h"
+#include "Support/Waiting.h"
+
+using namespace messaging;
+using namespace std::chrono_literals;
+using contracts::Json;
+
+TEST_SUITE("Hosting.Settings") {
+    const Json kDefaults = Json::parse(
+        R"({"RabbitMQ":{"Host":"localhost","Port":5672},"Endpoint":{"Retry":{"Policy":"None"}},"Flag":false})");
+
+    TEST_CASE("The file overrides defaults and the environment overrides the file") {
+        test_support::TempDir dir;
+        std::ofstream(dir.File("s.json")) << R"({"rabbitmq": {"host": "from-file"}, // comments are allowed
+                                                  "Endpoint": {"Retry": {"Policy": "Immediate", "Limit": 2}}})";
+        const Json settings = LoadSettingsJson(
+            kDefaults,
+            {dir.File("s.json"), {"RabbitMQ__Port=5673", "PATH=/bin", "Other__X=1", "Flag=true"}, {"Retry"}});
+        CHECK(settings["RabbitMQ"]["Host"] == "from-file");
+        CHECK(settings["RabbitMQ"]["Port"] == 5673);
+        CHECK(settings["Endpoint"]["Retry"]["Limit"] == 2);
+        CHECK(settings["Flag"] == false);  // no "__": not a settings variable
+        const Json from_env = LoadSettingsJson(kDefaults, {"", {"rabbitmq__HOST=broker"}, {}});
+        CHECK(from_env["RabbitMQ"]["Host"] == "broker");
+    }
+
+    TEST_CASE("Unknown keys and wrong types stop the load with the key named") {
+        test_support::TempDir dir;
+        std::ofstream(dir.File("typo.json")) << R"({"RabbitMQ": {"Hots": "x"}})";
+        CHECK_THROWS_WITH_AS(LoadSettingsJson(kDefaults, {dir.File("typo.json"), {}, {}}),
+                             doctest::Contains("unknown setting 'RabbitMQ.Hots'"), SettingsError);
+        std::ofstream(dir.File("type.json")) << R"({"RabbitMQ": {"Port": "5672"}})";
+        CHECK_THROWS_WITH_AS(LoadSettingsJson(kDefaults, {dir.File("type.json"), {}, {}}),
+                             doctest::Contains("'RabbitMQ.Port' must be an integer"), SettingsError);
+        CHECK_THROWS_WITH_AS(LoadSettingsJson(kDefaults, {"", {"RabbitMQ__Port=abc"}, {}}),
+                             doctest::Contains("RabbitMQ__Port must be an integer"), SettingsError);
+        CHECK_THROWS_WITH_AS(LoadSettingsJson(kDefaults, {"", {"RabbitMQ__Nope=1"}, {}}),
+                             doctest::Contains("unknown setting 'Nope'"), SettingsError);
+        CHECK_THROWS_AS(LoadSettingsJson(kDefaults, {dir.File("missing.json"), {}, {}}), SettingsError);
+    }
+
+    TEST_CASE("The committed appsettings files load and match the settings structs field for field") {
+        const std::string root = SAGA_SOURCE_DIR "/appsettings/";
+        const auto order = order_service::OrderSettings::Load(root + "OrderService.json", {});
+        CHECK(order.endpoint.queue == "order-service");
+        CHECK(order.endpoint.retry.Describe() == "Interval(3, 500ms)");
+        CHECK(order.saga.timeout == 300000ms);
+        const auto inventory = inventory_service::InventorySettings::Load(root + "InventoryService.json", {});
+        CHECK(inventory.endpoint.queue == "inventory-service");
+        CHECK(inventory.simulation.shortage_suffixes == "0");
+        const auto payment = payment_service::PaymentSettings::Load(root + "PaymentService.json", {});
+        CHECK(payment.endpoint.queue == "payment-service");
+        CHECK(payment.simulation.gateway_down_suffixes == "2");
+        // Field for field: the file holds every key the struct has.
+        for (const auto& [file, defaults] : std::vector<std::pair<std::string, Json>>{
+                 {"OrderService.json", Json::parse(order_service::OrderSettings{}.ToJson().dump())},
+                 {"InventoryService.json", Json::parse(inventory_service::InventorySettings{}.ToJson().dump())},
+                 {"PaymentService.json", Json::parse(payment_service::PaymentSettings{}.ToJson().dump())}}) {
+            std::ifstream in(root + file);
+            const Json committed = Json::parse(in, nullptr, true, true);
+            for (auto section = defaults.begin(); section != defaults.end(); ++section) {
+                REQUIRE_MESSAGE(committed.contains(section.key()), file << " lacks " << section.key());
+                for (auto key = section->begin(); key != section->end(); ++key)
+                    CHECK_MESSAGE(committed[section.key()].contains(key.key()),
+                                  file << " lacks " << section.key() << "." << key.key());
+            }
+        }
+    }
+
+    TEST_CASE("Environment overrides reach the typed settings") {
+        const auto settings = order_service::OrderSettings::Load(
+            "", {"RabbitMQ__Host=rabbit", "Http__Port=8080", R"(Endpoint__Retry={"Policy":"Immediate","Limit":1})"});
+        CHECK(settings.rabbitmq.host == "rabbit");
+        CHECK(settings.http.port == 8080);
+        CHECK(settings.endpoint.retry.Describe() == "Immediate(1)");
+        CHECK_THROWS_WITH_AS(order_service::OrderSettings::Load("", {"Database__Synchronous=sometimes"}),
+                             doctest::Contains("Database.Synchronous"), SettingsError);
+        CHECK_THROWS_WITH_AS(order_service::OrderSettings::Load("", {"Http__Port=70000"}), doctest::Contains("'Port'"),
+                             SettingsError);
+    }
+}
