@@ -220,18 +220,21 @@ void RabbitMqTransport::OnHandshakeMethod(amqp_method_number_t method, void* dec
                     });
             return;
         }
-        case AMQP_CONNECTION_CLOSE_METHOD: {
-            auto* close = static_cast<amqp_connection_close_t*>(decoded);
-            const std::string reason = CloseReason("connection", close->reply_code, close->reply_text);
-            amqp_connection_close_ok_t close_ok{};
-            Send(0, AMQP_CONNECTION_CLOSE_OK_METHOD, &close_ok);
-            Flush();
-            ConnectionLost(reason);
+        case AMQP_CONNECTION_CLOSE_METHOD:
+            OnConnectionClose(*static_cast<amqp_connection_close_t*>(decoded));
             return;
-        }
         default:
             ConnectionLost("unexpected method " + std::to_string(method) + " during the AMQP handshake");
     }
+}
+
+void RabbitMqTransport::OnConnectionClose(const amqp_connection_close_t& close) {
+    // The broker ends the connection (a refused login, an operator, a shutdown): answer, then drop it.
+    const std::string reason = CloseReason("connection", close.reply_code, close.reply_text);
+    amqp_connection_close_ok_t close_ok{};
+    Send(0, AMQP_CONNECTION_CLOSE_OK_METHOD, &close_ok);
+    Flush();
+    ConnectionLost(reason);
 }
 
 void RabbitMqTransport::OnOpened() {
@@ -336,15 +339,9 @@ void RabbitMqTransport::OnMethod(std::uint16_t channel, amqp_method_number_t met
             ConnectionLost(reason);
             return;
         }
-        case AMQP_CONNECTION_CLOSE_METHOD: {
-            auto* close = static_cast<amqp_connection_close_t*>(decoded);
-            const std::string reason = CloseReason("connection", close->reply_code, close->reply_text);
-            amqp_connection_close_ok_t close_ok{};
-            Send(0, AMQP_CONNECTION_CLOSE_OK_METHOD, &close_ok);
-            Flush();
-            ConnectionLost(reason);
+        case AMQP_CONNECTION_CLOSE_METHOD:
+            OnConnectionClose(*static_cast<amqp_connection_close_t*>(decoded));
             return;
-        }
         default:
             break;
     }

@@ -91,6 +91,7 @@ class RabbitMqTransport : public Transport {
     void OnContentHeader(std::uint16_t channel, std::string_view payload);
     void OnContentBody(std::uint16_t channel, std::string_view payload);
     void FinishContent(std::uint16_t channel);
+    void OnConnectionClose(const amqp_connection_close_t& close);
     void OnOpened();
     void SendRpc(std::uint16_t channel, amqp_method_number_t method, void* arguments, amqp_method_number_t reply,
                  std::string what, std::function<void(void* decoded)> done = {});
