@@ -4,6 +4,7 @@
 #include <ctime>
 #include <mutex>
 #include <random>
+#include <stdexcept>
 
 namespace contracts {
 namespace {
@@ -88,6 +89,21 @@ bool IsValidOrderId(std::string_view order_id) {
         if (!ok) return false;
     }
     return true;
+}
+
+std::optional<OrderId> OrderId::Parse(std::string_view text) {
+    if (!IsValidOrderId(text)) return std::nullopt;
+    return OrderId(std::string(text));
+}
+
+OrderId OrderId::New() {
+    return OrderId(Guid::New().ToString());
+}
+
+OrderId literals::operator""_order_id(const char* text, std::size_t length) {
+    auto id = OrderId::Parse(std::string_view(text, length));
+    if (!id) throw std::invalid_argument("not an order id: " + std::string(text, length));
+    return *id;
 }
 
 Timestamp UtcNow() {

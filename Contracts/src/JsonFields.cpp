@@ -78,10 +78,10 @@ std::optional<std::string> FieldReader::OptionalString(std::string_view name) co
     return field->get<std::string>();
 }
 
-std::string FieldReader::RequiredOrderId(std::string_view name) const {
-    std::string value = RequiredString(name);
-    if (!IsValidOrderId(value)) Fail(name, "must be 1-64 characters of [A-Za-z0-9_-]");
-    return value;
+OrderId FieldReader::RequiredOrderId(std::string_view name) const {
+    auto value = OrderId::Parse(RequiredString(name));
+    if (!value) Fail(name, "must be 1-64 characters of [A-Za-z0-9_-]");
+    return *value;
 }
 
 Decimal FieldReader::RequiredDecimal(std::string_view name) const {

@@ -37,9 +37,9 @@ std::vector<OrderItem> ReadItems(const FieldReader& owner) {
     return array ? ReadOrderItems(*array) : std::vector<OrderItem>{};
 }
 
-OrderedJson WithOrderId(const std::string& order_id) {
+OrderedJson WithOrderId(const OrderId& order_id) {
     OrderedJson json;
-    json["orderId"] = order_id;
+    json["orderId"] = order_id.str();
     return json;
 }
 
@@ -132,7 +132,7 @@ OrderedJson MessageContract<CheckInventory>::Write(const CheckInventory& m) {
 
 CheckInventory MessageContract<CheckInventory>::Read(const Json& json) {
     FieldReader reader(json, "CheckInventory");
-    return CheckInventory{reader.RequiredOrderId("orderId"), ReadItems(reader)};
+    return CheckInventory{.order_id = reader.RequiredOrderId("orderId"), .items = ReadItems(reader)};
 }
 
 OrderedJson MessageContract<StockReserved>::Write(const StockReserved& m) {
@@ -140,7 +140,7 @@ OrderedJson MessageContract<StockReserved>::Write(const StockReserved& m) {
 }
 
 StockReserved MessageContract<StockReserved>::Read(const Json& json) {
-    return StockReserved{FieldReader(json, "StockReserved").RequiredOrderId("orderId")};
+    return StockReserved{.order_id = FieldReader(json, "StockReserved").RequiredOrderId("orderId")};
 }
 
 OrderedJson MessageContract<StockShortage>::Write(const StockShortage& m) {
@@ -151,7 +151,8 @@ OrderedJson MessageContract<StockShortage>::Write(const StockShortage& m) {
 
 StockShortage MessageContract<StockShortage>::Read(const Json& json) {
     FieldReader reader(json, "StockShortage");
-    return StockShortage{reader.RequiredOrderId("orderId"), reader.OptionalString("reason").value_or("")};
+    return StockShortage{.order_id = reader.RequiredOrderId("orderId"),
+                         .reason = reader.OptionalString("reason").value_or("")};
 }
 
 OrderedJson MessageContract<ProcessPayment>::Write(const ProcessPayment& m) {
@@ -178,7 +179,8 @@ OrderedJson MessageContract<PaymentAccepted>::Write(const PaymentAccepted& m) {
 
 PaymentAccepted MessageContract<PaymentAccepted>::Read(const Json& json) {
     FieldReader reader(json, "PaymentAccepted");
-    return PaymentAccepted{reader.RequiredOrderId("orderId"), reader.OptionalString("transactionId").value_or("")};
+    return PaymentAccepted{.order_id = reader.RequiredOrderId("orderId"),
+                           .transaction_id = reader.OptionalString("transactionId").value_or("")};
 }
 
 OrderedJson MessageContract<PaymentFailed>::Write(const PaymentFailed& m) {
@@ -189,7 +191,8 @@ OrderedJson MessageContract<PaymentFailed>::Write(const PaymentFailed& m) {
 
 PaymentFailed MessageContract<PaymentFailed>::Read(const Json& json) {
     FieldReader reader(json, "PaymentFailed");
-    return PaymentFailed{reader.RequiredOrderId("orderId"), reader.OptionalString("reason").value_or("")};
+    return PaymentFailed{.order_id = reader.RequiredOrderId("orderId"),
+                         .reason = reader.OptionalString("reason").value_or("")};
 }
 
 OrderedJson MessageContract<OrderTimeoutExpired>::Write(const OrderTimeoutExpired& m) {
@@ -197,7 +200,7 @@ OrderedJson MessageContract<OrderTimeoutExpired>::Write(const OrderTimeoutExpire
 }
 
 OrderTimeoutExpired MessageContract<OrderTimeoutExpired>::Read(const Json& json) {
-    return OrderTimeoutExpired{FieldReader(json, "OrderTimeoutExpired").RequiredOrderId("orderId")};
+    return OrderTimeoutExpired{.order_id = FieldReader(json, "OrderTimeoutExpired").RequiredOrderId("orderId")};
 }
 
 OrderedJson MessageContract<OrderCompleted>::Write(const OrderCompleted& m) {
@@ -205,7 +208,7 @@ OrderedJson MessageContract<OrderCompleted>::Write(const OrderCompleted& m) {
 }
 
 OrderCompleted MessageContract<OrderCompleted>::Read(const Json& json) {
-    return OrderCompleted{FieldReader(json, "OrderCompleted").RequiredOrderId("orderId")};
+    return OrderCompleted{.order_id = FieldReader(json, "OrderCompleted").RequiredOrderId("orderId")};
 }
 
 OrderedJson MessageContract<OrderFailed>::Write(const OrderFailed& m) {
@@ -216,7 +219,8 @@ OrderedJson MessageContract<OrderFailed>::Write(const OrderFailed& m) {
 
 OrderFailed MessageContract<OrderFailed>::Read(const Json& json) {
     FieldReader reader(json, "OrderFailed");
-    return OrderFailed{reader.RequiredOrderId("orderId"), reader.OptionalString("reason").value_or("")};
+    return OrderFailed{.order_id = reader.RequiredOrderId("orderId"),
+                       .reason = reader.OptionalString("reason").value_or("")};
 }
 
 OrderedJson MessageContract<ReleaseStock>::Write(const ReleaseStock& m) {
@@ -227,7 +231,8 @@ OrderedJson MessageContract<ReleaseStock>::Write(const ReleaseStock& m) {
 
 ReleaseStock MessageContract<ReleaseStock>::Read(const Json& json) {
     FieldReader reader(json, "ReleaseStock");
-    return ReleaseStock{reader.RequiredOrderId("orderId"), reader.OptionalString("reason").value_or("")};
+    return ReleaseStock{.order_id = reader.RequiredOrderId("orderId"),
+                        .reason = reader.OptionalString("reason").value_or("")};
 }
 
 OrderedJson MessageContract<StockReleased>::Write(const StockReleased& m) {
@@ -235,7 +240,7 @@ OrderedJson MessageContract<StockReleased>::Write(const StockReleased& m) {
 }
 
 StockReleased MessageContract<StockReleased>::Read(const Json& json) {
-    return StockReleased{FieldReader(json, "StockReleased").RequiredOrderId("orderId")};
+    return StockReleased{.order_id = FieldReader(json, "StockReleased").RequiredOrderId("orderId")};
 }
 
 }  // namespace contracts

@@ -35,32 +35,32 @@ messaging::Status InventoryServiceHost::Start() {
 
 void InventoryServiceHost::OnCheckInventory(messaging::ConsumeContext& context,
                                             const contracts::CheckInventory& command) {
-    const char last = command.order_id.back();
+    const char last = command.order_id.str().back();
     const bool in_stock = settings_.simulation.shortage_suffixes.find(last) == std::string::npos;
     const auto result = ledger_.Reserve(command.order_id, in_stock, settings_.simulation.shortage_reason);
     // A repeated command gets the same answer again: the earlier reply may not have been delivered.
     switch (result.status) {
         case ReservationStatus::kReserved:
-            context.Publish(contracts::StockReserved{command.order_id});
+            context.Publish(contracts::StockReserved{.order_id = command.order_id});
             break;
         case ReservationStatus::kShortage:
-            context.Publish(contracts::StockShortage{command.order_id, result.reason});
+            context.Publish(contracts::StockShortage{.order_id = command.order_id, .reason = result.reason});
             break;
         case ReservationStatus::kReleased:
-            context.Publish(
-                contracts::StockShortage{command.order_id, "Order was cancelled before stock was reserved"});
+            context.Publish(contracts::StockShortage{.order_id = command.order_id,
+                                                     .reason = "Order was cancelled before stock was reserved"});
             break;
     }
-    spdlog::info("order {}: CheckInventory -> {}{}", command.order_id,
+    spdlog::info("order {}: CheckInventory -> {}{}", command.order_id.str(),
                  result.status == ReservationStatus::kReserved ? "StockReserved" : "StockShortage",
                  result.newly_recorded ? "" : " (repeated)");
 }
 
 void InventoryServiceHost::OnReleaseStock(messaging::ConsumeContext& context, const contracts::ReleaseStock& command) {
     const bool released = ledger_.Release(command.order_id);
-    spdlog::info("order {}: ReleaseStock ({}) -> {}", command.order_id, command.reason,
+    spdlog::info("order {}: ReleaseStock ({}) -> {}", command.order_id.str(), command.reason,
                  released ? "released" : "nothing held");
-    context.Publish(contracts::StockReleased{command.order_id});
+    context.Publish(contracts::StockReleased{.order_id = command.order_id});
 }
 
 }  // namespace inventory_service

@@ -34,18 +34,19 @@ StockLedger::StockLedger(messaging::SqliteDatabase& db) : db_(db) {
                               " updated_at TEXT NOT NULL)"});
 }
 
-std::optional<ReservationStatus> StockLedger::StatusOf(const std::string& order_id) {
+std::optional<ReservationStatus> StockLedger::StatusOf(const contracts::OrderId& order_id) {
     auto& select = db_.Prepare("SELECT status FROM reservations WHERE order_id = ?1");
-    select.Bind(1, order_id);
+    select.Bind(1, order_id.str());
     std::optional<ReservationStatus> status;
     if (select.Step()) status = ParseStatus(select.Text(0));
     select.Reset();
     return status;
 }
 
-ReservationResult StockLedger::Reserve(const std::string& order_id, bool in_stock, const std::string& shortage_reason) {
+ReservationResult StockLedger::Reserve(const contracts::OrderId& order_id, bool in_stock,
+                                       const std::string& shortage_reason) {
     auto& select = db_.Prepare("SELECT status, reason FROM reservations WHERE order_id = ?1");
-    select.Bind(1, order_id);
+    select.Bind(1, order_id.str());
     if (select.Step()) {
         ReservationResult existing{ParseStatus(select.Text(0)), false, select.Text(1)};
         select.Reset();
@@ -55,7 +56,7 @@ ReservationResult StockLedger::Reserve(const std::string& order_id, bool in_stoc
     const ReservationStatus status = in_stock ? ReservationStatus::kReserved : ReservationStatus::kShortage;
     const std::string reason = in_stock ? "" : shortage_reason;
     db_.Prepare("INSERT INTO reservations (order_id, status, reason, updated_at) VALUES (?1, ?2, ?3, ?4)")
-        .Bind(1, order_id)
+        .Bind(1, order_id.str())
         .Bind(2, StatusName(status))
         .Bind(3, reason)
         .Bind(4, contracts::FormatIso8601(contracts::UtcNow()))
@@ -63,17 +64,17 @@ ReservationResult StockLedger::Reserve(const std::string& order_id, bool in_stoc
     return {status, true, reason};
 }
 
-bool StockLedger::Release(const std::string& order_id) {
+bool StockLedger::Release(const contracts::OrderId& order_id) {
     const std::string now = contracts::FormatIso8601(contracts::UtcNow());
     auto& update = db_.Prepare(
         "UPDATE reservations SET status = 'Released', updated_at = ?2 WHERE order_id = ?1 AND status = 'Reserved'");
-    update.Bind(1, order_id).Bind(2, now).Run();
+    update.Bind(1, order_id.str()).Bind(2, now).Run();
     if (db_.Changes() > 0) return true;
     // Nothing reserved yet: leave a tombstone so a CheckInventory that arrives later reserves nothing.
     db_.Prepare(
            "INSERT INTO reservations (order_id, status, reason, updated_at) VALUES (?1, 'Released', "
            "'Released before it was reserved', ?2) ON CONFLICT(order_id) DO NOTHING")
-        .Bind(1, order_id)
+        .Bind(1, order_id.str())
         .Bind(2, now)
         .Run();
     return false;

@@ -74,11 +74,11 @@ std::variant<NewOrder, FieldError> ParseNewOrder(std::string_view text) {
 
     NewOrder order;
     if (const Json* id = contracts::FindField(body, "orderId")) {
-        if (!id->is_string() || !contracts::IsValidOrderId(id->get<std::string>()))
-            return FieldError{"orderId", "must be 1-64 characters of A-Z, a-z, 0-9, '_' or '-'"};
-        order.order_id = id->get<std::string>();
+        auto order_id = id->is_string() ? contracts::OrderId::Parse(id->get_ref<const std::string&>()) : std::nullopt;
+        if (!order_id) return FieldError{"orderId", "must be 1-64 characters of A-Z, a-z, 0-9, '_' or '-'"};
+        order.order_id = std::move(*order_id);
     } else {
-        order.order_id = contracts::Guid::New().ToString();
+        order.order_id = contracts::OrderId::New();
     }
 
     const Json* customer = contracts::FindField(body, "customerNumber");
@@ -123,7 +123,7 @@ std::variant<NewOrder, FieldError> ParseNewOrder(std::string_view text) {
 
 OrderedJson OrderToJson(const OrderRecord& order) {
     OrderedJson json;
-    json["orderId"] = order.order_id;
+    json["orderId"] = order.order_id.str();
     json["status"] = StatusName(order.status);
     json["reason"] = order.reason.empty() ? OrderedJson() : OrderedJson(order.reason);
     json["customerNumber"] = order.customer_number;
@@ -223,29 +223,30 @@ void OrderHttpApi::PostOrder(const HttpRequest& request, const HttpResponder& re
                 return responder.Send(
                     ErrorResponse(503, "unavailable", "the message broker is not reachable; try again"));
             OrderedJson body;
-            body["orderId"] = order_id;
+            body["orderId"] = order_id.str();
             HttpResponse response = JsonResponse(202, body);
-            response.headers.emplace_back("Location", "/order/" + order_id);
+            response.headers.emplace_back("Location", "/order/" + order_id.str());
             responder.Send(std::move(response));
         });
     } catch (const std::exception& e) {
-        spdlog::error("order {}: cannot be stored: {}", order.order_id, e.what());
+        spdlog::error("order {}: cannot be stored: {}", order.order_id.str(), e.what());
         responder.Send(ErrorResponse(500, "internal", "the order could not be stored"));
     }
 }
 
-HttpResponse OrderHttpApi::GetOrder(const std::string& order_id) {
-    if (!contracts::IsValidOrderId(order_id))
+HttpResponse OrderHttpApi::GetOrder(std::string_view order_id) {
+    const auto id = contracts::OrderId::Parse(order_id);
+    if (!id)
         return ErrorResponse(400, "invalid_field", "orderId must be 1-64 characters of A-Z, a-z, 0-9, '_' or '-'",
                              "orderId");
     std::optional<OrderRecord> order;
     try {
-        order = submission_.Find(order_id);
+        order = submission_.Find(*id);
     } catch (const std::exception& e) {
-        spdlog::error("order {}: cannot be read: {}", order_id, e.what());
+        spdlog::error("order {}: cannot be read: {}", id->str(), e.what());
         return ErrorResponse(500, "internal", "the order could not be read");
     }
-    if (!order) return ErrorResponse(404, "not_found", "no order with id " + order_id, "orderId");
+    if (!order) return ErrorResponse(404, "not_found", "no order with id " + id->str(), "orderId");
     return JsonResponse(200, OrderToJson(*order));
 }
 

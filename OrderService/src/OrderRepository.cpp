@@ -141,17 +141,18 @@ OrderRepository::OrderRepository(messaging::SqliteDatabase& db) : db_(db) {
     messaging::MigrateSchema(db_, "OrderService", {std::begin(kMigrations), std::end(kMigrations)});
 }
 
-std::optional<OrderSagaInstance> OrderRepository::LoadSaga(const std::string& order_id) {
+std::optional<OrderSagaInstance> OrderRepository::LoadSaga(const contracts::OrderId& order_id) {
     auto& select = db_.Prepare(
         "SELECT current_state, version, customer_number, total_amount, reason, timeout_token, timeout_due_ms, "
         "stock_released, transaction_id, created_at, updated_at, applied_messages FROM order_saga "
         "WHERE correlation_id = ?1");
-    select.Bind(1, order_id);
+    select.Bind(1, order_id.str());
     if (!select.Step()) return std::nullopt;
     OrderSagaInstance instance;
     instance.order_id = order_id;
     auto state = ParseState(select.Text(0));
-    if (!state) throw std::runtime_error("order " + order_id + " has an unknown stored state '" + select.Text(0) + "'");
+    if (!state)
+        throw std::runtime_error("order " + order_id.str() + " has an unknown stored state '" + select.Text(0) + "'");
     instance.state = *state;
     instance.version = select.Integer(1);
     instance.customer_number = select.Text(2);
@@ -171,7 +172,7 @@ std::optional<OrderSagaInstance> OrderRepository::LoadSaga(const std::string& or
 void OrderRepository::SaveSaga(const OrderSagaInstance& instance) {
     // The columns a transition can change; the same parameter numbers in both statements.
     auto bind_changing = [&](messaging::Statement& statement) -> messaging::Statement& {
-        statement.Bind(1, instance.order_id)
+        statement.Bind(1, instance.order_id.str())
             .Bind(2, StateName(instance.state))
             .Bind(3, instance.version + 1)
             .Bind(4, instance.reason)
@@ -206,17 +207,18 @@ void OrderRepository::SaveSaga(const OrderSagaInstance& instance) {
         bind_changing(update).Run();
     }
     if (db_.Changes() != 1)
-        throw ConcurrencyConflict("order " + instance.order_id + ": the saga was changed by another writer (version " +
+        throw ConcurrencyConflict("order " + instance.order_id.str() +
+                                  ": the saga was changed by another writer (version " +
                                   std::to_string(instance.version) + ")");
 }
 
-void OrderRepository::DeleteSaga(const std::string& order_id, std::int64_t expected_version) {
+void OrderRepository::DeleteSaga(const contracts::OrderId& order_id, std::int64_t expected_version) {
     db_.Prepare("DELETE FROM order_saga WHERE correlation_id = ?1 AND version = ?2")
-        .Bind(1, order_id)
+        .Bind(1, order_id.str())
         .Bind(2, expected_version)
         .Run();
     if (db_.Changes() != 1)
-        throw ConcurrencyConflict("order " + order_id +
+        throw ConcurrencyConflict("order " + order_id.str() +
                                   ": the saga was changed by another writer before it was finalized");
 }
 
@@ -260,17 +262,17 @@ OrderStatus StatusOf(OrderState state) {
 }
 
 namespace {
-OrderStatus StoredStatus(const std::string& order_id, const std::string& name) {
+OrderStatus StoredStatus(const contracts::OrderId& order_id, const std::string& name) {
     if (auto status = ParseStatus(name)) return *status;
-    throw std::runtime_error("order " + order_id + ": unknown status '" + name + "' in the orders table");
+    throw std::runtime_error("order " + order_id.str() + ": unknown status '" + name + "' in the orders table");
 }
 }  // namespace
 
-std::optional<OrderRecord> OrderRepository::FindOrder(const std::string& order_id) {
+std::optional<OrderRecord> OrderRepository::FindOrder(const contracts::OrderId& order_id) {
     auto& select = db_.Prepare(
         "SELECT status, reason, customer_number, total_amount, items, transaction_id, created_at, updated_at "
         "FROM orders WHERE order_id = ?1");
-    select.Bind(1, order_id);
+    select.Bind(1, order_id.str());
     if (!select.Step()) return std::nullopt;
     OrderRecord order;
     order.order_id = order_id;
@@ -286,9 +288,9 @@ std::optional<OrderRecord> OrderRepository::FindOrder(const std::string& order_i
     return order;
 }
 
-std::optional<OrderStatus> OrderRepository::FindOrderStatus(const std::string& order_id) {
+std::optional<OrderStatus> OrderRepository::FindOrderStatus(const contracts::OrderId& order_id) {
     auto& select = db_.Prepare("SELECT status FROM orders WHERE order_id = ?1");
-    select.Bind(1, order_id);
+    select.Bind(1, order_id.str());
     if (!select.Step()) return std::nullopt;
     const std::string name = select.Text(0);
     select.Reset();
@@ -299,7 +301,7 @@ bool OrderRepository::InsertOrderIfAbsent(const OrderRecord& order) {
     db_.Prepare(
            "INSERT INTO orders (order_id, status, reason, customer_number, total_amount, items, transaction_id, "
            "created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) ON CONFLICT(order_id) DO NOTHING")
-        .Bind(1, order.order_id)
+        .Bind(1, order.order_id.str())
         .Bind(2, StatusName(order.status))
         .Bind(3, order.reason)
         .Bind(4, order.customer_number)
@@ -315,7 +317,7 @@ bool OrderRepository::InsertOrderIfAbsent(const OrderRecord& order) {
 void OrderRepository::UpsertOrderFromSaga(const OrderSagaInstance& instance) {
     // The row normally exists (POST /order wrote it): only the status columns change.
     db_.Prepare("UPDATE orders SET status = ?2, reason = ?3, transaction_id = ?4, updated_at = ?5 WHERE order_id = ?1")
-        .Bind(1, instance.order_id)
+        .Bind(1, instance.order_id.str())
         .Bind(2, StatusName(StatusOf(instance.state)))
         .Bind(3, instance.reason)
         .Bind(4, instance.transaction_id)
@@ -323,9 +325,15 @@ void OrderRepository::UpsertOrderFromSaga(const OrderSagaInstance& instance) {
         .Run();
     if (db_.Changes() == 1) return;
     // An OrderSubmitted published by another service: the order is new here.
-    InsertOrderIfAbsent(OrderRecord{instance.order_id, StatusOf(instance.state), instance.reason,
-                                    instance.customer_number, instance.total_amount, instance.items,
-                                    instance.transaction_id, instance.created_at, instance.updated_at});
+    InsertOrderIfAbsent(OrderRecord{.order_id = instance.order_id,
+                                    .status = StatusOf(instance.state),
+                                    .reason = instance.reason,
+                                    .customer_number = instance.customer_number,
+                                    .total_amount = instance.total_amount,
+                                    .items = instance.items,
+                                    .transaction_id = instance.transaction_id,
+                                    .created_at = instance.created_at,
+                                    .updated_at = instance.updated_at});
 }
 
 std::int64_t OrderRepository::AddToOutbox(const messaging::OutgoingMessage& message) {
@@ -377,7 +385,11 @@ std::vector<PendingTimeout> OrderRepository::PendingTimeouts() {
         "SELECT correlation_id, timeout_token, timeout_due_ms FROM order_saga WHERE timeout_due_ms IS NOT NULL "
         "ORDER BY timeout_due_ms");
     std::vector<PendingTimeout> timeouts;
-    while (select.Step()) timeouts.push_back({select.Text(0), select.Text(1), select.Integer(2)});
+    while (select.Step()) {
+        auto order_id = contracts::OrderId::Parse(select.Text(0));
+        if (!order_id) throw std::runtime_error("order_saga holds an invalid order id '" + select.Text(0) + "'");
+        timeouts.push_back({std::move(*order_id), select.Text(1), select.Integer(2)});
+    }
     select.Reset();
     return timeouts;
 }

@@ -64,12 +64,13 @@ void StartOrder(SagaTransition& t, const Context& c) {
     t.next.items = submitted.items;
     t.next.created_at = c.now;
     ScheduleTimeout(t, c);
-    t.commands.push_back(contracts::CheckInventory{t.next.order_id, t.next.items});
+    t.commands.push_back(contracts::CheckInventory{.order_id = t.next.order_id, .items = t.next.items});
 }
 
 void RequestPayment(SagaTransition& t, const Context& c) {
     ScheduleTimeout(t, c);
-    t.commands.push_back(contracts::ProcessPayment{t.next.order_id, t.next.total_amount, c.options.card_token});
+    t.commands.push_back(contracts::ProcessPayment{
+        .order_id = t.next.order_id, .amount = t.next.total_amount, .card_number = c.options.card_token});
 }
 
 std::string FailureReason(const Context& c) {
@@ -88,26 +89,27 @@ std::string FailureReason(const Context& c) {
 void FailOrder(SagaTransition& t, const Context& c) {
     CancelTimeout(t);
     t.next.reason = FailureReason(c);
-    t.commands.push_back(contracts::OrderFailed{t.next.order_id, t.next.reason});
+    t.commands.push_back(contracts::OrderFailed{.order_id = t.next.order_id, .reason = t.next.reason});
 }
 
 void FailAndReleaseStock(SagaTransition& t, const Context& c) {
     CancelTimeout(t);
     t.next.reason = FailureReason(c);
-    t.commands.push_back(contracts::ReleaseStock{t.next.order_id, t.next.reason});
-    t.commands.push_back(contracts::OrderFailed{t.next.order_id, t.next.reason});
+    t.commands.push_back(contracts::ReleaseStock{.order_id = t.next.order_id, .reason = t.next.reason});
+    t.commands.push_back(contracts::OrderFailed{.order_id = t.next.order_id, .reason = t.next.reason});
 }
 
 void CompleteOrder(SagaTransition& t, const Context& c) {
     CancelTimeout(t);
     t.next.transaction_id = c.event.transaction_id;
-    t.commands.push_back(contracts::OrderCompleted{t.next.order_id});
+    t.commands.push_back(contracts::OrderCompleted{.order_id = t.next.order_id});
     t.finalize = true;
 }
 
 void ReleaseLateStock(SagaTransition& t, const Context&) {
     t.next.stock_released = false;
-    t.commands.push_back(contracts::ReleaseStock{t.next.order_id, "Stock reserved after the order failed"});
+    t.commands.push_back(
+        contracts::ReleaseStock{.order_id = t.next.order_id, .reason = "Stock reserved after the order failed"});
 }
 
 void RecordStockReleased(SagaTransition& t, const Context&) {
@@ -261,10 +263,15 @@ std::string OrderSagaPublishTable() {
     for (const Row& row : kOrderSagaTable) {
         if (row.disposition != Disposition::kApplied) continue;
         OrderSagaInstance instance;
-        instance.order_id = "order";
+        const auto order_id = contracts::OrderId::Parse("order").value();
+        instance.order_id = order_id;
         instance.state = row.from;
         instance.timeout_token = "token";
-        OrderEvent event{row.event, "order", "reason", std::nullopt, "token", "transaction"};
+        OrderEvent event{.kind = row.event,
+                         .order_id = order_id,
+                         .reason = "reason",
+                         .timeout_token = "token",
+                         .transaction_id = "transaction"};
         if (row.event == E::kOrderSubmitted) event.submitted = contracts::OrderSubmitted{};
         const SagaTransition transition = Decide(instance, event, SagaOptions{}, Timestamp{}, "new-token");
         std::string published;

@@ -20,39 +20,42 @@ void OrderSagaConsumer::Register(messaging::ReceiveEndpoint& endpoint) {
     using namespace contracts;
     const std::string consumer = "Orders.OrderState";  // MassTransit names a saga's faults after its instance type
     endpoint.Handle<OrderSubmitted>(consumer, [this](ConsumeContext& c, const OrderSubmitted& m) {
-        Handle(c, OrderEvent{OrderEventKind::kOrderSubmitted, m.order_id, {}, m, {}, {}});
+        Handle(c, OrderEvent{.kind = OrderEventKind::kOrderSubmitted, .order_id = m.order_id, .submitted = m});
     });
     endpoint.Handle<StockReserved>(consumer, [this](ConsumeContext& c, const StockReserved& m) {
-        Handle(c, OrderEvent{OrderEventKind::kStockReserved, m.order_id, {}, {}, {}, {}});
+        Handle(c, OrderEvent{.kind = OrderEventKind::kStockReserved, .order_id = m.order_id});
     });
     endpoint.Handle<StockShortage>(consumer, [this](ConsumeContext& c, const StockShortage& m) {
-        Handle(c, OrderEvent{OrderEventKind::kStockShortage, m.order_id, m.reason, {}, {}, {}});
+        Handle(c, OrderEvent{.kind = OrderEventKind::kStockShortage, .order_id = m.order_id, .reason = m.reason});
     });
     endpoint.Handle<PaymentAccepted>(consumer, [this](ConsumeContext& c, const PaymentAccepted& m) {
-        Handle(c, OrderEvent{OrderEventKind::kPaymentAccepted, m.order_id, {}, {}, {}, m.transaction_id});
+        Handle(c, OrderEvent{.kind = OrderEventKind::kPaymentAccepted,
+                             .order_id = m.order_id,
+                             .transaction_id = m.transaction_id});
     });
     endpoint.Handle<PaymentFailed>(consumer, [this](ConsumeContext& c, const PaymentFailed& m) {
-        Handle(c, OrderEvent{OrderEventKind::kPaymentFailed, m.order_id, m.reason, {}, {}, {}});
+        Handle(c, OrderEvent{.kind = OrderEventKind::kPaymentFailed, .order_id = m.order_id, .reason = m.reason});
     });
     endpoint.Handle<OrderTimeoutExpired>(consumer, [this](ConsumeContext& c, const OrderTimeoutExpired& m) {
         std::string token;
         if (const auto* header = contracts::FindField(c.envelope().headers, "MT-Scheduling-TokenId");
             header && header->is_string())
             token = header->get<std::string>();
-        Handle(c, OrderEvent{OrderEventKind::kOrderTimeoutExpired, m.order_id, {}, {}, token, {}});
+        Handle(c, OrderEvent{
+                      .kind = OrderEventKind::kOrderTimeoutExpired, .order_id = m.order_id, .timeout_token = token});
     });
     endpoint.Handle<StockReleased>(consumer, [this](ConsumeContext& c, const StockReleased& m) {
-        Handle(c, OrderEvent{OrderEventKind::kStockReleased, m.order_id, {}, {}, {}, {}});
+        Handle(c, OrderEvent{.kind = OrderEventKind::kStockReleased, .order_id = m.order_id});
     });
     endpoint.Handle<Fault<CheckInventory>>(consumer, [this](ConsumeContext& c, const Fault<CheckInventory>& m) {
-        Handle(c,
-               OrderEvent{
-                   OrderEventKind::kCheckInventoryFaulted, m.message.order_id, FaultMessage(m.exceptions), {}, {}, {}});
+        Handle(c, OrderEvent{.kind = OrderEventKind::kCheckInventoryFaulted,
+                             .order_id = m.message.order_id,
+                             .reason = FaultMessage(m.exceptions)});
     });
     endpoint.Handle<Fault<ProcessPayment>>(consumer, [this](ConsumeContext& c, const Fault<ProcessPayment>& m) {
-        Handle(c,
-               OrderEvent{
-                   OrderEventKind::kProcessPaymentFaulted, m.message.order_id, FaultMessage(m.exceptions), {}, {}, {}});
+        Handle(c, OrderEvent{.kind = OrderEventKind::kProcessPaymentFaulted,
+                             .order_id = m.message.order_id,
+                             .reason = FaultMessage(m.exceptions)});
     });
 }
 
@@ -60,25 +63,26 @@ void OrderSagaConsumer::Handle(messaging::ConsumeContext& context, const OrderEv
     const std::string& message_id = context.envelope().message_id;
     // A MassTransit saga's CorrelationId becomes the initiatorId of what it publishes; ours is the
     // order id, a GUID unless the client chose another id (then there is none to write).
-    if (auto guid = contracts::Guid::Parse(event.order_id)) context.SetCorrelationId(guid->ToString());
+    if (auto guid = contracts::Guid::Parse(event.order_id.str())) context.SetCorrelationId(guid->ToString());
     std::optional<OrderSagaInstance> stored = repository_.LoadSaga(event.order_id);
     OrderSagaInstance instance;
     if (stored) {
         if (!message_id.empty() && stored->HasApplied(message_id)) {
-            spdlog::debug("order {}: {} {} was already applied", event.order_id, EventName(event.kind), message_id);
+            spdlog::debug("order {}: {} {} was already applied", event.order_id.str(), EventName(event.kind),
+                          message_id);
             return;
         }
         instance = std::move(*stored);
     } else if (event.kind == OrderEventKind::kOrderSubmitted) {
         // A finalized (completed) order has no saga row any more, but its outcome is kept.
         if (auto status = repository_.FindOrderStatus(event.order_id); status && IsFinal(*status)) {
-            spdlog::info("order {}: OrderSubmitted for a finished order ignored", event.order_id);
+            spdlog::info("order {}: OrderSubmitted for a finished order ignored", event.order_id.str());
             return;
         }
         instance.order_id = event.order_id;
     } else {
         // As MassTransit: a non-initiating event with no instance is discarded (acked, not skipped).
-        spdlog::info("order {}: {} discarded, no saga instance", event.order_id, EventName(event.kind));
+        spdlog::info("order {}: {} discarded, no saga instance", event.order_id.str(), EventName(event.kind));
         return;
     }
 
@@ -91,7 +95,7 @@ void OrderSagaConsumer::Handle(messaging::ConsumeContext& context, const OrderEv
         throw UnhandledEventError("The " + std::string(EventName(event.kind)) + " event is not handled during the " +
                                   std::string(StateName(from)) + " state for the OrderStateMachine state machine");
     if (transition.disposition == Disposition::kIgnored) {
-        spdlog::info("order {}: {} in {} ignored ({})", event.order_id, EventName(event.kind), StateName(from),
+        spdlog::info("order {}: {} in {} ignored ({})", event.order_id.str(), EventName(event.kind), StateName(from),
                      transition.row);
         return;
     }
@@ -124,8 +128,8 @@ void OrderSagaConsumer::Handle(messaging::ConsumeContext& context, const OrderEv
     else if (transition.timeout == TimeoutChange::kCancel)
         timeouts_.Cancel(instance.order_id);
 
-    spdlog::info("order {}: {} -> {} on {} ({})", event.order_id, StateName(from), StateName(transition.next.state),
-                 EventName(event.kind), transition.row);
+    spdlog::info("order {}: {} -> {} on {} ({})", event.order_id.str(), StateName(from),
+                 StateName(transition.next.state), EventName(event.kind), transition.row);
 }
 
 void OrderSagaConsumer::RestoreTimeouts() {

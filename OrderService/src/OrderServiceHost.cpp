@@ -12,7 +12,8 @@ OrderServiceHost::OrderServiceHost(messaging::EventLoop& loop, messaging::Transp
       unit_of_work_(messaging::MakeUnitOfWork(loop, db_, settings_.database.group_commit)),
       repository_(db_),
       bus_(loop, transport, messaging::BusSettings{"OrderService"}),
-      timeouts_(loop, [this](const std::string& order_id, const std::string& token) { SendTimeout(order_id, token); }),
+      timeouts_(loop,
+                [this](const contracts::OrderId& order_id, const std::string& token) { SendTimeout(order_id, token); }),
       relay_(loop, bus_, repository_, *unit_of_work_),
       saga_(repository_, relay_, timeouts_, settings_.saga),
       submission_(bus_, repository_, *unit_of_work_, relay_) {
@@ -49,14 +50,15 @@ void OrderServiceHost::Stop(std::function<void()> stopped) {
     bus_.Stop(std::move(stopped));
 }
 
-void OrderServiceHost::SendTimeout(const std::string& order_id, const std::string& token) {
+void OrderServiceHost::SendTimeout(const contracts::OrderId& order_id, const std::string& token) {
     messaging::SendOptions options;
     options.headers["MT-Scheduling-TokenId"] = token;
-    auto message = bus_.PrepareSend(settings_.endpoint.queue, contracts::OrderTimeoutExpired{order_id}, options);
+    auto message =
+        bus_.PrepareSend(settings_.endpoint.queue, contracts::OrderTimeoutExpired{.order_id = order_id}, options);
     bus_.Dispatch({std::move(message)}, [this, order_id, token](const messaging::Status& status) {
         if (status.ok()) return;
         // The broker is away: try again shortly, the saga ignores a timeout that no longer counts.
-        spdlog::warn("order {}: timeout could not be sent ({}); retrying", order_id, status.message());
+        spdlog::warn("order {}: timeout could not be sent ({}); retrying", order_id.str(), status.message());
         timeouts_.Schedule(order_id, token, contracts::ToUnixMillis(contracts::UtcNow()) + 1000);
     });
 }

@@ -10,7 +10,11 @@ void OrderSubmission::Submit(const NewOrder& order, std::function<void(SubmitOut
         return;
     }
     const auto now = contracts::UtcNow();
-    contracts::OrderSubmitted submitted{order.order_id, now, order.customer_number, order.total_amount, order.items};
+    contracts::OrderSubmitted submitted{.order_id = order.order_id,
+                                        .timestamp = now,
+                                        .customer_number = order.customer_number,
+                                        .total_amount = order.total_amount,
+                                        .items = order.items};
     messaging::OutgoingMessage message = bus_.PreparePublish(submitted);
 
     OrderRecord record;
@@ -41,7 +45,7 @@ void OrderSubmission::Submit(const NewOrder& order, std::function<void(SubmitOut
     relay_.PublishAfterCommit(std::move(rows),
                               [order_id = order.order_id, done = std::move(done)](const messaging::Status& committed) {
                                   if (!committed.ok())
-                                      spdlog::error("order {}: not stored ({})", order_id, committed.message());
+                                      spdlog::error("order {}: not stored ({})", order_id.str(), committed.message());
                                   done(committed.ok() ? SubmitOutcome::kAccepted : SubmitOutcome::kUnavailable);
                               });
 }

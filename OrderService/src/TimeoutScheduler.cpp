@@ -7,13 +7,14 @@ namespace order_service {
 TimeoutScheduler::TimeoutScheduler(messaging::EventLoop& loop, FireCallback fire)
     : loop_(loop), fire_(std::move(fire)), timer_(loop) {}
 
-void TimeoutScheduler::Schedule(const std::string& order_id, const std::string& token, std::int64_t due_unix_ms) {
+void TimeoutScheduler::Schedule(const contracts::OrderId& order_id, const std::string& token,
+                                std::int64_t due_unix_ms) {
     Cancel(order_id);
     by_order_[order_id] = by_due_.emplace(due_unix_ms, Entry{order_id, token});
     Arm();
 }
 
-void TimeoutScheduler::Cancel(const std::string& order_id) {
+void TimeoutScheduler::Cancel(const contracts::OrderId& order_id) {
     auto it = by_order_.find(order_id);
     if (it == by_order_.end()) return;
     by_due_.erase(it->second);

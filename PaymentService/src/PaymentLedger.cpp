@@ -15,13 +15,16 @@ PaymentLedger::PaymentLedger(messaging::SqliteDatabase& db) : db_(db) {
                               " created_at TEXT NOT NULL)"});
 }
 
-std::optional<PaymentRecord> PaymentLedger::Find(const std::string& order_id) {
+std::optional<PaymentRecord> PaymentLedger::Find(const contracts::OrderId& order_id) {
     auto& select = db_.Prepare("SELECT accepted, transaction_id, reason, amount FROM payments WHERE order_id = ?1");
-    select.Bind(1, order_id);
+    select.Bind(1, order_id.str());
     std::optional<PaymentRecord> record;
     if (select.Step()) {
-        record = PaymentRecord{order_id, select.Integer(0) != 0, select.Text(1), select.Text(2),
-                               contracts::Decimal::Parse(select.Text(3)).value_or(contracts::Decimal())};
+        record = PaymentRecord{.order_id = order_id,
+                               .accepted = select.Integer(0) != 0,
+                               .transaction_id = select.Text(1),
+                               .reason = select.Text(2),
+                               .amount = contracts::Decimal::Parse(select.Text(3)).value_or(contracts::Decimal())};
     }
     select.Reset();
     return record;
@@ -31,7 +34,7 @@ void PaymentLedger::Record(const PaymentRecord& record) {
     db_.Prepare(
            "INSERT INTO payments (order_id, accepted, transaction_id, reason, amount, created_at) "
            "VALUES (?1, ?2, ?3, ?4, ?5, ?6)")
-        .Bind(1, record.order_id)
+        .Bind(1, record.order_id.str())
         .Bind(2, record.accepted ? 1 : 0)
         .Bind(3, record.transaction_id)
         .Bind(4, record.reason)

@@ -31,11 +31,12 @@ void PaymentServiceHost::OnProcessPayment(messaging::ConsumeContext& context,
                                           const contracts::ProcessPayment& command) {
     if (auto existing = ledger_.Find(command.order_id)) {
         // Never charge twice: answer a repeated command from the ledger.
-        spdlog::info("order {}: ProcessPayment repeated; answering from the ledger", command.order_id);
+        spdlog::info("order {}: ProcessPayment repeated; answering from the ledger", command.order_id.str());
         if (existing->accepted)
-            context.Publish(contracts::PaymentAccepted{command.order_id, existing->transaction_id});
+            context.Publish(
+                contracts::PaymentAccepted{.order_id = command.order_id, .transaction_id = existing->transaction_id});
         else
-            context.Publish(contracts::PaymentFailed{command.order_id, existing->reason});
+            context.Publish(contracts::PaymentFailed{.order_id = command.order_id, .reason = existing->reason});
         return;
     }
     if (!command.amount.IsPositive()) throw messaging::NonRetryableError("ProcessPayment.amount must be positive");
@@ -44,7 +45,7 @@ void PaymentServiceHost::OnProcessPayment(messaging::ConsumeContext& context,
     // message, so the simulation keeps no per-order state.
     ++gateway_calls_;
     const int call = context.retry_attempt() + 1;
-    const char last = command.order_id.back();
+    const char last = command.order_id.str().back();
     const auto& simulation = settings_.simulation;
     if (simulation.gateway_down_suffixes.find(last) != std::string::npos)
         throw PaymentGatewayUnavailable(simulation.gateway_down_message);
@@ -58,16 +59,16 @@ void PaymentServiceHost::OnProcessPayment(messaging::ConsumeContext& context,
     if (simulation.decline_suffixes.find(last) != std::string::npos) {
         record.reason = simulation.decline_reason;
         ledger_.Record(record);
-        context.Publish(contracts::PaymentFailed{command.order_id, record.reason});
-        spdlog::info("order {}: payment of {} declined ({})", command.order_id, command.amount.ToString(),
+        context.Publish(contracts::PaymentFailed{.order_id = command.order_id, .reason = record.reason});
+        spdlog::info("order {}: payment of {} declined ({})", command.order_id.str(), command.amount.ToString(),
                      record.reason);
         return;
     }
     record.accepted = true;
     record.transaction_id = contracts::Guid::New().ToString();
     ledger_.Record(record);
-    context.Publish(contracts::PaymentAccepted{command.order_id, record.transaction_id});
-    spdlog::info("order {}: payment of {} accepted ({})", command.order_id, command.amount.ToString(),
+    context.Publish(contracts::PaymentAccepted{.order_id = command.order_id, .transaction_id = record.transaction_id});
+    spdlog::info("order {}: payment of {} accepted ({})", command.order_id.str(), command.amount.ToString(),
                  record.transaction_id);
 }
 

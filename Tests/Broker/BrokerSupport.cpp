@@ -355,7 +355,7 @@ BrokerSystem::~BrokerSystem() {
 }
 
 std::optional<order_service::OrderRecord> BrokerSystem::Order(const std::string& id) {
-    return loop().Invoke([&] { return order_->repository().FindOrder(id); });
+    return loop().Invoke([&] { return order_->repository().FindOrder(contracts::OrderId::Parse(id).value()); });
 }
 
 bool BrokerSystem::WaitForStatus(const std::string& id, order_service::OrderStatus status,

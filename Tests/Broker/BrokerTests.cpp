@@ -30,7 +30,10 @@ void SubmitOrder(BrokerSystem& system, const std::string& id, const std::string&
     auto done = std::make_shared<std::promise<order_service::SubmitOutcome>>();
     auto future = done->get_future();
     system.loop().Post([&system, id, amount, done] {
-        order_service::NewOrder order{id, "CUST-7", *Decimal::Parse(amount), {{"SKU-1", 1, *Decimal::Parse(amount)}}};
+        order_service::NewOrder order{contracts::OrderId::Parse(id).value(),
+                                      "CUST-7",
+                                      *Decimal::Parse(amount),
+                                      {{"SKU-1", 1, *Decimal::Parse(amount)}}};
         system.orders().submission().Submit(order,
                                             [done](order_service::SubmitOutcome outcome) { done->set_value(outcome); });
     });

@@ -7,6 +7,8 @@
 #include "Contracts/Messages.h"
 #include "Wire/Envelope.h"
 
+using namespace contracts::literals;
+
 using namespace contracts;
 
 namespace {
@@ -101,6 +103,20 @@ TEST_SUITE("Contracts") {
         CHECK_FALSE(IsValidOrderId("../etc"));
     }
 
+    TEST_CASE("An OrderId can only hold a valid id") {
+        CHECK(OrderId::Parse("order-123_X")->str() == "order-123_X");
+        CHECK_FALSE(OrderId::Parse(""));
+        CHECK_FALSE(OrderId::Parse("a b"));
+        CHECK(IsValidOrderId(OrderId::New().str()));
+        CHECK(Guid::Parse(OrderId::New().str()));
+        CHECK_THROWS_AS(operator""_order_id("../etc", 6), std::invalid_argument);
+        CHECK(OrderId() != "x"_order_id);
+        CHECK(OrderId().empty());
+        // A message read from the wire with an invalid id is refused, naming the field.
+        CHECK_THROWS_WITH_AS(MessageContract<StockReserved>::Read(Json{{"orderId", "a b"}}),
+                             doctest::Contains("orderId"), ContractError);
+    }
+
     TEST_CASE("URNs and exchange names follow MassTransit's formatters") {
         CHECK(ContractName("OrderSubmitted").Urn() == "urn:message:Contracts:OrderSubmitted");
         CHECK(ContractName("OrderSubmitted").EntityName() == "Contracts:OrderSubmitted");
@@ -124,28 +140,37 @@ TEST_SUITE("Contracts") {
     TEST_CASE("Every message is written exactly and reads back equal") {
         const Decimal price = *Decimal::Parse("24.99");
         CheckRoundTrip(
-            OrderSubmitted{"o-1", kTime, "CUST-42", *Decimal::Parse("49.98"), {{"SKU-1", 2, price}}},
+            OrderSubmitted{.order_id = "o-1"_order_id,
+                           .timestamp = kTime,
+                           .customer_number = "CUST-42",
+                           .total_amount = *Decimal::Parse("49.98"),
+                           .items = {{"SKU-1", 2, price}}},
             R"({"orderId":"o-1","timestamp":"2026-02-10T14:03:05.412987Z","customerNumber":"CUST-42","totalAmount":"49.98","items":[{"sku":"SKU-1","quantity":2,"unitPrice":"24.99"}]})");
-        CheckRoundTrip(CheckInventory{"o-1", {{"SKU-1", 2, price}}},
+        CheckRoundTrip(CheckInventory{.order_id = "o-1"_order_id, .items = {{"SKU-1", 2, price}}},
                        R"({"orderId":"o-1","items":[{"sku":"SKU-1","quantity":2,"unitPrice":"24.99"}]})");
-        CheckRoundTrip(StockReserved{"o-1"}, R"({"orderId":"o-1"})");
-        CheckRoundTrip(StockShortage{"o-1", "Out of stock"}, R"({"orderId":"o-1","reason":"Out of stock"})");
-        CheckRoundTrip(ProcessPayment{"o-1", *Decimal::Parse("149.97"), "tok_1"},
-                       R"({"orderId":"o-1","amount":"149.97","cardNumber":"tok_1"})");
-        CheckRoundTrip(PaymentAccepted{"o-1", "tx-9"}, R"({"orderId":"o-1","transactionId":"tx-9"})");
-        CheckRoundTrip(PaymentFailed{"o-1", "Credit card limit exceeded"},
+        CheckRoundTrip(StockReserved{.order_id = "o-1"_order_id}, R"({"orderId":"o-1"})");
+        CheckRoundTrip(StockShortage{.order_id = "o-1"_order_id, .reason = "Out of stock"},
+                       R"({"orderId":"o-1","reason":"Out of stock"})");
+        CheckRoundTrip(
+            ProcessPayment{.order_id = "o-1"_order_id, .amount = *Decimal::Parse("149.97"), .card_number = "tok_1"},
+            R"({"orderId":"o-1","amount":"149.97","cardNumber":"tok_1"})");
+        CheckRoundTrip(PaymentAccepted{.order_id = "o-1"_order_id, .transaction_id = "tx-9"},
+                       R"({"orderId":"o-1","transactionId":"tx-9"})");
+        CheckRoundTrip(PaymentFailed{.order_id = "o-1"_order_id, .reason = "Credit card limit exceeded"},
                        R"({"orderId":"o-1","reason":"Credit card limit exceeded"})");
-        CheckRoundTrip(OrderTimeoutExpired{"o-1"}, R"({"orderId":"o-1"})");
-        CheckRoundTrip(OrderCompleted{"o-1"}, R"({"orderId":"o-1"})");
-        CheckRoundTrip(OrderFailed{"o-1", "Out of stock"}, R"({"orderId":"o-1","reason":"Out of stock"})");
-        CheckRoundTrip(ReleaseStock{"o-1", "timeout"}, R"({"orderId":"o-1","reason":"timeout"})");
-        CheckRoundTrip(StockReleased{"o-1"}, R"({"orderId":"o-1"})");
+        CheckRoundTrip(OrderTimeoutExpired{.order_id = "o-1"_order_id}, R"({"orderId":"o-1"})");
+        CheckRoundTrip(OrderCompleted{.order_id = "o-1"_order_id}, R"({"orderId":"o-1"})");
+        CheckRoundTrip(OrderFailed{.order_id = "o-1"_order_id, .reason = "Out of stock"},
+                       R"({"orderId":"o-1","reason":"Out of stock"})");
+        CheckRoundTrip(ReleaseStock{.order_id = "o-1"_order_id, .reason = "timeout"},
+                       R"({"orderId":"o-1","reason":"timeout"})");
+        CheckRoundTrip(StockReleased{.order_id = "o-1"_order_id}, R"({"orderId":"o-1"})");
     }
 
     TEST_CASE("PascalCase keys - numbers for decimals and unknown fields are accepted") {
         const auto m = MessageContract<OrderSubmitted>::Read(Json::parse(
             R"({"OrderId":"o-2","Timestamp":"2026-02-10T14:03:05Z","CustomerNumber":"C","TotalAmount":149.97,"Extra":{"x":1}})"));
-        CHECK(m.order_id == "o-2");
+        CHECK(m.order_id.str() == "o-2");
         CHECK(m.customer_number == "C");
         CHECK(m.total_amount.ToString() == "149.97");
         CHECK(m.items.empty());
@@ -175,7 +200,8 @@ TEST_SUITE("Contracts") {
         fault.exceptions.push_back(
             ExceptionInfo{"payment_service.PaymentGatewayUnavailable", nullptr, "   at X", "down", "PaymentService"});
         fault.fault_message_types = {"urn:message:Contracts:ProcessPayment"};
-        fault.message = ProcessPayment{"o-2", *Decimal::Parse("5.00"), "tok"};
+        fault.message =
+            ProcessPayment{.order_id = "o-2"_order_id, .amount = *Decimal::Parse("5.00"), .card_number = "tok"};
         const auto json = MessageContract<Fault<ProcessPayment>>::Write(fault);
         CHECK(json["faultId"] == "0b4e0000-5a1c-0015-1e44-08de49a2c3ab");
         CHECK(json["exceptions"][0]["exceptionType"] == "payment_service.PaymentGatewayUnavailable");
@@ -199,8 +225,8 @@ TEST_SUITE("Contracts.Envelope") {
         envelope.sent_time = kTime;
         envelope.host.machine_name = "apphost";
         envelope.host.process_id = 4711;
-        const auto json =
-            Json::parse(messaging::SerializeEnvelope(envelope, MessageContract<StockReserved>::Write({"o-1"})));
+        const auto json = Json::parse(
+            messaging::SerializeEnvelope(envelope, MessageContract<StockReserved>::Write({"o-1"_order_id})));
         std::vector<std::string> keys;
         for (auto it = json.begin(); it != json.end(); ++it) keys.push_back(it.key());
         std::sort(keys.begin(), keys.end());
@@ -247,7 +273,7 @@ TEST_SUITE("Contracts.Envelope") {
         envelope.sent_time = kTime;
         envelope.host.machine_name = "app\"host\\\n\t\x01\x7f";
         envelope.host.process_id = 4711;
-        const OrderedJson message = MessageContract<StockReserved>::Write({"o-1"});
+        const OrderedJson message = MessageContract<StockReserved>::Write({"o-1"_order_id});
         CHECK(messaging::SerializeEnvelope(envelope, message) == reference(envelope, message));
 
         // Every field set, headers, control characters, UTF-8 and invalid UTF-8 (replaced, as nlohmann does).

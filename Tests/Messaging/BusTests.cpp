@@ -9,6 +9,8 @@
 #include "Testing/TestHarness.h"
 #include "Transport/InMemoryTransport.h"
 
+using namespace contracts::literals;
+
 using namespace messaging;
 using namespace std::chrono_literals;
 using contracts::Json;
@@ -100,7 +102,7 @@ TEST_SUITE("Bus") {
     TEST_CASE("Immediate(5): a consumer that always throws runs 6 times - then faults once") {
         BusFixture fixture(RetryPolicy::Immediate(5));
         fixture.handler = AlwaysThrow;
-        REQUIRE(fixture.PublishRaw("Contracts:StockReserved", fixture.Prepared({"o-1"})).ok());
+        REQUIRE(fixture.PublishRaw("Contracts:StockReserved", fixture.Prepared({"o-1"_order_id})).ok());
         REQUIRE(fixture.WaitQueue("test-queue_error", 1));
         CHECK(fixture.attempts == 6);
         CHECK(fixture.Queue("test-queue_error").size() == 1);
@@ -112,7 +114,7 @@ TEST_SUITE("Bus") {
     TEST_CASE("Interval(3 x 500ms): 4 attempts spread over at least 1.5 s") {
         BusFixture fixture(RetryPolicy::Interval(3, 500ms));
         fixture.handler = AlwaysThrow;
-        REQUIRE(fixture.PublishRaw("Contracts:StockReserved", fixture.Prepared({"o-1"})).ok());
+        REQUIRE(fixture.PublishRaw("Contracts:StockReserved", fixture.Prepared({"o-1"_order_id})).ok());
         REQUIRE(fixture.WaitQueue("test-queue_error", 1));
         CHECK(fixture.attempts == 4);
         std::lock_guard lock(fixture.mutex);
@@ -125,7 +127,7 @@ TEST_SUITE("Bus") {
     TEST_CASE("The _error copy is the unchanged body with every MassTransit fault header") {
         BusFixture fixture(RetryPolicy::Immediate(3));
         fixture.handler = AlwaysThrow;
-        TransportMessage original = fixture.Prepared({"o-7"});
+        TransportMessage original = fixture.Prepared({"o-7"_order_id});
         original.properties.expiration = "60000";
         original.properties.headers["Custom-Header"] = std::string("kept");
         REQUIRE(fixture.PublishRaw("Contracts:StockReserved", original).ok());
@@ -163,7 +165,7 @@ TEST_SUITE("Bus") {
     TEST_CASE("Exactly one Fault<T> is published - with MassTransit's envelope and body") {
         BusFixture fixture(RetryPolicy::Immediate(2));
         fixture.handler = AlwaysThrow;
-        const TransportMessage original = fixture.Prepared({"6f1c2a9e-3b7d-4c55-9a1e-2d8f0c4b7e31"});
+        const TransportMessage original = fixture.Prepared({"6f1c2a9e-3b7d-4c55-9a1e-2d8f0c4b7e31"_order_id});
         REQUIRE(fixture.PublishRaw("Contracts:StockReserved", original).ok());
         REQUIRE(fixture.WaitQueue("fault-observer", 1));
         const auto faults = fixture.harness.Published();
@@ -202,7 +204,7 @@ TEST_SUITE("Bus") {
         fixture.handler = AlwaysThrow;
         fixture.loop_thread.loop().Invoke(
             [&] { REQUIRE(fixture.transport->DeclareNow(QueueWithExchange("my-faults")).ok()); });
-        TransportMessage message = fixture.Prepared({"o-1"});
+        TransportMessage message = fixture.Prepared({"o-1"_order_id});
         Json envelope = Json::parse(message.body);
         envelope["faultAddress"] = "loopback://localhost/my-faults";
         message.body = envelope.dump();
@@ -214,7 +216,7 @@ TEST_SUITE("Bus") {
 
     TEST_CASE("A message no consumer matches goes to _skipped with MT-Reason=dead-letter") {
         BusFixture fixture(RetryPolicy::Immediate(1));
-        TransportMessage message = fixture.Prepared({"o-1"});
+        TransportMessage message = fixture.Prepared({"o-1"_order_id});
         Json envelope = Json::parse(message.body);
         envelope["messageType"] = Json::array({"urn:message:Contracts:SomethingElse"});
         message.body = envelope.dump();
@@ -230,7 +232,7 @@ TEST_SUITE("Bus") {
 
     TEST_CASE("A URN is matched case-insensitively") {
         BusFixture fixture(RetryPolicy::None());
-        TransportMessage message = fixture.Prepared({"o-1"});
+        TransportMessage message = fixture.Prepared({"o-1"_order_id});
         Json envelope = Json::parse(message.body);
         envelope["messageType"] = Json::array({"URN:MESSAGE:contracts:stockreserved"});
         message.body = envelope.dump();
@@ -274,7 +276,7 @@ TEST_SUITE("Bus") {
 
     TEST_CASE("A message whose fields break the contract faults at once - without retries") {
         BusFixture fixture(RetryPolicy::Immediate(5));
-        TransportMessage message = fixture.Prepared({"o-1"});
+        TransportMessage message = fixture.Prepared({"o-1"_order_id});
         Json envelope = Json::parse(message.body);
         envelope["message"] = Json::object({{"orderId", "not valid!"}});
         message.body = envelope.dump();
@@ -289,9 +291,9 @@ TEST_SUITE("Bus") {
         BusFixture fixture(RetryPolicy::Interval(3, 10ms));
         fixture.handler = [&](ConsumeContext& context, const contracts::StockReserved& message) {
             if (context.retry_attempt() < 2) throw std::runtime_error("transient");
-            context.Publish(contracts::OrderCompleted{message.order_id});
+            context.Publish(contracts::OrderCompleted{.order_id = message.order_id});
         };
-        REQUIRE(fixture.PublishRaw("Contracts:StockReserved", fixture.Prepared({"o-1"})).ok());
+        REQUIRE(fixture.PublishRaw("Contracts:StockReserved", fixture.Prepared({"o-1"_order_id})).ok());
         REQUIRE(fixture.harness.WaitPublished<contracts::OrderCompleted>(nullptr));
         REQUIRE(fixture.harness.WaitUntil([&] { return fixture.Unacked() == 0; }));
         CHECK(fixture.attempts == 3);
@@ -302,12 +304,12 @@ TEST_SUITE("Bus") {
     TEST_CASE("Messages sent from a consumer carry the conversation and initiator and source and custom headers") {
         BusFixture fixture(RetryPolicy::None());
         fixture.handler = [&](ConsumeContext& context, const contracts::StockReserved& message) {
-            context.Publish(contracts::OrderCompleted{message.order_id});
+            context.Publish(contracts::OrderCompleted{.order_id = message.order_id});
         };
         SendOptions options;
         options.headers["Tenant"] = "acme";
         options.headers["MT-Internal"] = "not copied";
-        TransportMessage incoming = fixture.Prepared({"6f1c2a9e-3b7d-4c55-9a1e-2d8f0c4b7e31"}, options);
+        TransportMessage incoming = fixture.Prepared({"6f1c2a9e-3b7d-4c55-9a1e-2d8f0c4b7e31"_order_id}, options);
         // A peer whose contract has a Guid CorrelationId sets the envelope's correlationId.
         Json with_correlation = Json::parse(incoming.body);
         with_correlation["correlationId"] = "0b4e0000-5a1c-0015-a2b6-08de49a2c1f7";
@@ -336,9 +338,9 @@ TEST_SUITE("Bus") {
         BusFixture fixture(RetryPolicy::None());
         fixture.handler = [&](ConsumeContext& context, const contracts::StockReserved& message) {
             context.SetCorrelationId("6f1c2a9e-3b7d-4c55-9a1e-2d8f0c4b7e31");
-            context.Publish(contracts::OrderCompleted{message.order_id});
+            context.Publish(contracts::OrderCompleted{.order_id = message.order_id});
         };
-        REQUIRE(fixture.PublishRaw("Contracts:StockReserved", fixture.Prepared({"o-9"})).ok());
+        REQUIRE(fixture.PublishRaw("Contracts:StockReserved", fixture.Prepared({"o-9"_order_id})).ok());
         REQUIRE(fixture.harness.WaitPublished<contracts::OrderCompleted>(nullptr));
         const auto published = fixture.harness.Published();
         auto it = std::find_if(published.begin(), published.end(),
@@ -355,9 +357,9 @@ TEST_SUITE("Bus") {
             seen = true;
             // The broker goes away while the consumer works.
             fixture.transport->SetAvailable(false);
-            context.Publish(contracts::OrderCompleted{message.order_id});
+            context.Publish(contracts::OrderCompleted{.order_id = message.order_id});
         };
-        REQUIRE(fixture.PublishRaw("Contracts:StockReserved", fixture.Prepared({"o-1"})).ok());
+        REQUIRE(fixture.PublishRaw("Contracts:StockReserved", fixture.Prepared({"o-1"_order_id})).ok());
         REQUIRE(fixture.harness.WaitUntil([&] { return seen.load() && fixture.Queue(kQueue).size() == 1; }));
         CHECK(fixture.Unacked() == 0);
         CHECK(fixture.Queue("test-queue_error").empty());
@@ -370,7 +372,7 @@ TEST_SUITE("Bus") {
     TEST_CASE("Stop returns deliveries waiting for a retry to the queue") {
         BusFixture fixture(RetryPolicy::Interval(3, 60s));
         fixture.handler = AlwaysThrow;
-        REQUIRE(fixture.PublishRaw("Contracts:StockReserved", fixture.Prepared({"o-1"})).ok());
+        REQUIRE(fixture.PublishRaw("Contracts:StockReserved", fixture.Prepared({"o-1"_order_id})).ok());
         REQUIRE(fixture.harness.WaitUntil([&] { return fixture.attempts == 1; }));
         std::promise<void> stopped;
         fixture.loop_thread.loop().Post([&] { fixture.bus->Stop([&] { stopped.set_value(); }); });

@@ -6,6 +6,8 @@
 
 #include "Support/TestSupport.h"
 
+using namespace contracts::literals;
+
 using namespace contracts;
 using namespace std::chrono_literals;
 using test_support::InMemorySystem;
@@ -51,7 +53,7 @@ struct ApiFixture {
 
     std::size_t SubmittedCount(const std::string& id) {
         return system.harness()
-            .Published<OrderSubmitted>([&](const OrderSubmitted& m) { return m.order_id == id; })
+            .Published<OrderSubmitted>([&](const OrderSubmitted& m) { return m.order_id.str() == id; })
             .size();
     }
 
@@ -91,7 +93,7 @@ TEST_SUITE("OrderService.HttpApi") {
         REQUIRE(Guid::Parse(id).has_value());
         CHECK(Guid::Parse(id)->ToString() == id);
         REQUIRE(api.system.harness().WaitPublished<OrderSubmitted>(
-            [&](const OrderSubmitted& m) { return m.order_id == id; }));
+            [&](const OrderSubmitted& m) { return m.order_id.str() == id; }));
         CHECK(api.system.harness().Published<OrderSubmitted>()[0].total_amount.ToString() == "10.5");
     }
 

@@ -5,6 +5,8 @@
 #include "OrderService/OrderRepository.h"
 #include "Support/TestSupport.h"
 
+using namespace contracts::literals;
+
 using namespace order_service;
 using namespace contracts;
 
@@ -12,7 +14,7 @@ namespace {
 
 OrderSagaInstance Instance(const std::string& id) {
     OrderSagaInstance instance;
-    instance.order_id = id;
+    instance.order_id = contracts::OrderId::Parse(id).value();
     instance.state = OrderState::kSubmitted;
     instance.customer_number = "C";
     instance.total_amount = *Decimal::Parse("10.50");
@@ -58,7 +60,7 @@ TEST_SUITE("OrderService.Repository") {
         db.SetUserVersion(1);
         OrderRepository repository(db);
         CHECK(db.UserVersion() == OrderRepository::kSchemaVersion);
-        const auto loaded = repository.LoadSaga("v1-order");
+        const auto loaded = repository.LoadSaga("v1-order"_order_id);
         REQUIRE(loaded);
         CHECK(loaded->state == OrderState::kSubmitted);
         CHECK(loaded->total_amount.ToString() == "10.50");
@@ -79,7 +81,7 @@ TEST_SUITE("OrderService.Repository") {
         auto instance = Instance("r-1");
         repository.SaveSaga(instance);
         CHECK_THROWS_AS(repository.SaveSaga(instance), ConcurrencyConflict);  // a second insert of version 0
-        auto loaded = repository.LoadSaga("r-1");
+        auto loaded = repository.LoadSaga("r-1"_order_id);
         REQUIRE(loaded);
         CHECK(loaded->version == 1);
         CHECK(loaded->state == OrderState::kSubmitted);
@@ -94,29 +96,33 @@ TEST_SUITE("OrderService.Repository") {
         loaded->RememberApplied("an id with \"quotes\" and spaces");
         loaded->customer_number = "changed";  // fixed when the saga starts: an update does not write it
         repository.SaveSaga(*loaded);
-        CHECK(repository.LoadSaga("r-1")->version == 2);
-        CHECK(repository.LoadSaga("r-1")->customer_number == "C");
-        CHECK(repository.LoadSaga("r-1")->state == OrderState::kInventoryReserved);
-        CHECK(repository.LoadSaga("r-1")->applied_message_ids ==
+        CHECK(repository.LoadSaga("r-1"_order_id)->version == 2);
+        CHECK(repository.LoadSaga("r-1"_order_id)->customer_number == "C");
+        CHECK(repository.LoadSaga("r-1"_order_id)->state == OrderState::kInventoryReserved);
+        CHECK(repository.LoadSaga("r-1"_order_id)->applied_message_ids ==
               std::vector<std::string>{"m-1", "an id with \"quotes\" and spaces"});
         CHECK_THROWS_AS(repository.SaveSaga(*loaded), ConcurrencyConflict);  // still version 1 in hand
-        CHECK_THROWS_AS(repository.DeleteSaga("r-1", 1), ConcurrencyConflict);
-        repository.DeleteSaga("r-1", 2);
-        CHECK_FALSE(repository.LoadSaga("r-1"));
+        CHECK_THROWS_AS(repository.DeleteSaga("r-1"_order_id, 1), ConcurrencyConflict);
+        repository.DeleteSaga("r-1"_order_id, 2);
+        CHECK_FALSE(repository.LoadSaga("r-1"_order_id));
         CHECK(repository.PendingTimeouts().empty());
     }
 
     TEST_CASE("The orders table keeps the first creation time and follows the saga's status") {
         messaging::SqliteDatabase db(":memory:");
         OrderRepository repository(db);
-        OrderRecord record{"r-2", OrderStatus::kAccepted, "", "C", *Decimal::Parse("5"), {}, "", UtcNow(), UtcNow()};
+        OrderRecord record{.order_id = "r-2"_order_id,
+                           .customer_number = "C",
+                           .total_amount = *Decimal::Parse("5"),
+                           .created_at = UtcNow(),
+                           .updated_at = UtcNow()};
         CHECK(repository.InsertOrderIfAbsent(record));
         CHECK_FALSE(repository.InsertOrderIfAbsent(record));
         auto instance = Instance("r-2");
         instance.state = OrderState::kFailed;
         instance.reason = "Out of stock";
         repository.UpsertOrderFromSaga(instance);
-        const auto order = repository.FindOrder("r-2");
+        const auto order = repository.FindOrder("r-2"_order_id);
         REQUIRE(order);
         CHECK(order->status == order_service::OrderStatus::kFailed);
         CHECK(order->reason == "Out of stock");
@@ -175,14 +181,14 @@ TEST_SUITE("OrderService.Repository") {
             messaging::OutgoingMessage left = loop_thread.loop().Invoke([&] {
                 messaging::InMemoryTransport transport(loop_thread.loop());
                 messaging::Bus bus(loop_thread.loop(), transport, {"Writer"});
-                return bus.PreparePublish(StockReserved{"crash-3"});
+                return bus.PreparePublish(StockReserved{.order_id = "crash-3"_order_id});
             });
             left.exchange = "Contracts:StockReserved";
             repository.AddToOutbox(left);
         }
         test_support::InMemorySystem system(test_support::SystemOptions{}, dir);
         REQUIRE(system.harness().WaitPublished<StockReserved>(
-            [](const StockReserved& m) { return m.order_id == "crash-3"; }));
+            [](const StockReserved& m) { return m.order_id.str() == "crash-3"; }));
         REQUIRE(test_support::WaitFor([&] {
             return system.loop().Invoke([&] { return system.orders().repository().PendingOutbox(10).empty(); });
         }));
@@ -202,7 +208,7 @@ TEST_SUITE("OrderService.Repository") {
         };
         auto inventory_checks = [&] {
             return system.harness()
-                .Published<CheckInventory>([](const CheckInventory& m) { return m.order_id == "keep-3"; })
+                .Published<CheckInventory>([](const CheckInventory& m) { return m.order_id.str() == "keep-3"; })
                 .size();
         };
         refuse_removal(true);

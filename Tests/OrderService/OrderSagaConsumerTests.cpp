@@ -9,6 +9,8 @@
 
 #include "Support/TestSupport.h"
 
+using namespace contracts::literals;
+
 using namespace order_service;
 using namespace contracts;
 using namespace std::chrono_literals;
@@ -23,7 +25,7 @@ struct SagaRowFixture {
     // Stores an instance of order `id` in `state`, as the saga would have left it.
     OrderSagaInstance Store(const std::string& id, OrderState state) {
         OrderSagaInstance instance;
-        instance.order_id = id;
+        instance.order_id = contracts::OrderId::Parse(id).value();
         instance.state = state;
         instance.customer_number = "CUST-1";
         instance.total_amount = *Decimal::Parse("149.97");
@@ -58,7 +60,7 @@ struct SagaRowFixture {
             if (!record.HasType(MessageContract<T>::Name().Urn())) continue;
             if (record.envelope.value("sourceAddress", "") != "loopback://localhost/order-service") continue;
             T message = MessageContract<T>::Read(record.message);
-            if (message.order_id == id) out.push_back(message);
+            if (message.order_id.str() == id) out.push_back(message);
         }
         return out;
     }
@@ -89,7 +91,7 @@ Fault<CheckInventory> InventoryFault(const std::string& id) {
     Fault<CheckInventory> fault;
     fault.fault_id = Guid::New();
     fault.exceptions.push_back({"Inventory.Exception", nullptr, "", "warehouse offline", "InventoryService"});
-    fault.message = CheckInventory{id, {}};
+    fault.message = CheckInventory{.order_id = contracts::OrderId::Parse(id).value()};
     return fault;
 }
 
@@ -97,7 +99,8 @@ Fault<ProcessPayment> PaymentFault(const std::string& id) {
     Fault<ProcessPayment> fault;
     fault.fault_id = Guid::New();
     fault.exceptions.push_back({"Payment.Exception", nullptr, "", "Payment gateway unavailable", "PaymentService"});
-    fault.message = ProcessPayment{id, *Decimal::Parse("149.97"), "tok"};
+    fault.message = ProcessPayment{
+        .order_id = contracts::OrderId::Parse(id).value(), .amount = *Decimal::Parse("149.97"), .card_number = "tok"};
     return fault;
 }
 
@@ -109,19 +112,31 @@ TEST_SUITE("OrderService.SagaConsumer") {
         f.Store("dup-s", OrderState::kSubmitted);
         f.Store("dup-r", OrderState::kInventoryReserved);
         f.Store("dup-f", OrderState::kFailed);
-        f.Deliver(OrderSubmitted{"dup-s", UtcNow(), "C", *Decimal::Parse("1"), {}});
-        f.Deliver(OrderSubmitted{"dup-r", UtcNow(), "C", *Decimal::Parse("1"), {}});
-        f.Deliver(StockReserved{"dup-r"});
+        f.Deliver(OrderSubmitted{.order_id = "dup-s"_order_id,
+                                 .timestamp = UtcNow(),
+                                 .customer_number = "C",
+                                 .total_amount = *Decimal::Parse("1"),
+                                 .items = {}});
+        f.Deliver(OrderSubmitted{.order_id = "dup-r"_order_id,
+                                 .timestamp = UtcNow(),
+                                 .customer_number = "C",
+                                 .total_amount = *Decimal::Parse("1"),
+                                 .items = {}});
+        f.Deliver(StockReserved{.order_id = "dup-r"_order_id});
         for (auto event : {0, 1, 2, 3, 4}) {
             switch (event) {
                 case 0:
-                    f.Deliver(OrderSubmitted{"dup-f", UtcNow(), "C", *Decimal::Parse("1"), {}});
+                    f.Deliver(OrderSubmitted{.order_id = "dup-f"_order_id,
+                                             .timestamp = UtcNow(),
+                                             .customer_number = "C",
+                                             .total_amount = *Decimal::Parse("1"),
+                                             .items = {}});
                     break;
                 case 1:
-                    f.Deliver(StockShortage{"dup-f", "again"});
+                    f.Deliver(StockShortage{.order_id = "dup-f"_order_id, .reason = "again"});
                     break;
                 case 2:
-                    f.Deliver(PaymentFailed{"dup-f", "again"});
+                    f.Deliver(PaymentFailed{.order_id = "dup-f"_order_id, .reason = "again"});
                     break;
                 case 3:
                     f.Deliver(InventoryFault("dup-f"));
@@ -131,7 +146,7 @@ TEST_SUITE("OrderService.SagaConsumer") {
                     break;
             }
         }
-        f.Deliver(OrderTimeoutExpired{"dup-f"});
+        f.Deliver(OrderTimeoutExpired{.order_id = "dup-f"_order_id});
         CHECK(f.StateOf("dup-s") == OrderState::kSubmitted);
         CHECK(f.StateOf("dup-r") == OrderState::kInventoryReserved);
         CHECK(f.StateOf("dup-f") == OrderState::kFailed);
@@ -142,8 +157,9 @@ TEST_SUITE("OrderService.SagaConsumer") {
     TEST_CASE("A redelivered message that was already applied publishes nothing the second time") {
         SagaRowFixture f;
         f.Store("redeliver", OrderState::kFailed);
-        const messaging::TransportMessage late = f.system.loop().Invoke(
-            [&] { return f.system.orders().bus().PreparePublish(StockReserved{"redeliver"}).message; });
+        const messaging::TransportMessage late = f.system.loop().Invoke([&] {
+            return f.system.orders().bus().PreparePublish(StockReserved{.order_id = "redeliver"_order_id}).message;
+        });
         REQUIRE(f.system.PublishRaw("Contracts:StockReserved", late).ok());
         REQUIRE(f.system.harness().WaitUntil([&] { return f.PublishedBySaga<ReleaseStock>("redeliver").size() == 1; }));
         REQUIRE(f.system.WaitIdle());
@@ -156,7 +172,7 @@ TEST_SUITE("OrderService.SagaConsumer") {
     TEST_CASE("A timeout whose token was superseded is ignored") {
         SagaRowFixture f;
         f.Store("stale", OrderState::kInventoryReserved);
-        f.Deliver(OrderTimeoutExpired{"stale"}, WithToken("an-older-token"));
+        f.Deliver(OrderTimeoutExpired{.order_id = "stale"_order_id}, WithToken("an-older-token"));
         CHECK(f.StateOf("stale") == OrderState::kInventoryReserved);
         CHECK(f.PublishedCountBySaga() == 0);
     }
@@ -164,7 +180,7 @@ TEST_SUITE("OrderService.SagaConsumer") {
     TEST_CASE("An event with no row for the state faults and lands in order-service_error") {
         SagaRowFixture f;
         f.Store("unhandled", OrderState::kFailed);
-        f.Deliver(PaymentAccepted{"unhandled", "tx-late"});
+        f.Deliver(PaymentAccepted{.order_id = "unhandled"_order_id, .transaction_id = "tx-late"});
         REQUIRE(f.system.harness().WaitUntil([&] { return f.system.QueueDepth("order-service_error") == 1; }));
         const auto copy = f.system.QueueMessages("order-service_error").at(0);
         CHECK(
@@ -177,7 +193,7 @@ TEST_SUITE("OrderService.SagaConsumer") {
 
     TEST_CASE("An event for an order with no saga instance is discarded - not skipped") {
         SagaRowFixture f;
-        f.Deliver(StockReserved{"nobody"});
+        f.Deliver(StockReserved{.order_id = "nobody"_order_id});
         CHECK_FALSE(f.system.Saga("nobody").has_value());
         CHECK(f.system.QueueDepth("order-service_skipped") == 0);
         CHECK(f.system.QueueDepth("order-service_error") == 0);

@@ -5,6 +5,8 @@
 
 #include "OrderService/OrderSaga.h"
 
+using namespace contracts::literals;
+
 using namespace order_service;
 using namespace contracts;
 
@@ -14,7 +16,7 @@ const Timestamp kNow = FromUnixMillis(1'700'000'000'000);
 
 OrderSagaInstance In(OrderState state) {
     OrderSagaInstance instance;
-    instance.order_id = "row-1";
+    instance.order_id = "row-1"_order_id;
     instance.state = state;
     instance.customer_number = "CUST-1";
     instance.total_amount = *Decimal::Parse("149.97");
@@ -23,7 +25,8 @@ OrderSagaInstance In(OrderState state) {
 }
 
 OrderEvent Event(OrderEventKind kind, std::string reason = "", std::string token = "") {
-    return OrderEvent{kind, "row-1", std::move(reason), std::nullopt, std::move(token), ""};
+    return OrderEvent{
+        .kind = kind, .order_id = "row-1"_order_id, .reason = std::move(reason), .timeout_token = std::move(token)};
 }
 
 SagaTransition Run(const OrderSagaInstance& instance, const OrderEvent& event) {
@@ -42,10 +45,13 @@ const T& Command(const SagaTransition& transition, std::size_t index) {
 TEST_SUITE("OrderService.SagaDecide") {
     TEST_CASE("Initial + OrderSubmitted -> Submitted: keep the order - schedule the timeout - CheckInventory") {
         auto event = Event(OrderEventKind::kOrderSubmitted);
-        event.submitted =
-            OrderSubmitted{"row-1", kNow, "CUST-9", *Decimal::Parse("20.00"), {{"SKU-1", 2, *Decimal::Parse("10.00")}}};
+        event.submitted = OrderSubmitted{.order_id = "row-1"_order_id,
+                                         .timestamp = kNow,
+                                         .customer_number = "CUST-9",
+                                         .total_amount = *Decimal::Parse("20.00"),
+                                         .items = {{"SKU-1", 2, *Decimal::Parse("10.00")}}};
         OrderSagaInstance initial;
-        initial.order_id = "row-1";
+        initial.order_id = "row-1"_order_id;
         const auto t = Run(initial, event);
         CHECK(t.disposition == Disposition::kApplied);
         CHECK(t.next.state == OrderState::kSubmitted);
@@ -113,7 +119,7 @@ TEST_SUITE("OrderService.SagaDecide") {
         CHECK(t.next.transaction_id == "txn-1");
         CHECK(t.timeout == TimeoutChange::kCancel);
         REQUIRE(t.commands.size() == 1);
-        CHECK(Command<OrderCompleted>(t, 0).order_id == "row-1");
+        CHECK(Command<OrderCompleted>(t, 0).order_id.str() == "row-1");
     }
 
     TEST_CASE("InventoryReserved + PaymentFailed or Fault<ProcessPayment> -> Failed: ReleaseStock and OrderFailed") {

@@ -5,6 +5,8 @@
 
 #include "Support/TestSupport.h"
 
+using namespace contracts::literals;
+
 using namespace order_service;
 using namespace contracts;
 using namespace std::chrono_literals;
@@ -15,7 +17,7 @@ namespace {
 
 template <class T>
 std::size_t CountFor(InMemorySystem& system, const std::string& id) {
-    return system.harness().Published<T>([&](const T& m) { return m.order_id == id; }).size();
+    return system.harness().Published<T>([&](const T& m) { return m.order_id.str() == id; }).size();
 }
 
 }  // namespace
@@ -66,7 +68,7 @@ TEST_SUITE("OrderService.Scenarios") {
         CHECK(CountFor<ReleaseStock>(system, "order-0021") == 1);
         CHECK(CountFor<StockReleased>(system, "order-0021") == 1);
         CHECK(CountFor<OrderCompleted>(system, "order-0021") == 0);
-        CHECK(system.loop().Invoke([&] { return system.inventory().ledger().StatusOf("order-0021"); }) ==
+        CHECK(system.loop().Invoke([&] { return system.inventory().ledger().StatusOf("order-0021"_order_id); }) ==
               inventory_service::ReservationStatus::kReleased);
     }
 
@@ -122,8 +124,8 @@ TEST_SUITE("OrderService.Scenarios") {
         REQUIRE(system.WaitIdle());
         const auto published_before = system.harness().Published().size();
         system.Submit("order-0063");
-        REQUIRE(system.Publish(StockReserved{"order-0063"}).ok());
-        REQUIRE(system.Publish(PaymentAccepted{"order-0063", "tx-dup"}).ok());
+        REQUIRE(system.Publish(StockReserved{.order_id = "order-0063"_order_id}).ok());
+        REQUIRE(system.Publish(PaymentAccepted{.order_id = "order-0063"_order_id, .transaction_id = "tx-dup"}).ok());
         REQUIRE(system.harness().WaitUntil([&] { return system.harness().Consumed<PaymentAccepted>().size() == 2; }));
         REQUIRE(system.WaitIdle());
         // Only the three duplicates we published ourselves were added.
@@ -138,7 +140,7 @@ TEST_SUITE("OrderService.Scenarios") {
         REQUIRE(system.WaitForStatus("order-0073", order_service::OrderStatus::kFailed));
         REQUIRE(system.WaitIdle());  // the timeout's own ReleaseStock is out
         const auto releases = CountFor<ReleaseStock>(system, "order-0073");
-        REQUIRE(system.Publish(StockReserved{"order-0073"}).ok());
+        REQUIRE(system.Publish(StockReserved{.order_id = "order-0073"_order_id}).ok());
         REQUIRE(
             system.harness().WaitUntil([&] { return CountFor<ReleaseStock>(system, "order-0073") == releases + 1; }));
         CHECK(system.Order("order-0073")->status == order_service::OrderStatus::kFailed);
@@ -152,8 +154,8 @@ TEST_SUITE("OrderService.Scenarios") {
         REQUIRE(system.Saga("order-0074"));  // Failed waits for the stock to be released
         const auto releases = CountFor<ReleaseStock>(system, "order-0074");
         // In Failed, every new StockReserved releases stock; the same message delivered twice must not.
-        const auto late =
-            system.loop().Invoke([&] { return system.orders().bus().PreparePublish(StockReserved{"order-0074"}); });
+        const auto late = system.loop().Invoke(
+            [&] { return system.orders().bus().PreparePublish(StockReserved{.order_id = "order-0074"_order_id}); });
         REQUIRE(system.PublishRaw(late.exchange, late.message).ok());
         REQUIRE(system.PublishRaw(late.exchange, late.message).ok());
         REQUIRE(system.harness().WaitUntil([&] { return system.harness().Consumed<StockReserved>().size() == 2; }));
@@ -179,7 +181,7 @@ TEST_SUITE("OrderService.Scenarios") {
                 REQUIRE(saga);
                 CHECK(saga->state == OrderState::kSubmitted);
                 CHECK(second.loop().Invoke([&] { return second.orders().timeouts().PendingCount(); }) == 1);
-                REQUIRE(second.Publish(StockReserved{"order-0083"}).ok());
+                REQUIRE(second.Publish(StockReserved{.order_id = "order-0083"_order_id}).ok());
                 REQUIRE(second.WaitForStatus("order-0083", order_service::OrderStatus::kCompleted));
             }
         }
@@ -191,7 +193,8 @@ TEST_SUITE("OrderService.Scenarios") {
             InMemorySystem first(SystemOptions{.saga_timeout = 300ms, .start_inventory = false}, dir);
             first.Submit("order-0093");
             REQUIRE(first.SagaExists("order-0093", OrderState::kSubmitted));
-            first.loop().Invoke([&] { first.orders().timeouts().Cancel("order-0093"); });  // "crash" before it fires
+            first.loop().Invoke(
+                [&] { first.orders().timeouts().Cancel("order-0093"_order_id); });  // "crash" before it fires
         }
         InMemorySystem second(SystemOptions{.saga_timeout = 300ms, .start_inventory = false}, dir);
         REQUIRE(second.WaitForStatus("order-0093", order_service::OrderStatus::kFailed));
@@ -220,7 +223,7 @@ TEST_SUITE("OrderService.Scenarios") {
                 });
             });
             WHEN("StockReserved is handled while the other writer updates the row") {
-                REQUIRE(system.Publish(StockReserved{"order-0103"}).ok());
+                REQUIRE(system.Publish(StockReserved{.order_id = "order-0103"_order_id}).ok());
                 THEN("the first save conflicts, the retry reloads and applies the event once") {
                     REQUIRE(system.SagaExists("order-0103", OrderState::kInventoryReserved));
                     REQUIRE(system.WaitIdle());
@@ -241,7 +244,7 @@ TEST_SUITE("OrderService.Scenarios") {
         system.Submit("order-0113");
         REQUIRE(system.WaitForStatus("order-0113", order_service::OrderStatus::kCompleted));
         system.loop().Invoke([&] { system.transport().SetAvailable(false); });
-        CHECK_FALSE(system.Publish(StockReserved{"x"}).ok());
+        CHECK_FALSE(system.Publish(StockReserved{.order_id = "x"_order_id}).ok());
         system.loop().Invoke([&] { system.transport().SetAvailable(true); });
         system.Submit("order-0123");
         REQUIRE(system.WaitForStatus("order-0123", order_service::OrderStatus::kCompleted));

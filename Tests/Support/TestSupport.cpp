@@ -63,18 +63,20 @@ messaging::Status InMemorySystem::PublishRaw(const std::string& exchange, messag
 }
 
 void InMemorySystem::Submit(const std::string& order_id, const std::string& amount) {
-    contracts::OrderSubmitted submitted{
-        order_id, contracts::UtcNow(), "CUST-1", *contracts::Decimal::Parse(amount), {}};
+    contracts::OrderSubmitted submitted{.order_id = contracts::OrderId::Parse(order_id).value(),
+                                        .timestamp = contracts::UtcNow(),
+                                        .customer_number = "CUST-1",
+                                        .total_amount = *contracts::Decimal::Parse(amount)};
     auto status = Publish(submitted);
     if (!status.ok()) throw std::runtime_error(status.message());
 }
 
 std::optional<order_service::OrderRecord> InMemorySystem::Order(const std::string& order_id) {
-    return loop().Invoke([&] { return order_->repository().FindOrder(order_id); });
+    return loop().Invoke([&] { return order_->repository().FindOrder(contracts::OrderId::Parse(order_id).value()); });
 }
 
 std::optional<order_service::OrderSagaInstance> InMemorySystem::Saga(const std::string& order_id) {
-    return loop().Invoke([&] { return order_->repository().LoadSaga(order_id); });
+    return loop().Invoke([&] { return order_->repository().LoadSaga(contracts::OrderId::Parse(order_id).value()); });
 }
 
 // The waits below wake whenever a bus records something, which is when saga state can change.

@@ -4,7 +4,9 @@
 
 #include <array>
 #include <chrono>
+#include <compare>
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -28,6 +30,29 @@ class Guid {
 // An order id is 1-64 characters of [A-Za-z0-9_-]; a lowercase GUID qualifies.
 bool IsValidOrderId(std::string_view order_id);
 
+// A validated order id: the only way to make one is Parse (or New), so a value of this type always
+// satisfies IsValidOrderId. A default-constructed OrderId is empty and means "none yet".
+class OrderId {
+  public:
+    OrderId() = default;
+    static std::optional<OrderId> Parse(std::string_view text);
+    static OrderId New();  // a fresh lowercase GUID
+
+    const std::string& str() const { return value_; }
+    bool empty() const { return value_.empty(); }
+    auto operator<=>(const OrderId&) const = default;
+
+  private:
+    explicit OrderId(std::string value) : value_(std::move(value)) {}
+    std::string value_;
+};
+
+namespace literals {
+// "o-1"_order_id, for ids written in source (tests, samples); an invalid literal throws
+// std::invalid_argument.
+OrderId operator""_order_id(const char* text, std::size_t length);
+}  // namespace literals
+
 using Timestamp = std::chrono::time_point<std::chrono::system_clock, std::chrono::microseconds>;
 
 Timestamp UtcNow();
@@ -40,3 +65,8 @@ std::int64_t ToUnixMillis(Timestamp time);
 Timestamp FromUnixMillis(std::int64_t millis);
 
 }  // namespace contracts
+
+template <>
+struct std::hash<contracts::OrderId> {
+    std::size_t operator()(const contracts::OrderId& id) const noexcept { return std::hash<std::string>{}(id.str()); }
+};

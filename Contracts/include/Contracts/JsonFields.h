@@ -44,7 +44,7 @@ class FieldReader {
 
     std::string RequiredString(std::string_view name) const;
     std::optional<std::string> OptionalString(std::string_view name) const;
-    std::string RequiredOrderId(std::string_view name) const;  // validated with IsValidOrderId
+    OrderId RequiredOrderId(std::string_view name) const;
     Decimal RequiredDecimal(std::string_view name) const;
     std::int64_t RequiredInteger(std::string_view name) const;
     std::optional<std::int64_t> OptionalInteger(std::string_view name) const;

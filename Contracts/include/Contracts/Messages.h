@@ -15,81 +15,81 @@
 namespace contracts {
 
 struct OrderItem {
-    std::string sku;
+    std::string sku{};
     std::int64_t quantity = 0;
-    Decimal unit_price;
+    Decimal unit_price{};
     bool operator==(const OrderItem&) const = default;
 };
 
 struct OrderSubmitted {
-    std::string order_id;
+    OrderId order_id{};
     Timestamp timestamp{};
-    std::string customer_number;
-    Decimal total_amount;
-    std::vector<OrderItem> items;  // ext
+    std::string customer_number{};
+    Decimal total_amount{};
+    std::vector<OrderItem> items{};  // ext
     bool operator==(const OrderSubmitted&) const = default;
 };
 
 struct CheckInventory {
-    std::string order_id;
-    std::vector<OrderItem> items;  // ext
+    OrderId order_id{};
+    std::vector<OrderItem> items{};  // ext
     bool operator==(const CheckInventory&) const = default;
 };
 
 struct StockReserved {
-    std::string order_id;
+    OrderId order_id{};
     bool operator==(const StockReserved&) const = default;
 };
 
 struct StockShortage {
-    std::string order_id;
-    std::string reason;
+    OrderId order_id{};
+    std::string reason{};
     bool operator==(const StockShortage&) const = default;
 };
 
 struct ProcessPayment {
-    std::string order_id;
-    Decimal amount;
-    std::string card_number;  // a token, never a real card number
+    OrderId order_id{};
+    Decimal amount{};
+    std::string card_number{};  // a token, never a real card number
     bool operator==(const ProcessPayment&) const = default;
 };
 
 struct PaymentAccepted {
-    std::string order_id;
-    std::string transaction_id;  // ext; empty when a peer left it out
+    OrderId order_id{};
+    std::string transaction_id{};  // ext; empty when a peer left it out
     bool operator==(const PaymentAccepted&) const = default;
 };
 
 struct PaymentFailed {
-    std::string order_id;
-    std::string reason;
+    OrderId order_id{};
+    std::string reason{};
     bool operator==(const PaymentFailed&) const = default;
 };
 
 struct OrderTimeoutExpired {
-    std::string order_id;
+    OrderId order_id{};
     bool operator==(const OrderTimeoutExpired&) const = default;
 };
 
 struct OrderCompleted {
-    std::string order_id;
+    OrderId order_id{};
     bool operator==(const OrderCompleted&) const = default;
 };
 
 struct OrderFailed {
-    std::string order_id;
-    std::string reason;
+    OrderId order_id{};
+    std::string reason{};
     bool operator==(const OrderFailed&) const = default;
 };
 
 struct ReleaseStock {  // ext: compensation command
-    std::string order_id;
-    std::string reason;
+    OrderId order_id{};
+    std::string reason{};
     bool operator==(const ReleaseStock&) const = default;
 };
 
 struct StockReleased {  // ext
-    std::string order_id;
+    OrderId order_id{};
     bool operator==(const StockReleased&) const = default;
 };
 

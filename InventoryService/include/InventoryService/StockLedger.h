@@ -5,6 +5,7 @@
 
 #include <string>
 
+#include "Contracts/Identifiers.h"
 #include "Storage/Sqlite.h"
 
 namespace inventory_service {
@@ -22,10 +23,10 @@ class StockLedger {
     explicit StockLedger(messaging::SqliteDatabase& db);
 
     // Records a reservation (or a shortage) unless the order already has a record.
-    ReservationResult Reserve(const std::string& order_id, bool in_stock, const std::string& shortage_reason);
+    ReservationResult Reserve(const contracts::OrderId& order_id, bool in_stock, const std::string& shortage_reason);
     // Releases a reservation; true when this call released it (false if already released or never reserved).
-    bool Release(const std::string& order_id);
-    std::optional<ReservationStatus> StatusOf(const std::string& order_id);
+    bool Release(const contracts::OrderId& order_id);
+    std::optional<ReservationStatus> StatusOf(const contracts::OrderId& order_id);
 
   private:
     messaging::SqliteDatabase& db_;

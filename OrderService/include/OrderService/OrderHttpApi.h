@@ -37,7 +37,7 @@ class OrderHttpApi {
   private:
     void Route(const messaging::HttpRequest& request, const messaging::HttpResponder& responder);
     void PostOrder(const messaging::HttpRequest& request, const messaging::HttpResponder& responder);
-    messaging::HttpResponse GetOrder(const std::string& order_id);
+    messaging::HttpResponse GetOrder(std::string_view order_id);
     static messaging::HttpResponse MethodNotAllowed(const messaging::HttpRequest& request, const std::string& allowed);
 
     messaging::EventLoop& loop_;

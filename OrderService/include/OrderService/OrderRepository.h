@@ -32,19 +32,19 @@ inline bool IsFinal(OrderStatus status) {
 }
 
 struct OrderRecord {
-    std::string order_id;
+    contracts::OrderId order_id{};
     OrderStatus status = OrderStatus::kAccepted;
-    std::string reason;
-    std::string customer_number;
-    contracts::Decimal total_amount;
-    std::vector<contracts::OrderItem> items;
-    std::string transaction_id;
+    std::string reason{};
+    std::string customer_number{};
+    contracts::Decimal total_amount{};
+    std::vector<contracts::OrderItem> items{};
+    std::string transaction_id{};
     contracts::Timestamp created_at{};
     contracts::Timestamp updated_at{};
 };
 
 struct PendingTimeout {
-    std::string order_id;
+    contracts::OrderId order_id;
     std::string token;
     std::int64_t due_ms = 0;
 };
@@ -62,17 +62,17 @@ class OrderRepository {
     messaging::SqliteDatabase& db() { return db_; }
 
     // The stored instance; its `items` are empty (the saga row does not keep them).
-    std::optional<OrderSagaInstance> LoadSaga(const std::string& order_id);
+    std::optional<OrderSagaInstance> LoadSaga(const contracts::OrderId& order_id);
     // Inserts a new instance (version 0) or updates one whose stored version is still
     // instance.version; the stored version becomes instance.version + 1. Throws ConcurrencyConflict.
     // An update writes what a transition can change: the customer, amount and creation time stay as
     // they were inserted.
     void SaveSaga(const OrderSagaInstance& instance);
-    void DeleteSaga(const std::string& order_id, std::int64_t expected_version);
+    void DeleteSaga(const contracts::OrderId& order_id, std::int64_t expected_version);
 
-    std::optional<OrderRecord> FindOrder(const std::string& order_id);
-    std::optional<OrderStatus> FindOrderStatus(const std::string& order_id);  // FindOrder(...)->status
-    bool InsertOrderIfAbsent(const OrderRecord& order);                       // false when the id exists
+    std::optional<OrderRecord> FindOrder(const contracts::OrderId& order_id);
+    std::optional<OrderStatus> FindOrderStatus(const contracts::OrderId& order_id);  // FindOrder(...)->status
+    bool InsertOrderIfAbsent(const OrderRecord& order);                              // false when the id exists
     void UpsertOrderFromSaga(const OrderSagaInstance& instance);
 
     std::int64_t AddToOutbox(const messaging::OutgoingMessage& message);

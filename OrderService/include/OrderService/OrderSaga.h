@@ -33,7 +33,7 @@ std::optional<OrderState> ParseState(std::string_view name);
 std::string_view EventName(OrderEventKind kind);
 
 struct OrderSagaInstance {
-    std::string order_id;  // the correlation id
+    contracts::OrderId order_id;  // the correlation id
     OrderState state = OrderState::kInitial;
     std::int64_t version = 0;  // optimistic concurrency: 0 = not stored yet
     std::string customer_number;
@@ -58,12 +58,12 @@ struct OrderSagaInstance {
 };
 
 struct OrderEvent {
-    OrderEventKind kind;
-    std::string order_id;
-    std::string reason;                                  // shortage, payment failure, fault message
-    std::optional<contracts::OrderSubmitted> submitted;  // for kOrderSubmitted
-    std::string timeout_token;                           // for kOrderTimeoutExpired; empty = unknown (accepted)
-    std::string transaction_id;                          // for kPaymentAccepted
+    OrderEventKind kind{};
+    contracts::OrderId order_id{};
+    std::string reason{};                                  // shortage, payment failure, fault message
+    std::optional<contracts::OrderSubmitted> submitted{};  // for kOrderSubmitted
+    std::string timeout_token{};                           // for kOrderTimeoutExpired; empty = unknown (accepted)
+    std::string transaction_id{};                          // for kPaymentAccepted
 };
 
 struct SagaOptions {

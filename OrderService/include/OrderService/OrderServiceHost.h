@@ -36,7 +36,7 @@ class OrderServiceHost {
     const OrderSettings& settings() const { return settings_; }
 
   private:
-    void SendTimeout(const std::string& order_id, const std::string& token);
+    void SendTimeout(const contracts::OrderId& order_id, const std::string& token);
 
     messaging::EventLoop& loop_;
     OrderSettings settings_;

@@ -13,7 +13,7 @@
 namespace order_service {
 
 struct NewOrder {
-    std::string order_id;
+    contracts::OrderId order_id;
     std::string customer_number;
     contracts::Decimal total_amount;
     std::vector<contracts::OrderItem> items;
@@ -29,7 +29,7 @@ class OrderSubmission {
 
     void Submit(const NewOrder& order, std::function<void(SubmitOutcome)> done);
     // Only committed state is answered: a pending batch is committed first.
-    std::optional<OrderRecord> Find(const std::string& order_id) {
+    std::optional<OrderRecord> Find(const contracts::OrderId& order_id) {
         unit_of_work_.Flush();
         return repository_.FindOrder(order_id);
     }

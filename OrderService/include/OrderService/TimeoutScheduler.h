@@ -8,23 +8,24 @@
 #include <string>
 #include <unordered_map>
 
+#include "Contracts/Identifiers.h"
 #include "Runtime/EventLoop.h"
 
 namespace order_service {
 
 class TimeoutScheduler {
   public:
-    using FireCallback = std::function<void(const std::string& order_id, const std::string& token)>;
+    using FireCallback = std::function<void(const contracts::OrderId& order_id, const std::string& token)>;
 
     TimeoutScheduler(messaging::EventLoop& loop, FireCallback fire);
     // Replaces any earlier schedule for the order.
-    void Schedule(const std::string& order_id, const std::string& token, std::int64_t due_unix_ms);
-    void Cancel(const std::string& order_id);
+    void Schedule(const contracts::OrderId& order_id, const std::string& token, std::int64_t due_unix_ms);
+    void Cancel(const contracts::OrderId& order_id);
     std::size_t PendingCount() const { return by_order_.size(); }
 
   private:
     struct Entry {
-        std::string order_id;
+        contracts::OrderId order_id;
         std::string token;
     };
     void Arm();
@@ -34,7 +35,7 @@ class TimeoutScheduler {
     FireCallback fire_;
     messaging::Timer timer_;
     std::multimap<std::int64_t, Entry> by_due_;
-    std::unordered_map<std::string, std::multimap<std::int64_t, Entry>::iterator> by_order_;
+    std::unordered_map<contracts::OrderId, std::multimap<std::int64_t, Entry>::iterator> by_order_;
 };
 
 }  // namespace order_service

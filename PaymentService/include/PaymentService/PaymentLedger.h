@@ -6,22 +6,23 @@
 #include <string>
 
 #include "Contracts/Decimal.h"
+#include "Contracts/Identifiers.h"
 #include "Storage/Sqlite.h"
 
 namespace payment_service {
 
 struct PaymentRecord {
-    std::string order_id;
+    contracts::OrderId order_id{};
     bool accepted = false;
-    std::string transaction_id;  // when accepted
-    std::string reason;          // when declined
-    contracts::Decimal amount;
+    std::string transaction_id{};  // when accepted
+    std::string reason{};          // when declined
+    contracts::Decimal amount{};
 };
 
 class PaymentLedger {
   public:
     explicit PaymentLedger(messaging::SqliteDatabase& db);
-    std::optional<PaymentRecord> Find(const std::string& order_id);
+    std::optional<PaymentRecord> Find(const contracts::OrderId& order_id);
     void Record(const PaymentRecord& record);
     std::int64_t CountCharges();  // accepted payments, for tests and diagnostics
 
