@@ -97,9 +97,11 @@ TEST_SUITE("Storage.Sqlite") {
             for (; rows < 3 * WalCheckpointer::kStartFrames; ++rows)
                 db.Prepare("INSERT INTO t VALUES (?1, ?2)").Bind(1, rows).Bind(2, blob).Run();
             REQUIRE(test_support::WaitFor([&] { return db.checkpointer()->background_checkpoints() > 0; }));
+            // Without a checkpoint every page would still be in the WAL, the database file near empty. A
+            // checkpoint that ran while rows were still being written copied only the frames it saw, so
+            // wait for the thread to catch up rather than read the size once.
+            CHECK(test_support::WaitFor([&] { return std::filesystem::file_size(path) > 1000u * blob.size(); }));
             CHECK(db.checkpointer()->inline_checkpoints() == 0);
-            // Without a checkpoint every page would still be in the WAL, the database file near empty.
-            CHECK(std::filesystem::file_size(path) > 1000u * blob.size());
         }
         SqliteDatabase reopened(path);
         auto& count = reopened.Prepare("SELECT COUNT(*), SUM(length(v)) FROM t");
