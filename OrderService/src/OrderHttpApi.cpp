@@ -135,8 +135,13 @@ OrderedJson OrderToJson(const OrderRecord& order) {
     return json;
 }
 
-OrderHttpApi::OrderHttpApi(messaging::EventLoop& loop, OrderSubmission& submission, HttpSettings settings)
-    : loop_(loop), submission_(submission), settings_(std::move(settings)) {}
+OrderHttpApi::OrderHttpApi(messaging::EventLoop& loop, OrderSubmission& submission, OrderLookup& lookup,
+                           BrokerProbe broker, HttpSettings settings)
+    : loop_(loop),
+      submission_(submission),
+      lookup_(lookup),
+      broker_(std::move(broker)),
+      settings_(std::move(settings)) {}
 
 OrderHttpApi::~OrderHttpApi() {
     // The server's handles belong to the loop thread.
@@ -189,12 +194,13 @@ void OrderHttpApi::Route(const HttpRequest& request, const HttpResponder& respon
             return responder.Send(MethodNotAllowed(request, "GET"));
         // Blocked by a broker alarm, orders are still taken (stored, published when it clears), so
         // the service stays healthy (200) but says it is degraded.
-        const bool connected = submission_.BusConnected();
-        const bool blocked = connected && submission_.PublishingBlocked();
+        const BrokerState broker = broker_();
         OrderedJson body;
-        body["status"] = connected && !blocked ? "ok" : "degraded";
-        body["broker"] = !connected ? "disconnected" : blocked ? "blocked" : "connected";
-        return responder.Send(JsonResponse(connected ? 200 : 503, body));
+        body["status"] = broker == BrokerState::kConnected ? "ok" : "degraded";
+        body["broker"] = broker == BrokerState::kDisconnected ? "disconnected"
+                         : broker == BrokerState::kBlocked    ? "blocked"
+                                                              : "connected";
+        return responder.Send(JsonResponse(broker == BrokerState::kDisconnected ? 503 : 200, body));
     }
     responder.Send(ErrorResponse(404, "not_found", "no route for " + request.method + " " + request.path));
 }
@@ -241,7 +247,7 @@ HttpResponse OrderHttpApi::GetOrder(std::string_view order_id) {
                              "orderId");
     std::optional<OrderRecord> order;
     try {
-        order = submission_.Find(*id);
+        order = lookup_.Find(*id);
     } catch (const std::exception& e) {
         spdlog::error("order {}: cannot be read: {}", id->str(), e.what());
         return ErrorResponse(500, "internal", "the order could not be read");

@@ -16,7 +16,8 @@ OrderServiceHost::OrderServiceHost(messaging::EventLoop& loop, messaging::Transp
                 [this](const contracts::OrderId& order_id, const std::string& token) { SendTimeout(order_id, token); }),
       relay_(loop, bus_, repository_, *unit_of_work_),
       saga_(repository_, relay_, timeouts_, settings_.saga),
-      submission_(bus_, repository_, *unit_of_work_, relay_) {
+      submission_(bus_, repository_, *unit_of_work_, relay_),
+      lookup_(repository_, *unit_of_work_) {
     bus_.SetUnitOfWork(unit_of_work_.get());
     saga_.Register(bus_.AddReceiveEndpoint(settings_.endpoint));
 }
@@ -40,7 +41,11 @@ messaging::Status OrderServiceHost::Start() {
 }
 
 int OrderServiceHost::StartHttp() {
-    http_ = std::make_unique<OrderHttpApi>(loop_, submission_, settings_.http);
+    auto broker = [this] {
+        if (!bus_.transport().IsConnected() || bus_.stopping()) return BrokerState::kDisconnected;
+        return bus_.transport().IsPublishingBlocked() ? BrokerState::kBlocked : BrokerState::kConnected;
+    };
+    http_ = std::make_unique<OrderHttpApi>(loop_, submission_, lookup_, std::move(broker), settings_.http);
     http_->Start();
     return http_->port();
 }

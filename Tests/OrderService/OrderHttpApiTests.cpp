@@ -207,7 +207,9 @@ TEST_SUITE("OrderService.HttpApi") {
         taken.host = "127.0.0.1";
         taken.port = api.system.http_port();
         api.system.loop().Invoke([&] {
-            order_service::OrderHttpApi second(api.system.loop(), api.system.orders().submission(), taken);
+            order_service::OrderHttpApi second(
+                api.system.loop(), api.system.orders().submission(), api.system.orders().lookup(),
+                [] { return order_service::BrokerState::kConnected; }, taken);
             CHECK_THROWS_WITH(second.Start(), doctest::Contains("cannot listen"));
         });
         auto still = api.client.Get("/health");

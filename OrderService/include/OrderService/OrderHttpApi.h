@@ -3,7 +3,9 @@
 // OrderSubmitted are stored. Every error answer is a JSON object {"error", "message", "field"?}.
 #pragma once
 
+#include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <variant>
 
@@ -23,9 +25,30 @@ struct FieldError {
 std::variant<NewOrder, FieldError> ParseNewOrder(std::string_view body);
 contracts::OrderedJson OrderToJson(const OrderRecord& order);
 
+// GET /order/{orderId} reads committed state only: a batch still waiting for its group commit is
+// committed first, so an order answered 202 is always found.
+class OrderLookup {
+  public:
+    OrderLookup(OrderRepository& repository, messaging::UnitOfWork& unit_of_work)
+        : repository_(repository), unit_of_work_(unit_of_work) {}
+    std::optional<OrderRecord> Find(const contracts::OrderId& order_id) {
+        unit_of_work_.Flush();
+        return repository_.FindOrder(order_id);
+    }
+
+  private:
+    OrderRepository& repository_;
+    messaging::UnitOfWork& unit_of_work_;
+};
+
+// What GET /health reports about the broker connection.
+enum class BrokerState { kConnected, kBlocked, kDisconnected };
+using BrokerProbe = std::function<BrokerState()>;
+
 class OrderHttpApi {
   public:
-    OrderHttpApi(messaging::EventLoop& loop, OrderSubmission& submission, HttpSettings settings);
+    OrderHttpApi(messaging::EventLoop& loop, OrderSubmission& submission, OrderLookup& lookup, BrokerProbe broker,
+                 HttpSettings settings);
     ~OrderHttpApi();
 
     // Binds and starts serving on the loop (from any thread); throws if the port cannot be bound.
@@ -42,6 +65,8 @@ class OrderHttpApi {
 
     messaging::EventLoop& loop_;
     OrderSubmission& submission_;
+    OrderLookup& lookup_;
+    BrokerProbe broker_;
     HttpSettings settings_;
     std::unique_ptr<messaging::HttpServer> server_;
     int port_ = 0;

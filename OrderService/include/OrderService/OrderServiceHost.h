@@ -33,6 +33,7 @@ class OrderServiceHost {
     OrderSagaConsumer& saga() { return saga_; }
     TimeoutScheduler& timeouts() { return timeouts_; }
     OrderSubmission& submission() { return submission_; }
+    OrderLookup& lookup() { return lookup_; }
     const OrderSettings& settings() const { return settings_; }
 
   private:
@@ -48,6 +49,7 @@ class OrderServiceHost {
     OutboxRelay relay_;
     OrderSagaConsumer saga_;
     OrderSubmission submission_;
+    OrderLookup lookup_;
     std::unique_ptr<OrderHttpApi> http_;
 };
 

@@ -5,7 +5,6 @@
 #pragma once
 
 #include <functional>
-#include <optional>
 
 #include "OrderService/OrderRepository.h"
 #include "OrderService/OutboxRelay.h"
@@ -28,13 +27,6 @@ class OrderSubmission {
         : bus_(bus), repository_(repository), unit_of_work_(unit_of_work), relay_(relay) {}
 
     void Submit(const NewOrder& order, std::function<void(SubmitOutcome)> done);
-    // Only committed state is answered: a pending batch is committed first.
-    std::optional<OrderRecord> Find(const contracts::OrderId& order_id) {
-        unit_of_work_.Flush();
-        return repository_.FindOrder(order_id);
-    }
-    bool BusConnected() const { return bus_.transport().IsConnected() && !bus_.stopping(); }
-    bool PublishingBlocked() const { return bus_.transport().IsPublishingBlocked(); }
 
   private:
     messaging::Bus& bus_;
