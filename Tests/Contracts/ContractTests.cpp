@@ -6,6 +6,7 @@
 
 #include "Contracts/Messages.h"
 #include "Wire/Envelope.h"
+#include "Wire/Faults.h"
 
 using namespace contracts::literals;
 
@@ -422,5 +423,61 @@ TEST_SUITE("Contracts.Envelope") {
         CHECK_THROWS_WITH_AS(
             messaging::ParseEnvelope(R"({"sourceAddress":"relative/path","messageType":["x"],"message":{}})"),
             doctest::Contains("not an absolute URI"), messaging::EnvelopeError);
+    }
+}
+
+TEST_SUITE("Contracts.Faults") {
+    TEST_CASE("An _error copy's headers say what failed - where - and on which host - as MassTransit writes them") {
+        HostInfo host;
+        host.machine_name = "box";
+        host.process_id = 42;
+        messaging::HeaderTable headers;
+        messaging::ErrorCopyFacts facts{.exception_type = "payment_service.GatewayUnavailable",
+                                        .exception_message = std::string(3000, 'm'),
+                                        .input_address = "rabbitmq://localhost/payment-service",
+                                        .stack_trace = "   at PaymentConsumer.Consume(Contracts.ProcessPayment)",
+                                        .consumer_type = "PaymentConsumer",
+                                        .message_type = "Contracts.ProcessPayment",
+                                        .retry_count = 3};
+        messaging::StampErrorHeaders(headers, facts, host);
+        auto text = [&](const char* name) { return messaging::HeaderToString(headers.at(name)); };
+        CHECK(text("MT-Reason") == "fault");
+        CHECK(text("MT-Fault-ExceptionType") == "payment_service.GatewayUnavailable");
+        CHECK(text("MT-Fault-Message").size() == messaging::kMaxFaultHeaderText);
+        CHECK(text("MT-Fault-InputAddress") == "rabbitmq://localhost/payment-service");
+        CHECK(text("MT-Fault-ConsumerType") == "PaymentConsumer");
+        CHECK(text("MT-Fault-MessageType") == "Contracts.ProcessPayment");
+        CHECK(std::get<std::int32_t>(headers.at("MT-Fault-RetryCount")) == 3);
+        CHECK(text("MT-Host-MachineName") == "box");
+        CHECK(text("MT-Host-ProcessId") == "42");
+        CHECK(ParseIso8601(text("MT-Fault-Timestamp")));
+
+        // No consumer reached (an unreadable envelope) and no retries: those headers are left out.
+        messaging::HeaderTable unread;
+        messaging::StampErrorHeaders(unread, {.exception_type = "x", .stack_trace = "   at y"}, host);
+        CHECK(unread.count("MT-Fault-ConsumerType") == 0);
+        CHECK(unread.count("MT-Fault-MessageType") == 0);
+        CHECK(unread.count("MT-Fault-RetryCount") == 0);
+
+        messaging::HeaderTable skipped;
+        messaging::StampSkippedHeaders(skipped, host);
+        CHECK(messaging::HeaderToString(skipped.at("MT-Reason")) == "dead-letter");
+        CHECK(skipped.count("MT-Fault-ExceptionType") == 0);
+    }
+
+    TEST_CASE("A Fault<T> body carries the consumed message as its sender wrote it") {
+        const std::string body = R"({"messageId":"m","message":{"orderId":"o-1","Amount":"5.00","cardNumber":"t"}})";
+        ExceptionInfo exception;
+        exception.exception_type = "System.Exception";
+        exception.message = "boom";
+        const auto fault =
+            messaging::WriteFaultBody("m", exception, HostInfo{}, {"urn:message:Contracts:ProcessPayment"},
+                                      messaging::MessageAsWritten(body, Json::object()));
+        CHECK(fault["faultedMessageId"] == "m");
+        CHECK(fault["message"].dump() == R"({"orderId":"o-1","Amount":"5.00","cardNumber":"t"})");
+        CHECK(fault["faultMessageTypes"][0] == "urn:message:Contracts:ProcessPayment");
+        CHECK(fault["exceptions"][0]["message"] == "boom");
+        CHECK(Guid::Parse(fault["faultId"].get<std::string>()));
+        CHECK(messaging::WriteFaultBody("", exception, HostInfo{}, {}, {})["faultedMessageId"].is_null());
     }
 }

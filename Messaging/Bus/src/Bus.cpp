@@ -10,13 +10,6 @@
 namespace messaging {
 namespace {
 
-constexpr std::size_t kMaxFaultText = 2048;
-
-std::string Truncate(std::string text) {
-    if (text.size() > kMaxFaultText) text.resize(kMaxFaultText);
-    return text;
-}
-
 // The C++ type of the exception being handled, written the way .NET writes type names
 // ("payment_service::GatewayUnavailable" -> "payment_service.GatewayUnavailable").
 std::string CurrentExceptionTypeName() {
@@ -36,6 +29,11 @@ std::string CurrentExceptionTypeName() {
         }
     }
     return out;
+}
+
+// The stack trace a fault names for a consumer, as .NET would print its Consume frame.
+std::string ConsumeStackTrace(const auto& registration) {
+    return "   at " + registration.consumer_type + ".Consume(" + registration.type.DotNetName() + ")";
 }
 
 // The exchange a `rabbitmq://host/vhost/name?query` address sends to: its last path segment.
@@ -58,16 +56,6 @@ std::string NewBusAddressName(const contracts::HostInfo& host) {
     std::string name = alnum(host.machine_name) + "_" + alnum(host.process_name) + "_bus_" + id;
     if (name.size() > 72) name = name.substr(name.size() - 72);
     return name;
-}
-
-// The `message` object of an envelope body with its fields in the order the sender wrote them (a
-// Fault<T> carries it as written); `parsed` when the body's message cannot be found again.
-contracts::OrderedJson MessageAsWritten(const std::string& body, const contracts::Json& parsed) {
-    const auto document = contracts::OrderedJson::parse(body, nullptr, false);
-    if (document.is_object())
-        for (auto it = document.begin(); it != document.end(); ++it)
-            if (contracts::EqualsIgnoreCase(it.key(), "message") && it.value().is_object()) return it.value();
-    return contracts::OrderedJson::parse(parsed.dump());
 }
 
 HeaderTable AmqpHeadersFrom(const contracts::Json& headers) {
@@ -370,20 +358,13 @@ void Bus::GiveUp(const std::shared_ptr<InFlight>& in_flight, const std::string& 
                  registration.type.name, consumed.message_id, in_flight->attempt + 1, exception_message);
     if (observer_) observer_->OnFaulted(queue, consumed, registration.urn, exception_message);
 
-    contracts::OrderedJson fault;
-    fault["faultId"] = contracts::Guid::New().ToString();
-    fault["faultedMessageId"] =
-        consumed.message_id.empty() ? contracts::OrderedJson() : contracts::OrderedJson(consumed.message_id);
-    fault["timestamp"] = contracts::FormatIso8601(contracts::UtcNow());
     contracts::ExceptionInfo info;
     info.exception_type = exception_type;
     info.message = exception_message;
-    info.stack_trace = "   at " + registration.consumer_type + ".Consume(" + registration.type.DotNetName() + ")";
+    info.stack_trace = ConsumeStackTrace(registration);
     info.source = settings_.service_name;
-    fault["exceptions"] = contracts::OrderedJson::array({contracts::WriteExceptionInfo(info)});
-    fault["host"] = contracts::WriteHostInfo(host_);
-    fault["faultMessageTypes"] = consumed.message_type;
-    fault["message"] = MessageAsWritten(in_flight->delivery.message.body, consumed.message);
+    contracts::OrderedJson fault = WriteFaultBody(consumed.message_id, info, host_, consumed.message_type,
+                                                  MessageAsWritten(in_flight->delivery.message.body, consumed.message));
 
     SendOptions options;
     // The retries made, as MassTransit counts them: Interval(3, ...) gives 3 after four attempts.
@@ -424,29 +405,11 @@ OutgoingMessage Bus::BuildReceiveFault(const std::shared_ptr<InFlight>& in_fligh
     info.stack_trace = "   at messaging.Bus.OnDelivery()";
     info.source = settings_.service_name;
     info.inner_exception = std::make_shared<const contracts::ExceptionInfo>(std::move(cause));
-    contracts::OrderedJson fault;
-    fault["faultId"] = contracts::Guid::New().ToString();
-    fault["timestamp"] = contracts::FormatIso8601(contracts::UtcNow());
-    fault["faultedMessageId"] =
-        properties.message_id.empty() ? contracts::OrderedJson() : contracts::OrderedJson(properties.message_id);
-    fault["exceptions"] = contracts::OrderedJson::array({contracts::WriteExceptionInfo(info)});
-    fault["host"] = contracts::WriteHostInfo(host_);
-    fault["faultMessageTypes"] = nullptr;
-    fault["contentType"] =
-        properties.content_type.empty() ? std::string(kEnvelopeContentType) : properties.content_type;
+    contracts::OrderedJson fault = WriteReceiveFaultBody(
+        properties.message_id, info, host_,
+        properties.content_type.empty() ? std::string(kEnvelopeContentType) : properties.content_type);
     return Build(receive_fault.EntityName(), {receive_fault.Urn(), contracts::kFaultUrn}, std::move(fault), {}, nullptr,
                  {}, queue);
-}
-
-HeaderTable Bus::HostHeaders() const {
-    return {{"MT-Host-MachineName", host_.machine_name},
-            {"MT-Host-ProcessName", host_.process_name},
-            {"MT-Host-ProcessId", std::to_string(host_.process_id)},
-            {"MT-Host-Assembly", host_.assembly},
-            {"MT-Host-AssemblyVersion", host_.assembly_version},
-            {"MT-Host-MassTransitVersion", host_.mass_transit_version},
-            {"MT-Host-FrameworkVersion", host_.framework_version},
-            {"MT-Host-OperatingSystemVersion", host_.operating_system_version}};
 }
 
 void Bus::MoveToError(const std::shared_ptr<InFlight>& in_flight, const std::string& exception_type,
@@ -454,22 +417,17 @@ void Bus::MoveToError(const std::shared_ptr<InFlight>& in_flight, const std::str
     const std::string& queue = in_flight->endpoint->settings_.queue;
     TransportMessage copy = in_flight->delivery.message;
     copy.properties.expiration.clear();
-    auto& headers = copy.properties.headers;
-    headers["MT-Reason"] = std::string("fault");
-    headers["MT-Fault-ExceptionType"] = exception_type;
-    headers["MT-Fault-InputAddress"] = InputAddress(queue);
-    headers["MT-Fault-Message"] = Truncate(exception_message);
-    headers["MT-Fault-Timestamp"] = contracts::FormatIso8601(contracts::UtcNow());
+    ErrorCopyFacts facts{.exception_type = exception_type,
+                         .exception_message = exception_message,
+                         .input_address = InputAddress(queue),
+                         .stack_trace = "   at MassTransit.Serialization.DeserializeEnvelope()"};
     if (const auto* registration = in_flight->registration) {
-        headers["MT-Fault-StackTrace"] =
-            Truncate("   at " + registration->consumer_type + ".Consume(" + registration->type.DotNetName() + ")");
-        headers["MT-Fault-ConsumerType"] = registration->consumer_type;
-        headers["MT-Fault-MessageType"] = registration->type.DotNetName();
-        if (in_flight->attempt > 0) headers["MT-Fault-RetryCount"] = static_cast<std::int32_t>(in_flight->attempt);
-    } else {
-        headers["MT-Fault-StackTrace"] = std::string("   at MassTransit.Serialization.DeserializeEnvelope()");
+        facts.stack_trace = ConsumeStackTrace(*registration);
+        facts.consumer_type = registration->consumer_type;
+        facts.message_type = registration->type.DotNetName();
+        facts.retry_count = in_flight->attempt;
     }
-    for (auto& [name, value] : HostHeaders()) headers[name] = value;
+    StampErrorHeaders(copy.properties.headers, facts, host_);
 
     DeclareQueueOnce(ErrorQueueName(queue));
     if (observer_) observer_->OnMoved(ErrorQueueName(queue), copy);
@@ -489,8 +447,7 @@ void Bus::MoveToSkipped(const std::shared_ptr<InFlight>& in_flight) {
                  SkippedQueueName(queue));
     TransportMessage copy = in_flight->delivery.message;
     copy.properties.expiration.clear();
-    copy.properties.headers["MT-Reason"] = std::string("dead-letter");
-    for (auto& [name, value] : HostHeaders()) copy.properties.headers[name] = value;
+    StampSkippedHeaders(copy.properties.headers, host_);
     DeclareQueueOnce(SkippedQueueName(queue));
     if (observer_) observer_->OnMoved(SkippedQueueName(queue), copy);
     std::weak_ptr<bool> alive = alive_;

@@ -19,6 +19,7 @@
 #include "Runtime/UnitOfWork.h"
 #include "Transport/Transport.h"
 #include "Wire/Envelope.h"
+#include "Wire/Faults.h"
 
 namespace messaging {
 
@@ -224,7 +225,6 @@ class Bus {
     OutgoingMessage BuildReceiveFault(const std::shared_ptr<InFlight>& in_flight, const std::string& exception_type,
                                       const std::string& exception_message);
     void Settle(const std::shared_ptr<InFlight>& in_flight, bool ack);
-    HeaderTable HostHeaders() const;
 
     EventLoop& loop_;
     Transport& transport_;
