@@ -1,5 +1,6 @@
-// The one error currency of the repository: a Status (code + message). C APIs (libuv ints,
-// rabbitmq-c replies, SQLite rc) are converted into it at one place each.
+// Status (code + message): the error currency of every asynchronous seam. C APIs (libuv ints,
+// AMQP replies, SQLite rc) are converted into it at one place each. Where exceptions are allowed
+// instead, and where each is caught, is written down in Messaging/README.md ("Errors").
 #pragma once
 
 #include <string>
