@@ -27,15 +27,11 @@ void OutboxRelay::PublishAfterCommit(std::vector<StoredRow> rows, messaging::Com
         }
         if (stored) stored(committed);
         if (!committed.ok()) return;
-        for (auto& [sequence, message] : rows) {
-            in_flight_.erase(sequence);
-            Send(sequence, std::move(message));
-        }
+        for (auto& [sequence, message] : rows) Send(sequence, std::move(message));
     });
 }
 
 void OutboxRelay::Send(std::int64_t sequence, messaging::OutgoingMessage message) {
-    in_flight_.insert(sequence);
     bus_.Dispatch({std::move(message)},
                   [this, alive = std::weak_ptr<bool>(alive_), sequence](const messaging::Status& status) {
                       if (alive.expired()) return;
@@ -77,6 +73,7 @@ void OutboxRelay::Sweep() {
             std::find(confirmed_.begin(), confirmed_.end(), entry.sequence) != confirmed_.end())
             continue;
         ++resent;
+        in_flight_.insert(entry.sequence);
         Send(entry.sequence, std::move(entry.message));
     }
     if (resent) spdlog::info("outbox: sending {} stored message(s)", resent);

@@ -10,12 +10,15 @@ TEST_SUITE("Embedded mode") {
         const std::string shared = dir.File("x.db");
         const auto settings = embedded::EmbeddedSettings::Load(std::string(SAGA_SOURCE_DIR) + "/appsettings",
                                                                {"Database__Path=" + shared});
-        CHECK(settings.orders.database.path == shared);
-        CHECK(settings.inventory.database.path == dir.File("x-inventory.db"));
-        CHECK(settings.payment.database.path == dir.File("x-payment.db"));
+        CHECK(settings.inventory.database.path == shared);
+        auto separated = settings;
+        separated.SeparateDatabases();
+        CHECK(separated.orders.database.path == shared);
+        CHECK(separated.inventory.database.path == dir.File("x-inventory.db"));
+        CHECK(separated.payment.database.path == dir.File("x-payment.db"));
 
-        // Each service creates and versions its own schema, so the start succeeds (with one shared
-        // file it failed: "no such table: order_saga").
+        // The system separates whatever it is given, so each service creates and versions its own
+        // schema and the start succeeds (with one shared file it failed: "no such table: order_saga").
         messaging::EventLoopThread loop_thread;
         std::unique_ptr<embedded::EmbeddedSystem> system;
         const auto started = loop_thread.loop().Invoke([&] {

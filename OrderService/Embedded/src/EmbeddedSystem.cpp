@@ -24,7 +24,6 @@ EmbeddedSettings EmbeddedSettings::Load(const std::filesystem::path& config_dir,
         order_service::OrderSettings::Load((config_dir / "OrderService.json").string(), environment),
         inventory_service::InventorySettings::Load((config_dir / "InventoryService.json").string(), environment),
         payment_service::PaymentSettings::Load((config_dir / "PaymentService.json").string(), environment)};
-    settings.SeparateDatabases();
     return settings;
 }
 

@@ -37,7 +37,8 @@ class OutboxRelay {
     void Sweep();
 
   private:
-    // Publishes one stored row now; the row is removed on confirmation.
+    // Publishes one stored row, which the caller has marked in flight; the row is removed once
+    // confirmed, and the outcome clears the mark either way.
     void Send(std::int64_t sequence, messaging::OutgoingMessage message);
     // Removes the rows of messages the broker has confirmed: the rows confirmed during a turn go in one
     // unit, just before the turn's batch commits. A row that cannot be removed stays and is sent

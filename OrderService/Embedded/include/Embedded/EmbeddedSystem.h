@@ -22,11 +22,12 @@ struct EmbeddedSettings {
     payment_service::PaymentSettings payment;
 
     // Each service's settings from its own file in `config_dir` (OrderService.json, ...) and the
-    // environment. A database path the services would share (Database__Path=x.db applies to all
-    // three) is split: the workers get x-inventory.db and x-payment.db beside it, because each
-    // service versions its own schema.
+    // environment.
     static EmbeddedSettings Load(const std::filesystem::path& config_dir, const std::vector<std::string>& environment);
-    // Gives the workers databases of their own wherever two services would share one.
+    // Gives the workers databases of their own wherever two services would share one
+    // (Database__Path=x.db applies to all three): they get x-inventory.db and x-payment.db beside
+    // it, because each service versions its own schema. EmbeddedSystem applies it to whatever
+    // settings it is given.
     void SeparateDatabases();
 };
 
