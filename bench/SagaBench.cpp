@@ -384,7 +384,7 @@ void ConsumeOutcomes(messaging::Transport& transport, Outcomes& outcomes) {
     const std::string queue = "bench-outcomes-" + std::to_string(::getpid());
     messaging::Topology topology;
     topology.queues.push_back(
-        messaging::QueueSpec{queue, /*durable=*/false, /*exclusive=*/false, /*auto_delete=*/true});
+        messaging::QueueSpec{.name = queue, .durable = false, .exclusive = false, .auto_delete = true});
     for (const char* exchange : {"Contracts:OrderCompleted", "Contracts:OrderFailed"}) {
         topology.AddExchange(exchange);
         topology.BindQueue(exchange, queue);

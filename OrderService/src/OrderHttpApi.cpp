@@ -194,13 +194,29 @@ void OrderHttpApi::Route(const HttpRequest& request, const HttpResponder& respon
             return responder.Send(MethodNotAllowed(request, "GET"));
         // Blocked by a broker alarm, orders are still taken (stored, published when it clears), so
         // the service stays healthy (200) but says it is degraded.
-        const BrokerState broker = broker_();
+        const BrokerHealth broker = broker_();
         OrderedJson body;
-        body["status"] = broker == BrokerState::kConnected ? "ok" : "degraded";
-        body["broker"] = broker == BrokerState::kDisconnected ? "disconnected"
-                         : broker == BrokerState::kBlocked    ? "blocked"
-                                                              : "connected";
-        return responder.Send(JsonResponse(broker == BrokerState::kDisconnected ? 503 : 200, body));
+        switch (broker.state) {
+            case BrokerState::kConnected:
+                body["status"] = "ok";
+                body["broker"] = "connected";
+                break;
+            case BrokerState::kBlocked:
+                body["status"] = "degraded";
+                body["broker"] = "blocked";
+                break;
+            case BrokerState::kDisconnected:
+                body["status"] = "degraded";
+                body["broker"] = "disconnected";
+                break;
+            case BrokerState::kRefused:
+                body["status"] = "unhealthy";
+                body["broker"] = "refused";
+                break;
+        }
+        if (!broker.detail.empty()) body["error"] = broker.detail;
+        const bool serving = broker.state == BrokerState::kConnected || broker.state == BrokerState::kBlocked;
+        return responder.Send(JsonResponse(serving ? 200 : 503, body));
     }
     responder.Send(ErrorResponse(404, "not_found", "no route for " + request.method + " " + request.path));
 }

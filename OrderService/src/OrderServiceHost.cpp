@@ -42,8 +42,11 @@ messaging::Status OrderServiceHost::Start() {
 
 int OrderServiceHost::StartHttp() {
     auto broker = [this] {
-        if (!bus_.transport().IsConnected() || bus_.stopping()) return BrokerState::kDisconnected;
-        return bus_.transport().IsPublishingBlocked() ? BrokerState::kBlocked : BrokerState::kConnected;
+        const auto& transport = bus_.transport();
+        if (auto refusal = transport.TopologyRefusal(); !refusal.ok())
+            return BrokerHealth{BrokerState::kRefused, refusal.message()};
+        if (!transport.IsConnected() || bus_.stopping()) return BrokerHealth{BrokerState::kDisconnected};
+        return BrokerHealth{transport.IsPublishingBlocked() ? BrokerState::kBlocked : BrokerState::kConnected};
     };
     http_ = std::make_unique<OrderHttpApi>(loop_, submission_, lookup_, std::move(broker), settings_.http);
     http_->Start();

@@ -307,6 +307,7 @@ BrokerSystem::BrokerSystem(const ScopedVhost& vhost, Options options) {
             order_settings.endpoint.retry = messaging::RetryPolicy::Immediate(5);
             order_settings.http.port = 0;
             order_settings.http.host = "127.0.0.1";
+            order_settings.endpoint.queue_arguments = options.queue_arguments;
             order_ = std::make_unique<order_service::OrderServiceHost>(loop(), connect("OrderService"), order_settings);
             harness_.Observe(order_->bus());
             if (auto status = order_->Start(); !status.ok()) throw std::runtime_error(status.message());
@@ -315,6 +316,7 @@ BrokerSystem::BrokerSystem(const ScopedVhost& vhost, Options options) {
             inventory_service::InventorySettings settings;
             settings.database.path = dir_.File("inventory.db");
             settings.endpoint.retry = options.worker_retry;
+            settings.endpoint.queue_arguments = options.queue_arguments;
             inventory_ = std::make_unique<inventory_service::InventoryServiceHost>(loop(), connect("InventoryService"),
                                                                                    settings);
             harness_.Observe(inventory_->bus());
@@ -324,6 +326,7 @@ BrokerSystem::BrokerSystem(const ScopedVhost& vhost, Options options) {
             payment_service::PaymentSettings settings;
             settings.database.path = dir_.File("payments.db");
             settings.endpoint.retry = options.worker_retry;
+            settings.endpoint.queue_arguments = options.queue_arguments;
             payment_ =
                 std::make_unique<payment_service::PaymentServiceHost>(loop(), connect("PaymentService"), settings);
             harness_.Observe(payment_->bus());
@@ -332,15 +335,15 @@ BrokerSystem::BrokerSystem(const ScopedVhost& vhost, Options options) {
     });
     // The transports connect in the background: the system is up once each has declared its
     // topology and started its consumers.
-    const bool settled = test_support::WaitFor(
-        [&] {
-            return loop().Invoke([&] {
-                for (const auto& transport : transports_)
-                    if (!transport->IsSettled()) return false;
-                return true;
-            });
-        },
-        std::chrono::seconds(20));
+    const bool settled = !options.wait_until_settled || test_support::WaitFor(
+                                                            [&] {
+                                                                return loop().Invoke([&] {
+                                                                    for (const auto& transport : transports_)
+                                                                        if (!transport->IsSettled()) return false;
+                                                                    return true;
+                                                                });
+                                                            },
+                                                            std::chrono::seconds(20));
     if (!settled) throw std::runtime_error("the in-process services did not connect to the test broker in 20 s");
     if (options.start_http && order_) http_port_ = order_->StartHttp();
 }

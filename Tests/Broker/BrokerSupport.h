@@ -86,7 +86,9 @@ class BrokerSystem {
         bool start_payment = true;
         bool start_http = false;
         messaging::RetryPolicy worker_retry = messaging::RetryPolicy::Interval(3, std::chrono::milliseconds(50));
-        int order_service_amqp_port = 0;  // non-zero: OrderService connects there (an AmqpProxy)
+        int order_service_amqp_port = 0;              // non-zero: OrderService connects there (an AmqpProxy)
+        messaging::HeaderTable queue_arguments = {};  // every endpoint's, e.g. SetQuorumQueue's
+        bool wait_until_settled = true;               // false: return while the transports may still be connecting
     };
     BrokerSystem(const ScopedVhost& vhost, Options options);
     ~BrokerSystem();
@@ -99,6 +101,8 @@ class BrokerSystem {
     bool WaitForStatus(const std::string& id, order_service::OrderStatus status,
                        std::chrono::milliseconds timeout = std::chrono::seconds(20));
     bool Connected();
+    // The transports in start order (OrderService first when it runs).
+    messaging::RabbitMqTransport& transport(std::size_t index) { return *transports_.at(index); }
 
   private:
     test_support::TempDir dir_;

@@ -514,6 +514,76 @@ TEST_SUITE("Broker") {
         CHECK(SlowestHealth(client, 1).second["status"] == "ok");
     }
 
+    TEST_CASE("Quorum: every endpoint on quorum queues - their _error and _skipped queues copy the arguments") {
+        ScopedVhost vhost;
+        BrokerSystem::Options options;
+        messaging::SetQuorumQueue(options.queue_arguments, 1);
+        BrokerSystem system(vhost, options);
+        ManagementApi api;
+        auto queue = [&](const std::string& name) { return api.Get("queues/" + Encode(vhost.name()) + "/" + name); };
+        auto check_quorum = [&](const std::string& name) {
+            INFO(name);
+            const Json q = queue(name);
+            CHECK(q["type"] == "quorum");
+            CHECK(q["durable"] == true);
+            CHECK(q["arguments"] == Json{{"x-queue-type", "quorum"}, {"x-quorum-initial-group-size", 1}});
+        };
+        for (const char* name : {"order-service", "inventory-service", "payment-service"}) check_quorum(name);
+
+        // The orders still reach their end, and the moves declare quorum _error and _skipped queues.
+        SubmitOrder(system, "quorum-2");
+        SubmitOrder(system, "quorum-3");
+        CHECK(system.WaitForStatus("quorum-3", order_service::OrderStatus::kCompleted));
+        CHECK(system.WaitForStatus("quorum-2", order_service::OrderStatus::kFailed));
+        RawAmqpClient peer(vhost.name());
+        messaging::MessageProperties properties;
+        properties.content_type = "application/vnd.masstransit+json";
+        peer.Publish("inventory-service",
+                     R"({"messageId":"11111111-2222-3333-4444-55555555555a","messageType":["urn:message:X:Unheard"],)"
+                     R"("message":{}})",
+                     properties);
+        REQUIRE(WaitForQueue(vhost, "payment-service_error"));
+        REQUIRE(WaitForQueue(vhost, "inventory-service_skipped"));
+        check_quorum("payment-service_error");
+        check_quorum("inventory-service_skipped");
+        const auto moved = peer.Get("payment-service_error");
+        REQUIRE(moved);
+        CHECK(Json::parse(moved->body)["message"]["orderId"] == "quorum-2");
+    }
+
+    TEST_CASE(
+        "Quorum: a queue that exists with other arguments is a clear error - the service stays up - no reconnects") {
+        ScopedVhost vhost;
+        {
+            RawAmqpClient operator_tool(vhost.name());
+            operator_tool.Tap("order-service", {});  // a classic queue from an earlier deployment
+        }
+        BrokerSystem::Options options{.start_inventory = false, .start_payment = false, .start_http = true};
+        messaging::SetQuorumQueue(options.queue_arguments);
+        options.wait_until_settled = false;
+        BrokerSystem system(vhost, options);
+        httplib::Client client("127.0.0.1", system.http_port());
+        Json health;
+        REQUIRE(test_support::WaitFor(
+            [&] {
+                auto result = client.Get("/health");
+                if (!result || result->status != 503) return false;
+                health = Json::parse(result->body);
+                return health["broker"] == "refused";
+            },
+            20s));
+        CHECK(health["status"] == "unhealthy");
+        const std::string error = health.value("error", "");
+        INFO(error);
+        CHECK(error.find("'order-service'") != std::string::npos);       // the queue
+        CHECK(error.find("x-queue-type: quorum") != std::string::npos);  // what we declare
+        CHECK(error.find("but current is none") != std::string::npos);   // what exists: a classic queue has none
+        // Stopped for good: no reconnect is scheduled, and a POST stores nothing.
+        CHECK_FALSE(system.loop().Invoke([&] { return system.transport(0).IsReconnectScheduled(); }));
+        CHECK(PostOrder(client, "refused-1") == 503);
+        CHECK(OrderStatus(client, "refused-1") == "<404>");
+    }
+
     TEST_CASE("End to end over HTTP: ids ending in 0 1 2 and 3 reach their final states") {
         ScopedVhost vhost;
         BrokerSystem system(vhost, {.start_http = true});

@@ -97,8 +97,9 @@ std::string TwinBinary() {
     return path;
 }
 
-Deployment::Deployment(const broker_test::ScopedVhost& vhost, Mix mix, StartFirst first)
-    : vhost_(vhost), mix_(mix), http_port_(FreePort()) {
+Deployment::Deployment(const broker_test::ScopedVhost& vhost, Mix mix, StartFirst first,
+                       std::vector<std::string> environment)
+    : vhost_(vhost), mix_(mix), environment_(std::move(environment)), http_port_(FreePort()) {
     const Side first_side = first == StartFirst::kTwin ? Side::kTwin : Side::kOurs;
     std::vector<Service> order;
     for (Side side : {first_side, first_side == Side::kTwin ? Side::kOurs : Side::kTwin})
@@ -126,6 +127,7 @@ void Deployment::Start(Service service) {
     std::vector<std::string> environment = vhost_.SettingsEnvironment();
     environment.push_back("Http__Port=" + std::to_string(http_port_));
     environment.push_back("Http__Host=127.0.0.1");
+    environment.insert(environment.end(), environment_.begin(), environment_.end());
     if (mix_.Of(service) == Side::kTwin) {
         environment.push_back("Logging__Level=Warning");
         process.child = std::make_unique<broker_test::ChildProcess>(

@@ -31,7 +31,9 @@ enum class StartFirst { kOurs, kTwin };
 
 class Deployment {
   public:
-    Deployment(const broker_test::ScopedVhost& vhost, Mix mix, StartFirst first);
+    // `environment` is added to every process's, e.g. Endpoint__QueueType=Quorum for both sides.
+    Deployment(const broker_test::ScopedVhost& vhost, Mix mix, StartFirst first,
+               std::vector<std::string> environment = {});
     ~Deployment();  // SIGTERM to every process, SIGKILL to any still running after 10 s
 
     // POST /order with the given id; returns the HTTP status.
@@ -51,6 +53,7 @@ class Deployment {
 
     const broker_test::ScopedVhost& vhost_;
     Mix mix_;
+    std::vector<std::string> environment_;
     test_support::TempDir dir_;
     int http_port_ = 0;
     struct Process {

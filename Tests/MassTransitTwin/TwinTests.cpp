@@ -76,12 +76,17 @@ void RunScenarios(Deployment& deployment, RawAmqpClient& peer, const ScopedVhost
         CHECK_MESSAGE(Header(p, name) != "<missing>", name);
 }
 
-void RunMix(Mix mix, StartFirst first) {
+// Every endpoint on quorum queues, set the way each side is configured: SetQuorumQueue(1) in the
+// twin, Endpoint.QueueType and Endpoint.QuorumInitialGroupSize in ours.
+const std::vector<std::string> kQuorumEnvironment = {"Endpoint__QueueType=Quorum",
+                                                     "Endpoint__QuorumInitialGroupSize=1"};
+
+void RunMix(Mix mix, StartFirst first, const std::vector<std::string>& environment = {}) {
     const std::string label =
         mix.Name() + (first == StartFirst::kTwin ? ", the twin started first" : ", ours started first");
     INFO(label);
     ScopedVhost vhost;
-    Deployment deployment(vhost, mix, first);
+    Deployment deployment(vhost, mix, first, environment);
     const auto connections = Connections(vhost);
     CHECK(connections.size() == 3);
     RawAmqpClient peer(vhost.name());
@@ -91,6 +96,16 @@ void RunMix(Mix mix, StartFirst first) {
     const auto troubles = deployment.TopologyTroubles();
     for (const auto& line : troubles) MESSAGE(line);
     CHECK_MESSAGE(troubles.empty(), "a declaration was refused or a connection lost\n" << deployment.Logs());
+    if (environment != kQuorumEnvironment) return;
+    // Whoever declared first, each queue is the quorum queue MassTransit's SetQuorumQueue(1) makes,
+    // and the _error queue copies its endpoint's arguments.
+    ManagementApi api;
+    const Json expected = {{"x-queue-type", "quorum"}, {"x-quorum-initial-group-size", 1}};
+    for (const char* queue : {"order-service", "inventory-service", "payment-service", "payment-service_error"}) {
+        const Json q = api.Get("queues/" + Encode(vhost.name()) + "/" + queue);
+        CHECK_MESSAGE(q["type"] == "quorum", queue);
+        CHECK_MESSAGE(q["arguments"] == expected, queue << ": " << q["arguments"].dump());
+    }
 }
 
 // A message nothing consumes and a body that is not JSON, published to inventory-service as an
@@ -171,6 +186,13 @@ TEST_SUITE("Twin") {
     TEST_CASE("Mix: twin PaymentService with our OrderService and InventoryService - either side first") {
         RunMix({Side::kOurs, Side::kOurs, Side::kTwin}, StartFirst::kTwin);
         RunMix({Side::kOurs, Side::kOurs, Side::kTwin}, StartFirst::kOurs);
+    }
+
+    TEST_CASE("Mix: every endpoint on quorum queues - each twin service with ours - either side first") {
+        for (const Mix mix : {Mix{Side::kTwin, Side::kOurs, Side::kOurs}, Mix{Side::kOurs, Side::kTwin, Side::kOurs},
+                              Mix{Side::kOurs, Side::kOurs, Side::kTwin}})
+            for (const StartFirst first : {StartFirst::kTwin, StartFirst::kOurs})
+                RunMix(mix, first, kQuorumEnvironment);
     }
 
     TEST_CASE("Wire: the twin and ours publish the same messages and declare the same topology") {

@@ -94,4 +94,32 @@ TEST_SUITE("Hosting.Settings") {
         CHECK_THROWS_WITH_AS(order_service::OrderSettings::Load("", {"Http__Port=70000"}), doctest::Contains("'Port'"),
                              SettingsError);
     }
+
+    TEST_CASE("Endpoint.QueueType Quorum gives SetQuorumQueue's arguments - QueueArguments add their own") {
+        const auto classic = payment_service::PaymentSettings::Load("", {});
+        CHECK(classic.endpoint.queue_arguments.empty());
+
+        const auto quorum = payment_service::PaymentSettings::Load(
+            "", {"Endpoint__QueueType=Quorum", "Endpoint__QuorumInitialGroupSize=3",
+                 R"(Endpoint__QueueArguments={"x-delivery-limit": 20, "x-max-priority": 5})"});
+        const HeaderTable expected = {{"x-queue-type", std::string("quorum")},
+                                      {"x-quorum-initial-group-size", std::int32_t{3}},
+                                      {"x-delivery-limit", std::int32_t{20}}};  // no x-max-priority on quorum
+        CHECK(quorum.endpoint.queue_arguments == expected);
+        // Written back, the settings read the same.
+        const auto json = Json::parse(EndpointSettingsToJson(quorum.endpoint).dump());
+        CHECK(json["QueueType"] == "Quorum");
+        CHECK(EndpointSettingsFromJson(json).queue_arguments == expected);
+
+        CHECK_THROWS_WITH_AS(payment_service::PaymentSettings::Load("", {"Endpoint__QueueType=Stream"}),
+                             doctest::Contains("Endpoint.QueueType"), SettingsError);
+        CHECK_THROWS_WITH_AS(payment_service::PaymentSettings::Load("", {"Endpoint__QuorumInitialGroupSize=3"}),
+                             doctest::Contains("Quorum"), SettingsError);
+        CHECK_THROWS_WITH_AS(
+            payment_service::PaymentSettings::Load("", {R"(Endpoint__QueueArguments={"max-length": 1})"}),
+            doctest::Contains("start with 'x-'"), SettingsError);
+        CHECK_THROWS_WITH_AS(
+            payment_service::PaymentSettings::Load("", {R"(Endpoint__QueueArguments={"x-max-length": 1.5})"}),
+            doctest::Contains("x-max-length"), SettingsError);
+    }
 }

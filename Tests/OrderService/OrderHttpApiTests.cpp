@@ -209,7 +209,7 @@ TEST_SUITE("OrderService.HttpApi") {
         api.system.loop().Invoke([&] {
             order_service::OrderHttpApi second(
                 api.system.loop(), api.system.orders().submission(), api.system.orders().lookup(),
-                [] { return order_service::BrokerState::kConnected; }, taken);
+                [] { return order_service::BrokerHealth{order_service::BrokerState::kConnected}; }, taken);
             CHECK_THROWS_WITH(second.Start(), doctest::Contains("cannot listen"));
         });
         auto still = api.client.Get("/health");

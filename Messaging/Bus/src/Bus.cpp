@@ -140,18 +140,26 @@ void Bus::DeclareTopologyFor(const contracts::MessageTypeName& type,
     transport_.Declare(PublishTopology(type, implemented), LogRefusal("the exchange of " + name));
 }
 
-void Bus::DeclareQueueOnce(const std::string& queue) {
+void SetQuorumQueue(HeaderTable& arguments, int initial_group_size) {
+    arguments["x-queue-type"] = std::string("quorum");
+    arguments.erase("x-max-priority");
+    if (initial_group_size > 0)
+        arguments["x-quorum-initial-group-size"] = static_cast<std::int32_t>(initial_group_size);
+}
+
+void Bus::DeclareQueueOnce(const std::string& queue, const HeaderTable& arguments) {
     if (std::find(declared_queues_.begin(), declared_queues_.end(), queue) != declared_queues_.end()) return;
     declared_queues_.push_back(queue);
-    transport_.Declare(QueueWithExchange(queue), LogRefusal("the queue " + queue));
+    transport_.Declare(QueueWithExchange(queue, arguments), LogRefusal("the queue " + queue));
 }
 
 Status Bus::Start() {
     stopping_ = false;
     for (auto& endpoint : endpoints_) {
         const auto consumed = endpoint.ConsumedTypes();
-        transport_.Declare(ReceiveEndpointTopology(endpoint.settings_.queue, consumed),
-                           LogRefusal("the receive endpoint " + endpoint.settings_.queue));
+        transport_.Declare(
+            ReceiveEndpointTopology(endpoint.settings_.queue, consumed, endpoint.settings_.queue_arguments),
+            LogRefusal("the receive endpoint " + endpoint.settings_.queue));
     }
     for (auto& endpoint : endpoints_) {
         ReceiveEndpoint* target = &endpoint;
@@ -429,7 +437,7 @@ void Bus::MoveToError(const std::shared_ptr<InFlight>& in_flight, const std::str
     }
     StampErrorHeaders(copy.properties.headers, facts, host_);
 
-    DeclareQueueOnce(ErrorQueueName(queue));
+    DeclareQueueOnce(ErrorQueueName(queue), in_flight->endpoint->settings_.queue_arguments);
     if (observer_) observer_->OnMoved(ErrorQueueName(queue), copy);
     also_publish.push_back(OutgoingMessage{ErrorQueueName(queue), std::move(copy)});
     std::weak_ptr<bool> alive = alive_;
@@ -448,7 +456,7 @@ void Bus::MoveToSkipped(const std::shared_ptr<InFlight>& in_flight) {
     TransportMessage copy = in_flight->delivery.message;
     copy.properties.expiration.clear();
     StampSkippedHeaders(copy.properties.headers, host_);
-    DeclareQueueOnce(SkippedQueueName(queue));
+    DeclareQueueOnce(SkippedQueueName(queue), in_flight->endpoint->settings_.queue_arguments);
     if (observer_) observer_->OnMoved(SkippedQueueName(queue), copy);
     std::weak_ptr<bool> alive = alive_;
     Dispatch({OutgoingMessage{SkippedQueueName(queue), std::move(copy)}},

@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <climits>
 #include <fstream>
 #include <sstream>
 
@@ -170,8 +171,48 @@ contracts::OrderedJson EndpointSettingsToJson(const ReceiveEndpointSettings& set
     json["Queue"] = settings.queue;
     json["PrefetchCount"] = settings.prefetch;
     json["Retry"] = settings.retry.ToJson();
+    HeaderTable others = settings.queue_arguments;
+    const auto* type = FindHeader(others, "x-queue-type");
+    json["QueueType"] = type && HeaderToString(*type) == "quorum" ? "Quorum" : "Classic";
+    const auto* group = FindHeader(others, "x-quorum-initial-group-size");
+    json["QuorumInitialGroupSize"] = group ? std::stoi(HeaderToString(*group)) : 0;
+    if (type && HeaderToString(*type) == "quorum") others.erase("x-queue-type");
+    others.erase("x-quorum-initial-group-size");
+    json["QueueArguments"] = contracts::OrderedJson::object();
+    for (const auto& [name, value] : others)
+        std::visit([&, &name = name](const auto& v) { json["QueueArguments"][name] = v; }, value);
     return json;
 }
+
+namespace {
+
+// "QueueArguments": {"x-max-length": 10000, "x-overflow": "reject-publish", ...}: strings, integers
+// and booleans, declared on the queue as given.
+HeaderTable QueueArgumentsFromJson(const Json& json) {
+    HeaderTable arguments;
+    if (json.is_null()) return arguments;
+    if (!json.is_object()) throw SettingsError("setting 'Endpoint.QueueArguments' must be an object");
+    for (auto it = json.begin(); it != json.end(); ++it) {
+        const Json& value = it.value();
+        if (!contracts::StartsWithIgnoreCase(it.key(), "x-"))
+            throw SettingsError("setting 'Endpoint.QueueArguments." + it.key() + "': queue arguments start with 'x-'");
+        if (value.is_string())
+            arguments[it.key()] = value.get<std::string>();
+        else if (value.is_boolean())
+            arguments[it.key()] = value.get<bool>();
+        else if (value.is_number_integer() && value.get<std::int64_t>() >= INT32_MIN &&
+                 value.get<std::int64_t>() <= INT32_MAX)
+            arguments[it.key()] = static_cast<std::int32_t>(value.get<std::int64_t>());
+        else if (value.is_number_integer())
+            arguments[it.key()] = value.get<std::int64_t>();
+        else
+            throw SettingsError("setting 'Endpoint.QueueArguments." + it.key() +
+                                "' must be a string, an integer or a boolean");
+    }
+    return arguments;
+}
+
+}  // namespace
 
 ReceiveEndpointSettings EndpointSettingsFromJson(const Json& json) {
     ReceiveEndpointSettings settings;
@@ -183,6 +224,17 @@ ReceiveEndpointSettings EndpointSettingsFromJson(const Json& json) {
         settings.retry = RetryPolicy::FromJson(json.at("Retry"));
     } catch (const std::invalid_argument& e) {
         throw SettingsError(std::string("setting 'Endpoint.") + e.what());
+    }
+    settings.queue_arguments = QueueArgumentsFromJson(json.value("QueueArguments", Json()));
+    const std::string queue_type = json.contains("QueueType") ? SettingString(json, "QueueType") : "Classic";
+    const int group_size =
+        json.contains("QuorumInitialGroupSize") ? SettingInt(json, "QuorumInitialGroupSize", 0, 1000) : 0;
+    if (EqualsIgnoreCase(queue_type, "Quorum")) {
+        SetQuorumQueue(settings.queue_arguments, group_size);
+    } else if (!EqualsIgnoreCase(queue_type, "Classic")) {
+        throw SettingsError("setting 'Endpoint.QueueType' must be \"Classic\" or \"Quorum\"");
+    } else if (group_size > 0) {
+        throw SettingsError("setting 'Endpoint.QuorumInitialGroupSize' needs 'Endpoint.QueueType' \"Quorum\"");
     }
     return settings;
 }

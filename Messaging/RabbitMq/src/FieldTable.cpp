@@ -2,7 +2,29 @@
 
 namespace messaging {
 
-EncodedProperties::EncodedProperties(const MessageProperties& p) {
+EncodedTable::EncodedTable(const HeaderTable& table) {
+    entries_.reserve(table.size());
+    for (const auto& [name, value] : table) {
+        amqp_table_entry_t entry{};
+        entry.key = AmqpBytes(name);
+        if (const auto* s = std::get_if<std::string>(&value)) {
+            entry.value.kind = AMQP_FIELD_KIND_UTF8;  // a long string ('S'), which .NET reads as byte[]
+            entry.value.value.bytes = AmqpBytes(*s);
+        } else if (const auto* i32 = std::get_if<std::int32_t>(&value)) {
+            entry.value.kind = AMQP_FIELD_KIND_I32;
+            entry.value.value.i32 = *i32;
+        } else if (const auto* i64 = std::get_if<std::int64_t>(&value)) {
+            entry.value.kind = AMQP_FIELD_KIND_I64;
+            entry.value.value.i64 = *i64;
+        } else {
+            entry.value.kind = AMQP_FIELD_KIND_BOOLEAN;
+            entry.value.value.boolean = std::get<bool>(value);
+        }
+        entries_.push_back(entry);
+    }
+}
+
+EncodedProperties::EncodedProperties(const MessageProperties& p) : headers_(p.headers) {
     properties_._flags = AMQP_BASIC_DELIVERY_MODE_FLAG;
     properties_.delivery_mode = p.delivery_mode;
     if (!p.content_type.empty()) {
@@ -26,27 +48,8 @@ EncodedProperties::EncodedProperties(const MessageProperties& p) {
         properties_.priority = *p.priority;
     }
     if (p.headers.empty()) return;
-    headers_.reserve(p.headers.size());
-    for (const auto& [name, value] : p.headers) {
-        amqp_table_entry_t entry{};
-        entry.key = AmqpBytes(name);
-        if (const auto* s = std::get_if<std::string>(&value)) {
-            entry.value.kind = AMQP_FIELD_KIND_UTF8;  // a long string ('S'), which .NET reads as byte[]
-            entry.value.value.bytes = AmqpBytes(*s);
-        } else if (const auto* i32 = std::get_if<std::int32_t>(&value)) {
-            entry.value.kind = AMQP_FIELD_KIND_I32;
-            entry.value.value.i32 = *i32;
-        } else if (const auto* i64 = std::get_if<std::int64_t>(&value)) {
-            entry.value.kind = AMQP_FIELD_KIND_I64;
-            entry.value.value.i64 = *i64;
-        } else {
-            entry.value.kind = AMQP_FIELD_KIND_BOOLEAN;
-            entry.value.value.boolean = std::get<bool>(value);
-        }
-        headers_.push_back(entry);
-    }
     properties_._flags |= AMQP_BASIC_HEADERS_FLAG;
-    properties_.headers = amqp_table_t{static_cast<int>(headers_.size()), headers_.data()};
+    properties_.headers = headers_.get();
 }
 
 HeaderTable DecodeTable(const amqp_table_t& table) {

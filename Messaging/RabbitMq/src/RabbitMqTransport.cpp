@@ -330,8 +330,17 @@ void RabbitMqTransport::OnMethod(std::uint16_t channel, amqp_method_number_t met
             auto* close = static_cast<amqp_channel_close_t*>(decoded);
             std::string reason =
                 CloseReason(("channel " + std::to_string(channel)).c_str(), close->reply_code, close->reply_text);
-            if (auto it = pending_replies_.find(channel); it != pending_replies_.end() && !it->second.empty())
+            bool declaring = false;
+            if (auto it = pending_replies_.find(channel); it != pending_replies_.end() && !it->second.empty()) {
+                const auto expected = it->second.front().reply;
+                declaring = expected == AMQP_QUEUE_DECLARE_OK_METHOD || expected == AMQP_EXCHANGE_DECLARE_OK_METHOD;
                 reason = it->second.front().what + ": " + reason;
+            }
+            // 406 to a declaration: the entity exists with other properties or arguments.
+            if (declaring && close->reply_code == AMQP_PRECONDITION_FAILED)
+                refusal_ = Status::PreconditionFailed(
+                    "the broker refused a declaration because what exists differs. " + reason +
+                    ". Make the settings match the existing entity, or delete it, then restart the service");
             amqp_channel_close_ok_t close_ok{};
             Send(channel, AMQP_CHANNEL_CLOSE_OK_METHOD, &close_ok);
             Flush();
@@ -438,13 +447,15 @@ void RabbitMqTransport::SendDeclarations(DeclaredTopology& entry) {
     const Topology& topology = entry.topology;
     // MassTransit's order: queues, exchanges, queue bindings, exchange bindings.
     for (const auto& queue : topology.queues) {
+        EncodedTable arguments(queue.arguments);
         amqp_queue_declare_t declare{};
         declare.queue = AmqpBytes(queue.name);
         declare.durable = queue.durable;
         declare.exclusive = queue.exclusive;
         declare.auto_delete = queue.auto_delete;
+        declare.arguments = arguments.get();
         SendRpc(kPublishChannel, AMQP_QUEUE_DECLARE_METHOD, &declare, AMQP_QUEUE_DECLARE_OK_METHOD,
-                "queue.declare " + queue.name);
+                "declaring queue '" + queue.name + "' with arguments " + DescribeTable(queue.arguments));
     }
     for (const auto& exchange : topology.exchanges) {
         amqp_exchange_declare_t declare{};
@@ -654,6 +665,10 @@ void RabbitMqTransport::ConnectionLost(const std::string& reason) {
         return;
     }
     last_error_ = reason;
+    if (!refusal_.ok()) {
+        spdlog::error("RabbitMQ: not reconnecting: {}", refusal_.message());
+        return;
+    }
     if (was_open)
         spdlog::error("RabbitMQ connection lost: {}", reason);
     else

@@ -168,6 +168,10 @@ void Timer::Stop() {
     uv_timer_stop(&state_->handle);
 }
 
+bool Timer::IsActive() const {
+    return !loop_lifetime_.expired() && uv_is_active(reinterpret_cast<const uv_handle_t*>(&state_->handle)) != 0;
+}
+
 struct SignalWatcher::State : HandleState {
     uv_signal_t handle{};
     std::function<void()> callback;

@@ -1,5 +1,7 @@
 #include "Transport/Topology.h"
 
+#include "Transport/Transport.h"
+
 #include <algorithm>
 
 namespace messaging {
@@ -12,11 +14,20 @@ void AddUnique(std::vector<T>& items, T item) {
 
 }  // namespace
 
+std::string DescribeTable(const HeaderTable& table) {
+    std::string out = "{";
+    for (const auto& [name, value] : table) {
+        if (out.size() > 1) out += ", ";
+        out += name + ": " + HeaderToString(value);
+    }
+    return out + "}";
+}
+
 void Topology::AddExchange(const std::string& name) {
     AddUnique(exchanges, ExchangeSpec{name});
 }
-void Topology::AddQueue(const std::string& name) {
-    AddUnique(queues, QueueSpec{name});
+void Topology::AddQueue(const std::string& name, const HeaderTable& arguments) {
+    AddUnique(queues, QueueSpec{.name = name, .arguments = arguments});
 }
 void Topology::BindQueue(const std::string& exchange, const std::string& queue) {
     AddUnique(queue_bindings, QueueBinding{exchange, queue});
@@ -32,9 +43,9 @@ void Topology::Merge(const Topology& other) {
     for (const auto& b : other.exchange_bindings) AddUnique(exchange_bindings, b);
 }
 
-Topology QueueWithExchange(const std::string& name) {
+Topology QueueWithExchange(const std::string& name, const HeaderTable& queue_arguments) {
     Topology topology;
-    topology.AddQueue(name);
+    topology.AddQueue(name, queue_arguments);
     topology.AddExchange(name);
     topology.BindQueue(name, name);
     return topology;
@@ -52,8 +63,9 @@ Topology PublishTopology(const contracts::MessageTypeName& type,
     return topology;
 }
 
-Topology ReceiveEndpointTopology(const std::string& queue, const std::vector<contracts::MessageTypeName>& consumed) {
-    Topology topology = QueueWithExchange(queue);
+Topology ReceiveEndpointTopology(const std::string& queue, const std::vector<contracts::MessageTypeName>& consumed,
+                                 const HeaderTable& queue_arguments) {
+    Topology topology = QueueWithExchange(queue, queue_arguments);
     for (const auto& type : consumed) {
         topology.AddExchange(type.EntityName());
         topology.BindExchange(type.EntityName(), queue);

@@ -41,9 +41,14 @@ class OrderLookup {
     messaging::UnitOfWork& unit_of_work_;
 };
 
-// What GET /health reports about the broker connection.
-enum class BrokerState { kConnected, kBlocked, kDisconnected };
-using BrokerProbe = std::function<BrokerState()>;
+// What GET /health reports about the broker connection. kRefused: the broker refused our topology
+// (a queue exists with other arguments); `detail` says what, and the service does not reconnect.
+enum class BrokerState { kConnected, kBlocked, kDisconnected, kRefused };
+struct BrokerHealth {
+    BrokerState state = BrokerState::kDisconnected;
+    std::string detail{};
+};
+using BrokerProbe = std::function<BrokerHealth()>;
 
 class OrderHttpApi {
   public:

@@ -1,7 +1,9 @@
 // The MassTransit twin: `MassTransitTwin order|inventory|payment ...` runs the named services on one
 // MassTransit bus in this process (each alone in its own process for a mixed deployment). The broker
 // and the knobs come from the environment with OrderService's names: RabbitMQ__Host, RabbitMQ__Port,
-// RabbitMQ__VirtualHost, RabbitMQ__Username, RabbitMQ__Password, Http__Port, Endpoint__PrefetchCount.
+// RabbitMQ__VirtualHost, RabbitMQ__Username, RabbitMQ__Password, Http__Port, Endpoint__PrefetchCount,
+// Endpoint__QueueType ("Quorum" calls SetQuorumQueue on every endpoint) and
+// Endpoint__QuorumInitialGroupSize (its replication factor; 0 leaves it to the broker).
 using Contracts;
 using MassTransit;
 using Orders;
@@ -43,10 +45,17 @@ builder.Services.AddMassTransit(x =>
                 h.Password(configuration.GetValue("RabbitMQ:Password", "guest"));
             });
         var prefetch = configuration.GetValue("Endpoint:PrefetchCount", 16);
+        var quorum = string.Equals(configuration.GetValue("Endpoint:QueueType", "Classic"), "Quorum", StringComparison.OrdinalIgnoreCase);
+        var groupSize = configuration.GetValue("Endpoint:QuorumInitialGroupSize", 0);
+        void QueueType(IRabbitMqReceiveEndpointConfigurator e)
+        {
+            if (quorum) e.SetQuorumQueue(groupSize > 0 ? groupSize : null);
+        }
 
         if (runOrders)
             cfg.ReceiveEndpoint("order-service", e =>
             {
+                QueueType(e);
                 e.PrefetchCount = prefetch;
                 e.UseMessageRetry(r => r.Interval(3, TimeSpan.FromMilliseconds(500)));
                 e.UseInMemoryOutbox(context);
@@ -55,6 +64,7 @@ builder.Services.AddMassTransit(x =>
         if (runInventory)
             cfg.ReceiveEndpoint("inventory-service", e =>
             {
+                QueueType(e);
                 e.PrefetchCount = prefetch;
                 e.UseMessageRetry(r => r.Interval(3, TimeSpan.FromMilliseconds(500)));
                 e.ConfigureConsumer<Inventory.CheckInventoryConsumer>(context);
@@ -63,6 +73,7 @@ builder.Services.AddMassTransit(x =>
         if (runPayment)
             cfg.ReceiveEndpoint("payment-service", e =>
             {
+                QueueType(e);
                 e.PrefetchCount = prefetch;
                 e.UseMessageRetry(r => r.Interval(3, TimeSpan.FromMilliseconds(500)));
                 e.ConfigureConsumer<Payment.ProcessPaymentConsumer>(context);

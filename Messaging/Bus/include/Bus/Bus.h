@@ -98,7 +98,14 @@ struct ReceiveEndpointSettings {
     std::string queue;
     std::uint16_t prefetch = 16;
     RetryPolicy retry = RetryPolicy::None();
+    // Declared on the queue and copied onto its _error and _skipped queues, as MassTransit does;
+    // QuorumQueueArguments() gives what MassTransit's SetQuorumQueue sets.
+    HeaderTable queue_arguments = {};
 };
+
+// x-queue-type "quorum", plus x-quorum-initial-group-size when `initial_group_size` is positive,
+// applied to `arguments`; like MassTransit, it drops x-max-priority, which quorum queues refuse.
+void SetQuorumQueue(HeaderTable& arguments, int initial_group_size = 0);
 
 class ReceiveEndpoint {
   public:
@@ -204,7 +211,7 @@ class Bus {
                             const std::vector<contracts::MessageTypeName>& implemented);
     // Declares a queue with its same-named exchange the first time it is needed, as MassTransit
     // declares `_error` and `_skipped` on the first move.
-    void DeclareQueueOnce(const std::string& queue);
+    void DeclareQueueOnce(const std::string& queue, const HeaderTable& arguments);
     // `source_queue` names the input address to write as sourceAddress when there is no parent
     // (a receive fault); otherwise the bus address is written.
     OutgoingMessage Build(const std::string& exchange, std::vector<std::string> message_types,

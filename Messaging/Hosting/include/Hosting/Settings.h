@@ -34,7 +34,9 @@ std::vector<std::string> ProcessEnvironment();
 contracts::OrderedJson RabbitMqSettingsToJson(const RabbitMqSettings& settings);
 RabbitMqSettings RabbitMqSettingsFromJson(const contracts::Json& json);
 
-// {"Queue": "inventory-service", "PrefetchCount": 16, "Retry": {"Policy": "Interval", ...}}
+// {"Queue": "inventory-service", "PrefetchCount": 16, "Retry": {"Policy": "Interval", ...},
+//  "QueueType": "Classic" or "Quorum", "QuorumInitialGroupSize": 0 (the broker's default) or a size,
+//  "QueueArguments": {"x-...": value}}
 contracts::OrderedJson EndpointSettingsToJson(const ReceiveEndpointSettings& settings);
 ReceiveEndpointSettings EndpointSettingsFromJson(const contracts::Json& json);
 
@@ -66,7 +68,7 @@ struct ServiceSettings {
 template <class Settings>
 Settings LoadServiceSettings(const std::string& path, const std::vector<std::string>& environment) {
     const contracts::Json defaults = contracts::Json::parse(Settings{}.ToJson().dump());
-    return Settings::FromJson(LoadSettingsJson(defaults, {path, environment, {"Retry"}}));
+    return Settings::FromJson(LoadSettingsJson(defaults, {path, environment, {"Retry", "QueueArguments"}}));
 }
 
 // Reads a typed value from a settings object already validated by LoadSettingsJson.

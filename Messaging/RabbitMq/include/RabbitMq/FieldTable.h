@@ -10,6 +10,19 @@
 
 namespace messaging {
 
+// rabbitmq-c's view of a header or argument table, pointing into it: keep both alive while it is
+// encoded. Strings go out as long strings ('S').
+class EncodedTable {
+  public:
+    explicit EncodedTable(const HeaderTable& table);
+    EncodedTable(const EncodedTable&) = delete;
+    EncodedTable& operator=(const EncodedTable&) = delete;
+    amqp_table_t get() { return amqp_table_t{static_cast<int>(entries_.size()), entries_.data()}; }
+
+  private:
+    std::vector<amqp_table_entry_t> entries_;
+};
+
 // rabbitmq-c's view of `properties`, pointing into it: keep both alive while it is encoded.
 class EncodedProperties {
   public:
@@ -19,7 +32,7 @@ class EncodedProperties {
     amqp_basic_properties_t& get() { return properties_; }
 
   private:
-    std::vector<amqp_table_entry_t> headers_;
+    EncodedTable headers_;
     amqp_basic_properties_t properties_{};
 };
 

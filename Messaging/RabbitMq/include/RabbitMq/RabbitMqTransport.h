@@ -46,6 +46,8 @@ class RabbitMqTransport : public Transport {
     void Nack(const Delivery& delivery, bool requeue) override;
     bool IsConnected() const override { return phase_ == Phase::kOpen; }
     bool IsPublishingBlocked() const override { return IsConnected() && !blocked_reason_.empty(); }
+    Status TopologyRefusal() const override { return refusal_; }
+    bool IsReconnectScheduled() const { return reconnect_timer_ && reconnect_timer_->IsActive(); }
     std::string BaseAddress() const override;
 
     // Connected, every declaration answered and every consumer started.
@@ -127,6 +129,7 @@ class RabbitMqTransport : public Transport {
     std::uint16_t heartbeat_seconds_ = 0;
     std::string blocked_reason_;  // set while the broker blocks publishing (connection.blocked)
     std::string last_error_;
+    Status refusal_;  // see TopologyRefusal
     std::uint64_t generation_ = 0;
     int reconnect_attempts_ = 0;
     std::uint64_t next_publish_tag_ = 1;

@@ -113,6 +113,7 @@ class Timer {
     void Start(std::chrono::milliseconds delay, std::function<void()> callback,
                std::chrono::milliseconds repeat = std::chrono::milliseconds(0));
     void Stop();
+    bool IsActive() const;  // started and not yet fired (one-shot) or stopped
 
   private:
     struct State;

@@ -19,6 +19,9 @@ class Status {
     static Status Internal(std::string message) { return {StatusCode::kInternal, std::move(message)}; }
     static Status NotFound(std::string message) { return {StatusCode::kNotFound, std::move(message)}; }
     static Status InvalidArgument(std::string message) { return {StatusCode::kInvalidArgument, std::move(message)}; }
+    static Status PreconditionFailed(std::string message) {
+        return {StatusCode::kPreconditionFailed, std::move(message)};
+    }
 
     bool ok() const { return code_ == StatusCode::kOk; }
     StatusCode code() const { return code_; }

@@ -1,14 +1,25 @@
 // Broker topology as data: exchanges, queues and the bindings between them, declared the way
-// MassTransit declares them (durable fanout exchanges, durable queues, no arguments). The in-memory
-// transport and the RabbitMQ transport both take a Topology and make it real.
+// MassTransit declares them (durable fanout exchanges, durable queues with the endpoint's queue
+// arguments). The in-memory transport and the RabbitMQ transport both take a Topology and make it real.
 #pragma once
 
+#include <cstdint>
+#include <map>
 #include <string>
+#include <variant>
 #include <vector>
 
 #include "Contracts/MessageNames.h"
 
 namespace messaging {
+
+// The AMQP field-table values we read and write: long strings, signed 32/64-bit ints, booleans.
+// Message headers and queue arguments are both tables of these.
+using HeaderValue = std::variant<std::string, std::int32_t, std::int64_t, bool>;
+using HeaderTable = std::map<std::string, HeaderValue>;
+
+// Renders a table for logs and errors: {x-queue-type: quorum, x-quorum-initial-group-size: 3}.
+std::string DescribeTable(const HeaderTable& table);
 
 struct ExchangeSpec {
     std::string name;
@@ -23,6 +34,7 @@ struct QueueSpec {
     bool durable = true;
     bool exclusive = false;
     bool auto_delete = false;
+    HeaderTable arguments{};  // x-queue-type, x-quorum-initial-group-size, ...
     bool operator==(const QueueSpec&) const = default;
 };
 
@@ -45,15 +57,16 @@ struct Topology {
     std::vector<ExchangeBinding> exchange_bindings;
 
     void AddExchange(const std::string& name);
-    void AddQueue(const std::string& name);
+    void AddQueue(const std::string& name, const HeaderTable& arguments = {});
     void BindQueue(const std::string& exchange, const std::string& queue);
     void BindExchange(const std::string& source, const std::string& destination);
     void Merge(const Topology& other);  // duplicates are dropped
     bool Empty() const { return exchanges.empty() && queues.empty(); }
 };
 
-// A queue plus the same-named fanout exchange bound to it (endpoint, `_error`, `_skipped`).
-Topology QueueWithExchange(const std::string& name);
+// A queue plus the same-named fanout exchange bound to it (endpoint, `_error`, `_skipped`). The
+// `_error` and `_skipped` queues get their endpoint's queue arguments, as MassTransit copies them.
+Topology QueueWithExchange(const std::string& name, const HeaderTable& queue_arguments = {});
 
 // The exchange of a published type, plus the exchanges of the types it implements, each bound to it.
 Topology PublishTopology(const contracts::MessageTypeName& type,
@@ -62,7 +75,8 @@ Topology PublishTopology(const contracts::MessageTypeName& type,
 // A receive endpoint: queue + exchange, and each consumed type's exchange bound exchange-to-exchange
 // to the endpoint exchange. `_error` and `_skipped` are not part of it: the bus declares them on the
 // first move, as MassTransit does.
-Topology ReceiveEndpointTopology(const std::string& queue, const std::vector<contracts::MessageTypeName>& consumed);
+Topology ReceiveEndpointTopology(const std::string& queue, const std::vector<contracts::MessageTypeName>& consumed,
+                                 const HeaderTable& queue_arguments = {});
 
 inline std::string ErrorQueueName(const std::string& queue) {
     return queue + "_error";

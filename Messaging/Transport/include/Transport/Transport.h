@@ -17,10 +17,6 @@ namespace messaging {
 
 using Completion = std::function<void(const Status&)>;
 
-// The AMQP field-table values we read and write: long strings, signed 32/64-bit ints, booleans.
-using HeaderValue = std::variant<std::string, std::int32_t, std::int64_t, bool>;
-using HeaderTable = std::map<std::string, HeaderValue>;
-
 std::string HeaderToString(const HeaderValue& value);
 const HeaderValue* FindHeader(const HeaderTable& headers, const std::string& name);  // case-insensitive
 
@@ -72,6 +68,10 @@ class Transport {
     virtual bool IsConnected() const = 0;
     // True while the broker refuses to take publishes (a memory or disk alarm): they wait, buffered.
     virtual bool IsPublishingBlocked() const { return false; }
+    // Not OK once the broker refused a declaration because what exists differs (a queue with other
+    // arguments, an exchange of another type): reconnecting cannot fix that, so the transport stays
+    // down and says why until an operator reconciles the topology and restarts the service.
+    virtual Status TopologyRefusal() const { return Status::Ok(); }
     // The scheme and authority used in envelope addresses, e.g. "rabbitmq://localhost/".
     virtual std::string BaseAddress() const = 0;
 };
