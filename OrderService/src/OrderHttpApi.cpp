@@ -215,6 +215,11 @@ void OrderHttpApi::Route(const HttpRequest& request, const HttpResponder& respon
                 break;
         }
         if (!broker.detail.empty()) body["error"] = broker.detail;
+        body["endpoints"] = OrderedJson::array();
+        for (const auto& endpoint : broker.endpoints) {
+            body["endpoints"].push_back({{"queue", endpoint.queue}, {"consuming", endpoint.consuming}});
+            if (!endpoint.consuming && broker.state == BrokerState::kConnected) body["status"] = "degraded";
+        }
         const bool serving = broker.state == BrokerState::kConnected || broker.state == BrokerState::kBlocked;
         return responder.Send(JsonResponse(serving ? 200 : 503, body));
     }

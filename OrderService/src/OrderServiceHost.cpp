@@ -43,10 +43,16 @@ messaging::Status OrderServiceHost::Start() {
 int OrderServiceHost::StartHttp() {
     auto broker = [this] {
         const auto& transport = bus_.transport();
-        if (auto refusal = transport.TopologyRefusal(); !refusal.ok())
-            return BrokerHealth{BrokerState::kRefused, refusal.message()};
-        if (!transport.IsConnected() || bus_.stopping()) return BrokerHealth{BrokerState::kDisconnected};
-        return BrokerHealth{transport.IsPublishingBlocked() ? BrokerState::kBlocked : BrokerState::kConnected};
+        BrokerHealth health{.state = BrokerState::kConnected, .endpoints = bus_.EndpointsHealth()};
+        if (auto refusal = transport.TopologyRefusal(); !refusal.ok()) {
+            health.state = BrokerState::kRefused;
+            health.detail = refusal.message();
+        } else if (!transport.IsConnected() || bus_.stopping()) {
+            health.state = BrokerState::kDisconnected;
+        } else if (transport.IsPublishingBlocked()) {
+            health.state = BrokerState::kBlocked;
+        }
+        return health;
     };
     http_ = std::make_unique<OrderHttpApi>(loop_, submission_, lookup_, std::move(broker), settings_.http);
     http_->Start();

@@ -573,6 +573,7 @@ TEST_SUITE("Broker") {
             },
             20s));
         CHECK(health["status"] == "unhealthy");
+        CHECK(health["endpoints"][0]["consuming"] == false);
         const std::string error = health.value("error", "");
         INFO(error);
         CHECK(error.find("'order-service'") != std::string::npos);       // the queue
@@ -588,6 +589,10 @@ TEST_SUITE("Broker") {
         ScopedVhost vhost;
         BrokerSystem system(vhost, {.start_http = true});
         httplib::Client client("127.0.0.1", system.http_port());
+        // Settled: the broker has answered consume-ok, so health names a live consumer.
+        const auto health = SlowestHealth(client, 1).second;
+        CHECK(health["status"] == "ok");
+        CHECK(health["endpoints"] == Json::parse(R"([{"queue":"order-service","consuming":true}])"));
         for (const char* id : {"http-0", "http-1", "http-2", "http-3"}) {
             auto result = client.Post(
                 "/order", std::string(R"({"orderId":")") + id + R"(","customerNumber":"C","totalAmount":"10.00"})",

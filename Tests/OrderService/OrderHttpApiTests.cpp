@@ -199,6 +199,24 @@ TEST_SUITE("OrderService.HttpApi") {
         REQUIRE(degraded);
         CHECK(degraded->status == 503);
         CHECK(Json::parse(degraded->body)["broker"] == "disconnected");
+        CHECK(Json::parse(degraded->body)["endpoints"][0]["consuming"] == false);
+    }
+
+    TEST_CASE("GET /health lists each endpoint - an open connection with no live consumer is degraded") {
+        ApiFixture api;
+        auto healthy = api.client.Get("/health");
+        REQUIRE(healthy);
+        CHECK(Json::parse(healthy->body)["status"] == "ok");
+        CHECK(Json::parse(healthy->body)["endpoints"] ==
+              Json::parse(R"([{"queue":"order-service","consuming":true}])"));
+        api.system.loop().Invoke([&] { api.system.transport().CancelConsumersOf("order-service"); });
+        auto degraded = api.client.Get("/health");
+        REQUIRE(degraded);
+        const Json body = Json::parse(degraded->body);
+        CHECK(degraded->status == 200);  // orders are still taken and stored
+        CHECK(body["status"] == "degraded");
+        CHECK(body["broker"] == "connected");
+        CHECK(body["endpoints"] == Json::parse(R"([{"queue":"order-service","consuming":false}])"));
     }
 
     TEST_CASE("A second API on a port already in use fails to start instead of sharing it") {

@@ -140,6 +140,14 @@ void Bus::DeclareTopologyFor(const contracts::MessageTypeName& type,
     transport_.Declare(PublishTopology(type, implemented), LogRefusal("the exchange of " + name));
 }
 
+std::vector<Bus::EndpointHealth> Bus::EndpointsHealth() const {
+    std::vector<EndpointHealth> health;
+    for (const auto& endpoint : endpoints_)
+        health.push_back(
+            {endpoint.settings_.queue, endpoint.consuming_ && transport_.IsConsuming(endpoint.consumer_id_)});
+    return health;
+}
+
 void SetQuorumQueue(HeaderTable& arguments, int initial_group_size) {
     arguments["x-queue-type"] = std::string("quorum");
     arguments.erase("x-max-priority");

@@ -97,6 +97,16 @@ void InMemoryTransport::Cancel(ConsumerId consumer) {
     it->second.handler = nullptr;  // kept until its unacked deliveries are settled
 }
 
+bool InMemoryTransport::IsConsuming(ConsumerId consumer) const {
+    auto it = consumers_.find(consumer);
+    return available_ && it != consumers_.end() && it->second.handler != nullptr;
+}
+
+void InMemoryTransport::CancelConsumersOf(const std::string& queue) {
+    const auto consumers = queues_[queue].consumers;
+    for (ConsumerId consumer : consumers) Cancel(consumer);
+}
+
 void InMemoryTransport::ScheduleDispatch(const std::string& queue) {
     auto& q = queues_[queue];
     if (q.dispatch_scheduled || q.consumers.empty()) return;

@@ -41,12 +41,14 @@ class OrderLookup {
     messaging::UnitOfWork& unit_of_work_;
 };
 
-// What GET /health reports about the broker connection. kRefused: the broker refused our topology
-// (a queue exists with other arguments); `detail` says what, and the service does not reconnect.
+// What GET /health reports about the broker connection and the receive endpoints. kRefused: the
+// broker refused our topology (a queue exists with other arguments); `detail` says what, and the
+// service does not reconnect. An endpoint the broker is not delivering to makes the service degraded.
 enum class BrokerState { kConnected, kBlocked, kDisconnected, kRefused };
 struct BrokerHealth {
     BrokerState state = BrokerState::kDisconnected;
     std::string detail{};
+    std::vector<messaging::Bus::EndpointHealth> endpoints{};
 };
 using BrokerProbe = std::function<BrokerHealth()>;
 

@@ -202,6 +202,12 @@ class Bus {
     const contracts::HostInfo& host() const { return host_; }
     EventLoop& loop() { return loop_; }
     Transport& transport() { return transport_; }
+    // Each receive endpoint's queue and whether the broker is delivering to it now.
+    struct EndpointHealth {
+        std::string queue;
+        bool consuming = false;
+    };
+    std::vector<EndpointHealth> EndpointsHealth() const;
 
   private:
     friend class ConsumeContext;

@@ -42,6 +42,10 @@ class RabbitMqTransport : public Transport {
     void Publish(const std::string& exchange, TransportMessage message, Completion confirmed) override;
     ConsumerId Consume(const std::string& queue, std::uint16_t prefetch, DeliveryHandler handler) override;
     void Cancel(ConsumerId consumer) override;
+    bool IsConsuming(ConsumerId consumer) const override {
+        auto it = consumers_.find(consumer);
+        return IsConnected() && it != consumers_.end() && !it->second.tag.empty();
+    }
     void Ack(const Delivery& delivery) override;
     void Nack(const Delivery& delivery, bool requeue) override;
     bool IsConnected() const override { return phase_ == Phase::kOpen; }

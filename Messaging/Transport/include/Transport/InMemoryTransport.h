@@ -26,6 +26,7 @@ class InMemoryTransport : public Transport {
     void Publish(const std::string& exchange, TransportMessage message, Completion confirmed) override;
     ConsumerId Consume(const std::string& queue, std::uint16_t prefetch, DeliveryHandler handler) override;
     void Cancel(ConsumerId consumer) override;
+    bool IsConsuming(ConsumerId consumer) const override;
     void Ack(const Delivery& delivery) override;
     void Nack(const Delivery& delivery, bool requeue) override;
     bool IsConnected() const override { return available_; }
@@ -33,6 +34,9 @@ class InMemoryTransport : public Transport {
 
     // Inspection and control; loop thread only (use EventLoop::Invoke from a test thread).
     void SetAvailable(bool available);
+    // Stops delivering to the consumers of `queue` while the connection stays up, as a broker does
+    // when the queue is deleted under them.
+    void CancelConsumersOf(const std::string& queue);
     // The next `count` publishes to `exchange` are refused (not routed, confirmed with a failure).
     void RejectPublishesTo(const std::string& exchange, int count) { rejected_publishes_[exchange] = count; }
     std::vector<TransportMessage> ReadyMessages(const std::string& queue) const;

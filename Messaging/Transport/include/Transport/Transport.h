@@ -62,6 +62,8 @@ class Transport {
     // Deliveries to `queue` go to `handler`, at most `prefetch` unsettled at a time. Survives reconnects.
     virtual ConsumerId Consume(const std::string& queue, std::uint16_t prefetch, DeliveryHandler handler) = 0;
     virtual void Cancel(ConsumerId consumer) = 0;
+    // True while the broker is delivering to `consumer` (consume-ok received, connection open).
+    virtual bool IsConsuming(ConsumerId consumer) const = 0;
     virtual void Ack(const Delivery& delivery) = 0;
     virtual void Nack(const Delivery& delivery, bool requeue) = 0;
 
