@@ -97,8 +97,9 @@ void ManagementApi::Put(const std::string& path, const Json& body) {
     if (!result || result->status >= 300) throw std::runtime_error("management PUT " + path + " failed");
 }
 
-void ManagementApi::Delete(const std::string& path) {
-    client_.Delete(("/api/" + path).c_str());
+int ManagementApi::Delete(const std::string& path) {
+    auto result = client_.Delete(("/api/" + path).c_str());
+    return result ? result->status : 0;
 }
 
 ScopedVhost::ScopedVhost() {

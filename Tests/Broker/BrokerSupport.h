@@ -32,7 +32,7 @@ class ManagementApi {
     ManagementApi();
     contracts::Json Get(const std::string& path);
     void Put(const std::string& path, const contracts::Json& body);
-    void Delete(const std::string& path);
+    int Delete(const std::string& path);  // the HTTP status, 0 when there was no answer
 
   private:
     httplib::Client client_;

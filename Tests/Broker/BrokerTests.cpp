@@ -322,6 +322,50 @@ TEST_SUITE("Broker") {
         REQUIRE(test_support::WaitFor([&] { return QueuesSettled(api, vhost); }, 20s));
     }
 
+    TEST_CASE("Move: payment-service_error deleted while suffix-2 orders flow - each copy lands once - none is lost") {
+        ScopedVhost vhost;
+        BrokerSystem system(vhost, {});
+        RawAmqpClient reader(vhost.name());
+        ManagementApi api;
+        const std::string error_queue = "payment-service_error";
+        std::map<std::string, int> copies;  // order id -> copies read from the error queue
+        auto drain = [&] {
+            for (const auto& message : reader.Drain(error_queue))
+                ++copies[Json::parse(message.body)["message"]["orderId"].get<std::string>()];
+        };
+        std::vector<std::string> ids;
+        auto submit = [&](int from, int to) {
+            for (int i = from; i < to; ++i) {
+                ids.push_back("move-" + std::to_string(i) + "2");
+                SubmitOrder(system, ids.back());
+            }
+        };
+        submit(0, 20);
+        REQUIRE(WaitForQueue(vhost, error_queue));
+        // Delete the queue the moment it is empty, so the test itself drops no copy. Its exchange
+        // stays: a copy published without `mandatory` would be confirmed and routed nowhere.
+        const std::string path = "queues/" + Encode(vhost.name()) + "/" + error_queue + "?if-empty=true";
+        REQUIRE(test_support::WaitFor(
+            [&] {
+                drain();
+                return !copies.empty() && api.Delete(path) / 100 == 2;
+            },
+            20s));
+        submit(20, 40);
+        for (const auto& id : ids)
+            REQUIRE_MESSAGE(system.WaitForStatus(id, order_service::OrderStatus::kFailed, 60s), id);
+        REQUIRE(WaitForQueue(vhost, error_queue));
+        CHECK(test_support::WaitFor(
+            [&] {
+                drain();
+                return copies.size() == ids.size();
+            },
+            30s));
+        REQUIRE(test_support::WaitFor([&] { return QueuesSettled(api, vhost); }, 20s));
+        drain();
+        for (const auto& id : ids) CHECK_MESSAGE(copies[id] == 1, id << " has " << copies[id] << " copies");
+    }
+
     TEST_CASE("Faults: an unknown message type goes to _skipped - a malformed body to _error - nothing stays unacked") {
         ScopedVhost vhost;
         BrokerSystem system(vhost, {});

@@ -111,6 +111,44 @@ TEST_SUITE("Bus") {
         CHECK(fixture.Queue(kQueue).empty());
     }
 
+    TEST_CASE("_error deleted at runtime: the next move declares it again - the copy is never lost") {
+        BusFixture fixture(RetryPolicy::None());
+        fixture.handler = AlwaysThrow;
+        REQUIRE(fixture.PublishRaw("Contracts:StockReserved", fixture.Prepared({"o-1"_order_id})).ok());
+        REQUIRE(fixture.WaitQueue("test-queue_error", 1));
+        // An operator deletes the queue; its exchange stays, so a plain publish would be confirmed
+        // and go nowhere.
+        fixture.loop_thread.loop().Invoke([&] { fixture.transport->DeleteQueue("test-queue_error"); });
+        REQUIRE(fixture.PublishRaw("Contracts:StockReserved", fixture.Prepared({"o-2"_order_id})).ok());
+        REQUIRE(fixture.WaitQueue("test-queue_error", 1));
+        const auto copies = fixture.Queue("test-queue_error");
+        REQUIRE(copies.size() == 1);
+        CHECK(Json::parse(copies[0].body)["message"]["orderId"] == "o-2");
+        CHECK(fixture.attempts == 2);  // moved again, not consumed again
+        CHECK(fixture.Queue(kQueue).empty());
+    }
+
+    TEST_CASE("_skipped deleted at runtime: the next move declares it again") {
+        BusFixture fixture(RetryPolicy::None());
+        auto unknown = [&] {
+            TransportMessage message = fixture.Prepared({"o-1"_order_id});
+            Json envelope = Json::parse(message.body);
+            envelope["messageType"] = Json::array({"urn:message:Contracts:Unheard"});
+            message.body = envelope.dump();
+            return message;
+        };
+        REQUIRE(fixture.PublishRaw(kQueue, unknown()).ok());
+        REQUIRE(fixture.WaitQueue("test-queue_skipped", 1));
+        fixture.loop_thread.loop().Invoke([&] { fixture.transport->DeleteQueue("test-queue_skipped"); });
+        const TransportMessage second = unknown();
+        REQUIRE(fixture.PublishRaw(kQueue, second).ok());
+        REQUIRE(fixture.WaitQueue("test-queue_skipped", 1));
+        const auto copies = fixture.Queue("test-queue_skipped");
+        REQUIRE(copies.size() == 1);
+        CHECK(copies[0].body == second.body);
+        CHECK(fixture.Queue(kQueue).empty());
+    }
+
     TEST_CASE("Interval(3 x 500ms): 4 attempts spread over at least 1.5 s") {
         BusFixture fixture(RetryPolicy::Interval(3, 500ms));
         fixture.handler = AlwaysThrow;

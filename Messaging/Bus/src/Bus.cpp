@@ -445,15 +445,7 @@ void Bus::MoveToError(const std::shared_ptr<InFlight>& in_flight, const std::str
     }
     StampErrorHeaders(copy.properties.headers, facts, host_);
 
-    DeclareQueueOnce(ErrorQueueName(queue), in_flight->endpoint->settings_.queue_arguments);
-    if (observer_) observer_->OnMoved(ErrorQueueName(queue), copy);
-    also_publish.push_back(OutgoingMessage{ErrorQueueName(queue), std::move(copy)});
-    std::weak_ptr<bool> alive = alive_;
-    Dispatch(std::move(also_publish), [this, alive, in_flight](const Status& status) {
-        if (alive.expired()) return;
-        if (!status.ok()) spdlog::error("moving a message to the error queue failed: {}", status.message());
-        Settle(in_flight, status.ok());
-    });
+    Move(in_flight, ErrorQueueName(queue), std::move(copy), std::move(also_publish));
 }
 
 void Bus::MoveToSkipped(const std::shared_ptr<InFlight>& in_flight) {
@@ -464,14 +456,54 @@ void Bus::MoveToSkipped(const std::shared_ptr<InFlight>& in_flight) {
     TransportMessage copy = in_flight->delivery.message;
     copy.properties.expiration.clear();
     StampSkippedHeaders(copy.properties.headers, host_);
-    DeclareQueueOnce(SkippedQueueName(queue), in_flight->endpoint->settings_.queue_arguments);
-    if (observer_) observer_->OnMoved(SkippedQueueName(queue), copy);
+    Move(in_flight, SkippedQueueName(queue), std::move(copy), {});
+}
+
+void Bus::Move(const std::shared_ptr<InFlight>& in_flight, const std::string& destination, TransportMessage copy,
+               std::vector<OutgoingMessage> also_publish) {
+    const HeaderTable& arguments = in_flight->endpoint->settings_.queue_arguments;
+    DeclareQueueOnce(destination, arguments);
+    if (observer_) observer_->OnMoved(destination, copy);
+    // The delivery is acked only once the broker confirmed the copy in a queue and every other
+    // message; anything less returns it to its queue, so a move can repeat but never lose it.
+    struct Outcome {
+        int remaining = 2;
+        Status first_error;
+    };
+    auto outcome = std::make_shared<Outcome>();
     std::weak_ptr<bool> alive = alive_;
-    Dispatch({OutgoingMessage{SkippedQueueName(queue), std::move(copy)}},
-             [this, alive, in_flight](const Status& status) {
-                 if (alive.expired()) return;
-                 Settle(in_flight, status.ok());
-             });
+    auto finish = [this, alive, in_flight, destination, outcome](const Status& status) {
+        if (!status.ok() && outcome->first_error.ok()) outcome->first_error = status;
+        if (--outcome->remaining > 0 || alive.expired()) return;
+        if (!outcome->first_error.ok())
+            spdlog::error("{}: moving {} to {} failed ({}); returning it to the queue",
+                          in_flight->endpoint->settings_.queue, in_flight->delivery.message.properties.message_id,
+                          destination, outcome->first_error.message());
+        Settle(in_flight, outcome->first_error.ok());
+    };
+    Dispatch(std::move(also_publish), finish);
+    copy.mandatory = true;
+    PublishMovedCopy(destination, arguments, std::move(copy), kMovePublishAttempts, finish);
+}
+
+void Bus::PublishMovedCopy(const std::string& queue, const HeaderTable& arguments, TransportMessage copy,
+                           int attempts_left, Completion done) {
+    TransportMessage again = attempts_left > 1 ? copy : TransportMessage{};
+    std::weak_ptr<bool> alive = alive_;
+    transport_.Publish(queue, std::move(copy),
+                       [this, alive, queue, arguments, again = std::move(again), attempts_left,
+                        done = std::move(done)](const Status& status) mutable {
+                           if (alive.expired()) return;
+                           if (status.code() != StatusCode::kNotFound || attempts_left <= 1) return done(status);
+                           // The queue is gone (deleted at runtime) though its exchange may remain:
+                           // declare it again, as MassTransit does after a failed move, and publish
+                           // behind that declaration.
+                           spdlog::warn("{} did not take message {} ({}); declaring it again", queue,
+                                        again.properties.message_id, status.message());
+                           std::erase(declared_queues_, queue);
+                           DeclareQueueOnce(queue, arguments);
+                           PublishMovedCopy(queue, arguments, std::move(again), attempts_left - 1, std::move(done));
+                       });
 }
 
 void Bus::Settle(const std::shared_ptr<InFlight>& in_flight, bool ack) {

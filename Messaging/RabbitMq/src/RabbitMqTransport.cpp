@@ -298,6 +298,7 @@ void RabbitMqTransport::OnMethod(std::uint16_t channel, amqp_method_number_t met
             content = IncomingContent{};
             content.active = true;
             content.returned = true;
+            content.return_reason = std::to_string(returned->reply_code) + " " + AmqpString(returned->reply_text);
             content.delivery.exchange = AmqpString(returned->exchange);
             content.delivery.message.routing_key = AmqpString(returned->routing_key);
             return;
@@ -407,8 +408,7 @@ void RabbitMqTransport::FinishContent(std::uint16_t channel) {
     IncomingContent content = std::move(incoming_[channel]);
     incoming_[channel] = IncomingContent{};
     if (content.returned) {
-        spdlog::warn("RabbitMQ returned an unroutable message {} (exchange '{}')",
-                     content.delivery.message.properties.message_id, content.delivery.exchange);
+        OnReturned(content);
         return;
     }
     for (auto& [id, consumer] : consumers_) {
@@ -420,6 +420,24 @@ void RabbitMqTransport::FinishContent(std::uint16_t channel) {
     }
     // Its consumer was cancelled while the delivery was on its way: back to the queue.
     Nack(content.delivery, true);
+}
+
+void RabbitMqTransport::OnReturned(const IncomingContent& content) {
+    // The broker sends basic.return before the basic.ack of the same publish, so the publish is still
+    // pending. Returns carry no publish tag: match the oldest unmatched one with the same message id,
+    // exchange and routing key (a message published twice at once would be returned twice alike).
+    const auto& message = content.delivery.message;
+    for (auto& [tag, publish] : returnable_) {
+        if (!publish.returned.empty() || publish.message_id != message.properties.message_id ||
+            publish.exchange != content.delivery.exchange || publish.routing_key != message.routing_key)
+            continue;
+        publish.returned = content.return_reason;
+        spdlog::warn("RabbitMQ returned message {} published to '{}': {}", message.properties.message_id,
+                     content.delivery.exchange, content.return_reason);
+        return;
+    }
+    spdlog::warn("RabbitMQ returned message {} published to '{}' ({}), which no pending publish matches",
+                 message.properties.message_id, content.delivery.exchange, content.return_reason);
 }
 
 void RabbitMqTransport::Send(std::uint16_t channel, amqp_method_number_t method, void* arguments) {
@@ -501,8 +519,24 @@ bool RabbitMqTransport::IsSettled() const {
 }
 
 void RabbitMqTransport::Declare(const Topology& topology, Completion declared) {
-    topology_.push_back(DeclaredTopology{topology, std::move(declared)});
-    if (IsConnected()) SendDeclarations(topology_.back());
+    // Declaring the same again (a queue deleted at runtime) sends it again but keeps one copy for
+    // reconnects, so repeated re-declarations do not pile up.
+    auto kept = std::find_if(topology_.begin(), topology_.end(),
+                             [&](const DeclaredTopology& entry) { return entry.topology == topology; });
+    if (kept == topology_.end()) {
+        topology_.push_back(DeclaredTopology{topology, {}});
+        kept = std::prev(topology_.end());
+    }
+    if (declared) {
+        // An earlier caller still waiting hears the same outcome.
+        if (kept->declared)
+            declared = [first = std::move(kept->declared), then = std::move(declared)](const Status& status) {
+                first(status);
+                then(status);
+            };
+        kept->declared = std::move(declared);
+    }
+    if (IsConnected()) SendDeclarations(*kept);
 }
 
 void RabbitMqTransport::StartConsumer(ConsumerId id) {
@@ -564,12 +598,15 @@ void RabbitMqTransport::Publish(const std::string& exchange, TransportMessage me
     amqp_basic_publish_t publish{};
     publish.exchange = AmqpBytes(exchange);
     publish.routing_key = AmqpBytes(message.routing_key);
+    publish.mandatory = message.mandatory ? 1 : 0;
     if (!writer_.AppendMethod(kPublishChannel, AMQP_BASIC_PUBLISH_METHOD, &publish) ||
         !writer_.AppendContent(kPublishChannel, properties.get(), message.body)) {
         writer_.buffer().resize(mark);
         return fail(Status::InvalidArgument("the message properties are too large for one frame"));
     }
     const std::uint64_t tag = next_publish_tag_++;
+    if (message.mandatory)
+        returnable_.emplace(tag, ReturnablePublish{message.properties.message_id, exchange, message.routing_key, {}});
     pending_confirms_.emplace(tag, confirmed ? std::move(confirmed) : Completion([](const Status&) {}));
     if (writer_.buffer().size() >= kFlushThreshold)
         Flush();
@@ -612,17 +649,32 @@ void RabbitMqTransport::Nack(const Delivery& delivery, bool requeue) {
 }
 
 void RabbitMqTransport::Confirm(std::uint64_t tag, bool multiple, bool ok) {
-    std::vector<Completion> done;
+    std::vector<std::pair<std::uint64_t, Completion>> done;
     if (multiple) {
         auto end = pending_confirms_.upper_bound(tag);
-        for (auto it = pending_confirms_.begin(); it != end; ++it) done.push_back(std::move(it->second));
+        for (auto it = pending_confirms_.begin(); it != end; ++it) done.emplace_back(it->first, std::move(it->second));
         pending_confirms_.erase(pending_confirms_.begin(), end);
     } else if (auto it = pending_confirms_.find(tag); it != pending_confirms_.end()) {
-        done.push_back(std::move(it->second));
+        done.emplace_back(it->first, std::move(it->second));
         pending_confirms_.erase(it);
     }
     const Status status = ok ? Status::Ok() : Status::Internal("the broker rejected the message (basic.nack)");
-    for (auto& completion : done) completion(status);
+    for (auto& [confirmed_tag, completion] : done) {
+        auto returnable = returnable_.find(confirmed_tag);
+        if (returnable == returnable_.end()) {
+            completion(status);
+            continue;
+        }
+        const std::string returned = std::move(returnable->second.returned);
+        const std::string exchange = std::move(returnable->second.exchange);
+        returnable_.erase(returnable);
+        // A returned message is confirmed too (the broker is done with it), yet it reached no queue.
+        if (ok && !returned.empty())
+            completion(Status::NotFound("the broker returned the message published to '" + exchange +
+                                        "', which reached no queue: " + returned));
+        else
+            completion(status);
+    }
 }
 
 void RabbitMqTransport::ConnectionLost(const std::string& reason) {
@@ -655,6 +707,7 @@ void RabbitMqTransport::ConnectionLost(const std::string& reason) {
     // caller keeps the message (outbox) or its delivery (nack -> redelivery).
     auto unconfirmed = std::move(pending_confirms_);
     pending_confirms_.clear();
+    returnable_.clear();
     if (!unconfirmed.empty())
         loop_.Post([alive = std::weak_ptr<bool>(alive_), unconfirmed = std::move(unconfirmed), reason]() mutable {
             if (alive.expired()) return;

@@ -68,9 +68,12 @@ void InMemoryTransport::Publish(const std::string& exchange, TransportMessage me
         if (--reject->second == 0) rejected_publishes_.erase(reject);
     } else if (!exchanges_.count(exchange)) {
         status = Status::NotFound("NOT_FOUND - no exchange '" + exchange + "'");
+    } else if (const auto route = RouteOf(exchange); route.empty() && message.mandatory) {
+        status = Status::NotFound("the broker returned the message published to '" + exchange +
+                                  "', which reached no queue: 312 NO_ROUTE");
     } else {
         // Like RabbitMQ, a message reaches each bound queue once, however many paths lead there.
-        for (const auto& queue : RouteOf(exchange)) {
+        for (const auto& queue : route) {
             queues_[queue].ready.push_back(Stored{message, exchange, false});
             ScheduleDispatch(queue);
         }
@@ -105,6 +108,12 @@ bool InMemoryTransport::IsConsuming(ConsumerId consumer) const {
 void InMemoryTransport::CancelConsumersOf(const std::string& queue) {
     const auto consumers = queues_[queue].consumers;
     for (ConsumerId consumer : consumers) Cancel(consumer);
+}
+
+void InMemoryTransport::DeleteQueue(const std::string& queue) {
+    CancelConsumersOf(queue);
+    queues_.erase(queue);
+    for (auto& [name, exchange] : exchanges_) std::erase(exchange.queue_destinations, queue);
 }
 
 void InMemoryTransport::ScheduleDispatch(const std::string& queue) {

@@ -234,6 +234,15 @@ class Bus {
     void MoveToError(const std::shared_ptr<InFlight>& in_flight, const std::string& exception_type,
                      const std::string& exception_message, std::vector<OutgoingMessage> also_publish);
     void MoveToSkipped(const std::shared_ptr<InFlight>& in_flight);
+    // Publishes `also_publish` and, mandatory, the copy to `destination` (an `_error` or `_skipped`
+    // queue); acks the delivery once the broker confirmed all of them, else returns it to its queue.
+    void Move(const std::shared_ptr<InFlight>& in_flight, const std::string& destination, TransportMessage copy,
+              std::vector<OutgoingMessage> also_publish);
+    // Publishes the copy; when the broker returns it, declares the queue again and publishes anew,
+    // at most `attempts_left` times in all.
+    void PublishMovedCopy(const std::string& queue, const HeaderTable& arguments, TransportMessage copy,
+                          int attempts_left, Completion done);
+    static constexpr int kMovePublishAttempts = 3;
     // MassTransit's ReceiveFault for a body that could not be read: published beside the _error copy.
     OutgoingMessage BuildReceiveFault(const std::shared_ptr<InFlight>& in_flight, const std::string& exception_type,
                                       const std::string& exception_message);

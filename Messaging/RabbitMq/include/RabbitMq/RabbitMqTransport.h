@@ -4,7 +4,8 @@
 // writes queue when the broker is slow to read. One connection, two channels: consumers, their acks
 // and basic.qos/consume/cancel on one; topology declarations, publishes and their confirms on the
 // other, so a publish always follows the declaration of its exchange. When the broker raises a
-// memory or disk alarm (connection.blocked) publishes wait, still buffered, until it clears. A lost
+// memory or disk alarm (connection.blocked) publishes wait, still buffered, until it clears. A
+// mandatory publish the broker returns (basic.return, before its confirm) completes with NotFound. A lost
 // connection is rebuilt with capped exponential back-off, its topology declared again and its
 // consumers resumed; unacked deliveries come back from the broker. Loop thread only.
 #pragma once
@@ -79,10 +80,18 @@ class RabbitMqTransport : public Transport {
         Topology topology;
         Completion declared;  // the first outcome only; empty once told
     };
+    // A mandatory publish not confirmed yet: what identifies it if the broker returns it.
+    struct ReturnablePublish {
+        std::string message_id;
+        std::string exchange;
+        std::string routing_key;
+        std::string returned;  // the broker's reason once it returned the message
+    };
     // A delivery or returned message whose content frames are still arriving.
     struct IncomingContent {
         bool active = false;
         bool returned = false;
+        std::string return_reason;
         std::string consumer_tag;
         Delivery delivery;
         std::uint64_t body_size = 0;
@@ -97,6 +106,8 @@ class RabbitMqTransport : public Transport {
     void OnContentHeader(std::uint16_t channel, std::string_view payload);
     void OnContentBody(std::uint16_t channel, std::string_view payload);
     void FinishContent(std::uint16_t channel);
+    // Marks the mandatory publish the returned message came from, so its confirm reports NotFound.
+    void OnReturned(const IncomingContent& content);
     void OnConnectionClose(const amqp_connection_close_t& close);
     void OnOpened();
     void SendRpc(std::uint16_t channel, amqp_method_number_t method, void* arguments, amqp_method_number_t reply,
@@ -138,6 +149,7 @@ class RabbitMqTransport : public Transport {
     int reconnect_attempts_ = 0;
     std::uint64_t next_publish_tag_ = 1;
     std::map<std::uint64_t, Completion> pending_confirms_;
+    std::map<std::uint64_t, ReturnablePublish> returnable_;  // by publish tag; mandatory publishes only
     std::map<std::uint16_t, std::deque<PendingReply>> pending_replies_;
     std::map<std::uint16_t, IncomingContent> incoming_;
     EndOfTurnTask flush_at_turn_end_;

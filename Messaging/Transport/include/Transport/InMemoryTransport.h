@@ -37,6 +37,8 @@ class InMemoryTransport : public Transport {
     // Stops delivering to the consumers of `queue` while the connection stays up, as a broker does
     // when the queue is deleted under them.
     void CancelConsumersOf(const std::string& queue);
+    // Deletes the queue, its messages and its bindings, as an operator can at runtime; its exchange stays.
+    void DeleteQueue(const std::string& queue);
     // The next `count` publishes to `exchange` are refused (not routed, confirmed with a failure).
     void RejectPublishesTo(const std::string& exchange, int count) { rejected_publishes_[exchange] = count; }
     std::vector<TransportMessage> ReadyMessages(const std::string& queue) const;

@@ -62,6 +62,7 @@ struct Topology {
     void BindExchange(const std::string& source, const std::string& destination);
     void Merge(const Topology& other);  // duplicates are dropped
     bool Empty() const { return exchanges.empty() && queues.empty(); }
+    bool operator==(const Topology&) const = default;
 };
 
 // A queue plus the same-named fanout exchange bound to it (endpoint, `_error`, `_skipped`). The

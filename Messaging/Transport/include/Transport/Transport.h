@@ -34,6 +34,9 @@ struct TransportMessage {
     std::string body;
     MessageProperties properties;
     std::string routing_key;
+    // Publish only: the broker must route it to at least one queue. One it cannot route is returned,
+    // and the publish completes with NotFound instead of OK.
+    bool mandatory = false;
 };
 
 // A message handed to a consumer; settle it exactly once with Ack or Nack.
@@ -57,7 +60,8 @@ class Transport {
     // once: OK when the broker has accepted all of it, or why it refused (a refusal also ends the
     // connection). Publishes made after this call are routed with the topology in place.
     virtual void Declare(const Topology& topology, Completion declared = {}) = 0;
-    // `confirmed` runs once: OK when the broker has taken responsibility for the message.
+    // `confirmed` runs once: OK when the broker has taken responsibility for the message; NotFound when
+    // a mandatory message reached no queue (or its exchange does not exist).
     virtual void Publish(const std::string& exchange, TransportMessage message, Completion confirmed) = 0;
     // Deliveries to `queue` go to `handler`, at most `prefetch` unsettled at a time. Survives reconnects.
     virtual ConsumerId Consume(const std::string& queue, std::uint16_t prefetch, DeliveryHandler handler) = 0;
