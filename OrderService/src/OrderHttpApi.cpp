@@ -8,6 +8,29 @@ namespace {
 using contracts::Json;
 using contracts::OrderedJson;
 
+// What GET /health answers for a broker state: its status word, the broker's, and whether orders
+// are served (200) or not (503). Blocked by an alarm, orders are still taken: stored, and published
+// when it clears.
+struct HealthAnswer {
+    const char* status;
+    const char* broker;
+    bool serving;
+};
+
+HealthAnswer AnswerFor(BrokerState state) {
+    switch (state) {
+        case BrokerState::kConnected:
+            return {"ok", "connected", true};
+        case BrokerState::kBlocked:
+            return {"degraded", "blocked", true};
+        case BrokerState::kDisconnected:
+            return {"degraded", "disconnected", false};
+        case BrokerState::kRefused:
+            return {"unhealthy", "refused", false};
+    }
+    return {"unhealthy", "unknown", false};
+}
+
 using messaging::HttpRequest;
 using messaging::HttpResponder;
 using messaging::HttpResponse;
@@ -192,36 +215,20 @@ void OrderHttpApi::Route(const HttpRequest& request, const HttpResponder& respon
     if (path == "/health") {
         if (request.method != "GET" && request.method != "HEAD")
             return responder.Send(MethodNotAllowed(request, "GET"));
-        // Blocked by a broker alarm, orders are still taken (stored, published when it clears), so
-        // the service stays healthy (200) but says it is degraded.
         const BrokerHealth broker = broker_();
+        const HealthAnswer answer = AnswerFor(broker.state);
         OrderedJson body;
-        switch (broker.state) {
-            case BrokerState::kConnected:
-                body["status"] = "ok";
-                body["broker"] = "connected";
-                break;
-            case BrokerState::kBlocked:
-                body["status"] = "degraded";
-                body["broker"] = "blocked";
-                break;
-            case BrokerState::kDisconnected:
-                body["status"] = "degraded";
-                body["broker"] = "disconnected";
-                break;
-            case BrokerState::kRefused:
-                body["status"] = "unhealthy";
-                body["broker"] = "refused";
-                break;
-        }
+        body["status"] = answer.status;
+        body["broker"] = answer.broker;
         if (!broker.detail.empty()) body["error"] = broker.detail;
         body["endpoints"] = OrderedJson::array();
         for (const auto& endpoint : broker.endpoints) {
-            body["endpoints"].push_back({{"queue", endpoint.queue}, {"consuming", endpoint.consuming}});
+            OrderedJson entry = {{"queue", endpoint.queue}, {"consuming", endpoint.consuming}};
+            if (endpoint.kill_switch_tripped) entry["killSwitch"] = "tripped";
+            body["endpoints"].push_back(std::move(entry));
             if (!endpoint.consuming && broker.state == BrokerState::kConnected) body["status"] = "degraded";
         }
-        const bool serving = broker.state == BrokerState::kConnected || broker.state == BrokerState::kBlocked;
-        return responder.Send(JsonResponse(serving ? 200 : 503, body));
+        return responder.Send(JsonResponse(answer.serving ? 200 : 503, body));
     }
     responder.Send(ErrorResponse(404, "not_found", "no route for " + request.method + " " + request.path));
 }

@@ -4,6 +4,7 @@
 #include <doctest/doctest.h>
 
 #include <atomic>
+#include <set>
 
 #include "Support/Waiting.h"
 #include "Testing/TestHarness.h"
@@ -456,5 +457,133 @@ TEST_SUITE("Bus.RetryPolicy") {
                           doctest::Contains("Retry.IntervalMs"));
         CHECK_THROWS_WITH(RetryPolicy::FromJson(Json::parse(R"({"Policy":"Immediate","Limit":3,"Typo":1})")),
                           doctest::Contains("Retry.Typo"));
+    }
+
+    TEST_CASE("KillSwitch: trips at 10% of more than 100 - counts start over each period - probation") {
+        using Clock = KillSwitch::Clock;
+        const auto start = Clock::time_point{} + std::chrono::hours(1);
+        KillSwitch kill_switch(KillSwitchSettings{.enabled = true}, start);
+        // 100 messages, 20 failures: not yet active (MassTransit needs more than the threshold).
+        for (int i = 0; i < 100; ++i) {
+            kill_switch.OnAttempt(start);
+            if (i % 5 == 0) CHECK_FALSE(kill_switch.OnFault(start));
+        }
+        kill_switch.OnAttempt(start);
+        CHECK(kill_switch.OnFault(start));  // 21 of 101
+        CHECK(kill_switch.state() == KillSwitch::State::kStopped);
+        CHECK_FALSE(kill_switch.OnFault(start));  // already stopped
+
+        // On probation one failure stops it again; more than 100 messages and a success end probation.
+        kill_switch.OnRestarted(start + 60s);
+        CHECK(kill_switch.state() == KillSwitch::State::kRestarting);
+        kill_switch.OnAttempt(start + 60s);
+        CHECK(kill_switch.OnFault(start + 60s));
+        kill_switch.OnRestarted(start + 120s);
+        for (int i = 0; i < 101; ++i) kill_switch.OnAttempt(start + 120s);
+        kill_switch.OnSuccess(start + 120s);
+        CHECK(kill_switch.state() == KillSwitch::State::kStarted);
+
+        // Below 10%: 10 of 101 does not trip; a new period forgets the old failures.
+        for (int i = 0; i < 101; ++i) kill_switch.OnAttempt(start + 121s);
+        for (int i = 0; i < 10; ++i) CHECK_FALSE(kill_switch.OnFault(start + 121s));
+        for (int i = 0; i < 101; ++i) kill_switch.OnAttempt(start + 200s);
+        CHECK_FALSE(kill_switch.OnFault(start + 200s));  // 1 of 101 in the new period
+        CHECK(kill_switch.state() == KillSwitch::State::kStarted);
+    }
+
+    TEST_CASE("Kill switch: a dead database sends only the tripping share to _error - the endpoint restarts") {
+        EventLoopThread loop_thread;
+        TestHarness harness;
+        std::unique_ptr<InMemoryTransport> transport;
+        std::unique_ptr<Bus> bus;
+        std::atomic<bool> database_dead{true};
+        std::atomic<int> consumed{0};
+        ReceiveEndpointSettings settings{
+            .queue = kQueue,
+            .prefetch = 16,
+            .retry = RetryPolicy::None(),
+            .kill_switch = {
+                .enabled = true, .activation_threshold = 10, .trip_threshold = 10, .restart_timeout = 300ms}};
+        loop_thread.loop().Invoke([&] {
+            transport = std::make_unique<InMemoryTransport>(loop_thread.loop());
+            bus = std::make_unique<Bus>(loop_thread.loop(), *transport, BusSettings{"TestService"});
+            bus->AddReceiveEndpoint(settings).Handle<contracts::StockReserved>(
+                "Tests.StockReservedConsumer", [&](ConsumeContext&, const contracts::StockReserved&) {
+                    if (database_dead) throw std::runtime_error("database is locked");
+                    ++consumed;
+                });
+            REQUIRE(bus->Start().ok());
+            for (int i = 0; i < 40; ++i) {
+                auto message = bus->PreparePublish(contracts::StockReserved{.order_id = "o-1"_order_id});
+                transport->Publish(kQueue, std::move(message.message), nullptr);
+            }
+        });
+        auto on_loop = [&](auto work) { return loop_thread.loop().Invoke(work); };
+        auto tripped = [&] { return on_loop([&] { return bus->EndpointsHealth().at(0).kill_switch_tripped; }); };
+        REQUIRE(harness.WaitUntil(
+            [&] { return tripped() && on_loop([&] { return transport->UnackedCount(kQueue) == 0; }); }));
+        // 11 failures of 11 messages trip it; the other 29 wait in the queue, not in _error.
+        CHECK(on_loop([&] { return transport->ReadyCount("test-queue_error"); }) == 11);
+        CHECK(on_loop([&] { return transport->ReadyCount(kQueue); }) == 29);
+        CHECK_FALSE(on_loop([&] { return bus->EndpointsHealth().at(0).consuming; }));
+
+        database_dead = false;
+        REQUIRE(harness.WaitUntil([&] { return consumed == 29; }));
+        CHECK(on_loop([&] { return transport->ReadyCount("test-queue_error"); }) == 11);
+        CHECK_FALSE(tripped());
+        CHECK(on_loop([&] { return bus->EndpointsHealth().at(0).consuming; }));
+        loop_thread.loop().Invoke([&] {
+            bus.reset();
+            transport.reset();
+        });
+    }
+
+    TEST_CASE("ConcurrentMessageLimit 2: never more than two messages in the pipeline - every one consumed") {
+        EventLoopThread loop_thread;
+        TestHarness harness;
+        std::unique_ptr<InMemoryTransport> transport;
+        std::unique_ptr<Bus> bus;
+        std::mutex mutex;
+        std::set<std::string> started;
+        std::set<std::string> finished;
+        std::size_t most_open = 0;
+        loop_thread.loop().Invoke([&] {
+            transport = std::make_unique<InMemoryTransport>(loop_thread.loop());
+            bus = std::make_unique<Bus>(loop_thread.loop(), *transport, BusSettings{"TestService"});
+            // Each message fails once and succeeds on a retry 20 ms later, so it stays in the
+            // pipeline across loop turns while others arrive.
+            bus->AddReceiveEndpoint({.queue = kQueue,
+                                     .prefetch = 16,
+                                     .retry = RetryPolicy::Interval(1, 20ms),
+                                     .concurrent_message_limit = 2})
+                .Handle<contracts::StockReserved>(
+                    "Tests.StockReservedConsumer", [&](ConsumeContext& context, const contracts::StockReserved&) {
+                        std::lock_guard lock(mutex);
+                        const std::string id = context.envelope().message_id;
+                        if (context.retry_attempt() == 0) {
+                            started.insert(id);
+                            most_open = std::max(most_open, started.size() - finished.size());
+                            throw std::runtime_error("first attempt");
+                        }
+                        finished.insert(id);
+                    });
+            REQUIRE(bus->Start().ok());
+            for (int i = 0; i < 8; ++i) {
+                auto message = bus->PreparePublish(contracts::StockReserved{.order_id = "o-1"_order_id});
+                transport->Publish(kQueue, std::move(message.message), nullptr);
+            }
+        });
+        REQUIRE(harness.WaitUntil([&] {
+            std::lock_guard lock(mutex);
+            return finished.size() == 8;
+        }));
+        REQUIRE(harness.WaitUntil(
+            [&] { return loop_thread.loop().Invoke([&] { return transport->UnackedCount(kQueue) == 0; }); }));
+        std::lock_guard lock(mutex);
+        CHECK(most_open == 2);
+        loop_thread.loop().Invoke([&] {
+            bus.reset();
+            transport.reset();
+        });
     }
 }

@@ -122,4 +122,34 @@ TEST_SUITE("Hosting.Settings") {
             payment_service::PaymentSettings::Load("", {R"(Endpoint__QueueArguments={"x-max-length": 1.5})"}),
             doctest::Contains("x-max-length"), SettingsError);
     }
+
+    TEST_CASE(
+        "Endpoint.ConcurrentMessageLimit and Endpoint.KillSwitch: MassTransit's defaults - overridable - checked") {
+        const auto defaults = payment_service::PaymentSettings::Load("", {});
+        CHECK(defaults.endpoint.concurrent_message_limit == 0);
+        const KillSwitchSettings& kill_switch = defaults.endpoint.kill_switch;
+        CHECK(kill_switch.enabled);
+        CHECK(kill_switch.activation_threshold == 100);
+        CHECK(kill_switch.trip_threshold == 10);
+        CHECK(kill_switch.tracking_period == std::chrono::seconds(60));
+        CHECK(kill_switch.restart_timeout == std::chrono::seconds(60));
+
+        const auto tuned = payment_service::PaymentSettings::Load(
+            "", {"Endpoint__ConcurrentMessageLimit=4", "Endpoint__KillSwitch__Enabled=false",
+                 "Endpoint__KillSwitch__TripThreshold=25", "Endpoint__KillSwitch__RestartTimeoutSeconds=5"});
+        CHECK(tuned.endpoint.concurrent_message_limit == 4);
+        CHECK_FALSE(tuned.endpoint.kill_switch.enabled);
+        CHECK(tuned.endpoint.kill_switch.trip_threshold == 25);
+        CHECK(tuned.endpoint.kill_switch.restart_timeout == std::chrono::seconds(5));
+        const auto json = Json::parse(EndpointSettingsToJson(tuned.endpoint).dump());
+        CHECK(EndpointSettingsFromJson(json).kill_switch.restart_timeout == std::chrono::seconds(5));
+
+        CHECK_THROWS_WITH_AS(payment_service::PaymentSettings::Load("", {"Endpoint__KillSwitch__TripThreshold=101"}),
+                             doctest::Contains("TripThreshold"), SettingsError);
+        CHECK_THROWS_WITH_AS(
+            payment_service::PaymentSettings::Load("", {"Endpoint__KillSwitch__ActivationThreshold=0"}),
+            doctest::Contains("ActivationThreshold"), SettingsError);
+        CHECK_THROWS_WITH_AS(payment_service::PaymentSettings::Load("", {"Endpoint__ConcurrentMessageLimit=-1"}),
+                             doctest::Contains("ConcurrentMessageLimit"), SettingsError);
+    }
 }

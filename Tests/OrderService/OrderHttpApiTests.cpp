@@ -219,6 +219,35 @@ TEST_SUITE("OrderService.HttpApi") {
         CHECK(body["endpoints"] == Json::parse(R"([{"queue":"order-service","consuming":false}])"));
     }
 
+    TEST_CASE("GET /health names an endpoint its kill switch stopped") {
+        ApiFixture api;
+        order_service::HttpSettings settings;
+        settings.host = "127.0.0.1";
+        settings.port = 0;
+        std::unique_ptr<order_service::OrderHttpApi> tripped_api;
+        const int port = api.system.loop().Invoke([&] {
+            tripped_api = std::make_unique<order_service::OrderHttpApi>(
+                api.system.loop(), api.system.orders().submission(), api.system.orders().lookup(),
+                [] {
+                    return order_service::BrokerHealth{
+                        .state = order_service::BrokerState::kConnected,
+                        .endpoints = {{.queue = "order-service", .consuming = false, .kill_switch_tripped = true}}};
+                },
+                settings);
+            tripped_api->Start();
+            return tripped_api->port();
+        });
+        httplib::Client client("127.0.0.1", port);
+        auto result = client.Get("/health");
+        REQUIRE(result);
+        CHECK(result->status == 200);
+        const Json body = Json::parse(result->body);
+        CHECK(body["status"] == "degraded");
+        CHECK(body["endpoints"] ==
+              Json::parse(R"([{"queue":"order-service","consuming":false,"killSwitch":"tripped"}])"));
+        api.system.loop().Invoke([&] { tripped_api.reset(); });
+    }
+
     TEST_CASE("A second API on a port already in use fails to start instead of sharing it") {
         ApiFixture api;
         order_service::HttpSettings taken;

@@ -119,7 +119,10 @@ Bus::~Bus() {
 
 ReceiveEndpoint& Bus::AddReceiveEndpoint(ReceiveEndpointSettings settings) {
     endpoints_.push_back(ReceiveEndpoint(std::move(settings)));
-    return endpoints_.back();
+    ReceiveEndpoint& endpoint = endpoints_.back();
+    if (endpoint.settings_.kill_switch.enabled)
+        endpoint.kill_switch_.emplace(endpoint.settings_.kill_switch, KillSwitch::Clock::now());
+    return endpoint;
 }
 
 namespace {
@@ -143,8 +146,10 @@ void Bus::DeclareTopologyFor(const contracts::MessageTypeName& type,
 std::vector<Bus::EndpointHealth> Bus::EndpointsHealth() const {
     std::vector<EndpointHealth> health;
     for (const auto& endpoint : endpoints_)
-        health.push_back(
-            {endpoint.settings_.queue, endpoint.consuming_ && transport_.IsConsuming(endpoint.consumer_id_)});
+        health.push_back({.queue = endpoint.settings_.queue,
+                          .consuming = endpoint.consuming_ && transport_.IsConsuming(endpoint.consumer_id_),
+                          .kill_switch_tripped =
+                              endpoint.kill_switch_ && endpoint.kill_switch_->state() == KillSwitch::State::kStopped});
     return health;
 }
 
@@ -170,15 +175,59 @@ Status Bus::Start() {
             LogRefusal("the receive endpoint " + endpoint.settings_.queue));
     }
     for (auto& endpoint : endpoints_) {
-        ReceiveEndpoint* target = &endpoint;
-        endpoint.consumer_id_ =
-            transport_.Consume(endpoint.settings_.queue, endpoint.settings_.prefetch,
-                               [this, target](Delivery delivery) { OnDelivery(*target, std::move(delivery)); });
-        endpoint.consuming_ = true;
-        spdlog::info("consuming {} (prefetch {}, retry {})", endpoint.settings_.queue, endpoint.settings_.prefetch,
-                     endpoint.settings_.retry.Describe());
+        StartConsuming(endpoint);
+        const auto& settings = endpoint.settings_;
+        spdlog::info("consuming {} (prefetch {}, concurrent message limit {}, retry {}, kill switch {})",
+                     settings.queue, settings.prefetch,
+                     settings.concurrent_message_limit > 0 ? std::to_string(settings.concurrent_message_limit)
+                                                           : std::string("none"),
+                     settings.retry.Describe(),
+                     settings.kill_switch.enabled
+                         ? std::to_string(settings.kill_switch.trip_threshold) + "% of more than " +
+                               std::to_string(settings.kill_switch.activation_threshold) + " messages"
+                         : std::string("off"));
     }
     return Status::Ok();
+}
+
+void Bus::StartConsuming(ReceiveEndpoint& endpoint) {
+    ReceiveEndpoint* target = &endpoint;
+    endpoint.consumer_id_ =
+        transport_.Consume(endpoint.settings_.queue, endpoint.settings_.prefetch,
+                           [this, target](Delivery delivery) { OnDelivery(*target, std::move(delivery)); });
+    endpoint.consuming_ = true;
+}
+
+void Bus::TripKillSwitch(ReceiveEndpoint& endpoint) {
+    const auto& settings = endpoint.settings_.kill_switch;
+    spdlog::error("{}: kill switch tripped ({}); not consuming for {} s", endpoint.settings_.queue,
+                  endpoint.kill_switch_->Describe(),
+                  std::chrono::duration_cast<std::chrono::seconds>(settings.restart_timeout).count());
+    if (endpoint.consuming_) transport_.Cancel(endpoint.consumer_id_);
+    endpoint.consuming_ = false;
+    ReturnWaiting(endpoint);
+    endpoint.restart_timer_ = std::make_unique<Timer>(loop_);
+    ReceiveEndpoint* target = &endpoint;
+    endpoint.restart_timer_->Start(settings.restart_timeout, [this, target] {
+        if (stopping_ || target->consuming_) return;
+        target->kill_switch_->OnRestarted(KillSwitch::Clock::now());
+        StartConsuming(*target);
+        spdlog::info("{}: kill switch restarts the endpoint; one more failure stops it again", target->settings_.queue);
+    });
+}
+
+void Bus::ReturnWaiting(ReceiveEndpoint& endpoint) {
+    auto waiting = std::exchange(endpoint.waiting_, {});
+    for (const auto& delivery : waiting) transport_.Nack(delivery, /*requeue=*/true);
+}
+
+void Bus::BeginWaiting(ReceiveEndpoint& endpoint) {
+    const int limit = endpoint.settings_.concurrent_message_limit;
+    while (!endpoint.waiting_.empty() && (limit == 0 || endpoint.active_ < limit)) {
+        Delivery next = std::move(endpoint.waiting_.front());
+        endpoint.waiting_.pop_front();
+        Begin(endpoint, std::move(next));
+    }
 }
 
 void Bus::Stop(std::function<void()> stopped) {
@@ -186,6 +235,8 @@ void Bus::Stop(std::function<void()> stopped) {
     for (auto& endpoint : endpoints_) {
         if (endpoint.consuming_) transport_.Cancel(endpoint.consumer_id_);
         endpoint.consuming_ = false;
+        endpoint.restart_timer_.reset();
+        ReturnWaiting(endpoint);
     }
     // A delivery waiting for a retry goes back to the queue; one being published finishes.
     std::vector<std::shared_ptr<InFlight>> waiting;
@@ -264,6 +315,18 @@ void Bus::Dispatch(std::vector<OutgoingMessage> messages, Completion done) {
 }
 
 void Bus::OnDelivery(ReceiveEndpoint& endpoint, Delivery delivery) {
+    // Sent before the consumer was cancelled (stop, kill switch): back to the queue untouched.
+    if (!endpoint.consuming_) return transport_.Nack(delivery, /*requeue=*/true);
+    const int limit = endpoint.settings_.concurrent_message_limit;
+    if (limit > 0 && endpoint.active_ >= limit) {
+        endpoint.waiting_.push_back(std::move(delivery));
+        return;
+    }
+    Begin(endpoint, std::move(delivery));
+}
+
+void Bus::Begin(ReceiveEndpoint& endpoint, Delivery delivery) {
+    ++endpoint.active_;
     auto in_flight = std::make_shared<InFlight>();
     in_flight->endpoint = &endpoint;
     in_flight->delivery = std::move(delivery);
@@ -285,6 +348,7 @@ void Bus::OnDelivery(ReceiveEndpoint& endpoint, Delivery delivery) {
         MoveToSkipped(in_flight);
         return;
     }
+    if (endpoint.kill_switch_) endpoint.kill_switch_->OnAttempt(KillSwitch::Clock::now());
     RunAttempt(in_flight);
 }
 
@@ -337,6 +401,7 @@ void Bus::RunAttempt(const std::shared_ptr<InFlight>& in_flight) {
     }
 
     if (observer_) observer_->OnConsumed(queue, in_flight->envelope, registration.urn);
+    if (auto& kill_switch = in_flight->endpoint->kill_switch_) kill_switch->OnSuccess(KillSwitch::Clock::now());
     if (!unit_of_work_) {
         Release(in_flight, std::move(context.outgoing_));
         return;
@@ -373,6 +438,8 @@ void Bus::GiveUp(const std::shared_ptr<InFlight>& in_flight, const std::string& 
     spdlog::warn("{}: {} gave up on {} {} after {} attempt(s): {}", queue, registration.consumer_type,
                  registration.type.name, consumed.message_id, in_flight->attempt + 1, exception_message);
     if (observer_) observer_->OnFaulted(queue, consumed, registration.urn, exception_message);
+    ReceiveEndpoint& endpoint = *in_flight->endpoint;
+    if (endpoint.kill_switch_ && endpoint.kill_switch_->OnFault(KillSwitch::Clock::now())) TripKillSwitch(endpoint);
 
     contracts::ExceptionInfo info;
     info.exception_type = exception_type;
@@ -514,6 +581,15 @@ void Bus::Settle(const std::shared_ptr<InFlight>& in_flight, bool ack) {
     else
         transport_.Nack(in_flight->delivery, /*requeue=*/true);
     in_flight_.erase(in_flight->position);
+    ReceiveEndpoint& endpoint = *in_flight->endpoint;
+    --endpoint.active_;
+    if (!endpoint.waiting_.empty()) {
+        // Started from the loop, not from here: a settle can come from inside an attempt.
+        std::weak_ptr<bool> alive = alive_;
+        loop_.Post([this, alive, target = &endpoint] {
+            if (!alive.expired()) BeginWaiting(*target);
+        });
+    }
     if (stopping_ && in_flight_.empty() && on_stopped_) {
         auto stopped = std::move(on_stopped_);
         on_stopped_ = nullptr;

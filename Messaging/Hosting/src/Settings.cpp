@@ -181,6 +181,15 @@ contracts::OrderedJson EndpointSettingsToJson(const ReceiveEndpointSettings& set
     json["QueueArguments"] = contracts::OrderedJson::object();
     for (const auto& [name, value] : others)
         std::visit([&, &name = name](const auto& v) { json["QueueArguments"][name] = v; }, value);
+    json["ConcurrentMessageLimit"] = settings.concurrent_message_limit;
+    const KillSwitchSettings& kill_switch = settings.kill_switch;
+    json["KillSwitch"]["Enabled"] = kill_switch.enabled;
+    json["KillSwitch"]["ActivationThreshold"] = kill_switch.activation_threshold;
+    json["KillSwitch"]["TripThreshold"] = kill_switch.trip_threshold;
+    json["KillSwitch"]["TrackingPeriodSeconds"] =
+        std::chrono::duration_cast<std::chrono::seconds>(kill_switch.tracking_period).count();
+    json["KillSwitch"]["RestartTimeoutSeconds"] =
+        std::chrono::duration_cast<std::chrono::seconds>(kill_switch.restart_timeout).count();
     return json;
 }
 
@@ -236,6 +245,19 @@ ReceiveEndpointSettings EndpointSettingsFromJson(const Json& json) {
     } else if (group_size > 0) {
         throw SettingsError("setting 'Endpoint.QuorumInitialGroupSize' needs 'Endpoint.QueueType' \"Quorum\"");
     }
+    if (json.contains("ConcurrentMessageLimit"))
+        settings.concurrent_message_limit = SettingInt(json, "ConcurrentMessageLimit", 0, 65535);
+    if (json.contains("KillSwitch")) {
+        // MassTransit's limits: a threshold of at least one message, 0-100 percent, periods of at least a second.
+        const Json& kill_switch = json.at("KillSwitch");
+        settings.kill_switch.enabled = kill_switch.value("Enabled", false);
+        settings.kill_switch.activation_threshold = SettingInt(kill_switch, "ActivationThreshold", 1, INT_MAX);
+        settings.kill_switch.trip_threshold = SettingInt(kill_switch, "TripThreshold", 0, 100);
+        settings.kill_switch.tracking_period =
+            std::chrono::seconds(SettingInt(kill_switch, "TrackingPeriodSeconds", 1, 86400));
+        settings.kill_switch.restart_timeout =
+            std::chrono::seconds(SettingInt(kill_switch, "RestartTimeoutSeconds", 1, 86400));
+    }
     return settings;
 }
 
@@ -271,7 +293,10 @@ void ConfigureLogging(const std::string& service_name, const std::string& level)
 }
 
 ServiceSettings::ServiceSettings(std::string queue, std::string database_path)
-    : endpoint{std::move(queue), 16, RetryPolicy::Interval(3, std::chrono::milliseconds(500))},
+    : endpoint{.queue = std::move(queue),
+               .prefetch = 16,
+               .retry = RetryPolicy::Interval(3, std::chrono::milliseconds(500)),
+               .kill_switch = {.enabled = true}},
       database{std::move(database_path), SqliteSync::kNormal} {}
 
 void ServiceSettings::WriteCommonSections(contracts::OrderedJson& json) const {

@@ -6,13 +6,16 @@
 // in-memory outbox). Loop thread only.
 #pragma once
 
+#include <deque>
 #include <functional>
 #include <list>
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "Bus/KillSwitch.h"
 #include "Bus/RetryPolicy.h"
 #include "Contracts/Messages.h"
 #include "Runtime/EventLoop.h"
@@ -101,6 +104,10 @@ struct ReceiveEndpointSettings {
     // Declared on the queue and copied onto its _error and _skipped queues, as MassTransit does;
     // QuorumQueueArguments() gives what MassTransit's SetQuorumQueue sets.
     HeaderTable queue_arguments = {};
+    // At most this many messages in the consume pipeline at once (0: as many as the prefetch lets
+    // in), as MassTransit's ConcurrentMessageLimit; later deliveries wait, unacked, in arrival order.
+    int concurrent_message_limit = 0;
+    KillSwitchSettings kill_switch = {};
 };
 
 // x-queue-type "quorum", plus x-quorum-initial-group-size when `initial_group_size` is positive,
@@ -141,6 +148,10 @@ class ReceiveEndpoint {
     std::vector<Registration> registrations_;
     ConsumerId consumer_id_ = 0;
     bool consuming_ = false;
+    int active_ = 0;                         // deliveries in the consume pipeline
+    std::deque<Delivery> waiting_;           // held back by the concurrent message limit
+    std::optional<KillSwitch> kill_switch_;  // when enabled
+    std::unique_ptr<Timer> restart_timer_;   // runs while the kill switch holds the endpoint stopped
 };
 
 struct BusSettings {
@@ -206,6 +217,7 @@ class Bus {
     struct EndpointHealth {
         std::string queue;
         bool consuming = false;
+        bool kill_switch_tripped = false;  // stopped by its kill switch until the restart timeout
     };
     std::vector<EndpointHealth> EndpointsHealth() const;
 
@@ -224,7 +236,16 @@ class Bus {
                           contracts::OrderedJson message, std::string correlation_id, const ConsumeContext* parent,
                           const SendOptions& options, const std::string& source_queue = {});
 
+    void StartConsuming(ReceiveEndpoint& endpoint);
     void OnDelivery(ReceiveEndpoint& endpoint, Delivery delivery);
+    // Takes a delivery into the consume pipeline: parse, match, first attempt.
+    void Begin(ReceiveEndpoint& endpoint, Delivery delivery);
+    // Starts the deliveries the concurrent message limit held back, as far as it now allows.
+    void BeginWaiting(ReceiveEndpoint& endpoint);
+    // Returns the held-back deliveries to the queue.
+    void ReturnWaiting(ReceiveEndpoint& endpoint);
+    // Stops consuming until the kill switch's restart timeout has passed.
+    void TripKillSwitch(ReceiveEndpoint& endpoint);
     void RunAttempt(const std::shared_ptr<InFlight>& in_flight);
     void Release(const std::shared_ptr<InFlight>& in_flight, std::vector<OutgoingMessage> outgoing);
     // Nack with requeue after a commit or a publish failed; `what` names what failed, for the log.
