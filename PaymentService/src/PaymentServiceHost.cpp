@@ -1,7 +1,10 @@
 #include "PaymentService/PaymentServiceHost.h"
-#include "Storage/GroupCommit.h"
 
 #include <spdlog/spdlog.h>
+
+#include <cstdlib>
+
+#include "Storage/GroupCommit.h"
 
 namespace payment_service {
 
@@ -47,6 +50,12 @@ void PaymentServiceHost::OnProcessPayment(messaging::ConsumeContext& context,
     const int call = context.retry_attempt() + 1;
     const char last = command.order_id.str().back();
     const auto& simulation = settings_.simulation;
+    if (simulation.crash_suffixes.find(last) != std::string::npos) {
+        spdlog::critical("order {}: simulated crash while processing its payment (Simulation.CrashSuffixes)",
+                         command.order_id.str());
+        spdlog::shutdown();
+        std::abort();
+    }
     if (simulation.gateway_down_suffixes.find(last) != std::string::npos)
         throw PaymentGatewayUnavailable(simulation.gateway_down_message);
     for (const auto& rule : simulation.transient_failures)

@@ -10,6 +10,7 @@ contracts::OrderedJson PaymentSettings::ToJson() const {
     simulation_json["DeclineReason"] = simulation.decline_reason;
     simulation_json["GatewayDownSuffixes"] = simulation.gateway_down_suffixes;
     simulation_json["GatewayDownMessage"] = simulation.gateway_down_message;
+    simulation_json["CrashSuffixes"] = simulation.crash_suffixes;
     simulation_json["TransientFailures"] = contracts::OrderedJson::array();
     for (const auto& rule : simulation.transient_failures)
         simulation_json["TransientFailures"].push_back(
@@ -25,6 +26,8 @@ PaymentSettings PaymentSettings::FromJson(const contracts::Json& json) {
     settings.simulation.decline_reason = messaging::SettingString(simulation, "DeclineReason");
     settings.simulation.gateway_down_suffixes = messaging::SettingString(simulation, "GatewayDownSuffixes");
     settings.simulation.gateway_down_message = messaging::SettingString(simulation, "GatewayDownMessage");
+    if (simulation.contains("CrashSuffixes"))
+        settings.simulation.crash_suffixes = messaging::SettingString(simulation, "CrashSuffixes");
     for (const auto& rule : simulation.at("TransientFailures")) {
         const auto* suffix = contracts::FindField(rule, "Suffix");
         const auto* attempts = contracts::FindField(rule, "FailedAttempts");

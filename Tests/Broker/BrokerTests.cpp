@@ -739,6 +739,70 @@ TEST_SUITE("Broker") {
         CHECK(worker->Wait(10s) == 0);
     }
 
+    TEST_CASE("Poison: a ProcessPayment that ends the worker every time faults to _error past RedeliveryLimit") {
+        ScopedVhost vhost;
+        test_support::TempDir dir;
+        RawAmqpClient tap(vhost.name());
+        BrokerSystem system(vhost, {.start_payment = false});
+        auto environment = vhost.SettingsEnvironment();
+        environment.push_back("Database__Path=" + dir.File("payments.db"));
+        environment.push_back("Endpoint__RedeliveryLimit=2");
+        environment.push_back("Simulation__CrashSuffixes=9");
+        const std::string config = SourceDir() + "/appsettings/PaymentService.json";
+        int runs = 0;
+        auto start_worker = [&] {
+            ++runs;
+            return std::make_unique<ChildProcess>(PAYMENT_SERVICE_BIN, std::vector<std::string>{"--config", config},
+                                                  environment, dir.File("payment-" + std::to_string(runs) + ".log"));
+        };
+        auto worker = start_worker();
+        ManagementApi api;
+        // The worker declares its queue: orders wait for it, or their ProcessPayment would go nowhere.
+        REQUIRE(test_support::WaitFor(
+            [&] {
+                for (const auto& queue : api.Get("queues/" + Encode(vhost.name())))
+                    if (queue["name"] == "payment-service" && queue.value("consumers", 0) == 1) return true;
+                return false;
+            },
+            30s));
+        SubmitOrder(system, "poison-9");
+        auto failed = [&] {
+            const auto order = system.Order("poison-9");
+            return order && order->status == order_service::OrderStatus::kFailed;
+        };
+        // Each run that ends is a crash on the poison message: start the worker again, as systemd would.
+        int crashes = 0;
+        while (crashes < 6) {
+            std::optional<int> exit_code;
+            REQUIRE(test_support::WaitFor(
+                [&] {
+                    exit_code = worker->Wait(0ms);
+                    return exit_code.has_value() || failed();
+                },
+                60s));
+            if (!exit_code) break;
+            CHECK(*exit_code == -SIGABRT);
+            ++crashes;
+            worker = start_worker();
+        }
+        // Limit 2: the first delivery and two returns end the process; the third return faults.
+        CHECK(crashes == 3);
+        REQUIRE(system.WaitForStatus("poison-9", order_service::OrderStatus::kFailed, 60s));
+        CHECK(system.Order("poison-9")->reason.find("came back unsettled 3 times") != std::string::npos);
+        // The worker now stays up and pays the next order.
+        SubmitOrder(system, "healthy-3");
+        REQUIRE(system.WaitForStatus("healthy-3", order_service::OrderStatus::kCompleted, 60s));
+        const auto copy = tap.Get("payment-service_error");
+        REQUIRE(copy);
+        CHECK(Header(copy->properties, "MT-Fault-ExceptionType") == "messaging.RedeliveryLimitExceeded");
+        CHECK(Header(copy->properties, "MT-Redelivery-Count") == "2");
+        CHECK_FALSE(tap.Get("payment-service_error", 500ms).has_value());
+        REQUIRE(test_support::WaitFor([&] { return QueuesSettled(api, vhost); }, 20s));
+        CHECK(api.Get("queues/" + Encode(vhost.name()) + "/payment-service").value("messages", -1) == 0);
+        worker->Signal(SIGTERM);
+        CHECK(worker->Wait(10s) == 0);
+    }
+
     TEST_CASE("Resilience: SIGTERM under load exits 0 within 10 s and loses no accepted order") {
         ScopedVhost vhost;
         test_support::TempDir dir;

@@ -23,12 +23,13 @@ const char* const kQueue = "test-queue";
 // A bus with one endpoint consuming StockReserved through `handler`, plus an observer queue bound to
 // MassTransit:Fault so faults can be read back.
 struct BusFixture {
-    explicit BusFixture(RetryPolicy retry) {
+    explicit BusFixture(RetryPolicy retry, int redelivery_limit = 0) {
         loop_thread.loop().Invoke([&] {
             transport = std::make_unique<InMemoryTransport>(loop_thread.loop());
             bus = std::make_unique<Bus>(loop_thread.loop(), *transport, BusSettings{"TestService"});
             harness.Observe(*bus);
-            bus->AddReceiveEndpoint({kQueue, 16, retry})
+            bus->AddReceiveEndpoint(
+                   {.queue = kQueue, .prefetch = 16, .retry = retry, .redelivery_limit = redelivery_limit})
                 .Handle<contracts::StockReserved>(
                     "Tests.StockReservedConsumer",
                     [this](ConsumeContext& context, const contracts::StockReserved& message) {
@@ -585,5 +586,51 @@ TEST_SUITE("Bus.RetryPolicy") {
             bus.reset();
             transport.reset();
         });
+    }
+
+    TEST_CASE(
+        "RedeliveryLimit 1: a message that keeps coming back unsettled faults to _error - the count rides along") {
+        // A retry an hour away keeps the delivery unsettled; stopping the bus returns it to the queue
+        // (redelivered), as a process that died with it would.
+        BusFixture fixture(RetryPolicy::Interval(1, std::chrono::hours(1)), /*redelivery_limit=*/1);
+        fixture.handler = AlwaysThrow;
+        auto restart_after_attempt = [&](int attempt) {
+            REQUIRE(fixture.harness.WaitUntil([&] { return fixture.attempts == attempt; }));
+            fixture.loop_thread.loop().Invoke([&] {
+                fixture.bus->Stop(nullptr);
+                REQUIRE(fixture.bus->Start().ok());
+            });
+        };
+        REQUIRE(fixture.PublishRaw("Contracts:StockReserved", fixture.Prepared({"o-1"_order_id})).ok());
+        restart_after_attempt(1);
+        // Back once: sent to the queue again with MT-Redelivery-Count 1, and consumed from there.
+        restart_after_attempt(2);
+        // Back with a count of 1: the second return passes the limit.
+        REQUIRE(fixture.WaitQueue("test-queue_error", 1));
+        const TransportMessage copy = fixture.Queue("test-queue_error").at(0);
+        CHECK(Header(copy, "MT-Fault-ExceptionType") == "messaging.RedeliveryLimitExceeded");
+        CHECK(Header(copy, "MT-Fault-Message").find("came back unsettled 2 times") != std::string::npos);
+        CHECK(Header(copy, "MT-Redelivery-Count") == "1");
+        CHECK(fixture.attempts == 2);
+        CHECK(fixture.Queue("fault-observer").size() == 1);
+        CHECK(fixture.Queue(kQueue).empty());
+    }
+
+    TEST_CASE("RedeliveryLimit 2 on a quorum queue: the broker's x-delivery-count decides") {
+        BusFixture fixture(RetryPolicy::None(), /*redelivery_limit=*/2);
+        std::atomic<int> consumed{0};
+        fixture.handler = [&](ConsumeContext&, const contracts::StockReserved&) { ++consumed; };
+        TransportMessage within = fixture.Prepared({"o-1"_order_id});
+        within.properties.headers["x-delivery-count"] = std::int64_t{2};
+        TransportMessage beyond = fixture.Prepared({"o-2"_order_id});
+        beyond.properties.headers["x-delivery-count"] = std::int64_t{3};
+        REQUIRE(fixture.PublishRaw(kQueue, within).ok());
+        REQUIRE(fixture.PublishRaw(kQueue, beyond).ok());
+        REQUIRE(fixture.WaitQueue("test-queue_error", 1));
+        REQUIRE(fixture.harness.WaitUntil([&] { return consumed == 1; }));
+        const auto errors = fixture.Queue("test-queue_error");
+        REQUIRE(errors.size() == 1);
+        CHECK(Json::parse(errors[0].body)["message"]["orderId"] == "o-2");
+        CHECK(Header(errors[0], "MT-Fault-ExceptionType") == "messaging.RedeliveryLimitExceeded");
     }
 }

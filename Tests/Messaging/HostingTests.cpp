@@ -127,6 +127,7 @@ TEST_SUITE("Hosting.Settings") {
         "Endpoint.ConcurrentMessageLimit and Endpoint.KillSwitch: MassTransit's defaults - overridable - checked") {
         const auto defaults = payment_service::PaymentSettings::Load("", {});
         CHECK(defaults.endpoint.concurrent_message_limit == 0);
+        CHECK(defaults.endpoint.redelivery_limit == 0);
         const KillSwitchSettings& kill_switch = defaults.endpoint.kill_switch;
         CHECK(kill_switch.enabled);
         CHECK(kill_switch.activation_threshold == 100);
@@ -135,9 +136,11 @@ TEST_SUITE("Hosting.Settings") {
         CHECK(kill_switch.restart_timeout == std::chrono::seconds(60));
 
         const auto tuned = payment_service::PaymentSettings::Load(
-            "", {"Endpoint__ConcurrentMessageLimit=4", "Endpoint__KillSwitch__Enabled=false",
-                 "Endpoint__KillSwitch__TripThreshold=25", "Endpoint__KillSwitch__RestartTimeoutSeconds=5"});
+            "",
+            {"Endpoint__ConcurrentMessageLimit=4", "Endpoint__RedeliveryLimit=5", "Endpoint__KillSwitch__Enabled=false",
+             "Endpoint__KillSwitch__TripThreshold=25", "Endpoint__KillSwitch__RestartTimeoutSeconds=5"});
         CHECK(tuned.endpoint.concurrent_message_limit == 4);
+        CHECK(tuned.endpoint.redelivery_limit == 5);
         CHECK_FALSE(tuned.endpoint.kill_switch.enabled);
         CHECK(tuned.endpoint.kill_switch.trip_threshold == 25);
         CHECK(tuned.endpoint.kill_switch.restart_timeout == std::chrono::seconds(5));

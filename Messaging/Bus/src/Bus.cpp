@@ -4,6 +4,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <cstdlib>
 #include <random>
 
@@ -348,8 +349,81 @@ void Bus::Begin(ReceiveEndpoint& endpoint, Delivery delivery) {
         MoveToSkipped(in_flight);
         return;
     }
+    ConsumeMatched(in_flight);
+}
+
+void Bus::ConsumeMatched(const std::shared_ptr<InFlight>& in_flight) {
+    ReceiveEndpoint& endpoint = *in_flight->endpoint;
     if (endpoint.kill_switch_) endpoint.kill_switch_->OnAttempt(KillSwitch::Clock::now());
+    if (endpoint.settings_.redelivery_limit > 0 && CountRedelivery(in_flight)) return;
     RunAttempt(in_flight);
+}
+
+namespace {
+int HeaderCount(const HeaderTable& headers, const char* name) {
+    const HeaderValue* value = FindHeader(headers, name);
+    if (!value) return 0;
+    if (const auto* number = std::get_if<std::int32_t>(value)) return *number;
+    if (const auto* number = std::get_if<std::int64_t>(value))
+        return static_cast<int>(std::clamp<std::int64_t>(*number, 0, INT32_MAX));
+    return std::atoi(HeaderToString(*value).c_str());
+}
+}  // namespace
+
+bool Bus::CountRedelivery(const std::shared_ptr<InFlight>& in_flight) {
+    const ReceiveEndpointSettings& settings = in_flight->endpoint->settings_;
+    const TransportMessage& message = in_flight->delivery.message;
+    const std::string& message_id = in_flight->envelope.message_id;
+    if (!resending_.empty()) {
+        // The copy of a message whose original is not acked yet: were it consumed now and ended the
+        // process, both would come back, and the original, without a count, would be sent again for
+        // ever. It waits until the original's ack is on its way.
+        if (auto original = resending_.find(message_id); original != resending_.end()) {
+            original->second.push_back(in_flight);
+            return true;
+        }
+    }
+    const bool broker_counts = FindHeader(message.properties.headers, "x-delivery-count") != nullptr;
+    if (!broker_counts && !in_flight->delivery.redelivered) return false;
+    // A quorum queue counts the returns itself; otherwise this return adds one to the message's count.
+    const int count = broker_counts ? HeaderCount(message.properties.headers, "x-delivery-count")
+                                    : HeaderCount(message.properties.headers, "MT-Redelivery-Count") + 1;
+    if (count > settings.redelivery_limit) {
+        GiveUp(in_flight, "messaging.RedeliveryLimitExceeded",
+               "The message came back unsettled " + std::to_string(count) + " times (the limit is " +
+                   std::to_string(settings.redelivery_limit) +
+                   "): its consumer may be ending the process or the connection");
+        return true;
+    }
+    if (broker_counts) return false;
+    spdlog::warn("{}: {} came back unsettled; sending it to the queue again with MT-Redelivery-Count {}",
+                 settings.queue, in_flight->envelope.message_id, count);
+    TransportMessage again = message;
+    again.properties.headers["MT-Redelivery-Count"] = static_cast<std::int32_t>(count);
+    again.mandatory = true;
+    resending_.try_emplace(message_id);
+    std::weak_ptr<bool> alive = alive_;
+    // The original is acked only once the broker holds the copy with the new count, and the ack is
+    // written out at once, before the copy (held back meanwhile) may run.
+    transport_.Publish(settings.queue, std::move(again), [this, alive, in_flight](const Status& status) {
+        if (alive.expired()) return;
+        if (!status.ok())
+            spdlog::warn("{}: sending {} again failed ({}); returning it to the queue",
+                         in_flight->endpoint->settings_.queue, in_flight->envelope.message_id, status.message());
+        Settle(in_flight, status.ok());
+        transport_.SendPendingAcks();
+        auto held = resending_.extract(in_flight->envelope.message_id);
+        if (held.empty()) return;
+        for (auto& copy : held.mapped())
+            loop_.Post([this, alive, copy] {
+                if (alive.expired()) return;
+                if (stopping_) return Settle(copy, /*ack=*/false);
+                // Counted afresh: a copy that was itself redelivered may be past the limit.
+                if (CountRedelivery(copy)) return;
+                RunAttempt(copy);
+            });
+    });
+    return true;
 }
 
 void Bus::RunAttempt(const std::shared_ptr<InFlight>& in_flight) {

@@ -182,6 +182,7 @@ contracts::OrderedJson EndpointSettingsToJson(const ReceiveEndpointSettings& set
     for (const auto& [name, value] : others)
         std::visit([&, &name = name](const auto& v) { json["QueueArguments"][name] = v; }, value);
     json["ConcurrentMessageLimit"] = settings.concurrent_message_limit;
+    json["RedeliveryLimit"] = settings.redelivery_limit;
     const KillSwitchSettings& kill_switch = settings.kill_switch;
     json["KillSwitch"]["Enabled"] = kill_switch.enabled;
     json["KillSwitch"]["ActivationThreshold"] = kill_switch.activation_threshold;
@@ -247,6 +248,7 @@ ReceiveEndpointSettings EndpointSettingsFromJson(const Json& json) {
     }
     if (json.contains("ConcurrentMessageLimit"))
         settings.concurrent_message_limit = SettingInt(json, "ConcurrentMessageLimit", 0, 65535);
+    if (json.contains("RedeliveryLimit")) settings.redelivery_limit = SettingInt(json, "RedeliveryLimit", 0, 1000000);
     if (json.contains("KillSwitch")) {
         // MassTransit's limits: a threshold of at least one message, 0-100 percent, periods of at least a second.
         const Json& kill_switch = json.at("KillSwitch");

@@ -21,6 +21,9 @@ struct PaymentSimulation {
     std::string gateway_down_suffixes = "2";
     std::string gateway_down_message = "Payment gateway unavailable";
     std::vector<TransientFailureRule> transient_failures;
+    // Ids ending in one of these end the process (abort) while their payment is processed: a poison
+    // message, to see the redelivery limit move it to `_error`. Empty unless configured.
+    std::string crash_suffixes;
 };
 
 struct PaymentSettings : messaging::ServiceSettings {

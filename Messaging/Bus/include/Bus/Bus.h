@@ -9,6 +9,7 @@
 #include <deque>
 #include <functional>
 #include <list>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -108,6 +109,13 @@ struct ReceiveEndpointSettings {
     // in), as MassTransit's ConcurrentMessageLimit; later deliveries wait, unacked, in arrival order.
     int concurrent_message_limit = 0;
     KillSwitchSettings kill_switch = {};
+    // How often a message may come back unsettled (its consumer ended the process, the connection
+    // dropped) before it faults to `_error` instead of running again; 0: no limit. A quorum queue's
+    // x-delivery-count is used as the count; on a classic queue a redelivered message is sent to the
+    // queue again with MT-Redelivery-Count raised, so the count lives in the message. Like a quorum
+    // queue's count, it counts every message unsettled when the process ended, not only the one
+    // whose consumer ended it.
+    int redelivery_limit = 0;
 };
 
 // x-queue-type "quorum", plus x-quorum-initial-group-size when `initial_group_size` is positive,
@@ -240,6 +248,11 @@ class Bus {
     void OnDelivery(ReceiveEndpoint& endpoint, Delivery delivery);
     // Takes a delivery into the consume pipeline: parse, match, first attempt.
     void Begin(ReceiveEndpoint& endpoint, Delivery delivery);
+    // Counts the attempt for the kill switch, then the redelivery, then runs the consumer.
+    void ConsumeMatched(const std::shared_ptr<InFlight>& in_flight);
+    // For a delivery that came back unsettled: true when it was taken care of here (sent to the queue
+    // again with its count raised, or past the limit faulted to `_error`), false to consume it.
+    bool CountRedelivery(const std::shared_ptr<InFlight>& in_flight);
     // Starts the deliveries the concurrent message limit held back, as far as it now allows.
     void BeginWaiting(ReceiveEndpoint& endpoint);
     // Returns the held-back deliveries to the queue.
@@ -277,6 +290,9 @@ class Bus {
     std::list<ReceiveEndpoint> endpoints_;
     std::vector<std::string> declared_types_;
     std::vector<std::string> declared_queues_;
+    // Message ids being sent to their queue again with a raised redelivery count, each with the
+    // deliveries of its copy that arrived before the original's ack was sent.
+    std::map<std::string, std::vector<std::shared_ptr<InFlight>>> resending_;
     std::list<std::shared_ptr<InFlight>> in_flight_;
     BusObserver* observer_ = nullptr;
     UnitOfWork* unit_of_work_ = nullptr;

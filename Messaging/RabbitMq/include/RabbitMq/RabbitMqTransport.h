@@ -49,6 +49,7 @@ class RabbitMqTransport : public Transport {
     }
     void Ack(const Delivery& delivery) override;
     void Nack(const Delivery& delivery, bool requeue) override;
+    void SendPendingAcks() override { Flush(); }
     bool IsConnected() const override { return phase_ == Phase::kOpen; }
     bool IsPublishingBlocked() const override { return IsConnected() && !blocked_reason_.empty(); }
     Status TopologyRefusal() const override { return refusal_; }

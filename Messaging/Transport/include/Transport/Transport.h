@@ -70,6 +70,8 @@ class Transport {
     virtual bool IsConsuming(ConsumerId consumer) const = 0;
     virtual void Ack(const Delivery& delivery) = 0;
     virtual void Nack(const Delivery& delivery, bool requeue) = 0;
+    // Hands the acks buffered so far to the socket now rather than at the end of the loop turn.
+    virtual void SendPendingAcks() {}
 
     virtual bool IsConnected() const = 0;
     // True while the broker refuses to take publishes (a memory or disk alarm): they wait, buffered.
