@@ -41,13 +41,13 @@ void InventoryServiceHost::OnCheckInventory(messaging::ConsumeContext& context,
     // A repeated command gets the same answer again: the earlier reply may not have been delivered.
     switch (result.status) {
         case ReservationStatus::kReserved:
-            context.Publish(contracts::StockReserved{.order_id = command.order_id});
+            context.Respond(contracts::StockReserved{.order_id = command.order_id});
             break;
         case ReservationStatus::kShortage:
-            context.Publish(contracts::StockShortage{.order_id = command.order_id, .reason = result.reason});
+            context.Respond(contracts::StockShortage{.order_id = command.order_id, .reason = result.reason});
             break;
         case ReservationStatus::kReleased:
-            context.Publish(contracts::StockShortage{.order_id = command.order_id,
+            context.Respond(contracts::StockShortage{.order_id = command.order_id,
                                                      .reason = "Order was cancelled before stock was reserved"});
             break;
     }
@@ -60,7 +60,7 @@ void InventoryServiceHost::OnReleaseStock(messaging::ConsumeContext& context, co
     const bool released = ledger_.Release(command.order_id);
     spdlog::info("order {}: ReleaseStock ({}) -> {}", command.order_id.str(), command.reason,
                  released ? "released" : "nothing held");
-    context.Publish(contracts::StockReleased{.order_id = command.order_id});
+    context.Respond(contracts::StockReleased{.order_id = command.order_id});
 }
 
 }  // namespace inventory_service

@@ -36,10 +36,10 @@ void PaymentServiceHost::OnProcessPayment(messaging::ConsumeContext& context,
         // Never charge twice: answer a repeated command from the ledger.
         spdlog::info("order {}: ProcessPayment repeated; answering from the ledger", command.order_id.str());
         if (existing->accepted)
-            context.Publish(
+            context.Respond(
                 contracts::PaymentAccepted{.order_id = command.order_id, .transaction_id = existing->transaction_id});
         else
-            context.Publish(contracts::PaymentFailed{.order_id = command.order_id, .reason = existing->reason});
+            context.Respond(contracts::PaymentFailed{.order_id = command.order_id, .reason = existing->reason});
         return;
     }
     if (!command.amount.IsPositive()) throw messaging::NonRetryableError("ProcessPayment.amount must be positive");
@@ -68,7 +68,7 @@ void PaymentServiceHost::OnProcessPayment(messaging::ConsumeContext& context,
     if (simulation.decline_suffixes.find(last) != std::string::npos) {
         record.reason = simulation.decline_reason;
         ledger_.Record(record);
-        context.Publish(contracts::PaymentFailed{.order_id = command.order_id, .reason = record.reason});
+        context.Respond(contracts::PaymentFailed{.order_id = command.order_id, .reason = record.reason});
         spdlog::info("order {}: payment of {} declined ({})", command.order_id.str(), command.amount.ToString(),
                      record.reason);
         return;
@@ -76,7 +76,7 @@ void PaymentServiceHost::OnProcessPayment(messaging::ConsumeContext& context,
     record.accepted = true;
     record.transaction_id = contracts::Guid::New().ToString();
     ledger_.Record(record);
-    context.Publish(contracts::PaymentAccepted{.order_id = command.order_id, .transaction_id = record.transaction_id});
+    context.Respond(contracts::PaymentAccepted{.order_id = command.order_id, .transaction_id = record.transaction_id});
     spdlog::info("order {}: payment of {} accepted ({})", command.order_id.str(), command.amount.ToString(),
                  record.transaction_id);
 }

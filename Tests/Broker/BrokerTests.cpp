@@ -366,6 +366,48 @@ TEST_SUITE("Broker") {
         for (const auto& id : ids) CHECK_MESSAGE(copies[id] == 1, id << " has " << copies[id] << " copies");
     }
 
+    TEST_CASE("Request: a .NET-style CheckInventory request is answered at its responseAddress with its requestId") {
+        ScopedVhost vhost;
+        BrokerSystem system(vhost, {.start_orders = false, .start_payment = false});
+        RawAmqpClient client(vhost.name());
+        // What a MassTransit request client has: its bus endpoint's exchange and queue.
+        client.Tap("requester_bus_x", {"requester_bus_x"});
+        client.Tap("published-tap", {"Contracts:StockReserved"});
+        const std::string response_address =
+            "rabbitmq://127.0.0.1:" + std::to_string(BrokerEnvironment::Get().amqp_port) + "/" + vhost.name() +
+            "/requester_bus_x?temporary=true";
+        auto request = [&](const std::string& order_id, const std::string& request_id, const std::string& address) {
+            Json envelope = {{"messageId", "0b4e0000-5a1c-0015-9d3f-08de49a2c1f" + request_id.substr(35)},
+                             {"requestId", request_id},
+                             {"conversationId", "0b4e0000-5a1c-0015-a2b6-08de49a2c1f7"},
+                             {"sourceAddress", response_address},
+                             {"destinationAddress", "rabbitmq://localhost/inventory-service"},
+                             {"messageType", {"urn:message:Contracts:CheckInventory"}},
+                             {"message", {{"orderId", order_id}, {"items", Json::array()}}}};
+            if (!address.empty()) envelope["responseAddress"] = address;
+            messaging::MessageProperties properties;
+            properties.content_type = "application/vnd.masstransit+json";
+            properties.message_id = envelope["messageId"];
+            client.Publish("inventory-service", envelope.dump(), properties);
+        };
+        request("request-3", "0b4e0000-5a1c-0015-1111-08de49a2c3a1", response_address);
+        const auto response = client.Get("requester_bus_x");
+        REQUIRE(response);
+        const Json answer = Json::parse(response->body);
+        CHECK(answer["requestId"] == "0b4e0000-5a1c-0015-1111-08de49a2c3a1");
+        CHECK(answer["messageType"][0] == "urn:message:Contracts:StockReserved");
+        CHECK(answer["message"]["orderId"] == "request-3");
+        CHECK(answer["conversationId"] == "0b4e0000-5a1c-0015-a2b6-08de49a2c1f7");
+        CHECK(answer["destinationAddress"].get<std::string>().find("/requester_bus_x") != std::string::npos);
+        CHECK_FALSE(client.Get("published-tap", 500ms).has_value());  // answered, not published
+
+        // Without a responseAddress, RespondAsync publishes, still with the requestId.
+        request("request-13", "0b4e0000-5a1c-0015-2222-08de49a2c3a2", "");
+        const auto published = client.Get("published-tap");
+        REQUIRE(published);
+        CHECK(Json::parse(published->body)["requestId"] == "0b4e0000-5a1c-0015-2222-08de49a2c3a2");
+    }
+
     TEST_CASE("Faults: an unknown message type goes to _skipped - a malformed body to _error - nothing stays unacked") {
         ScopedVhost vhost;
         BrokerSystem system(vhost, {});

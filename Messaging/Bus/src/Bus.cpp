@@ -37,12 +37,6 @@ std::string ConsumeStackTrace(const auto& registration) {
     return "   at " + registration.consumer_type + ".Consume(" + registration.type.DotNetName() + ")";
 }
 
-// The exchange a `rabbitmq://host/vhost/name?query` address sends to: its last path segment.
-std::string ExchangeOfAddress(const std::string& address) {
-    std::string path = address.substr(0, address.find('?'));
-    return path.substr(path.rfind('/') + 1);
-}
-
 std::string NewBusAddressName(const contracts::HostInfo& host) {
     auto alnum = [](const std::string& text) {
         std::string out;
@@ -116,6 +110,11 @@ Bus::~Bus() {
     *alive_ = false;
     for (auto& endpoint : endpoints_)
         if (endpoint.consuming_) transport_.Cancel(endpoint.consumer_id_);
+}
+
+std::string ExchangeOfAddress(const std::string& address) {
+    std::string path = address.substr(0, address.find('?'));
+    return path.substr(path.rfind('/') + 1);
 }
 
 ReceiveEndpoint& Bus::AddReceiveEndpoint(ReceiveEndpointSettings settings) {
@@ -275,6 +274,7 @@ OutgoingMessage Bus::Build(const std::string& exchange, std::vector<std::string>
         envelope.source_address = source_queue.empty() ? bus_address_ : InputAddress(source_queue);
     }
     for (auto it = options.headers.begin(); it != options.headers.end(); ++it) envelope.headers[it.key()] = it.value();
+    envelope.request_id = options.request_id;
     envelope.destination_address = Address(exchange);
     envelope.message_type = std::move(message_types);
     envelope.sent_time = contracts::UtcNow();

@@ -41,6 +41,7 @@ class NonRetryableError : public std::runtime_error {
 
 struct SendOptions {
     contracts::OrderedJson headers = contracts::OrderedJson::object();  // extra envelope (and AMQP) headers
+    std::string request_id = {};  // written as requestId: set on a response to the request's id
 };
 
 // Hooks for the test harness and for logging; every call happens on the loop thread.
@@ -56,6 +57,9 @@ class BusObserver {
 
 class Bus;
 
+// The exchange an address names: "rabbitmq://host/vhost/name?temporary=true" -> "name".
+std::string ExchangeOfAddress(const std::string& address);
+
 // What a consumer sees of the message it handles, and how it replies.
 class ConsumeContext {
   public:
@@ -68,6 +72,10 @@ class ConsumeContext {
     void Publish(const T& message, const SendOptions& options = {});
     template <class T>
     void Send(const std::string& queue, const T& message, const SendOptions& options = {});
+    // Answers the consumed message as MassTransit's RespondAsync does: sent to its responseAddress
+    // when it has one, else published; either way with its requestId.
+    template <class T>
+    void Respond(const T& message, SendOptions options = {});
 
     // The id this consumer correlates its work by, as a saga's CorrelationId: MassTransit writes it as
     // the initiatorId of every message sent from that consume context (instead of the consumed
@@ -305,6 +313,15 @@ template <class T>
 void ConsumeContext::Publish(const T& message, const SendOptions& options) {
     bus_.DeclarePublishTopology<T>();
     outgoing_.push_back(bus_.Build(contracts::MessageContract<T>::Name().EntityName(),
+                                   contracts::MessageContract<T>::MessageTypes(),
+                                   contracts::MessageContract<T>::Write(message), {}, this, options));
+}
+
+template <class T>
+void ConsumeContext::Respond(const T& message, SendOptions options) {
+    options.request_id = envelope_.request_id;
+    if (envelope_.response_address.empty()) return Publish(message, options);
+    outgoing_.push_back(bus_.Build(ExchangeOfAddress(envelope_.response_address),
                                    contracts::MessageContract<T>::MessageTypes(),
                                    contracts::MessageContract<T>::Write(message), {}, this, options));
 }
