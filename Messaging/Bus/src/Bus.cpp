@@ -360,13 +360,10 @@ void Bus::ConsumeMatched(const std::shared_ptr<InFlight>& in_flight) {
 }
 
 namespace {
+// A count carried in a header, 0 when absent; kept within int.
 int HeaderCount(const HeaderTable& headers, const char* name) {
     const HeaderValue* value = FindHeader(headers, name);
-    if (!value) return 0;
-    if (const auto* number = std::get_if<std::int32_t>(value)) return *number;
-    if (const auto* number = std::get_if<std::int64_t>(value))
-        return static_cast<int>(std::clamp<std::int64_t>(*number, 0, INT32_MAX));
-    return std::atoi(HeaderToString(*value).c_str());
+    return value ? static_cast<int>(std::clamp<std::int64_t>(HeaderToInteger(*value), 0, INT32_MAX)) : 0;
 }
 }  // namespace
 

@@ -175,7 +175,7 @@ contracts::OrderedJson EndpointSettingsToJson(const ReceiveEndpointSettings& set
     const auto* type = FindHeader(others, "x-queue-type");
     json["QueueType"] = type && HeaderToString(*type) == "quorum" ? "Quorum" : "Classic";
     const auto* group = FindHeader(others, "x-quorum-initial-group-size");
-    json["QuorumInitialGroupSize"] = group ? std::stoi(HeaderToString(*group)) : 0;
+    json["QuorumInitialGroupSize"] = group ? HeaderToInteger(*group) : 0;
     if (type && HeaderToString(*type) == "quorum") others.erase("x-queue-type");
     others.erase("x-quorum-initial-group-size");
     json["QueueArguments"] = contracts::OrderedJson::object();

@@ -1,5 +1,7 @@
 #include "Transport/Transport.h"
 
+#include <cstdlib>
+
 #include "Contracts/JsonFields.h"
 
 namespace messaging {
@@ -12,6 +14,13 @@ std::string HeaderToString(const HeaderValue& value) {
         std::string operator()(bool v) const { return v ? "True" : "False"; }
     };
     return std::visit(Visitor{}, value);
+}
+
+std::int64_t HeaderToInteger(const HeaderValue& value) {
+    if (const auto* number = std::get_if<std::int32_t>(&value)) return *number;
+    if (const auto* number = std::get_if<std::int64_t>(&value)) return *number;
+    if (const auto* text = std::get_if<std::string>(&value)) return std::strtoll(text->c_str(), nullptr, 10);
+    return 0;
 }
 
 const HeaderValue* FindHeader(const HeaderTable& headers, const std::string& name) {

@@ -18,6 +18,8 @@ namespace messaging {
 using Completion = std::function<void(const Status&)>;
 
 std::string HeaderToString(const HeaderValue& value);
+// The header as an integer: an int32 or int64 value, or a string of digits; 0 for anything else.
+std::int64_t HeaderToInteger(const HeaderValue& value);
 const HeaderValue* FindHeader(const HeaderTable& headers, const std::string& name);  // case-insensitive
 
 struct MessageProperties {
