@@ -16,6 +16,12 @@ int HexValue(char c) {
     return -1;
 }
 
+bool IsLeapYear(int year) {
+    return (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
+}
+
+}  // namespace
+
 std::uint64_t RandomWord() {
     thread_local std::mt19937_64 engine{[] {
         std::random_device device;
@@ -24,12 +30,6 @@ std::uint64_t RandomWord() {
     }()};
     return engine();
 }
-
-bool IsLeapYear(int year) {
-    return (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
-}
-
-}  // namespace
 
 Guid Guid::New() {
     Guid guid;

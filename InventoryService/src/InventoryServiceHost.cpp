@@ -35,6 +35,7 @@ messaging::Status InventoryServiceHost::Start() {
 
 void InventoryServiceHost::OnCheckInventory(messaging::ConsumeContext& context,
                                             const contracts::CheckInventory& command) {
+    context.AddLogField(contracts::kOrderLogField, command.order_id.str());
     const char last = command.order_id.str().back();
     const bool in_stock = settings_.simulation.shortage_suffixes.find(last) == std::string::npos;
     const auto result = ledger_.Reserve(command.order_id, in_stock, settings_.simulation.shortage_reason);
@@ -57,6 +58,7 @@ void InventoryServiceHost::OnCheckInventory(messaging::ConsumeContext& context,
 }
 
 void InventoryServiceHost::OnReleaseStock(messaging::ConsumeContext& context, const contracts::ReleaseStock& command) {
+    context.AddLogField(contracts::kOrderLogField, command.order_id.str());
     const bool released = ledger_.Release(command.order_id);
     spdlog::info("order {}: ReleaseStock ({}) -> {}", command.order_id.str(), command.reason,
                  released ? "released" : "nothing held");

@@ -251,8 +251,18 @@ void OrderHttpApi::PostOrder(const HttpRequest& request, const HttpResponder& re
                                             error->field.empty() ? error->message : error->field + " " + error->message,
                                             error->field));
     const NewOrder& order = std::get<NewOrder>(parsed);
+    // The request's span: a child of the caller's traceparent when it sends a valid one (else the
+    // first span of a new trace), with the baggage of its W3C baggage header.
+    const std::string* traceparent = request.Header("traceparent");
+    const auto caller = traceparent ? messaging::TraceContext::Parse(*traceparent) : std::nullopt;
+    messaging::TraceContext span = caller ? caller->NewSpan() : messaging::TraceContext::NewRoot();
+    if (const std::string* baggage = request.Header("baggage")) span.baggage = messaging::ParseBaggageHeader(*baggage);
+    messaging::LogFields log_fields;
+    log_fields.Set(messaging::kTraceLogField, span.trace_id);
+    log_fields.Set(contracts::kOrderLogField, order.order_id.str());
+    messaging::LogScope log_scope(log_fields);
     try {
-        submission_.Submit(order, [responder, order_id = order.order_id](SubmitOutcome result) {
+        submission_.Submit(order, span, [responder, order_id = order.order_id](SubmitOutcome result) {
             if (result == SubmitOutcome::kUnavailable)
                 return responder.Send(
                     ErrorResponse(503, "unavailable", "the message broker is not reachable; try again"));

@@ -60,6 +60,7 @@ void OrderSagaConsumer::Register(messaging::ReceiveEndpoint& endpoint) {
 }
 
 void OrderSagaConsumer::Handle(messaging::ConsumeContext& context, const OrderEvent& event) {
+    context.AddLogField(contracts::kOrderLogField, event.order_id.str());
     const std::string& message_id = context.envelope().message_id;
     // A MassTransit saga's CorrelationId becomes the initiatorId of what it publishes; ours is the
     // order id, a GUID unless the client chose another id (then there is none to write).

@@ -4,7 +4,8 @@
 
 namespace order_service {
 
-void OrderSubmission::Submit(const NewOrder& order, std::function<void(SubmitOutcome)> done) {
+void OrderSubmission::Submit(const NewOrder& order, const messaging::TraceContext& request_span,
+                             std::function<void(SubmitOutcome)> done) {
     if (!bus_.transport().IsConnected() || bus_.stopping()) {
         done(SubmitOutcome::kUnavailable);
         return;
@@ -15,7 +16,7 @@ void OrderSubmission::Submit(const NewOrder& order, std::function<void(SubmitOut
                                         .customer_number = order.customer_number,
                                         .total_amount = order.total_amount,
                                         .items = order.items};
-    messaging::OutgoingMessage message = bus_.PreparePublish(submitted);
+    messaging::OutgoingMessage message = bus_.PreparePublish(submitted, {.trace = request_span});
 
     OrderRecord record;
     record.order_id = order.order_id;
@@ -42,12 +43,15 @@ void OrderSubmission::Submit(const NewOrder& order, std::function<void(SubmitOut
     }
     // kAccepted once the order and its OrderSubmitted are durable: the relay publishes it, now or,
     // if the broker is away or blocks publishing, once it can. The client does not wait for that.
-    relay_.PublishAfterCommit(std::move(rows),
-                              [order_id = order.order_id, done = std::move(done)](const messaging::Status& committed) {
-                                  if (!committed.ok())
-                                      spdlog::error("order {}: not stored ({})", order_id.str(), committed.message());
-                                  done(committed.ok() ? SubmitOutcome::kAccepted : SubmitOutcome::kUnavailable);
-                              });
+    messaging::LogFields log_fields;
+    log_fields.Set(messaging::kTraceLogField, request_span.trace_id);
+    log_fields.Set(contracts::kOrderLogField, order.order_id.str());
+    relay_.PublishAfterCommit(std::move(rows), [order_id = order.order_id, log_fields = std::move(log_fields),
+                                                done = std::move(done)](const messaging::Status& committed) {
+        messaging::LogScope log_scope(log_fields);
+        if (!committed.ok()) spdlog::error("order {}: not stored ({})", order_id.str(), committed.message());
+        done(committed.ok() ? SubmitOutcome::kAccepted : SubmitOutcome::kUnavailable);
+    });
 }
 
 }  // namespace order_service

@@ -32,6 +32,7 @@ messaging::Status PaymentServiceHost::Start() {
 
 void PaymentServiceHost::OnProcessPayment(messaging::ConsumeContext& context,
                                           const contracts::ProcessPayment& command) {
+    context.AddLogField(contracts::kOrderLogField, command.order_id.str());
     if (auto existing = ledger_.Find(command.order_id)) {
         // Never charge twice: answer a repeated command from the ledger.
         spdlog::info("order {}: ProcessPayment repeated; answering from the ledger", command.order_id.str());

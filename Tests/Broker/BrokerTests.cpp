@@ -34,7 +34,7 @@ void SubmitOrder(BrokerSystem& system, const std::string& id, const std::string&
                                       "CUST-7",
                                       *Decimal::Parse(amount),
                                       {{"SKU-1", 1, *Decimal::Parse(amount)}}};
-        system.orders().submission().Submit(order,
+        system.orders().submission().Submit(order, messaging::TraceContext::NewRoot(),
                                             [done](order_service::SubmitOutcome outcome) { done->set_value(outcome); });
     });
     REQUIRE(future.get() == order_service::SubmitOutcome::kAccepted);

@@ -168,11 +168,11 @@ void Deployment::WaitReady(Service service) {
     REQUIRE_MESSAGE(answering, processes_.back().name << " does not answer GET /health\n" << Logs());
 }
 
-int Deployment::Submit(const std::string& order_id) {
+int Deployment::Submit(const std::string& order_id, const httplib::Headers& headers) {
     const std::string body = R"({"orderId":")" + order_id +
                              R"(","customerNumber":"CUST-7","totalAmount":"149.97",)"
                              R"("items":[{"sku":"SKU-1","quantity":3,"unitPrice":"49.99"}]})";
-    auto result = client_->Post("/order", body, "application/json");
+    auto result = client_->Post("/order", headers, body, "application/json");
     return result ? result->status : 0;
 }
 

@@ -36,8 +36,8 @@ class Deployment {
                std::vector<std::string> environment = {});
     ~Deployment();  // SIGTERM to every process, SIGKILL to any still running after 10 s
 
-    // POST /order with the given id; returns the HTTP status.
-    int Submit(const std::string& order_id);
+    // POST /order with the given id and any extra request headers (traceparent); returns the HTTP status.
+    int Submit(const std::string& order_id, const httplib::Headers& headers = {});
     std::optional<contracts::Json> Order(const std::string& order_id);
     // Polls GET /order/{id} until the order is Completed or Failed; returns its last body.
     contracts::Json WaitForFinal(const std::string& order_id);

@@ -5,9 +5,11 @@
 #include <doctest/doctest.h>
 
 #include <random>
+#include <set>
 
 #include "MassTransitTwin/Deployment.h"
 #include "MassTransitTwin/WireDiff.h"
+#include "Wire/TraceContext.h"
 
 using namespace twin_test;
 using namespace broker_test;
@@ -124,6 +126,46 @@ void PublishStrayMessages(RawAmqpClient& peer, const std::string& prefix) {
     peer.Publish("inventory-service", "this is not json", properties);
 }
 
+// A completing order submitted with a traceparent and baggage, its saga's messages tapped on the way:
+// each carries the caller's trace id with a span of its own, and the baggage. Across a mix, each side
+// must continue the other's trace for that to hold.
+void RunTracedOrder(Mix mix) {
+    INFO(mix.Name());
+    ScopedVhost vhost;
+    Deployment deployment(vhost, mix, StartFirst::kTwin);
+    RawAmqpClient peer(vhost.name());
+    const std::vector<std::string> saga = {"Contracts:OrderSubmitted",  "Contracts:CheckInventory",
+                                           "Contracts:StockReserved",   "Contracts:ProcessPayment",
+                                           "Contracts:PaymentAccepted", "Contracts:OrderCompleted"};
+    peer.Tap("trace-tap", saga);
+    const std::string trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
+    const std::string caller_span = "00f067aa0ba902b7";
+    const std::string order_id = "trace-" + std::to_string(std::random_device{}() % 100000) + "3";
+    REQUIRE(deployment.Submit(order_id, {{"traceparent", "00-" + trace_id + "-" + caller_span + "-01"},
+                                         {"baggage", "tenant=acme,user=J%C3%B6rg"}}) == 202);
+    CHECK(deployment.WaitForFinal(order_id)["status"] == "Completed");
+    std::set<std::string> spans = {caller_span};
+    std::set<std::string> seen;
+    while (seen.size() < saga.size()) {
+        const auto message = peer.Get("trace-tap", 20s);
+        REQUIRE_MESSAGE(message, "saw only " << seen.size() << " of the saga's messages\n" << deployment.Logs());
+        const Json envelope = Json::parse(message->body);
+        const std::string type = envelope["messageType"][0];
+        seen.insert(type);
+        INFO(type);
+        const auto span = messaging::TraceContext::Parse(Header(message->properties, "MT-Activity-Id"));
+        REQUIRE_MESSAGE(span, Header(message->properties, "MT-Activity-Id"));
+        CHECK(span->trace_id == trace_id);
+        const Json& headers = envelope["headers"];
+        CHECK(headers.value("MT-Activity-Id", "") == span->TraceParent());
+        CHECK_MESSAGE(spans.insert(span->span_id).second, "a span id used twice: " << span->span_id);
+        std::map<std::string, std::string> baggage;
+        for (const auto& item : headers.value("MT-Activity-Correlation-Context", Json::array()))
+            baggage[item.value("key", "")] = item.value("value", "");
+        CHECK(baggage == std::map<std::string, std::string>{{"tenant", "acme"}, {"user", "J\u00f6rg"}});
+    }
+}
+
 struct WireRun {
     TopologySnapshot topology;
     std::unique_ptr<WireCapture> capture;
@@ -193,6 +235,11 @@ TEST_SUITE("Twin") {
                               Mix{Side::kOurs, Side::kOurs, Side::kTwin}})
             for (const StartFirst first : {StartFirst::kTwin, StartFirst::kOurs})
                 RunMix(mix, first, kQuorumEnvironment);
+    }
+
+    TEST_CASE("Trace: a trace begun at either side's POST /order crosses to the other side and comes back") {
+        RunTracedOrder({Side::kTwin, Side::kOurs, Side::kOurs});
+        RunTracedOrder({Side::kOurs, Side::kTwin, Side::kTwin});
     }
 
     TEST_CASE("Wire: the twin and ours publish the same messages and declare the same topology") {

@@ -5,6 +5,8 @@
 #include <set>
 #include <string_view>
 
+#include "Wire/TraceContext.h"
+
 namespace twin_test {
 namespace {
 
@@ -50,9 +52,11 @@ bool IsUtcTime(const std::string& text) {
 }
 
 // Addresses name the broker and the vhost of their run, and bus addresses the host and process:
-// those parts are replaced by fixed names; GUIDs and times are compared by their form only.
+// those parts are replaced by fixed names; GUIDs, times and traceparents (MT-Activity-Id) are
+// compared by their form only.
 std::string Normalize(const std::string& text, const std::string& vhost) {
     if (IsGuid(text)) return "<guid>";
+    if (messaging::TraceContext::Parse(text)) return "<traceparent>";
     if (IsUtcTime(text)) return "<time>";
     static constexpr std::string_view kScheme = "rabbitmq://";
     if (text.rfind(kScheme, 0) != 0) return text;

@@ -374,6 +374,90 @@ TEST_SUITE("Bus") {
         CHECK(it->transport.properties.correlation_id.empty());
     }
 
+    TEST_CASE(
+        "Trace: a consumer's messages continue the consumed trace - each in a span of its own - with its baggage") {
+        BusFixture fixture(RetryPolicy::None());
+        std::string consumer_trace;
+        std::string consumer_log_fields;
+        fixture.handler = [&](ConsumeContext& context, const contracts::StockReserved& message) {
+            context.AddLogField(contracts::kOrderLogField, message.order_id.str());
+            consumer_trace = context.trace().TraceParent();
+            AppendCurrentLogFields(consumer_log_fields);
+            context.Publish(contracts::OrderCompleted{.order_id = message.order_id});
+            context.Publish(contracts::OrderFailed{.order_id = message.order_id, .reason = "r"});
+        };
+        const std::string trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
+        const std::string sender_span = "00f067aa0ba902b7";
+        TransportMessage incoming = fixture.Prepared({"o-1"_order_id});
+        Json envelope = Json::parse(incoming.body);
+        envelope["headers"][kActivityIdHeader] = "00-" + trace_id + "-" + sender_span + "-01";
+        envelope["headers"][kActivityBaggageHeader] = Json::parse(R"([{"key":"tenant","value":"acme"}])");
+        incoming.body = envelope.dump();
+        // MassTransit reads the parent from the AMQP header: it wins over the envelope's.
+        envelope["headers"][kActivityIdHeader] = "00-" + std::string(32, 'e') + "-" + sender_span + "-01";
+        incoming.body = envelope.dump();
+        incoming.properties.headers[kActivityIdHeader] = "00-" + trace_id + "-" + sender_span + "-01";
+        REQUIRE(fixture.PublishRaw("Contracts:StockReserved", incoming).ok());
+        REQUIRE(fixture.harness.WaitPublished<contracts::OrderFailed>(nullptr));
+        std::set<std::string> spans = {sender_span};
+        const auto consumer_span = TraceContext::Parse(consumer_trace);
+        REQUIRE(consumer_span);
+        CHECK(consumer_span->trace_id == trace_id);
+        CHECK(spans.insert(consumer_span->span_id).second);
+        CHECK(consumer_log_fields == " trace=" + trace_id + " order=o-1");
+        for (const char* destination : {"Contracts:OrderCompleted", "Contracts:OrderFailed"}) {
+            INFO(destination);
+            const auto published = fixture.harness.Published();
+            auto it = std::find_if(published.begin(), published.end(),
+                                   [&](const RecordedMessage& m) { return m.destination == destination; });
+            REQUIRE(it != published.end());
+            const auto span = TraceContext::Parse(Header(it->transport, kActivityIdHeader));
+            REQUIRE(span);
+            CHECK(span->trace_id == trace_id);
+            CHECK(span->flags == 1);
+            CHECK(spans.insert(span->span_id).second);
+            CHECK(it->envelope["headers"][kActivityIdHeader] == span->TraceParent());
+            CHECK(it->envelope["headers"][kActivityBaggageHeader] ==
+                  Json::parse(R"([{"key":"tenant","value":"acme"}])"));
+            // As MassTransit's transport, the AMQP headers carry no array: the baggage is the envelope's.
+            CHECK(FindHeader(it->transport.properties.headers, kActivityBaggageHeader) == nullptr);
+        }
+    }
+
+    TEST_CASE("Trace: without a valid trace the consumer starts one - shared by what it sends and by its fault") {
+        BusFixture fixture(RetryPolicy::None());
+        fixture.handler = [&](ConsumeContext& context, const contracts::StockReserved& message) {
+            if (message.order_id.str() == "o-fault") throw std::runtime_error("no trace of its own");
+            context.Publish(contracts::OrderCompleted{.order_id = message.order_id});
+            context.Publish(contracts::OrderFailed{.order_id = message.order_id, .reason = "r"});
+        };
+        auto untraced = [&](const char* order_id) {
+            TransportMessage incoming = fixture.Prepared({contracts::OrderId::Parse(order_id).value()});
+            Json envelope = Json::parse(incoming.body);
+            envelope["headers"][kActivityIdHeader] = "00-not-a-trace";
+            incoming.body = envelope.dump();
+            incoming.properties.headers.erase(kActivityIdHeader);
+            return incoming;
+        };
+        REQUIRE(fixture.PublishRaw("Contracts:StockReserved", untraced("o-2")).ok());
+        REQUIRE(fixture.PublishRaw("Contracts:StockReserved", untraced("o-fault")).ok());
+        REQUIRE(fixture.WaitQueue(ErrorQueueName(kQueue), 1));
+        REQUIRE(fixture.harness.WaitPublished<contracts::OrderFailed>(nullptr));
+        std::map<std::string, std::string> trace_of;  // destination -> trace id
+        for (const auto& message : fixture.harness.Published()) {
+            if (message.destination == "Contracts:StockReserved") continue;
+            const auto span = TraceContext::Parse(Header(message.transport, kActivityIdHeader));
+            REQUIRE_MESSAGE(span, message.destination);
+            trace_of[message.destination.substr(0, message.destination.find('-'))] = span->trace_id;
+            CHECK_FALSE(message.envelope["headers"].contains(kActivityBaggageHeader));
+        }
+        CHECK(trace_of.at("Contracts:OrderCompleted") == trace_of.at("Contracts:OrderFailed"));
+        REQUIRE(trace_of.count("MassTransit:Fault"));
+        CHECK(trace_of.at("MassTransit:Fault") != trace_of.at("Contracts:OrderCompleted"));
+        // The _error copy is the message as it came: the bus adds no trace to it.
+        CHECK(Header(fixture.Queue(ErrorQueueName(kQueue)).at(0), kActivityIdHeader) == "<missing>");
+    }
+
     TEST_CASE("A consumer that names its correlation id (a saga) makes it the initiatorId of what it sends") {
         BusFixture fixture(RetryPolicy::None());
         fixture.handler = [&](ConsumeContext& context, const contracts::StockReserved& message) {

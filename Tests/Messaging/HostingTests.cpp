@@ -11,6 +11,11 @@
 #include <fstream>
 #include <future>
 
+#include <spdlog/sinks/ostream_sink.h>
+#include <spdlog/spdlog.h>
+
+#include <sstream>
+
 #include "Hosting/Settings.h"
 #include "InventoryService/InventorySettings.h"
 #include "OrderService/OrderSettings.h"
@@ -24,6 +29,39 @@ using contracts::Json;
 TEST_SUITE("Hosting.Settings") {
     const Json kDefaults = Json::parse(
         R"({"RabbitMQ":{"Host":"localhost","Port":5672},"Endpoint":{"Retry":{"Policy":"None"}},"Flag":false})");
+
+    TEST_CASE("Log lines carry the fields of the current LogScope - trace and order - and nothing outside one") {
+        std::ostringstream out;
+        auto sink = std::make_shared<spdlog::sinks::ostream_sink_mt>(out);
+        sink->set_formatter(LogFormatter("order-service"));
+        spdlog::logger logger("scope-test", sink);
+        logger.info("outside");
+        LogFields fields;
+        fields.Set(kTraceLogField, "4bf92f3577b34da6a3ce929d0e0e4736");
+        {
+            LogScope scope(fields);
+            fields.Set(contracts::kOrderLogField, "o-1");
+            logger.warn("inside");
+            LogFields inner;
+            inner.Set(kTraceLogField, "other");
+            {
+                LogScope nested(inner);
+                logger.info("nested");
+            }
+            logger.info("after nested");
+        }
+        logger.info("after");
+        INFO(out.str());
+        std::istringstream lines(out.str());
+        std::vector<std::string> tails;  // each line after its timestamp
+        for (std::string line; std::getline(lines, line);) tails.push_back(line.substr(line.find(' ') + 1));
+        CHECK(tails == std::vector<std::string>{
+                           "info  order-service outside",
+                           "warning order-service trace=4bf92f3577b34da6a3ce929d0e0e4736 order=o-1 inside",
+                           "info  order-service trace=other nested",
+                           "info  order-service trace=4bf92f3577b34da6a3ce929d0e0e4736 order=o-1 after nested",
+                           "info  order-service after"});
+    }
 
     TEST_CASE("The file overrides defaults and the environment overrides the file") {
         test_support::TempDir dir;

@@ -4,6 +4,9 @@
 #include <doctest/doctest.h>
 #include <httplib.h>
 
+#include <map>
+#include <set>
+
 #include "Support/TestSupport.h"
 
 using namespace contracts::literals;
@@ -82,6 +85,50 @@ TEST_SUITE("OrderService.HttpApi") {
         CHECK(body["items"][0]["sku"] == "SKU-1");
         CHECK(ParseIso8601(body["createdAt"].get<std::string>()).has_value());
         CHECK(ParseIso8601(body["updatedAt"].get<std::string>()).has_value());
+    }
+
+    TEST_CASE("POST /order begins the saga's trace from traceparent and baggage - or a new one - every message in it") {
+        ApiFixture api;
+        const std::string body = R"({"orderId":"ID","customerNumber":"C","totalAmount":"1.5",
+                                     "items":[{"sku":"SKU-1","quantity":1,"unitPrice":"1.5"}]})";
+        auto with_id = [&](const std::string& id) {
+            std::string text = body;
+            return text.replace(text.find("ID"), 2, id);
+        };
+        const std::string trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
+        auto traced = api.client.Post(
+            "/order", {{"traceparent", "00-" + trace_id + "-00f067aa0ba902b7-01"}, {"baggage", "tenant=acme"}},
+            with_id("traced-3"), "application/json");
+        REQUIRE(traced);
+        CHECK(traced->status == 202);
+        auto untraced =
+            api.client.Post("/order", {{"traceparent", "00-garbage"}}, with_id("untraced-3"), "application/json");
+        REQUIRE(untraced);
+        CHECK(untraced->status == 202);
+        REQUIRE(api.FinalStatus("traced-3") == "Completed");
+        REQUIRE(api.FinalStatus("untraced-3") == "Completed");
+        REQUIRE(api.system.harness().WaitPublished<OrderCompleted>(
+            [](const OrderCompleted& m) { return m.order_id.str() == "untraced-3"; }));
+        std::map<std::string, std::set<std::string>> traces;  // order id -> trace ids of its messages
+        std::map<std::string, int> messages;
+        for (const auto& message : api.system.harness().Published()) {
+            if (!message.message.is_object() || !message.message.contains("orderId")) continue;
+            const std::string order_id = message.message["orderId"];
+            const auto* header = messaging::FindHeader(message.transport.properties.headers, "MT-Activity-Id");
+            REQUIRE_MESSAGE(header, message.destination);
+            const auto span = messaging::TraceContext::Parse(messaging::HeaderToString(*header));
+            REQUIRE(span);
+            CHECK(span->span_id != "00f067aa0ba902b7");
+            traces[order_id].insert(span->trace_id);
+            ++messages[order_id];
+            if (order_id == "traced-3")
+                CHECK(message.envelope["headers"]["MT-Activity-Correlation-Context"] ==
+                      Json::parse(R"([{"key":"tenant","value":"acme"}])"));
+        }
+        CHECK(messages["traced-3"] >= 6);  // OrderSubmitted through OrderCompleted
+        CHECK(traces["traced-3"] == std::set<std::string>{trace_id});
+        REQUIRE(traces["untraced-3"].size() == 1);
+        CHECK(*traces["untraced-3"].begin() != trace_id);
     }
 
     TEST_CASE("Without an orderId the API generates a lowercase GUID - numbers are accepted for money") {

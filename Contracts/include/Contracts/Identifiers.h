@@ -27,6 +27,12 @@ class Guid {
     std::array<std::uint8_t, 16> bytes_{};
 };
 
+// 64 bits from this thread's random engine (seeded from std::random_device): for GUIDs and trace ids.
+std::uint64_t RandomWord();
+
+// The name log lines give the order id they are about: "order=<id>".
+inline constexpr const char* kOrderLogField = "order";
+
 // An order id is 1-64 characters of [A-Za-z0-9_-]; a lowercase GUID qualifies.
 bool IsValidOrderId(std::string_view order_id);
 

@@ -78,6 +78,8 @@ struct Bus::InFlight {
     ReceiveEndpoint* endpoint = nullptr;
     Delivery delivery;
     Envelope envelope;
+    TraceContext trace;    // the span its consumer works in
+    LogFields log_fields;  // on every log line about this delivery: the trace id, and what the consumer adds
     const ReceiveEndpoint::Registration* registration = nullptr;
     int attempt = 0;
     std::unique_ptr<Timer> retry_timer;
@@ -274,6 +276,10 @@ OutgoingMessage Bus::Build(const std::string& exchange, std::vector<std::string>
         envelope.source_address = source_queue.empty() ? bus_address_ : InputAddress(source_queue);
     }
     for (auto it = options.headers.begin(); it != options.headers.end(); ++it) envelope.headers[it.key()] = it.value();
+    WriteTraceHeaders(parent          ? parent->trace_.NewSpan()
+                      : options.trace ? options.trace->NewSpan()
+                                      : TraceContext::NewRoot(),
+                      envelope.headers);
     envelope.request_id = options.request_id;
     envelope.destination_address = Address(exchange);
     envelope.message_type = std::move(message_types);
@@ -334,9 +340,13 @@ void Bus::Begin(ReceiveEndpoint& endpoint, Delivery delivery) {
     in_flight_.push_back(in_flight);
     in_flight->position = std::prev(in_flight_.end());
 
+    static const contracts::Json kNoHeaders = contracts::Json::object();
+    LogScope log_scope(in_flight->log_fields);
     try {
         in_flight->envelope = ParseEnvelope(in_flight->delivery.message.body);
     } catch (const std::exception& e) {
+        in_flight->trace = ReceiveSpan(in_flight->delivery.message.properties.headers, kNoHeaders);
+        in_flight->log_fields.Set(kTraceLogField, in_flight->trace.trace_id);
         spdlog::warn("{}: message {} cannot be read ({}); moving it to {}", endpoint.settings_.queue,
                      in_flight->delivery.message.properties.message_id, e.what(),
                      ErrorQueueName(endpoint.settings_.queue));
@@ -344,6 +354,8 @@ void Bus::Begin(ReceiveEndpoint& endpoint, Delivery delivery) {
         MoveToError(in_flight, type, e.what(), {BuildReceiveFault(in_flight, type, e.what())});
         return;
     }
+    in_flight->trace = ReceiveSpan(in_flight->delivery.message.properties.headers, in_flight->envelope.headers);
+    in_flight->log_fields.Set(kTraceLogField, in_flight->trace.trace_id);
     in_flight->registration = endpoint.Match(in_flight->envelope.message_type);
     if (!in_flight->registration) {
         MoveToSkipped(in_flight);
@@ -404,6 +416,7 @@ bool Bus::CountRedelivery(const std::shared_ptr<InFlight>& in_flight) {
     // written out at once, before the copy (held back meanwhile) may run.
     transport_.Publish(settings.queue, std::move(again), [this, alive, in_flight](const Status& status) {
         if (alive.expired()) return;
+        LogScope log_scope(in_flight->log_fields);
         if (!status.ok())
             spdlog::warn("{}: sending {} again failed ({}); returning it to the queue",
                          in_flight->endpoint->settings_.queue, in_flight->envelope.message_id, status.message());
@@ -427,7 +440,9 @@ void Bus::RunAttempt(const std::shared_ptr<InFlight>& in_flight) {
     in_flight->retry_timer.reset();
     const auto& registration = *in_flight->registration;
     const std::string& queue = in_flight->endpoint->settings_.queue;
-    ConsumeContext context(*this, in_flight->envelope, queue, in_flight->attempt, in_flight->delivery.redelivered);
+    LogScope log_scope(in_flight->log_fields);
+    ConsumeContext context(*this, in_flight->envelope, queue, in_flight->attempt, in_flight->delivery.redelivered,
+                           in_flight->trace, in_flight->log_fields);
     std::string error_type;
     std::string error_message;
     bool retryable = true;
@@ -496,6 +511,7 @@ void Bus::Release(const std::shared_ptr<InFlight>& in_flight, std::vector<Outgoi
 }
 
 void Bus::ReturnToQueue(const std::shared_ptr<InFlight>& in_flight, const char* what, const Status& status) {
+    LogScope log_scope(in_flight->log_fields);
     spdlog::warn("{}: {} {} did not go through ({}); returning it to the queue", in_flight->endpoint->settings_.queue,
                  what, in_flight->envelope.message_id, status.message());
     Settle(in_flight, /*ack=*/false);
@@ -503,6 +519,7 @@ void Bus::ReturnToQueue(const std::shared_ptr<InFlight>& in_flight, const char* 
 
 void Bus::GiveUp(const std::shared_ptr<InFlight>& in_flight, const std::string& exception_type,
                  const std::string& exception_message) {
+    LogScope log_scope(in_flight->log_fields);
     const auto& registration = *in_flight->registration;
     const Envelope& consumed = in_flight->envelope;
     const std::string& queue = in_flight->endpoint->settings_.queue;
@@ -534,7 +551,8 @@ void Bus::GiveUp(const std::shared_ptr<InFlight>& in_flight, const std::string& 
     } else {
         DeclareTopologyFor(fault_type, {{"MassTransit", "Fault", {}}});
     }
-    ConsumeContext parent(*this, consumed, queue, in_flight->attempt, in_flight->delivery.redelivered);
+    ConsumeContext parent(*this, consumed, queue, in_flight->attempt, in_flight->delivery.redelivered, in_flight->trace,
+                          in_flight->log_fields);
     OutgoingMessage fault_message = Build(exchange, {fault_type.Urn(), contracts::kFaultUrn}, std::move(fault),
                                           consumed.correlation_id, &parent, options);
     MoveToError(in_flight, exception_type, exception_message, {std::move(fault_message)});
@@ -562,8 +580,10 @@ OutgoingMessage Bus::BuildReceiveFault(const std::shared_ptr<InFlight>& in_fligh
     contracts::OrderedJson fault = WriteReceiveFaultBody(
         properties.message_id, info, host_,
         properties.content_type.empty() ? std::string(kEnvelopeContentType) : properties.content_type);
+    SendOptions options;
+    options.trace = in_flight->trace;
     return Build(receive_fault.EntityName(), {receive_fault.Urn(), contracts::kFaultUrn}, std::move(fault), {}, nullptr,
-                 {}, queue);
+                 options, queue);
 }
 
 void Bus::MoveToError(const std::shared_ptr<InFlight>& in_flight, const std::string& exception_type,
@@ -613,6 +633,7 @@ void Bus::Move(const std::shared_ptr<InFlight>& in_flight, const std::string& de
     auto finish = [this, alive, in_flight, destination, outcome](const Status& status) {
         if (!status.ok() && outcome->first_error.ok()) outcome->first_error = status;
         if (--outcome->remaining > 0 || alive.expired()) return;
+        LogScope log_scope(in_flight->log_fields);
         if (!outcome->first_error.ok())
             spdlog::error("{}: moving {} to {} failed ({}); returning it to the queue",
                           in_flight->endpoint->settings_.queue, in_flight->delivery.message.properties.message_id,

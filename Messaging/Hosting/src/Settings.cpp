@@ -1,9 +1,11 @@
 #include "Hosting/Settings.h"
 
+#include <spdlog/pattern_formatter.h>
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
 #include <climits>
+#include <cstring>
 #include <fstream>
 #include <sstream>
 
@@ -286,8 +288,33 @@ DatabaseSettings DatabaseSettings::FromJson(const Json& json) {
     return settings;
 }
 
+namespace {
+// %* in the log pattern: " name=value" for each field of the current LogScope (the trace id and
+// the order id of the message or request in hand).
+class LogFieldsFlag : public spdlog::custom_flag_formatter {
+  public:
+    void format(const spdlog::details::log_msg&, const std::tm&, spdlog::memory_buf_t& out) override {
+        const LogFields* fields = CurrentLogFields();
+        if (!fields) return;
+        for (const auto& [name, value] : fields->fields()) {
+            out.push_back(' ');
+            out.append(name, name + std::strlen(name));
+            out.push_back('=');
+            out.append(value.data(), value.data() + value.size());
+        }
+    }
+    std::unique_ptr<custom_flag_formatter> clone() const override { return std::make_unique<LogFieldsFlag>(); }
+};
+}  // namespace
+
+std::unique_ptr<spdlog::formatter> LogFormatter(const std::string& service_name) {
+    auto formatter = std::make_unique<spdlog::pattern_formatter>(spdlog::pattern_time_type::utc);
+    formatter->add_flag<LogFieldsFlag>('*').set_pattern("%Y-%m-%dT%H:%M:%S.%fZ %^%-5l%$ " + service_name + "%* %v");
+    return formatter;
+}
+
 void ConfigureLogging(const std::string& service_name, const std::string& level) {
-    spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%fZ %^%-5l%$ " + service_name + " %v", spdlog::pattern_time_type::utc);
+    spdlog::set_formatter(LogFormatter(service_name));
     const auto parsed = spdlog::level::from_str(level);
     if (parsed == spdlog::level::off && level != "off")
         throw SettingsError("setting 'Logging.Level' must be one of trace, debug, info, warning, error, critical, off");

@@ -3,6 +3,8 @@
 #include <sys/utsname.h>
 #include <unistd.h>
 
+#include "Wire/TraceContext.h"
+
 namespace messaging {
 namespace {
 
@@ -159,10 +161,17 @@ std::string SerializeEnvelope(const Envelope& envelope, const OrderedJson& messa
     out += ",\"sentTime\":";
     AppendJsonString(out, contracts::FormatIso8601(envelope.sent_time));
     out += ",\"headers\":";
-    if (envelope.headers.is_object() && !envelope.headers.empty())
-        AppendJson(out, OrderedJson(envelope.headers));
-    else
+    if (envelope.headers.is_object() && !envelope.headers.empty()) {
+        // MassTransit sets the trace headers when the send starts, after every other header.
+        OrderedJson headers = OrderedJson::object();
+        for (auto it = envelope.headers.begin(); it != envelope.headers.end(); ++it)
+            if (it.key() != kActivityIdHeader && it.key() != kActivityBaggageHeader) headers[it.key()] = it.value();
+        for (const char* name : {kActivityIdHeader, kActivityBaggageHeader})
+            if (auto it = envelope.headers.find(name); it != envelope.headers.end()) headers[name] = *it;
+        AppendJson(out, headers);
+    } else {
         out += "{}";
+    }
     out += ",\"host\":";
     out += HostJson(envelope.host);
     out += '}';

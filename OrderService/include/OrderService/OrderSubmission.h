@@ -26,7 +26,10 @@ class OrderSubmission {
                     OutboxRelay& relay)
         : bus_(bus), repository_(repository), unit_of_work_(unit_of_work), relay_(relay) {}
 
-    void Submit(const NewOrder& order, std::function<void(SubmitOutcome)> done);
+    // `request_span` is the span of the HTTP request that submits the order: OrderSubmitted carries a
+    // child of it, so the order's whole saga is one trace.
+    void Submit(const NewOrder& order, const messaging::TraceContext& request_span,
+                std::function<void(SubmitOutcome)> done);
 
   private:
     messaging::Bus& bus_;

@@ -4,6 +4,7 @@
 // RabbitMQ__VirtualHost, RabbitMQ__Username, RabbitMQ__Password, Http__Port, Endpoint__PrefetchCount,
 // Endpoint__QueueType ("Quorum" calls SetQuorumQueue on every endpoint) and
 // Endpoint__QuorumInitialGroupSize (its replication factor; 0 leaves it to the broker).
+using System.Diagnostics;
 using Contracts;
 using MassTransit;
 using Orders;
@@ -18,6 +19,15 @@ if (unknown.Length > 0)
 var runOrders = services.Contains("order");
 var runInventory = services.Contains("inventory");
 var runPayment = services.Contains("payment");
+
+// As in a shop that exports traces (OpenTelemetry's AddSource("MassTransit")): with a listener,
+// ASP.NET Core starts an activity from a request's traceparent and MassTransit starts one per send
+// and receive, writing MT-Activity-Id and following it from message to message.
+ActivitySource.AddActivityListener(new ActivityListener
+{
+    ShouldListenTo = source => source.Name is "MassTransit" or "Microsoft.AspNetCore",
+    Sample = (ref ActivityCreationOptions<ActivityContext> _) => ActivitySamplingResult.AllDataAndRecorded,
+});
 
 var builder = WebApplication.CreateSlimBuilder(args);
 var configuration = builder.Configuration;

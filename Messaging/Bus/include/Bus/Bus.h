@@ -20,10 +20,12 @@
 #include "Bus/RetryPolicy.h"
 #include "Contracts/Messages.h"
 #include "Runtime/EventLoop.h"
+#include "Runtime/LogContext.h"
 #include "Runtime/UnitOfWork.h"
 #include "Transport/Transport.h"
 #include "Wire/Envelope.h"
 #include "Wire/Faults.h"
+#include "Wire/TraceContext.h"
 
 namespace messaging {
 
@@ -42,6 +44,10 @@ class NonRetryableError : public std::runtime_error {
 struct SendOptions {
     contracts::OrderedJson headers = contracts::OrderedJson::object();  // extra envelope (and AMQP) headers
     std::string request_id = {};  // written as requestId: set on a response to the request's id
+    // Outside a consumer, the span the message is sent from (an HTTP request's): the message then
+    // carries a child span of it. A consumer's messages continue the consumed message's trace, and
+    // any other message starts a new trace.
+    std::optional<TraceContext> trace = {};
 };
 
 // Hooks for the test harness and for logging; every call happens on the loop thread.
@@ -67,6 +73,11 @@ class ConsumeContext {
     const std::string& queue() const { return queue_; }
     int retry_attempt() const { return retry_attempt_; }  // 0 on the first attempt
     bool redelivered() const { return redelivered_; }
+    // The span this consumer works in: it continues the consumed message's trace.
+    const TraceContext& trace() const { return trace_; }
+    // Adds a field (such as the order id) to every log line written about this delivery from now on,
+    // by the consumer and by the bus after it.
+    void AddLogField(const char* name, std::string value) { log_fields_.Set(name, std::move(value)); }
 
     template <class T>
     void Publish(const T& message, const SendOptions& options = {});
@@ -90,18 +101,23 @@ class ConsumeContext {
 
   private:
     friend class Bus;
-    ConsumeContext(Bus& bus, const Envelope& envelope, std::string queue, int retry_attempt, bool redelivered)
+    ConsumeContext(Bus& bus, const Envelope& envelope, std::string queue, int retry_attempt, bool redelivered,
+                   const TraceContext& trace, LogFields& log_fields)
         : bus_(bus),
           envelope_(envelope),
           queue_(std::move(queue)),
           retry_attempt_(retry_attempt),
-          redelivered_(redelivered) {}
+          redelivered_(redelivered),
+          trace_(trace),
+          log_fields_(log_fields) {}
 
     Bus& bus_;
     const Envelope& envelope_;
     std::string queue_;
     int retry_attempt_;
     bool redelivered_;
+    const TraceContext& trace_;
+    LogFields& log_fields_;
     std::string correlation_id_;
     std::vector<OutgoingMessage> outgoing_;
 };

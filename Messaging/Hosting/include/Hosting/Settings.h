@@ -3,9 +3,12 @@
 // of the wrong type stops the service at start with a SettingsError naming the key.
 #pragma once
 
+#include <memory>
 #include <stdexcept>
 #include <string>
 #include <vector>
+
+#include <spdlog/formatter.h>
 
 #include "Bus/Bus.h"
 #include "Contracts/JsonFields.h"
@@ -75,6 +78,9 @@ Settings LoadServiceSettings(const std::string& path, const std::vector<std::str
 std::string SettingString(const contracts::Json& json, const char* key);
 int SettingInt(const contracts::Json& json, const char* key, int min, int max);
 
+// Log lines as "<UTC time> <level> <service> trace=<id> order=<id> <message>": the fields are those of
+// the current LogScope, so lines about a message or request carry its trace id and order id.
+std::unique_ptr<spdlog::formatter> LogFormatter(const std::string& service_name);
 void ConfigureLogging(const std::string& service_name, const std::string& level);
 
 }  // namespace messaging
