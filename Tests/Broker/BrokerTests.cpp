@@ -377,7 +377,8 @@ TEST_SUITE("Broker") {
         ScopedVhost vhost;
         BrokerSystem system(vhost, {.start_orders = false, .start_payment = false});
         RawAmqpClient client(vhost.name());
-        // What a MassTransit request client has: its bus endpoint's exchange and queue.
+        // What a MassTransit request client has: its bus endpoint's exchange and queue; here durable,
+        // though its address says temporary, so the service's declaration of it is refused.
         client.Tap("requester_bus_x", {"requester_bus_x"});
         client.Tap("published-tap", {"Contracts:StockReserved"});
         const std::string response_address =
@@ -413,6 +414,34 @@ TEST_SUITE("Broker") {
         const auto published = client.Get("published-tap");
         REQUIRE(published);
         CHECK(Json::parse(published->body)["requestId"] == "0b4e0000-5a1c-0015-2222-08de49a2c3a2");
+
+        // The refused declaration of another party's exchange did not stop the service.
+        CHECK(system.Connected());
+        // A requester that is gone: its exchange is declared as its address says before the answer
+        // is sent, so the answer is confirmed (and routed nowhere) instead of closing the channel and
+        // coming back with the request for ever.
+        const std::string gone = "requester_bus_gone";
+        request("request-23", "0b4e0000-5a1c-0015-3333-08de49a2c3a3",
+                response_address.substr(0, response_address.rfind('/') + 1) + gone + "?temporary=true");
+        ManagementApi api;
+        const std::string exchange_path = "exchanges/" + Encode(vhost.name()) + "/" + gone;
+        REQUIRE(test_support::WaitFor(
+            [&] {
+                try {
+                    return api.Get(exchange_path).contains("durable");
+                } catch (const std::exception&) {
+                    return false;  // not declared yet
+                }
+            },
+            20s));
+        const Json exchange = api.Get(exchange_path);
+        CHECK(exchange["durable"] == false);
+        CHECK(exchange["auto_delete"] == true);
+        request("request-33", "0b4e0000-5a1c-0015-4444-08de49a2c3a4", response_address);
+        const auto after = client.Get("requester_bus_x");
+        REQUIRE(after);
+        CHECK(Json::parse(after->body)["requestId"] == "0b4e0000-5a1c-0015-4444-08de49a2c3a4");
+        CHECK(system.Connected());
     }
 
     TEST_CASE("Faults: an unknown message type goes to _skipped - a malformed body to _error - nothing stays unacked") {

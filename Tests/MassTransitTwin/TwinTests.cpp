@@ -4,8 +4,10 @@
 // the differences listed with their reasons in AcceptedDifferences.cpp).
 #include <doctest/doctest.h>
 
+#include <fstream>
 #include <random>
 #include <set>
+#include <sstream>
 
 #include "MassTransitTwin/Deployment.h"
 #include "MassTransitTwin/WireDiff.h"
@@ -166,6 +168,29 @@ void RunTracedOrder(Mix mix) {
     }
 }
 
+// MassTransit's request client (the twin's `request` mode) asks our workers, through its bus endpoint
+// or direct reply-to; returns each request's printed answer: "<kind>:<orderId>" -> its JSON line.
+std::map<std::string, Json> AskWithMassTransit(const ScopedVhost& vhost, const std::string& mode,
+                                               const std::vector<std::string>& requests) {
+    test_support::TempDir dir;
+    const std::string log = dir.File("requester.log");
+    std::vector<std::string> arguments = {"request", mode};
+    arguments.insert(arguments.end(), requests.begin(), requests.end());
+    ChildProcess requester(TwinBinary(), arguments, vhost.SettingsEnvironment(), log);
+    const auto exit_code = requester.Wait(120s);
+    std::ifstream in(log);
+    const std::string output((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    REQUIRE_MESSAGE(exit_code == 0, "the requester did not finish:\n" << output);
+    std::map<std::string, Json> answers;
+    std::istringstream lines(output);
+    for (std::string line; std::getline(lines, line);)
+        if (line.starts_with("{\"request\"")) {
+            const Json answer = Json::parse(line);
+            answers[answer["request"].get<std::string>() + ":" + answer["orderId"].get<std::string>()] = answer;
+        }
+    return answers;
+}
+
 struct WireRun {
     TopologySnapshot topology;
     std::unique_ptr<WireCapture> capture;
@@ -240,6 +265,32 @@ TEST_SUITE("Twin") {
     TEST_CASE("Trace: a trace begun at either side's POST /order crosses to the other side and comes back") {
         RunTracedOrder({Side::kTwin, Side::kOurs, Side::kOurs});
         RunTracedOrder({Side::kOurs, Side::kTwin, Side::kTwin});
+    }
+
+    TEST_CASE(
+        "Request: MassTransit's IRequestClient gets our workers' answers - via its bus endpoint and direct reply-to") {
+        ScopedVhost vhost;
+        Deployment deployment(vhost, {Side::kOurs, Side::kOurs, Side::kOurs}, StartFirst::kOurs);
+        const std::map<std::string, std::pair<std::string, Json>> expected = {
+            {"check-inventory:req-3", {"StockReserved", nullptr}},
+            {"check-inventory:req-0", {"StockShortage", "Out of stock"}},
+            {"process-payment:req-3", {"PaymentAccepted", nullptr}},
+            {"process-payment:req-1", {"PaymentFailed", "Credit card limit exceeded"}},
+            {"process-payment:req-2", {"Fault", "Payment gateway unavailable"}}};
+        std::vector<std::string> requests;
+        for (const auto& [request, answer] : expected) requests.push_back(request);
+        for (const std::string mode : {"bus-endpoint", "reply-to"}) {
+            INFO(mode);
+            const auto answers = AskWithMassTransit(vhost, mode, requests);
+            for (const auto& [request, answer] : expected) {
+                INFO(request);
+                REQUIRE(answers.count(request));
+                CHECK(answers.at(request)["answer"] == answer.first);
+                CHECK(answers.at(request).value("reason", Json()) == answer.second);
+            }
+        }
+        // Answered, not published: the saga saw none of these orders.
+        CHECK_FALSE(deployment.Order("req-3").has_value());
     }
 
     TEST_CASE("Wire: the twin and ours publish the same messages and declare the same topology") {

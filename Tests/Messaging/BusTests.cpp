@@ -458,6 +458,73 @@ TEST_SUITE("Bus") {
         CHECK(Header(fixture.Queue(ErrorQueueName(kQueue)).at(0), kActivityIdHeader) == "<missing>");
     }
 
+    TEST_CASE(
+        "Direct reply-to: answers and faults go to the default exchange routed by reply_to - with the requestId") {
+        BusFixture fixture(RetryPolicy::None());
+        fixture.handler = [&](ConsumeContext& context, const contracts::StockReserved& message) {
+            if (message.order_id.str() == "o-fault") throw std::runtime_error("cannot answer");
+            context.Respond(contracts::OrderCompleted{.order_id = message.order_id});
+        };
+        const std::string reply_queue = "amq.rabbitmq.reply-to.g1h2AA5yZXBseUAxMjM0";
+        fixture.loop_thread.loop().Invoke(
+            [&] { REQUIRE(fixture.transport->DeclareNow(QueueWithExchange(reply_queue)).ok()); });
+        auto request = [&](const char* order_id, const std::string& reply_to) {
+            TransportMessage message = fixture.Prepared({contracts::OrderId::Parse(order_id).value()});
+            Json envelope = Json::parse(message.body);
+            envelope["requestId"] = "a4310000-9b00-4ee5-1ad3-08df517fb8c8";
+            envelope["responseAddress"] = "rabbitmq://localhost/amq.rabbitmq.reply-to";
+            message.body = envelope.dump();
+            message.properties.reply_to = reply_to;
+            return message;
+        };
+        REQUIRE(fixture.PublishRaw("Contracts:StockReserved", request("o-1", reply_queue)).ok());
+        REQUIRE(fixture.PublishRaw("Contracts:StockReserved", request("o-fault", reply_queue)).ok());
+        REQUIRE(fixture.WaitQueue(reply_queue, 2));
+        std::set<std::string> answers;
+        for (const auto& answer : fixture.Queue(reply_queue)) {
+            const Json envelope = Json::parse(answer.body);
+            answers.insert(envelope["messageType"][0].get<std::string>());
+            CHECK(envelope["requestId"] == "a4310000-9b00-4ee5-1ad3-08df517fb8c8");
+            CHECK(envelope["destinationAddress"] == "loopback://localhost/amq.rabbitmq.reply-to");
+        }
+        CHECK(answers == std::set<std::string>{"urn:message:Contracts:OrderCompleted",
+                                               "urn:message:MassTransit:Fault[[Contracts:StockReserved]]"});
+        // Without reply_to there is no one to answer: the answer cannot be sent, and the fault is published.
+        REQUIRE(fixture.PublishRaw("Contracts:StockReserved", request("o-2", "")).ok());
+        REQUIRE(fixture.WaitQueue(ErrorQueueName(kQueue), 2));
+        CHECK(Header(fixture.Queue(ErrorQueueName(kQueue)).back(), "MT-Fault-Message").find("no reply_to") !=
+              std::string::npos);
+        CHECK(fixture.Queue("fault-observer").size() == 1);
+    }
+
+    TEST_CASE(
+        "An answer to an address whose exchange does not exist declares it first - as MassTransit - and never loops") {
+        BusFixture fixture(RetryPolicy::None());
+        fixture.handler = [&](ConsumeContext& context, const contracts::StockReserved& message) {
+            context.Respond(contracts::OrderCompleted{.order_id = message.order_id});
+        };
+        TransportMessage request = fixture.Prepared({"o-1"_order_id});
+        Json envelope = Json::parse(request.body);
+        envelope["requestId"] = "a4310000-9b00-4ee5-1ad3-08df517fb8c8";
+        envelope["responseAddress"] = "loopback://localhost/vm_Requester_bus_gone?temporary=true";
+        request.body = envelope.dump();
+        REQUIRE(fixture.PublishRaw("Contracts:StockReserved", request).ok());
+        REQUIRE(fixture.harness.WaitPublished<contracts::OrderCompleted>(nullptr));
+        REQUIRE(fixture.harness.WaitUntil([&] { return fixture.Unacked() == 0 && fixture.Queue(kQueue).empty(); }));
+        CHECK(fixture.attempts.load() == 1);
+        CHECK(fixture.Queue(ErrorQueueName(kQueue)).empty());
+    }
+
+    TEST_CASE("The exchange of a send address: MassTransit's defaults and query keys") {
+        CHECK(SendExchangeOfAddress("rabbitmq://h/v/order-service") ==
+              ExchangeSpec{.name = "order-service", .type = "fanout", .durable = true, .auto_delete = false});
+        CHECK(SendExchangeOfAddress("rabbitmq://h/v/vm_Twin_bus_x?temporary=true") ==
+              ExchangeSpec{.name = "vm_Twin_bus_x", .type = "fanout", .durable = false, .auto_delete = true});
+        CHECK(SendExchangeOfAddress("rabbitmq://h/v/e?durable=False&autodelete=TRUE&type=topic&bind=true") ==
+              ExchangeSpec{.name = "e", .type = "topic", .durable = false, .auto_delete = true});
+        CHECK(SendExchangeOfAddress("rabbitmq://h/v/e?temporary=maybe&durable") == ExchangeSpec{.name = "e"});
+    }
+
     TEST_CASE("A consumer that names its correlation id (a saga) makes it the initiatorId of what it sends") {
         BusFixture fixture(RetryPolicy::None());
         fixture.handler = [&](ConsumeContext& context, const contracts::StockReserved& message) {

@@ -119,6 +119,44 @@ std::string ExchangeOfAddress(const std::string& address) {
     return path.substr(path.rfind('/') + 1);
 }
 
+ExchangeSpec SendExchangeOfAddress(const std::string& address) {
+    ExchangeSpec spec{.name = ExchangeOfAddress(address)};
+    const auto question = address.find('?');
+    if (question == std::string::npos) return spec;
+    std::string_view query = std::string_view(address).substr(question + 1);
+    auto as_bool = [](std::string_view value) -> std::optional<bool> {
+        if (contracts::EqualsIgnoreCase(value, "true")) return true;
+        if (contracts::EqualsIgnoreCase(value, "false")) return false;
+        return std::nullopt;
+    };
+    while (!query.empty()) {
+        const auto amp = query.find('&');
+        const std::string_view pair = query.substr(0, amp);
+        query = amp == std::string_view::npos ? std::string_view{} : query.substr(amp + 1);
+        const auto equals = pair.find('=');
+        if (equals == std::string_view::npos) continue;
+        const std::string_view key = pair.substr(0, equals);
+        const std::string_view value = pair.substr(equals + 1);
+        if (key == "temporary") {
+            if (auto temporary = as_bool(value)) {
+                spec.auto_delete = *temporary;
+                spec.durable = !*temporary;
+            }
+        } else if (key == "durable") {
+            if (auto durable = as_bool(value)) spec.durable = *durable;
+        } else if (key == "autodelete") {
+            if (auto auto_delete = as_bool(value)) spec.auto_delete = *auto_delete;
+        } else if (key == "type" && !value.empty()) {
+            spec.type = value;
+        }
+    }
+    return spec;
+}
+
+bool IsReplyToAddress(const std::string& address) {
+    return ExchangeOfAddress(address) == kReplyToQueue;
+}
+
 ReceiveEndpoint& Bus::AddReceiveEndpoint(ReceiveEndpointSettings settings) {
     endpoints_.push_back(ReceiveEndpoint(std::move(settings)));
     ReceiveEndpoint& endpoint = endpoints_.back();
@@ -160,6 +198,17 @@ void SetQuorumQueue(HeaderTable& arguments, int initial_group_size) {
     arguments.erase("x-max-priority");
     if (initial_group_size > 0)
         arguments["x-quorum-initial-group-size"] = static_cast<std::int32_t>(initial_group_size);
+}
+
+void Bus::DeclareSendExchangeOnce(const std::string& address) {
+    ExchangeSpec spec = SendExchangeOfAddress(address);
+    // The default exchange and the broker's own amq.* exchanges exist and cannot be declared.
+    if (spec.name.empty() || spec.name.starts_with("amq.")) return;
+    if (!declared_send_exchanges_.insert(spec.name).second) return;
+    Topology topology;
+    topology.exchanges.push_back(std::move(spec));
+    topology.borrowed = true;
+    transport_.Declare(topology, LogRefusal("the exchange of " + address));
 }
 
 void Bus::DeclareQueueOnce(const std::string& queue, const HeaderTable& arguments) {
@@ -441,8 +490,9 @@ void Bus::RunAttempt(const std::shared_ptr<InFlight>& in_flight) {
     const auto& registration = *in_flight->registration;
     const std::string& queue = in_flight->endpoint->settings_.queue;
     LogScope log_scope(in_flight->log_fields);
-    ConsumeContext context(*this, in_flight->envelope, queue, in_flight->attempt, in_flight->delivery.redelivered,
-                           in_flight->trace, in_flight->log_fields);
+    ConsumeContext context(*this, in_flight->envelope, in_flight->delivery.message.properties, queue,
+                           in_flight->attempt, in_flight->delivery.redelivered, in_flight->trace,
+                           in_flight->log_fields);
     std::string error_type;
     std::string error_message;
     bool retryable = true;
@@ -541,21 +591,46 @@ void Bus::GiveUp(const std::shared_ptr<InFlight>& in_flight, const std::string& 
     // The retries made, as MassTransit counts them: Interval(3, ...) gives 3 after four attempts.
     const int retry_count = in_flight->attempt;
     if (retry_count > 0) options.headers["MT-Fault-RetryCount"] = retry_count;
+    // The request's id, as MassTransit's fault carries it: a request client matches the fault by it.
+    options.request_id = consumed.request_id;
 
+    // To faultAddress, else responseAddress, else published, as MassTransit's GetFaultEndpoint; a
+    // direct reply-to address without the request's reply_to has no one to answer, so it is published.
     const auto fault_type = contracts::FaultOf(registration.type);
-    std::string exchange = fault_type.EntityName();
-    if (!consumed.fault_address.empty()) {
-        exchange = ExchangeOfAddress(consumed.fault_address);
-    } else if (!consumed.response_address.empty()) {
-        exchange = ExchangeOfAddress(consumed.response_address);
+    const std::string& address = !consumed.fault_address.empty() ? consumed.fault_address : consumed.response_address;
+    const auto& properties = in_flight->delivery.message.properties;
+    ConsumeContext parent(*this, consumed, properties, queue, in_flight->attempt, in_flight->delivery.redelivered,
+                          in_flight->trace, in_flight->log_fields);
+    std::vector<std::string> fault_types = {fault_type.Urn(), contracts::kFaultUrn};
+    OutgoingMessage fault_message;
+    if (!address.empty() && !(IsReplyToAddress(address) && properties.reply_to.empty())) {
+        fault_message =
+            BuildAnswer(address, std::move(fault_types), std::move(fault), consumed.correlation_id, parent, options);
     } else {
         DeclareTopologyFor(fault_type, {{"MassTransit", "Fault", {}}});
+        fault_message = Build(fault_type.EntityName(), std::move(fault_types), std::move(fault),
+                              consumed.correlation_id, &parent, options);
     }
-    ConsumeContext parent(*this, consumed, queue, in_flight->attempt, in_flight->delivery.redelivered, in_flight->trace,
-                          in_flight->log_fields);
-    OutgoingMessage fault_message = Build(exchange, {fault_type.Urn(), contracts::kFaultUrn}, std::move(fault),
-                                          consumed.correlation_id, &parent, options);
     MoveToError(in_flight, exception_type, exception_message, {std::move(fault_message)});
+}
+
+OutgoingMessage Bus::BuildAnswer(const std::string& address, std::vector<std::string> message_types,
+                                 contracts::OrderedJson message, std::string correlation_id,
+                                 const ConsumeContext& parent, const SendOptions& options) {
+    if (!IsReplyToAddress(address)) {
+        DeclareSendExchangeOnce(address);
+        return Build(ExchangeOfAddress(address), std::move(message_types), std::move(message),
+                     std::move(correlation_id), &parent, options);
+    }
+    const std::string& reply_to = parent.properties_.reply_to;
+    if (reply_to.empty())
+        throw NonRetryableError("the response address is " + address +
+                                " (direct reply-to) but the request carries no reply_to property to answer to");
+    OutgoingMessage answer =
+        Build(kReplyToQueue, std::move(message_types), std::move(message), std::move(correlation_id), &parent, options);
+    answer.exchange.clear();
+    answer.message.routing_key = reply_to;
+    return answer;
 }
 
 OutgoingMessage Bus::BuildReceiveFault(const std::shared_ptr<InFlight>& in_flight, const std::string& exception_type,

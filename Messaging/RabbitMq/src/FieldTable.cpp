@@ -43,6 +43,10 @@ EncodedProperties::EncodedProperties(const MessageProperties& p) : headers_(p.he
         properties_._flags |= AMQP_BASIC_EXPIRATION_FLAG;
         properties_.expiration = AmqpBytes(p.expiration);
     }
+    if (!p.reply_to.empty()) {
+        properties_._flags |= AMQP_BASIC_REPLY_TO_FLAG;
+        properties_.reply_to = AmqpBytes(p.reply_to);
+    }
     if (p.priority) {
         properties_._flags |= AMQP_BASIC_PRIORITY_FLAG;
         properties_.priority = *p.priority;
@@ -106,6 +110,7 @@ MessageProperties DecodeProperties(const amqp_basic_properties_t& p) {
     if (p._flags & AMQP_BASIC_CORRELATION_ID_FLAG) properties.correlation_id = AmqpString(p.correlation_id);
     if (p._flags & AMQP_BASIC_DELIVERY_MODE_FLAG) properties.delivery_mode = p.delivery_mode;
     if (p._flags & AMQP_BASIC_EXPIRATION_FLAG) properties.expiration = AmqpString(p.expiration);
+    if (p._flags & AMQP_BASIC_REPLY_TO_FLAG) properties.reply_to = AmqpString(p.reply_to);
     if (p._flags & AMQP_BASIC_PRIORITY_FLAG) properties.priority = p.priority;
     if (p._flags & AMQP_BASIC_HEADERS_FLAG) properties.headers = DecodeTable(p.headers);
     return properties;

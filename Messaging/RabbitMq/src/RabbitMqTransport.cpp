@@ -332,13 +332,24 @@ void RabbitMqTransport::OnMethod(std::uint16_t channel, amqp_method_number_t met
             std::string reason =
                 CloseReason(("channel " + std::to_string(channel)).c_str(), close->reply_code, close->reply_text);
             bool declaring = false;
+            std::string borrowed_exchange;
             if (auto it = pending_replies_.find(channel); it != pending_replies_.end() && !it->second.empty()) {
                 const auto expected = it->second.front().reply;
                 declaring = expected == AMQP_QUEUE_DECLARE_OK_METHOD || expected == AMQP_EXCHANGE_DECLARE_OK_METHOD;
                 reason = it->second.front().what + ": " + reason;
+                borrowed_exchange = it->second.front().borrowed_exchange;
             }
-            // 406 to a declaration: the entity exists with other properties or arguments.
-            if (declaring && close->reply_code == AMQP_PRECONDITION_FAILED)
+            // 406 to a declaration: the entity exists with other properties or arguments. Another
+            // party's exchange serves as it is: forget the declaration, so that the reconnect does
+            // not repeat it and what was to be sent there goes to the existing exchange.
+            if (declaring && close->reply_code == AMQP_PRECONDITION_FAILED && !borrowed_exchange.empty())
+                std::erase_if(topology_, [&](const DeclaredTopology& entry) {
+                    const auto& exchanges = entry.topology.exchanges;
+                    return entry.topology.borrowed &&
+                           std::any_of(exchanges.begin(), exchanges.end(),
+                                       [&](const ExchangeSpec& spec) { return spec.name == borrowed_exchange; });
+                });
+            else if (declaring && close->reply_code == AMQP_PRECONDITION_FAILED)
                 refusal_ = Status::PreconditionFailed(
                     "the broker refused a declaration because what exists differs. " + reason +
                     ". Make the settings match the existing entity, or delete it, then restart the service");
@@ -450,7 +461,7 @@ void RabbitMqTransport::Send(std::uint16_t channel, amqp_method_number_t method,
 void RabbitMqTransport::SendRpc(std::uint16_t channel, amqp_method_number_t method, void* arguments,
                                 amqp_method_number_t reply, std::string what, std::function<void(void*)> done) {
     Send(channel, method, arguments);
-    pending_replies_[channel].push_back(PendingReply{reply, std::move(what), std::move(done), {}, {}});
+    pending_replies_[channel].push_back(PendingReply{reply, std::move(what), std::move(done), {}, {}, {}});
 }
 
 void RabbitMqTransport::AfterPublishChannelReplies(std::function<void()> work) {
@@ -483,6 +494,7 @@ void RabbitMqTransport::SendDeclarations(DeclaredTopology& entry) {
         declare.auto_delete = exchange.auto_delete;
         SendRpc(kPublishChannel, AMQP_EXCHANGE_DECLARE_METHOD, &declare, AMQP_EXCHANGE_DECLARE_OK_METHOD,
                 "exchange.declare " + exchange.name);
+        if (topology.borrowed) pending_replies_[kPublishChannel].back().borrowed_exchange = exchange.name;
     }
     for (const auto& binding : topology.queue_bindings) {
         amqp_queue_bind_t bind{};

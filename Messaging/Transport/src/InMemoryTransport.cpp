@@ -66,6 +66,16 @@ void InMemoryTransport::Publish(const std::string& exchange, TransportMessage me
         // As a broker that could not take it (basic.nack): the message goes nowhere.
         status = Status::Internal("the broker rejected the message (basic.nack)");
         if (--reject->second == 0) rejected_publishes_.erase(reject);
+    } else if (exchange.empty()) {
+        // The default exchange: straight to the queue the routing key names, as direct reply-to uses it.
+        if (queues_.count(message.routing_key)) {
+            const std::string queue = message.routing_key;
+            queues_[queue].ready.push_back(Stored{std::move(message), exchange, false});
+            ScheduleDispatch(queue);
+        } else if (message.mandatory) {
+            status = Status::NotFound("the broker returned the message sent to queue '" + message.routing_key +
+                                      "', which does not exist: 312 NO_ROUTE");
+        }
     } else if (!exchanges_.count(exchange)) {
         status = Status::NotFound("NOT_FOUND - no exchange '" + exchange + "'");
     } else if (const auto route = RouteOf(exchange); route.empty() && message.mandatory) {

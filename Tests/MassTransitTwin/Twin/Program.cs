@@ -1,5 +1,6 @@
 // The MassTransit twin: `MassTransitTwin order|inventory|payment ...` runs the named services on one
-// MassTransit bus in this process (each alone in its own process for a mixed deployment). The broker
+// MassTransit bus in this process (each alone in its own process for a mixed deployment);
+// `MassTransitTwin request ...` sends requests with MassTransit's request client (Requester.cs). The broker
 // and the knobs come from the environment with OrderService's names: RabbitMQ__Host, RabbitMQ__Port,
 // RabbitMQ__VirtualHost, RabbitMQ__Username, RabbitMQ__Password, Http__Port, Endpoint__PrefetchCount,
 // Endpoint__QueueType ("Quorum" calls SetQuorumQueue on every endpoint) and
@@ -8,6 +9,9 @@ using System.Diagnostics;
 using Contracts;
 using MassTransit;
 using Orders;
+
+if (args.Length > 0 && args[0] == "request")
+    return await Twin.Requester.Run(args[1..], new ConfigurationBuilder().AddEnvironmentVariables().Build());
 
 var services = args.Length == 0 ? ["order", "inventory", "payment"] : args.Select(a => a.ToLowerInvariant()).ToArray();
 var unknown = services.Except(["order", "inventory", "payment"]).ToArray();

@@ -12,6 +12,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <utility>
 #include <vector>
@@ -66,6 +67,17 @@ class Bus;
 // The exchange an address names: "rabbitmq://host/vhost/name?temporary=true" -> "name".
 std::string ExchangeOfAddress(const std::string& address);
 
+// The exchange MassTransit declares before sending to an address: its name, and fanout, durable and
+// not auto-delete unless the query says otherwise (temporary=true: neither durable nor kept;
+// durable=, autodelete=, type=), as its RabbitMQ endpoint address reads them.
+ExchangeSpec SendExchangeOfAddress(const std::string& address);
+
+// The queue name MassTransit's direct reply-to request client puts in responseAddress
+// (".../amq.rabbitmq.reply-to"): the answer goes to the default exchange, routed by the request's
+// reply_to property, which the broker filled in for the requester's channel.
+inline constexpr const char* kReplyToQueue = "amq.rabbitmq.reply-to";
+bool IsReplyToAddress(const std::string& address);
+
 // What a consumer sees of the message it handles, and how it replies.
 class ConsumeContext {
   public:
@@ -101,10 +113,11 @@ class ConsumeContext {
 
   private:
     friend class Bus;
-    ConsumeContext(Bus& bus, const Envelope& envelope, std::string queue, int retry_attempt, bool redelivered,
-                   const TraceContext& trace, LogFields& log_fields)
+    ConsumeContext(Bus& bus, const Envelope& envelope, const MessageProperties& properties, std::string queue,
+                   int retry_attempt, bool redelivered, const TraceContext& trace, LogFields& log_fields)
         : bus_(bus),
           envelope_(envelope),
+          properties_(properties),
           queue_(std::move(queue)),
           retry_attempt_(retry_attempt),
           redelivered_(redelivered),
@@ -113,6 +126,7 @@ class ConsumeContext {
 
     Bus& bus_;
     const Envelope& envelope_;
+    const MessageProperties& properties_;  // the delivery's AMQP properties
     std::string queue_;
     int retry_attempt_;
     bool redelivered_;
@@ -262,6 +276,16 @@ class Bus {
     // Declares a queue with its same-named exchange the first time it is needed, as MassTransit
     // declares `_error` and `_skipped` on the first move.
     void DeclareQueueOnce(const std::string& queue, const HeaderTable& arguments);
+    // Declares an address's exchange the first time something is sent to it, as MassTransit's send
+    // endpoint does: publishing to an exchange that does not exist would close the channel and the
+    // connection, and the delivery, returned to its queue, would try again for ever.
+    void DeclareSendExchangeOnce(const std::string& address);
+    // An answer to the consumed message (a response or a fault) for `address`: to its exchange, or for
+    // a direct reply-to address to the default exchange with the request's reply_to as routing key.
+    // Throws NonRetryableError for a reply-to address when the request carries no reply_to.
+    OutgoingMessage BuildAnswer(const std::string& address, std::vector<std::string> message_types,
+                                contracts::OrderedJson message, std::string correlation_id,
+                                const ConsumeContext& parent, const SendOptions& options);
     // `source_queue` names the input address to write as sourceAddress when there is no parent
     // (a receive fault); otherwise the bus address is written.
     OutgoingMessage Build(const std::string& exchange, std::vector<std::string> message_types,
@@ -314,6 +338,7 @@ class Bus {
     std::list<ReceiveEndpoint> endpoints_;
     std::vector<std::string> declared_types_;
     std::vector<std::string> declared_queues_;
+    std::set<std::string> declared_send_exchanges_;
     // Message ids being sent to their queue again with a raised redelivery count, each with the
     // deliveries of its copy that arrived before the original's ack was sent.
     std::map<std::string, std::vector<std::shared_ptr<InFlight>>> resending_;
@@ -337,9 +362,8 @@ template <class T>
 void ConsumeContext::Respond(const T& message, SendOptions options) {
     options.request_id = envelope_.request_id;
     if (envelope_.response_address.empty()) return Publish(message, options);
-    outgoing_.push_back(bus_.Build(ExchangeOfAddress(envelope_.response_address),
-                                   contracts::MessageContract<T>::MessageTypes(),
-                                   contracts::MessageContract<T>::Write(message), {}, this, options));
+    outgoing_.push_back(bus_.BuildAnswer(envelope_.response_address, contracts::MessageContract<T>::MessageTypes(),
+                                         contracts::MessageContract<T>::Write(message), {}, *this, options));
 }
 
 template <class T>

@@ -76,6 +76,7 @@ class RabbitMqTransport : public Transport {
         std::function<void(void* decoded)> done;
         std::vector<std::function<void()>> then;  // run after `done`: work ordered behind this reply
         Completion outcome;                       // told OK after `done`, or why the reply never came
+        std::string borrowed_exchange;            // declaring this exchange of a borrowed topology
     };
     struct DeclaredTopology {
         Topology topology;

@@ -55,6 +55,10 @@ struct Topology {
     std::vector<QueueSpec> queues;
     std::vector<QueueBinding> queue_bindings;
     std::vector<ExchangeBinding> exchange_bindings;
+    // Another party's entities, such as the exchange of an address we answer to: declared as
+    // MassTransit declares a send endpoint's, but when what exists differs, the existing entity serves
+    // and the declaration is dropped, instead of the service stopping as for its own topology.
+    bool borrowed = false;
 
     void AddExchange(const std::string& name);
     void AddQueue(const std::string& name, const HeaderTable& arguments = {});

@@ -28,6 +28,7 @@ struct MessageProperties {
     std::string correlation_id;
     std::uint8_t delivery_mode = 2;
     std::string expiration;
+    std::string reply_to;  // a direct reply-to request's "amq.rabbitmq.reply-to.<...>" queue
     std::optional<std::uint8_t> priority;
     HeaderTable headers;
 };
