@@ -5,7 +5,6 @@
 
 #include <algorithm>
 #include <climits>
-#include <cstring>
 #include <fstream>
 #include <sstream>
 
@@ -294,14 +293,9 @@ namespace {
 class LogFieldsFlag : public spdlog::custom_flag_formatter {
   public:
     void format(const spdlog::details::log_msg&, const std::tm&, spdlog::memory_buf_t& out) override {
-        const LogFields* fields = CurrentLogFields();
-        if (!fields) return;
-        for (const auto& [name, value] : fields->fields()) {
-            out.push_back(' ');
-            out.append(name, name + std::strlen(name));
-            out.push_back('=');
-            out.append(value.data(), value.data() + value.size());
-        }
+        std::string fields;
+        AppendCurrentLogFields(fields);
+        out.append(fields.data(), fields.data() + fields.size());
     }
     std::unique_ptr<custom_flag_formatter> clone() const override { return std::make_unique<LogFieldsFlag>(); }
 };

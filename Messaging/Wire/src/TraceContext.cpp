@@ -34,22 +34,14 @@ std::string RandomHex(std::size_t digits) {
     return out;
 }
 
-// A header of the envelope by name, in any case.
-const contracts::Json* EnvelopeHeader(const contracts::Json& headers, std::string_view name) {
-    if (!headers.is_object()) return nullptr;
-    for (auto it = headers.begin(); it != headers.end(); ++it)
-        if (contracts::EqualsIgnoreCase(it.key(), name)) return &it.value();
-    return nullptr;
-}
-
 // Baggage as MassTransit writes it: [{"key": "k", "value": "v"}, ...], names in any case; members
 // without a string key and a non-blank string value are skipped, as MassTransit skips them.
 Baggage ReadBaggage(const contracts::Json* header) {
     Baggage baggage;
     if (!header || !header->is_array()) return baggage;
     for (const auto& member : *header) {
-        const contracts::Json* key = EnvelopeHeader(member, "key");
-        const contracts::Json* value = EnvelopeHeader(member, "value");
+        const contracts::Json* key = contracts::FindField(member, "key");
+        const contracts::Json* value = contracts::FindField(member, "value");
         if (!key || !value || !key->is_string() || !value->is_string()) continue;
         const auto& text = value->get_ref<const std::string&>();
         if (text.find_first_not_of(" \t\r\n") == std::string::npos) continue;
@@ -138,11 +130,11 @@ TraceContext ReceiveSpan(const HeaderTable& transport_headers, const contracts::
     if (const HeaderValue* header = FindHeader(transport_headers, kActivityIdHeader))
         parent = TraceContext::Parse(HeaderToString(*header));
     if (!parent)
-        if (const contracts::Json* header = EnvelopeHeader(envelope_headers, kActivityIdHeader);
+        if (const contracts::Json* header = contracts::FindField(envelope_headers, kActivityIdHeader);
             header && header->is_string())
             parent = TraceContext::Parse(header->get_ref<const std::string&>());
     TraceContext span = parent ? parent->NewSpan() : TraceContext::NewRoot();
-    span.baggage = ReadBaggage(EnvelopeHeader(envelope_headers, kActivityBaggageHeader));
+    span.baggage = ReadBaggage(contracts::FindField(envelope_headers, kActivityBaggageHeader));
     return span;
 }
 
