@@ -229,13 +229,41 @@ RawMessage ToRawMessage(amqp_bytes_t exchange, amqp_bytes_t routing_key, const a
     return raw;
 }
 
+// After a failed call on channel 1: describes the refusal and, when the broker closed only the channel,
+// acknowledges the close and opens the channel again (with confirms, as the constructor does). A connection
+// error cannot be recovered here and throws.
+std::string ReopenAfterChannelError(amqp_connection_state_t state, const amqp_rpc_reply_t& reply) {
+    if (reply.reply_type != AMQP_RESPONSE_SERVER_EXCEPTION || reply.reply.id != AMQP_CHANNEL_CLOSE_METHOD)
+        throw std::runtime_error("raw AMQP client: the connection failed");
+    const auto* close = static_cast<amqp_channel_close_t*>(reply.reply.decoded);
+    const std::string refusal = std::to_string(close->reply_code) + " " +
+                                std::string(static_cast<char*>(close->reply_text.bytes), close->reply_text.len);
+    amqp_channel_close_ok_t close_ok{};
+    if (amqp_send_method(state, 1, AMQP_CHANNEL_CLOSE_OK_METHOD, &close_ok) != AMQP_STATUS_OK)
+        throw std::runtime_error("raw AMQP client: channel.close-ok failed after " + refusal);
+    amqp_channel_open(state, 1);
+    CheckReply(state, "channel.open");
+    amqp_confirm_select(state, 1);
+    CheckReply(state, "confirm.select");
+    return refusal;
+}
+
 }  // namespace
 
 std::optional<RawMessage> RawAmqpClient::Get(const std::string& queue, std::chrono::milliseconds timeout) {
     auto state = State(state_);
-    // What is in the queue already: basic.get.
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    // What is in the queue already: basic.get. A queue the management API lists may not serve yet (a quorum
+    // queue electing its leader): the broker closes the channel, and the client reopens it and asks again
+    // until the deadline.
     amqp_rpc_reply_t reply = amqp_basic_get(state, 1, Bytes(queue), /*no_ack=*/1);
-    if (reply.reply_type != AMQP_RESPONSE_NORMAL) throw std::runtime_error("raw AMQP client: basic.get failed");
+    while (reply.reply_type != AMQP_RESPONSE_NORMAL) {
+        const std::string refusal = ReopenAfterChannelError(state, reply);
+        if (std::chrono::steady_clock::now() >= deadline)
+            throw std::runtime_error("raw AMQP client: basic.get on " + queue + " failed: " + refusal);
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));  // polling the broker, not synchronising
+        reply = amqp_basic_get(state, 1, Bytes(queue), /*no_ack=*/1);
+    }
     if (reply.reply.id == AMQP_BASIC_GET_OK_METHOD) {
         auto* ok = static_cast<amqp_basic_get_ok_t*>(reply.reply.decoded);
         const amqp_bytes_t exchange = amqp_bytes_malloc_dup(ok->exchange);
@@ -250,7 +278,9 @@ std::optional<RawMessage> RawAmqpClient::Get(const std::string& queue, std::chro
         amqp_maybe_release_buffers(state);
         return raw;
     }
-    if (timeout <= std::chrono::milliseconds(0)) return std::nullopt;
+    const auto remaining =
+        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    if (remaining <= std::chrono::milliseconds(0)) return std::nullopt;
 
     // Nothing yet: consume one message (prefetch 1), waiting on the socket until the deadline.
     amqp_basic_qos(state, 1, 0, 1, 0);
@@ -259,7 +289,8 @@ std::optional<RawMessage> RawAmqpClient::Get(const std::string& queue, std::chro
         amqp_basic_consume(state, 1, Bytes(queue), amqp_empty_bytes, 0, /*no_ack=*/0, 0, amqp_empty_table);
     CheckReply(state, "basic.consume " + queue);
     const std::string tag(static_cast<char*>(consume_ok->consumer_tag.bytes), consume_ok->consumer_tag.len);
-    timeval wait{static_cast<time_t>(timeout.count() / 1000), static_cast<suseconds_t>(timeout.count() % 1000 * 1000)};
+    timeval wait{static_cast<time_t>(remaining.count() / 1000),
+                 static_cast<suseconds_t>(remaining.count() % 1000 * 1000)};
     amqp_envelope_t envelope;
     amqp_maybe_release_buffers(state);
     const amqp_rpc_reply_t consumed = amqp_consume_message(state, &envelope, &wait, 0);
