@@ -79,6 +79,22 @@ TEST_SUITE("TraceContext") {
         CHECK(headers["MT-Activity-Correlation-Context"] == Json::parse(R"([{"key":"tenant","value":"acme"}])"));
     }
 
+    TEST_CASE("A child span's headers - the parent's trace - flags and baggage - a span id of its own") {
+        TraceContext parent = *TraceContext::Parse("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00");
+        parent.baggage = {{"tenant", "acme"}};
+        Json headers = Json::object();
+        WriteChildSpanHeaders(parent, headers);
+        const auto child = TraceContext::Parse(headers["MT-Activity-Id"].get<std::string>());
+        REQUIRE(child);
+        CHECK(child->trace_id == parent.trace_id);
+        CHECK(child->span_id != parent.span_id);
+        CHECK(child->flags == 0);
+        CHECK(headers["MT-Activity-Correlation-Context"] == Json::parse(R"([{"key":"tenant","value":"acme"}])"));
+        Json again = Json::object();
+        WriteChildSpanHeaders(parent, again);
+        CHECK(again["MT-Activity-Id"] != headers["MT-Activity-Id"]);
+    }
+
     TEST_CASE("The W3C baggage header: members - properties dropped - percent-decoded - bad members skipped") {
         CHECK(ParseBaggageHeader("tenant=acme, user = J%C3%B6rg%20B ;prop=1,broken,=novalue,bad=%zz,last=x%2") ==
               Baggage{{"tenant", "acme"}, {"user", "J\u00f6rg B"}});

@@ -104,8 +104,9 @@ Bus::Bus(EventLoop& loop, Transport& transport, BusSettings settings)
     : loop_(loop),
       transport_(transport),
       settings_(std::move(settings)),
-      host_(CurrentHostInfo(settings_.service_name)) {
-    bus_address_ = transport_.BaseAddress() + NewBusAddressName(host_) + "?temporary=true";
+      host_(CurrentHostInfo(settings_.service_name)),
+      base_address_(transport_.BaseAddress()) {
+    bus_address_ = base_address_ + NewBusAddressName(host_) + "?temporary=true";
 }
 
 Bus::~Bus() {
@@ -325,10 +326,10 @@ OutgoingMessage Bus::Build(const std::string& exchange, std::vector<std::string>
         envelope.source_address = source_queue.empty() ? bus_address_ : InputAddress(source_queue);
     }
     for (auto it = options.headers.begin(); it != options.headers.end(); ++it) envelope.headers[it.key()] = it.value();
-    WriteTraceHeaders(parent          ? parent->trace_.NewSpan()
-                      : options.trace ? options.trace->NewSpan()
-                                      : TraceContext::NewRoot(),
-                      envelope.headers);
+    if (const TraceContext* trace = parent ? &parent->trace_ : options.trace ? &*options.trace : nullptr)
+        WriteChildSpanHeaders(*trace, envelope.headers);
+    else
+        WriteTraceHeaders(TraceContext::NewRoot(), envelope.headers);
     envelope.request_id = options.request_id;
     envelope.destination_address = Address(exchange);
     envelope.message_type = std::move(message_types);

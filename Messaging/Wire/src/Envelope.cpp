@@ -65,8 +65,23 @@ void AppendNullable(std::string& out, std::string_view name, const std::string& 
     out += ',';
 }
 
-void AppendJson(std::string& out, const OrderedJson& value) {
-    out += value.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+// Writes `value` compactly at the end of `out`, as dump() would, without the string dump() returns.
+template <typename JsonType>
+void AppendJson(std::string& out, const JsonType& value) {
+    nlohmann::detail::serializer<JsonType> writer(nlohmann::detail::output_adapter<char>(out), ' ',
+                                                  nlohmann::json::error_handler_t::replace);
+    writer.dump(value, /*pretty_print=*/false, /*ensure_ascii=*/false, /*indent_step=*/0);
+}
+
+void AppendHeader(std::string& out, bool& first, const std::string& name, const Json& value) {
+    if (!first) out += ',';
+    first = false;
+    AppendJsonString(out, name);
+    out += ':';
+    if (value.is_string())
+        AppendJsonString(out, value.get_ref<const std::string&>());
+    else
+        AppendJson(out, value);
 }
 
 // The host object is the same in every envelope a process writes: written once per thread and host.
@@ -161,17 +176,18 @@ std::string SerializeEnvelope(const Envelope& envelope, const OrderedJson& messa
     out += ",\"sentTime\":";
     AppendJsonString(out, contracts::FormatIso8601(envelope.sent_time));
     out += ",\"headers\":";
-    if (envelope.headers.is_object() && !envelope.headers.empty()) {
+    out += '{';
+    if (envelope.headers.is_object()) {
         // MassTransit sets the trace headers when the send starts, after every other header.
-        OrderedJson headers = OrderedJson::object();
+        bool first = true;
         for (auto it = envelope.headers.begin(); it != envelope.headers.end(); ++it)
-            if (it.key() != kActivityIdHeader && it.key() != kActivityBaggageHeader) headers[it.key()] = it.value();
+            if (it.key() != kActivityIdHeader && it.key() != kActivityBaggageHeader)
+                AppendHeader(out, first, it.key(), it.value());
         for (const char* name : {kActivityIdHeader, kActivityBaggageHeader})
-            if (auto it = envelope.headers.find(name); it != envelope.headers.end()) headers[name] = *it;
-        AppendJson(out, headers);
-    } else {
-        out += "{}";
+            if (auto it = envelope.headers.find(name); it != envelope.headers.end())
+                AppendHeader(out, first, it.key(), it.value());
     }
+    out += '}';
     out += ",\"host\":";
     out += HostJson(envelope.host);
     out += '}';
@@ -359,6 +375,23 @@ class EnvelopeScanner {
         if (value.is_discarded()) return std::nullopt;
         return value;
     }
+    // An object whose values are all plain strings, the usual headers (MT-Activity-Id and a few ids),
+    // read without the JSON parser; nullopt for any other shape, which the caller re-reads. A repeated
+    // name keeps its last value, as the parser does.
+    std::optional<Json> PlainStringObject() {
+        if (!Next('{')) return std::nullopt;
+        Json object = Json::object();
+        if (Next('}')) return object;
+        do {
+            const auto name = PlainString();
+            if (!name || !Next(':')) return std::nullopt;
+            const auto value = PlainString();
+            if (!value) return std::nullopt;
+            object[std::string(*name)] = std::string(*value);
+        } while (Next(','));
+        if (!Next('}')) return std::nullopt;
+        return object;
+    }
     // null, or a plain string: "" for null.
     std::optional<std::string_view> NullableString() {
         if (Null()) return std::string_view();
@@ -484,6 +517,12 @@ class EnvelopeScanner {
             }
             case Field::kHeaders: {
                 if (Null()) return true;
+                const char* start = p_;
+                if (auto headers = PlainStringObject()) {
+                    envelope.headers = std::move(*headers);
+                    return true;
+                }
+                p_ = start;
                 auto headers = ObjectValue();
                 if (!headers) return false;
                 envelope.headers = std::move(*headers);

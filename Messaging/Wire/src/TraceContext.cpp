@@ -22,16 +22,42 @@ int HexByte(std::string_view two) {
     return nibble(two[0]) * 16 + nibble(two[1]);
 }
 
-// `digits` random lower-case hex digits, never all zero (an all-zero id is invalid).
-std::string RandomHex(std::size_t digits) {
-    std::string out;
-    out.reserve(digits);
-    while (out.size() < digits) {
+// Fills out[0, digits) with random lower-case hex digits, never all zero (an all-zero id is invalid).
+void FillRandomHex(char* out, std::size_t digits) {
+    std::size_t filled = 0;
+    while (filled < digits) {
         std::uint64_t word = contracts::RandomWord();
-        for (int i = 0; i < 16 && out.size() < digits; ++i, word >>= 4) out.push_back(kHexDigits[word & 0xF]);
+        for (int i = 0; i < 16 && filled < digits; ++i, word >>= 4) out[filled++] = kHexDigits[word & 0xF];
     }
-    if (IsAllZero(out)) out.back() = '1';
+    if (IsAllZero(std::string_view(out, digits))) out[digits - 1] = '1';
+}
+
+std::string RandomHex(std::size_t digits) {
+    std::string out(digits, '0');
+    FillRandomHex(out.data(), digits);
     return out;
+}
+
+// "00-<trace id>-<span id>-<flags>".
+std::string FormatTraceParent(std::string_view trace_id, std::string_view span_id, std::uint8_t flags) {
+    std::string out;
+    out.reserve(3 + trace_id.size() + 1 + span_id.size() + 3);
+    out += "00-";
+    out += trace_id;
+    out += '-';
+    out += span_id;
+    out += '-';
+    out += kHexDigits[(flags >> 4) & 0xF];
+    out += kHexDigits[flags & 0xF];
+    return out;
+}
+
+void WriteHeaders(std::string traceparent, const Baggage& baggage, contracts::Json& envelope_headers) {
+    envelope_headers[kActivityIdHeader] = std::move(traceparent);
+    if (baggage.empty()) return;
+    contracts::Json members = contracts::Json::array();
+    for (const auto& [key, value] : baggage) members.push_back({{"key", key}, {"value", value}});
+    envelope_headers[kActivityBaggageHeader] = std::move(members);
 }
 
 // Baggage as MassTransit writes it: [{"key": "k", "value": "v"}, ...], names in any case; members
@@ -115,14 +141,7 @@ TraceContext TraceContext::NewSpan() const {
 }
 
 std::string TraceContext::TraceParent() const {
-    std::string out = "00-";
-    out += trace_id;
-    out += '-';
-    out += span_id;
-    out += '-';
-    out += kHexDigits[(flags >> 4) & 0xF];
-    out += kHexDigits[flags & 0xF];
-    return out;
+    return FormatTraceParent(trace_id, span_id, flags);
 }
 
 TraceContext ReceiveSpan(const HeaderTable& transport_headers, const contracts::Json& envelope_headers) {
@@ -133,17 +152,22 @@ TraceContext ReceiveSpan(const HeaderTable& transport_headers, const contracts::
         if (const contracts::Json* header = contracts::FindField(envelope_headers, kActivityIdHeader);
             header && header->is_string())
             parent = TraceContext::Parse(header->get_ref<const std::string&>());
-    TraceContext span = parent ? parent->NewSpan() : TraceContext::NewRoot();
+    // The parent's ids are moved into the child, which differs only in its span id.
+    TraceContext span = parent ? std::move(*parent) : TraceContext::NewRoot();
+    if (parent) span.span_id = RandomHex(16);
     span.baggage = ReadBaggage(contracts::FindField(envelope_headers, kActivityBaggageHeader));
     return span;
 }
 
 void WriteTraceHeaders(const TraceContext& span, contracts::Json& envelope_headers) {
-    envelope_headers[kActivityIdHeader] = span.TraceParent();
-    if (span.baggage.empty()) return;
-    contracts::Json baggage = contracts::Json::array();
-    for (const auto& [key, value] : span.baggage) baggage.push_back({{"key", key}, {"value", value}});
-    envelope_headers[kActivityBaggageHeader] = std::move(baggage);
+    WriteHeaders(span.TraceParent(), span.baggage, envelope_headers);
+}
+
+void WriteChildSpanHeaders(const TraceContext& parent, contracts::Json& envelope_headers) {
+    char span_id[16];
+    FillRandomHex(span_id, sizeof span_id);
+    WriteHeaders(FormatTraceParent(parent.trace_id, std::string_view(span_id, sizeof span_id), parent.flags),
+                 parent.baggage, envelope_headers);
 }
 
 Baggage ParseBaggageHeader(std::string_view header) {

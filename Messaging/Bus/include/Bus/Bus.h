@@ -253,8 +253,8 @@ class Bus {
     void SetObserver(BusObserver* observer) { observer_ = observer; }
     // Consumers then run as units of `unit_of_work`, and their messages wait for its commit.
     void SetUnitOfWork(UnitOfWork* unit_of_work) { unit_of_work_ = unit_of_work; }
-    std::string InputAddress(const std::string& queue) const { return transport_.BaseAddress() + queue; }
-    std::string Address(const std::string& exchange) const { return transport_.BaseAddress() + exchange; }
+    std::string InputAddress(const std::string& queue) const { return base_address_ + queue; }
+    std::string Address(const std::string& exchange) const { return base_address_ + exchange; }
     const std::string& BusAddress() const { return bus_address_; }
     const contracts::HostInfo& host() const { return host_; }
     EventLoop& loop() { return loop_; }
@@ -334,6 +334,8 @@ class Bus {
     Transport& transport_;
     BusSettings settings_;
     contracts::HostInfo host_;
+    // The transport's address, fixed by its settings: built once, as every message sent names it.
+    std::string base_address_;
     std::string bus_address_;
     std::list<ReceiveEndpoint> endpoints_;
     std::vector<std::string> declared_types_;

@@ -46,6 +46,9 @@ TraceContext ReceiveSpan(const HeaderTable& transport_headers, const contracts::
 // Writes MT-Activity-Id, and MT-Activity-Correlation-Context when there is baggage, as MassTransit's
 // send does: the baggage in the envelope only, since the AMQP headers carry no arrays.
 void WriteTraceHeaders(const TraceContext& span, contracts::Json& envelope_headers);
+// The same for a new child span of `parent` (as parent.NewSpan() would give), without copying the
+// parent: what every message a consumer sends carries.
+void WriteChildSpanHeaders(const TraceContext& parent, contracts::Json& envelope_headers);
 
 // A W3C `baggage` HTTP header ("key=value;property,key2=value2"), percent-decoded; members that do
 // not parse are skipped, as the format's readers do.
