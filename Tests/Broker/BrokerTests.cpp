@@ -444,6 +444,56 @@ TEST_SUITE("Broker") {
         CHECK(system.Connected());
     }
 
+    TEST_CASE(
+        "Request: an answer address this user may not declare - the request faults to _error once - the service "
+        "stays up") {
+        ScopedVhost vhost;
+        // The services' user may configure everything but exchanges named locked-*.
+        ManagementApi().Put("permissions/" + Encode(vhost.name()) + "/guest",
+                            Json{{"configure", "^(?!locked-).*"}, {"write", ".*"}, {"read", ".*"}});
+        BrokerSystem system(vhost, {.start_orders = false, .start_payment = false});
+        RawAmqpClient client(vhost.name());
+        client.Tap("requester_bus_y", {"requester_bus_y"});
+        const std::string base =
+            "rabbitmq://127.0.0.1:" + std::to_string(BrokerEnvironment::Get().amqp_port) + "/" + vhost.name() + "/";
+        auto request = [&](const std::string& order_id, const std::string& id_suffix, const std::string& address) {
+            Json envelope = {{"messageId", "0b4e0000-5a1c-0015-9d3f-08de49a2c" + id_suffix},
+                             {"requestId", "0b4e0000-5a1c-0015-1111-08de49a2c" + id_suffix},
+                             {"conversationId", "0b4e0000-5a1c-0015-a2b6-08de49a2c1f7"},
+                             {"responseAddress", address},
+                             {"destinationAddress", "rabbitmq://localhost/inventory-service"},
+                             {"messageType", {"urn:message:Contracts:CheckInventory"}},
+                             {"message", {{"orderId", order_id}, {"items", Json::array()}}}};
+            messaging::MessageProperties properties;
+            properties.content_type = "application/vnd.masstransit+json";
+            properties.message_id = envelope["messageId"];
+            client.Publish("inventory-service", envelope.dump(), properties);
+        };
+        request("request-3", "4a1", base + "locked-requester?temporary=true");
+        // Neither answered nor looped: the request lands in _error once, with the refusal as its fault.
+        REQUIRE(WaitForQueue(vhost, "inventory-service_error"));
+        const auto copy = client.Get("inventory-service_error", 20s);
+        REQUIRE(copy);
+        CHECK(copy->properties.message_id == "0b4e0000-5a1c-0015-9d3f-08de49a2c4a1");
+        CHECK(Header(copy->properties, "MT-Fault-ExceptionType") == "messaging.PermissionDenied");
+        const std::string fault_message = Header(copy->properties, "MT-Fault-Message");
+        CHECK(fault_message.find("locked-requester") != std::string::npos);
+        CHECK(fault_message.find("403") != std::string::npos);
+        CHECK_FALSE(client.Get("inventory-service_error", 1s).has_value());  // exactly one
+        CHECK(system.Connected());
+        // The service answers other requesters as before, and a second request to the refused address
+        // faults at once, without closing a channel.
+        request("request-13", "4a2", base + "requester_bus_y?temporary=true");
+        const auto answer = client.Get("requester_bus_y", 20s);
+        REQUIRE(answer);
+        CHECK(Json::parse(answer->body)["message"]["orderId"] == "request-13");
+        request("request-23", "4a3", base + "locked-requester?temporary=true");
+        const auto second = client.Get("inventory-service_error", 20s);
+        REQUIRE(second);
+        CHECK(second->properties.message_id == "0b4e0000-5a1c-0015-9d3f-08de49a2c4a3");
+        CHECK(system.Connected());
+    }
+
     TEST_CASE("Faults: an unknown message type goes to _skipped - a malformed body to _error - nothing stays unacked") {
         ScopedVhost vhost;
         BrokerSystem system(vhost, {});

@@ -365,7 +365,10 @@ void Bus::Dispatch(std::vector<OutgoingMessage> messages, Completion done) {
         if (observer_) observer_->OnPublished(outgoing);
         const std::string exchange = outgoing.exchange;
         transport_.Publish(exchange, std::move(outgoing.message), [pending, alive](const Status& status) {
-            if (!status.ok() && pending->first_error.ok()) pending->first_error = status;
+            // The first error, but one refused for good gives way to one that may pass on a retry.
+            if (!status.ok() &&
+                (pending->first_error.ok() || pending->first_error.code() == StatusCode::kPermissionDenied))
+                pending->first_error = status;
             if (--pending->remaining == 0 && !alive.expired()) pending->done(pending->first_error);
         });
     }
@@ -556,6 +559,11 @@ void Bus::Release(const std::shared_ptr<InFlight>& in_flight, std::vector<Outgoi
     std::weak_ptr<bool> alive = alive_;
     Dispatch(std::move(outgoing), [this, alive, in_flight](const Status& status) {
         if (alive.expired()) return;
+        // A destination refused for good (an answer address this user may not declare) would refuse
+        // the message again on every redelivery: the message faults instead, as MassTransit's
+        // failed send does.
+        if (status.code() == StatusCode::kPermissionDenied)
+            return GiveUp(in_flight, "messaging.PermissionDenied", status.message());
         if (!status.ok()) return ReturnToQueue(in_flight, "the messages published for", status);
         Settle(in_flight, /*ack=*/true);
     });
@@ -716,7 +724,15 @@ void Bus::Move(const std::shared_ptr<InFlight>& in_flight, const std::string& de
                           destination, outcome->first_error.message());
         Settle(in_flight, outcome->first_error.ok());
     };
-    Dispatch(std::move(also_publish), finish);
+    // A fault the broker refuses for good (its address may not be declared) must not keep the
+    // message out of _error, where its copy records the failure: logged, and the move goes on.
+    Dispatch(std::move(also_publish), [finish, in_flight](const Status& status) {
+        if (status.code() != StatusCode::kPermissionDenied) return finish(status);
+        LogScope log_scope(in_flight->log_fields);
+        spdlog::warn("{}: the fault of {} was not sent: {}", in_flight->endpoint->settings_.queue,
+                     in_flight->envelope.message_id, status.message());
+        finish(Status::Ok());
+    });
     copy.mandatory = true;
     PublishMovedCopy(destination, arguments, std::move(copy), kMovePublishAttempts, finish);
 }

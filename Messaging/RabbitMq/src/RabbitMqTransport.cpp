@@ -341,15 +341,21 @@ void RabbitMqTransport::OnMethod(std::uint16_t channel, amqp_method_number_t met
             }
             // 406 to a declaration: the entity exists with other properties or arguments. Another
             // party's exchange serves as it is: forget the declaration, so that the reconnect does
-            // not repeat it and what was to be sent there goes to the existing exchange.
-            if (declaring && close->reply_code == AMQP_PRECONDITION_FAILED && !borrowed_exchange.empty())
+            // not repeat it and what was to be sent there goes to the existing exchange. 403: this
+            // user may not declare it; forget the declaration too, and refuse what is sent there
+            // from now on, as MassTransit's send fails, instead of closing the channel each time.
+            const bool borrowed_refusal =
+                declaring && !borrowed_exchange.empty() &&
+                (close->reply_code == AMQP_PRECONDITION_FAILED || close->reply_code == AMQP_ACCESS_REFUSED);
+            if (borrowed_refusal) {
                 std::erase_if(topology_, [&](const DeclaredTopology& entry) {
                     const auto& exchanges = entry.topology.exchanges;
                     return entry.topology.borrowed &&
                            std::any_of(exchanges.begin(), exchanges.end(),
                                        [&](const ExchangeSpec& spec) { return spec.name == borrowed_exchange; });
                 });
-            else if (declaring && close->reply_code == AMQP_PRECONDITION_FAILED)
+                if (close->reply_code == AMQP_ACCESS_REFUSED) refused_exchanges_[borrowed_exchange] = reason;
+            } else if (declaring && close->reply_code == AMQP_PRECONDITION_FAILED)
                 refusal_ = Status::PreconditionFailed(
                     "the broker refused a declaration because what exists differs. " + reason +
                     ". Make the settings match the existing entity, or delete it, then restart the service");
@@ -605,6 +611,10 @@ void RabbitMqTransport::Publish(const std::string& exchange, TransportMessage me
             });
     };
     if (!IsConnected()) return fail(Status::Unavailable("not connected to RabbitMQ"));
+    if (!refused_exchanges_.empty())
+        if (auto refused = refused_exchanges_.find(exchange); refused != refused_exchanges_.end())
+            return fail(Status::PermissionDenied("the broker does not let this service declare the exchange '" +
+                                                 exchange + "' (" + refused->second + ")"));
     EncodedProperties properties(message.properties);
     const std::size_t mark = writer_.buffer().size();
     amqp_basic_publish_t publish{};

@@ -147,6 +147,9 @@ class RabbitMqTransport : public Transport {
     std::string blocked_reason_;  // set while the broker blocks publishing (connection.blocked)
     std::string last_error_;
     Status refusal_;  // see TopologyRefusal
+    // Borrowed exchanges the broker would not let this user declare (403), with the refusal: a
+    // publish to one fails at once with PermissionDenied instead of closing the channel again.
+    std::map<std::string, std::string> refused_exchanges_;
     std::uint64_t generation_ = 0;
     int reconnect_attempts_ = 0;
     std::uint64_t next_publish_tag_ = 1;

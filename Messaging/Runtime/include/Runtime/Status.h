@@ -8,7 +8,15 @@
 
 namespace messaging {
 
-enum class StatusCode { kOk, kInvalidArgument, kNotFound, kUnavailable, kPreconditionFailed, kInternal };
+enum class StatusCode {
+    kOk,
+    kInvalidArgument,
+    kNotFound,
+    kUnavailable,
+    kPreconditionFailed,
+    kPermissionDenied,
+    kInternal
+};
 
 class Status {
   public:
@@ -19,6 +27,8 @@ class Status {
     static Status Internal(std::string message) { return {StatusCode::kInternal, std::move(message)}; }
     static Status NotFound(std::string message) { return {StatusCode::kNotFound, std::move(message)}; }
     static Status InvalidArgument(std::string message) { return {StatusCode::kInvalidArgument, std::move(message)}; }
+    // Refused for good (the broker's 403): trying again does not help.
+    static Status PermissionDenied(std::string message) { return {StatusCode::kPermissionDenied, std::move(message)}; }
     static Status PreconditionFailed(std::string message) {
         return {StatusCode::kPreconditionFailed, std::move(message)};
     }
