@@ -1,5 +1,7 @@
 #include "Broker/BrokerSupport.h"
 
+#include "Support/Waiting.h"
+
 #include <amqp.h>
 #include <amqp_tcp_socket.h>
 #include <signal.h>
@@ -256,14 +258,17 @@ std::optional<RawMessage> RawAmqpClient::Get(const std::string& queue, std::chro
     // What is in the queue already: basic.get. A queue the management API lists may not serve yet (a quorum
     // queue electing its leader): the broker closes the channel, and the client reopens it and asks again
     // until the deadline.
-    amqp_rpc_reply_t reply = amqp_basic_get(state, 1, Bytes(queue), /*no_ack=*/1);
-    while (reply.reply_type != AMQP_RESPONSE_NORMAL) {
-        const std::string refusal = ReopenAfterChannelError(state, reply);
-        if (std::chrono::steady_clock::now() >= deadline)
-            throw std::runtime_error("raw AMQP client: basic.get on " + queue + " failed: " + refusal);
-        std::this_thread::sleep_for(std::chrono::milliseconds(50));  // polling the broker, not synchronising
-        reply = amqp_basic_get(state, 1, Bytes(queue), /*no_ack=*/1);
-    }
+    amqp_rpc_reply_t reply{};
+    std::string refusal;
+    const bool served = test_support::WaitFor(
+        [&] {
+            reply = amqp_basic_get(state, 1, Bytes(queue), /*no_ack=*/1);
+            if (reply.reply_type == AMQP_RESPONSE_NORMAL) return true;
+            refusal = ReopenAfterChannelError(state, reply);
+            return false;
+        },
+        timeout);
+    if (!served) throw std::runtime_error("raw AMQP client: basic.get on " + queue + " failed: " + refusal);
     if (reply.reply.id == AMQP_BASIC_GET_OK_METHOD) {
         auto* ok = static_cast<amqp_basic_get_ok_t*>(reply.reply.decoded);
         const amqp_bytes_t exchange = amqp_bytes_malloc_dup(ok->exchange);
