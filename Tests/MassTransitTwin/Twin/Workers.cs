@@ -1,5 +1,6 @@
 // The inventory and payment consumers with the seed's simulation rules, keyed on the order id's last
-// character: 0 out of stock, 1 card declined, 2 the gateway throws on every attempt.
+// character: 0 out of stock, 1 card declined, 2 the gateway throws on every attempt. Like ours, they
+// answer with RespondAsync: to a request client's responseAddress, else published for the saga.
 using Contracts;
 using MassTransit;
 
@@ -11,15 +12,15 @@ namespace Inventory
         {
             var orderId = context.Message.OrderId;
             if (orderId.EndsWith('0'))
-                return context.Publish(new StockShortage(orderId, "Out of stock"));
-            return context.Publish(new StockReserved(orderId));
+                return context.RespondAsync(new StockShortage(orderId, "Out of stock"));
+            return context.RespondAsync(new StockReserved(orderId));
         }
     }
 
     public class ReleaseStockConsumer : IConsumer<ReleaseStock>
     {
         public Task Consume(ConsumeContext<ReleaseStock> context) =>
-            context.Publish(new StockReleased(context.Message.OrderId));
+            context.RespondAsync(new StockReleased(context.Message.OrderId));
     }
 }
 
@@ -35,8 +36,8 @@ namespace Payment
             if (orderId.EndsWith('2'))
                 throw new PaymentGatewayUnavailable("Payment gateway unavailable");
             if (orderId.EndsWith('1'))
-                return context.Publish(new PaymentFailed(orderId, "Credit card limit exceeded"));
-            return context.Publish(new PaymentAccepted(orderId, NewId.NextGuid().ToString()));
+                return context.RespondAsync(new PaymentFailed(orderId, "Credit card limit exceeded"));
+            return context.RespondAsync(new PaymentAccepted(orderId, NewId.NextGuid().ToString()));
         }
     }
 }
