@@ -5,10 +5,12 @@
 #include <doctest/doctest.h>
 
 #include <fstream>
+#include <future>
 #include <random>
 #include <set>
 #include <sstream>
 
+#include "Bus/Bus.h"
 #include "MassTransitTwin/Deployment.h"
 #include "MassTransitTwin/WireDiff.h"
 #include "Wire/TraceContext.h"
@@ -191,6 +193,54 @@ std::map<std::string, Json> AskWithMassTransit(const ScopedVhost& vhost, const s
     return answers;
 }
 
+// Our bus alone, as a requester: a RabbitMqTransport and a Bus without receive endpoints, on a loop
+// thread of their own.
+class OurRequester {
+  public:
+    explicit OurRequester(const ScopedVhost& vhost) {
+        REQUIRE(loop_thread_.loop().Invoke([&] {
+            transport_ =
+                std::make_unique<messaging::RabbitMqTransport>(loop_thread_.loop(), vhost.Settings(), "requester");
+            bus_ =
+                std::make_unique<messaging::Bus>(loop_thread_.loop(), *transport_, messaging::BusSettings{"Requester"});
+            return transport_->Start().ok() && bus_->Start().ok();
+        }));
+        // A publish while not connected fails at once, as the services' do.
+        REQUIRE(test_support::WaitFor(
+            [&] { return loop_thread_.loop().Invoke([&] { return transport_->IsConnected(); }); }, 10s));
+    }
+    ~OurRequester() {
+        loop_thread_.loop().Invoke([&] {
+            bus_.reset();
+            transport_.reset();
+        });
+    }
+
+    // Sends the request from the loop and waits for its outcome.
+    template <class TRequest, class... TResponses>
+    messaging::RequestOutcome Ask(const std::string& queue, const TRequest& message,
+                                  std::chrono::milliseconds timeout) {
+        auto outcome = std::make_shared<std::promise<messaging::RequestOutcome>>();
+        auto answered = outcome->get_future();
+        loop_thread_.loop().Post([this, queue, message, timeout, outcome] {
+            bus_->Request<TRequest, TResponses...>(
+                queue, message, [outcome](messaging::RequestOutcome result) { outcome->set_value(std::move(result)); },
+                {.timeout = timeout});
+        });
+        REQUIRE(answered.wait_for(timeout + 10s) == std::future_status::ready);
+        return answered.get();
+    }
+
+    std::string ResponseQueue() {
+        return loop_thread_.loop().Invoke([&] { return messaging::ExchangeOfAddress(bus_->BusAddress()); });
+    }
+
+  private:
+    messaging::EventLoopThread loop_thread_;
+    std::unique_ptr<messaging::RabbitMqTransport> transport_;
+    std::unique_ptr<messaging::Bus> bus_;
+};
+
 struct WireRun {
     TopologySnapshot topology;
     std::unique_ptr<WireCapture> capture;
@@ -290,6 +340,73 @@ TEST_SUITE("Twin") {
             }
         }
         // Answered, not published: the saga saw none of these orders.
+        CHECK_FALSE(deployment.Order("req-3").has_value());
+    }
+
+    TEST_CASE("Request: our request client gets the twin's answers - responses - a fault - a timeout") {
+        using namespace contracts;
+        ScopedVhost vhost;
+        Deployment deployment(vhost, {Side::kTwin, Side::kTwin, Side::kTwin}, StartFirst::kTwin);
+        OurRequester requester(vhost);
+        const std::vector<OrderItem> items = {{.sku = "SKU-1", .quantity = 1, .unit_price = *Decimal::Parse("9.99")}};
+        auto check_inventory = [&](const char* order_id) {
+            return requester.Ask<CheckInventory, StockReserved, StockShortage>(
+                "inventory-service", CheckInventory{.order_id = *OrderId::Parse(order_id), .items = items}, 30s);
+        };
+        auto process_payment = [&](const char* order_id, const std::string& queue = "payment-service",
+                                   std::chrono::milliseconds timeout = 30s) {
+            return requester.Ask<ProcessPayment, PaymentAccepted, PaymentFailed>(
+                queue,
+                ProcessPayment{
+                    .order_id = *OrderId::Parse(order_id), .amount = *Decimal::Parse("9.99"), .card_number = "tok"},
+                timeout);
+        };
+        using Kind = messaging::RequestOutcome::Kind;
+
+        const auto reserved = check_inventory("req-3");
+        REQUIRE_MESSAGE(reserved.kind == Kind::kResponse, reserved.error);
+        CHECK(reserved.Is<StockReserved>());
+        CHECK(reserved.Read<StockReserved>().order_id.str() == "req-3");
+
+        const auto shortage = check_inventory("req-0");
+        REQUIRE_MESSAGE(shortage.kind == Kind::kResponse, shortage.error);
+        REQUIRE(shortage.Is<StockShortage>());
+        CHECK(shortage.Read<StockShortage>().reason == "Out of stock");
+
+        const auto accepted = process_payment("req-3");
+        REQUIRE_MESSAGE(accepted.kind == Kind::kResponse, accepted.error);
+        CHECK(accepted.Is<PaymentAccepted>());
+
+        const auto failed = process_payment("req-1");
+        REQUIRE_MESSAGE(failed.kind == Kind::kResponse, failed.error);
+        REQUIRE(failed.Is<PaymentFailed>());
+        CHECK(failed.Read<PaymentFailed>().reason == "Credit card limit exceeded");
+
+        // The twin's consumer gives up after its retries and sends Fault<ProcessPayment> to us.
+        const auto fault = process_payment("req-2");
+        REQUIRE_MESSAGE(fault.kind == Kind::kFault, fault.error);
+        CHECK(fault.error == "Payment gateway unavailable");
+        CHECK(fault.answer.request_id == fault.request_id);
+
+        // No one consumes this exchange's messages: the request times out.
+        const auto unanswered = process_payment("req-3", "nobody-home", 1500ms);
+        CHECK(unanswered.kind == Kind::kTimeout);
+
+        // The bus endpoint, as MassTransit 8.5's RabbitMqBusFactoryConfigurator declares it.
+        ManagementApi api;
+        const std::string v = Encode(vhost.name());
+        const std::string queue = requester.ResponseQueue();
+        const Json declared = api.Get("queues/" + v + "/" + Encode(queue));
+        CHECK(declared["durable"] == false);
+        CHECK(declared["auto_delete"] == true);
+        CHECK(declared["exclusive"] == false);
+        CHECK(declared["arguments"] == Json{{"x-expires", 60000}});
+        const Json exchange = api.Get("exchanges/" + v + "/" + Encode(queue));
+        CHECK(exchange["type"] == "fanout");
+        CHECK(exchange["durable"] == false);
+        CHECK(exchange["auto_delete"] == true);
+        CHECK(api.Get("bindings/" + v + "/e/" + Encode(queue) + "/q/" + Encode(queue)).size() == 1);
+        // Answered to us, not published: the twin's saga saw none of these orders.
         CHECK_FALSE(deployment.Order("req-3").has_value());
     }
 

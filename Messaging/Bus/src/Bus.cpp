@@ -113,6 +113,7 @@ Bus::~Bus() {
     *alive_ = false;
     for (auto& endpoint : endpoints_)
         if (endpoint.consuming_) transport_.Cancel(endpoint.consumer_id_);
+    if (response_endpoint_ && response_endpoint_->consuming_) transport_.Cancel(response_endpoint_->consumer_id_);
 }
 
 std::string ExchangeOfAddress(const std::string& address) {
@@ -212,10 +213,10 @@ void Bus::DeclareSendExchangeOnce(const std::string& address) {
     transport_.Declare(topology, LogRefusal("the exchange of " + address));
 }
 
-void Bus::DeclareQueueOnce(const std::string& queue, const HeaderTable& arguments) {
+void Bus::DeclareQueueOnce(const std::string& queue, const HeaderTable& arguments, bool temporary) {
     if (std::find(declared_queues_.begin(), declared_queues_.end(), queue) != declared_queues_.end()) return;
     declared_queues_.push_back(queue);
-    transport_.Declare(QueueWithExchange(queue, arguments), LogRefusal("the queue " + queue));
+    transport_.Declare(QueueWithExchange(queue, arguments, temporary), LogRefusal("the queue " + queue));
 }
 
 Status Bus::Start() {
@@ -226,6 +227,7 @@ Status Bus::Start() {
             ReceiveEndpointTopology(endpoint.settings_.queue, consumed, endpoint.settings_.queue_arguments),
             LogRefusal("the receive endpoint " + endpoint.settings_.queue));
     }
+    if (response_endpoint_) StartResponseEndpoint();
     for (auto& endpoint : endpoints_) {
         StartConsuming(endpoint);
         const auto& settings = endpoint.settings_;
@@ -290,6 +292,14 @@ void Bus::Stop(std::function<void()> stopped) {
         endpoint.restart_timer_.reset();
         ReturnWaiting(endpoint);
     }
+    if (response_endpoint_ && response_endpoint_->consuming_) {
+        transport_.Cancel(response_endpoint_->consumer_id_);
+        response_endpoint_->consuming_ = false;
+    }
+    // No answer can come now: every request still waiting ends, as MassTransit cancels them.
+    while (!pending_requests_.empty())
+        FinishRequest(pending_requests_.begin()->first,
+                      {.kind = RequestOutcome::Kind::kCanceled, .error = "the bus stopped before an answer came"});
     // A delivery waiting for a retry goes back to the queue; one being published finishes.
     std::vector<std::shared_ptr<InFlight>> waiting;
     for (auto& in_flight : in_flight_)
@@ -331,9 +341,11 @@ OutgoingMessage Bus::Build(const std::string& exchange, std::vector<std::string>
     else
         WriteTraceHeaders(TraceContext::NewRoot(), envelope.headers);
     envelope.request_id = options.request_id;
+    envelope.response_address = options.response_address;
     envelope.destination_address = Address(exchange);
     envelope.message_type = std::move(message_types);
     envelope.sent_time = contracts::UtcNow();
+    if (options.time_to_live) envelope.expiration_time = envelope.sent_time + *options.time_to_live;
     envelope.host = host_;
 
     OutgoingMessage outgoing;
@@ -345,6 +357,11 @@ OutgoingMessage Bus::Build(const std::string& exchange, std::vector<std::string>
     properties.correlation_id = envelope.correlation_id;
     properties.delivery_mode = 2;
     properties.headers = AmqpHeadersFrom(envelope.headers);
+    // In whole milliseconds, as MassTransit writes it; at least one second, as MassTransit (a zero
+    // expiration would drop a message no consumer is waiting for at that very moment).
+    if (options.time_to_live)
+        properties.expiration =
+            std::to_string(options.time_to_live->count() > 0 ? options.time_to_live->count() : std::int64_t{1000});
     return outgoing;
 }
 
@@ -371,6 +388,142 @@ void Bus::Dispatch(std::vector<OutgoingMessage> messages, Completion done) {
                 pending->first_error = status;
             if (--pending->remaining == 0 && !alive.expired()) pending->done(pending->first_error);
         });
+    }
+}
+
+namespace {
+// MassTransit's bus endpoint queue expires after a minute without a consumer (x-expires), so a
+// process that ended without deleting it leaves nothing behind for long.
+constexpr std::int64_t kResponseQueueExpiresMs = 60000;
+constexpr std::uint16_t kResponsePrefetch = 16;
+
+// The first exception message of a Fault<T> body, as a request's error.
+std::string FaultMessage(const contracts::Json& fault) {
+    if (fault.is_object())
+        if (auto exceptions = fault.find("exceptions"); exceptions != fault.end() && exceptions->is_array())
+            for (const auto& exception : *exceptions)
+                if (auto text = exception.find("message"); text != exception.end() && text->is_string())
+                    return text->get<std::string>();
+    return "the consumer faulted without an exception message";
+}
+}  // namespace
+
+std::string Bus::SendRequest(const std::string& queue, const contracts::MessageTypeName& type,
+                             const std::vector<contracts::MessageTypeName>& implemented,
+                             std::vector<std::string> message_types, contracts::OrderedJson message,
+                             const std::vector<contracts::MessageTypeName>& responses, RequestCallback answered,
+                             const RequestOptions& options) {
+    const std::string request_id = contracts::Guid::New().ToString();
+    std::weak_ptr<bool> alive = alive_;
+    if (stopping_) {
+        // Answered from the loop, never from inside the caller's own call.
+        loop_.Post([alive, request_id, answered = std::move(answered)] {
+            if (alive.expired()) return;
+            answered({.kind = RequestOutcome::Kind::kCanceled,
+                      .request_id = request_id,
+                      .error = "the bus is stopping: the request was not sent"});
+        });
+        return request_id;
+    }
+    if (!response_endpoint_) {
+        response_endpoint_.reset(new ReceiveEndpoint(ReceiveEndpointSettings{
+            .queue = ExchangeOfAddress(bus_address_), .prefetch = kResponsePrefetch, .temporary = true}));
+        response_endpoint_->answers_requests_ = true;
+        StartResponseEndpoint();
+    }
+
+    PendingRequest pending;
+    contracts::OrderedJson accept = contracts::OrderedJson::array();
+    for (const auto& response : responses) {
+        AcceptAnswers(response, /*fault=*/false);
+        accept.push_back(response.Urn());
+        pending.answer_types.push_back(response.Urn());
+    }
+    const contracts::MessageTypeName fault = contracts::FaultOf(type);
+    AcceptAnswers(fault, /*fault=*/true);
+    pending.answer_types.push_back(fault.Urn());
+
+    SendOptions send;
+    send.request_id = request_id;
+    send.response_address = bus_address_;
+    send.time_to_live = options.timeout;
+    send.trace = options.trace;
+    // In the envelope only: MassTransit does not copy a list into the AMQP headers.
+    send.headers["MT-Request-AcceptType"] = std::move(accept);
+    std::string exchange = queue;
+    if (queue.empty()) {
+        DeclareTopologyFor(type, implemented);
+        exchange = type.EntityName();
+    } else {
+        DeclareSendExchangeOnce(Address(queue));
+    }
+    OutgoingMessage outgoing = Build(exchange, std::move(message_types), std::move(message), {}, nullptr, send);
+
+    pending.answered = std::move(answered);
+    pending.timeout = std::make_unique<Timer>(loop_);
+    pending.timeout->Start(options.timeout, [this, request_id, timeout = options.timeout] {
+        FinishRequest(request_id, {.kind = RequestOutcome::Kind::kTimeout,
+                                   .error = "no answer within " + std::to_string(timeout.count()) + " ms"});
+    });
+    pending_requests_.emplace(request_id, std::move(pending));
+    Dispatch({std::move(outgoing)}, [this, alive, request_id](const Status& status) {
+        if (alive.expired() || status.ok()) return;
+        FinishRequest(request_id, {.kind = RequestOutcome::Kind::kNotSent, .error = status.message()});
+    });
+    return request_id;
+}
+
+void Bus::StartResponseEndpoint() {
+    const std::string& queue = response_endpoint_->settings_.queue;
+    // Declared on every start: the broker deletes the queue once its consumer is cancelled.
+    transport_.Declare(QueueWithExchange(queue, {{"x-expires", kResponseQueueExpiresMs}}, /*temporary=*/true),
+                       LogRefusal("the bus endpoint " + queue));
+    if (!response_endpoint_->consuming_) StartConsuming(*response_endpoint_);
+}
+
+void Bus::AcceptAnswers(const contracts::MessageTypeName& type, bool fault) {
+    std::string urn = type.Urn();
+    for (const auto& registration : response_endpoint_->registrations_)
+        if (registration.urn == urn) return;
+    ReceiveEndpoint::Registration registration;
+    registration.type = type;
+    registration.urn = urn;
+    registration.consumer_type = "messaging.RequestClient";
+    registration.invoke = [this, fault, urn](ConsumeContext& context) {
+        const Envelope& answer = context.envelope();
+        RequestOutcome outcome{.kind = fault ? RequestOutcome::Kind::kFault : RequestOutcome::Kind::kResponse,
+                               .answer = answer};
+        if (fault)
+            outcome.error = FaultMessage(answer.message);
+        else
+            outcome.response_type = urn;
+        FinishRequest(answer.request_id, std::move(outcome));
+    };
+    response_endpoint_->registrations_.push_back(std::move(registration));
+}
+
+const ReceiveEndpoint::Registration* Bus::MatchAnswer(const Envelope& envelope) const {
+    const auto pending = pending_requests_.find(envelope.request_id);
+    if (pending == pending_requests_.end()) return nullptr;
+    for (const auto& urn : envelope.message_type)
+        for (const auto& accepted : pending->second.answer_types)
+            if (contracts::EqualsIgnoreCase(urn, accepted)) return response_endpoint_->Match({accepted});
+    return nullptr;
+}
+
+void Bus::FinishRequest(const std::string& request_id, RequestOutcome outcome) {
+    auto finished = pending_requests_.extract(request_id);
+    if (finished.empty()) return;  // answered already
+    finished.mapped().timeout->Stop();
+    outcome.request_id = request_id;
+    // The requester's callback may fail; the answer is taken all the same, and nothing is thrown
+    // into the loop or the consume pipeline.
+    try {
+        finished.mapped().answered(std::move(outcome));
+    } catch (const std::exception& e) {
+        spdlog::error("the callback of request {} failed: {}", request_id, e.what());
+    } catch (...) {
+        spdlog::error("the callback of request {} failed", request_id);
     }
 }
 
@@ -409,7 +562,8 @@ void Bus::Begin(ReceiveEndpoint& endpoint, Delivery delivery) {
     }
     in_flight->trace = ReceiveSpan(in_flight->delivery.message.properties.headers, in_flight->envelope.headers);
     in_flight->log_fields.Set(kTraceLogField, in_flight->trace.trace_id);
-    in_flight->registration = endpoint.Match(in_flight->envelope.message_type);
+    in_flight->registration = endpoint.answers_requests_ ? MatchAnswer(in_flight->envelope)
+                                                         : endpoint.Match(in_flight->envelope.message_type);
     if (!in_flight->registration) {
         MoveToSkipped(in_flight);
         return;
@@ -501,7 +655,8 @@ void Bus::RunAttempt(const std::shared_ptr<InFlight>& in_flight) {
     std::string error_message;
     bool retryable = true;
     try {
-        if (unit_of_work_)
+        // An answer to a request only ends the request: it writes nothing to commit.
+        if (unit_of_work_ && !in_flight->endpoint->answers_requests_)
             unit_of_work_->Run([&] { registration.invoke(context); });
         else
             registration.invoke(context);
@@ -542,7 +697,7 @@ void Bus::RunAttempt(const std::shared_ptr<InFlight>& in_flight) {
 
     if (observer_) observer_->OnConsumed(queue, in_flight->envelope, registration.urn);
     if (auto& kill_switch = in_flight->endpoint->kill_switch_) kill_switch->OnSuccess(KillSwitch::Clock::now());
-    if (!unit_of_work_) {
+    if (!unit_of_work_ || in_flight->endpoint->answers_requests_) {
         Release(in_flight, std::move(context.outgoing_));
         return;
     }
@@ -704,7 +859,8 @@ void Bus::MoveToSkipped(const std::shared_ptr<InFlight>& in_flight) {
 void Bus::Move(const std::shared_ptr<InFlight>& in_flight, const std::string& destination, TransportMessage copy,
                std::vector<OutgoingMessage> also_publish) {
     const HeaderTable& arguments = in_flight->endpoint->settings_.queue_arguments;
-    DeclareQueueOnce(destination, arguments);
+    const bool temporary = in_flight->endpoint->settings_.temporary;
+    DeclareQueueOnce(destination, arguments, temporary);
     if (observer_) observer_->OnMoved(destination, copy);
     // The delivery is acked only once the broker confirmed the copy in a queue and every other
     // message; anything less returns it to its queue, so a move can repeat but never lose it.
@@ -734,15 +890,15 @@ void Bus::Move(const std::shared_ptr<InFlight>& in_flight, const std::string& de
         finish(Status::Ok());
     });
     copy.mandatory = true;
-    PublishMovedCopy(destination, arguments, std::move(copy), kMovePublishAttempts, finish);
+    PublishMovedCopy(destination, arguments, temporary, std::move(copy), kMovePublishAttempts, finish);
 }
 
-void Bus::PublishMovedCopy(const std::string& queue, const HeaderTable& arguments, TransportMessage copy,
-                           int attempts_left, Completion done) {
+void Bus::PublishMovedCopy(const std::string& queue, const HeaderTable& arguments, bool temporary,
+                           TransportMessage copy, int attempts_left, Completion done) {
     TransportMessage again = attempts_left > 1 ? copy : TransportMessage{};
     std::weak_ptr<bool> alive = alive_;
     transport_.Publish(queue, std::move(copy),
-                       [this, alive, queue, arguments, again = std::move(again), attempts_left,
+                       [this, alive, queue, arguments, temporary, again = std::move(again), attempts_left,
                         done = std::move(done)](const Status& status) mutable {
                            if (alive.expired()) return;
                            if (status.code() != StatusCode::kNotFound || attempts_left <= 1) return done(status);
@@ -752,8 +908,9 @@ void Bus::PublishMovedCopy(const std::string& queue, const HeaderTable& argument
                            spdlog::warn("{} did not take message {} ({}); declaring it again", queue,
                                         again.properties.message_id, status.message());
                            std::erase(declared_queues_, queue);
-                           DeclareQueueOnce(queue, arguments);
-                           PublishMovedCopy(queue, arguments, std::move(again), attempts_left - 1, std::move(done));
+                           DeclareQueueOnce(queue, arguments, temporary);
+                           PublishMovedCopy(queue, arguments, temporary, std::move(again), attempts_left - 1,
+                                            std::move(done));
                        });
 }
 

@@ -43,10 +43,11 @@ void Topology::Merge(const Topology& other) {
     for (const auto& b : other.exchange_bindings) AddUnique(exchange_bindings, b);
 }
 
-Topology QueueWithExchange(const std::string& name, const HeaderTable& queue_arguments) {
+Topology QueueWithExchange(const std::string& name, const HeaderTable& queue_arguments, bool temporary) {
     Topology topology;
-    topology.AddQueue(name, queue_arguments);
-    topology.AddExchange(name);
+    topology.queues.push_back(
+        QueueSpec{.name = name, .durable = !temporary, .auto_delete = temporary, .arguments = queue_arguments});
+    topology.exchanges.push_back(ExchangeSpec{.name = name, .durable = !temporary, .auto_delete = temporary});
     topology.BindQueue(name, name);
     return topology;
 }

@@ -6,6 +6,7 @@
 // in-memory outbox). Loop thread only.
 #pragma once
 
+#include <chrono>
 #include <deque>
 #include <functional>
 #include <list>
@@ -44,7 +45,11 @@ class NonRetryableError : public std::runtime_error {
 
 struct SendOptions {
     contracts::OrderedJson headers = contracts::OrderedJson::object();  // extra envelope (and AMQP) headers
-    std::string request_id = {};  // written as requestId: set on a response to the request's id
+    std::string request_id = {};        // written as requestId: a request's id, or on a response the request's
+    std::string response_address = {};  // written as responseAddress: where a request's answer goes
+    // Written as the envelope's expirationTime and the AMQP expiration: the broker drops the message
+    // unconsumed once it has waited this long, as MassTransit's TimeToLive.
+    std::optional<std::chrono::milliseconds> time_to_live = {};
     // Outside a consumer, the span the message is sent from (an HTTP request's): the message then
     // carries a child span of it. A consumer's messages continue the consumed message's trace, and
     // any other message starts a new trace.
@@ -154,6 +159,9 @@ struct ReceiveEndpointSettings {
     // queue's count, it counts every message unsettled when the process ended, not only the one
     // whose consumer ended it.
     int redelivery_limit = 0;
+    // As MassTransit's temporary endpoints (the bus endpoint): the queue and its exchange, and the
+    // _error and _skipped queues with theirs, are neither durable nor kept once unused.
+    bool temporary = false;
 };
 
 // x-queue-type "quorum", plus x-quorum-initial-group-size when `initial_group_size` is positive,
@@ -191,13 +199,55 @@ class ReceiveEndpoint {
     const Registration* Match(const std::vector<std::string>& message_types) const;
 
     ReceiveEndpointSettings settings_;
-    std::vector<Registration> registrations_;
+    // A deque: the bus's response endpoint gains registrations while a delivery runs one of them.
+    std::deque<Registration> registrations_;
+    // The bus's response endpoint: a delivery is matched to the request it answers, and its queue,
+    // exchange, _error and _skipped are temporary, as MassTransit's bus endpoint declares them.
+    bool answers_requests_ = false;
     ConsumerId consumer_id_ = 0;
     bool consuming_ = false;
     int active_ = 0;                         // deliveries in the consume pipeline
     std::deque<Delivery> waiting_;           // held back by the concurrent message limit
     std::optional<KillSwitch> kill_switch_;  // when enabled
     std::unique_ptr<Timer> restart_timer_;   // runs while the kill switch holds the endpoint stopped
+};
+
+// What a request came to: one of the responses it accepts, the consumer's Fault<T>, or nothing.
+struct RequestOutcome {
+    enum class Kind {
+        kResponse,  // an answer of an accepted type
+        kFault,     // the consumer gave up: Fault<TRequest>, as MassTransit's RequestFaultException
+        kTimeout,   // no answer within the timeout, as MassTransit's RequestTimeoutException
+        kNotSent,   // the broker did not take the request
+        kCanceled,  // the bus stopped before an answer came
+    };
+    Kind kind = Kind::kTimeout;
+    std::string request_id = {};
+    // kResponse and kFault: the answer's envelope as read.
+    Envelope answer = {};
+    // kResponse: the URN of the accepted type the answer was matched as.
+    std::string response_type = {};
+    // kFault: the first exception's message; otherwise, but for kResponse, what happened.
+    std::string error = {};
+
+    template <class T>
+    bool Is() const {
+        return kind == Kind::kResponse &&
+               contracts::EqualsIgnoreCase(response_type, contracts::MessageContract<T>::Name().Urn());
+    }
+    // The answer as T; throws contracts::ContractError when it does not read as one.
+    template <class T>
+    T Read() const {
+        return contracts::MessageContract<T>::Read(answer.message);
+    }
+};
+using RequestCallback = std::function<void(RequestOutcome)>;
+
+struct RequestOptions {
+    // How long to wait for an answer, also the request's time to live: MassTransit's default.
+    std::chrono::milliseconds timeout = std::chrono::seconds(30);
+    // As SendOptions::trace: the span the request is sent from, if any.
+    std::optional<TraceContext> trace = {};
 };
 
 struct BusSettings {
@@ -250,6 +300,23 @@ class Bus {
         Dispatch({PreparePublish(message)}, std::move(done));
     }
 
+    // Asks as MassTransit's request client does: sends `message` to `queue` (publishes it when
+    // `queue` is empty) with a new requestId, the bus address as responseAddress, the accepted types
+    // in MT-Request-AcceptType and the timeout as its time to live. The answer comes to the bus's
+    // temporary endpoint, declared and consumed with the first request. `answered` runs once, on the
+    // loop: with the first answer of a type in TResponses or Fault<TRequest>, or when the timeout
+    // passes, the send fails or the bus stops. An answer no request waits for (a late one) goes to
+    // the endpoint's _skipped queue. Returns the request id.
+    template <class TRequest, class... TResponses>
+    std::string Request(const std::string& queue, const TRequest& message, RequestCallback answered,
+                        const RequestOptions& options = {}) {
+        static_assert(sizeof...(TResponses) > 0, "a request accepts at least one response type");
+        using Request = contracts::MessageContract<TRequest>;
+        return SendRequest(queue, Request::Name(), Request::ImplementedTypes(), Request::MessageTypes(),
+                           Request::Write(message), {contracts::MessageContract<TResponses>::Name()...},
+                           std::move(answered), options);
+    }
+
     void SetObserver(BusObserver* observer) { observer_ = observer; }
     // Consumers then run as units of `unit_of_work`, and their messages wait for its commit.
     void SetUnitOfWork(UnitOfWork* unit_of_work) { unit_of_work_ = unit_of_work; }
@@ -275,7 +342,7 @@ class Bus {
                             const std::vector<contracts::MessageTypeName>& implemented);
     // Declares a queue with its same-named exchange the first time it is needed, as MassTransit
     // declares `_error` and `_skipped` on the first move.
-    void DeclareQueueOnce(const std::string& queue, const HeaderTable& arguments);
+    void DeclareQueueOnce(const std::string& queue, const HeaderTable& arguments, bool temporary);
     // Declares an address's exchange the first time something is sent to it, as MassTransit's send
     // endpoint does: publishing to an exchange that does not exist would close the channel and the
     // connection, and the delivery, returned to its queue, would try again for ever.
@@ -291,6 +358,20 @@ class Bus {
     OutgoingMessage Build(const std::string& exchange, std::vector<std::string> message_types,
                           contracts::OrderedJson message, std::string correlation_id, const ConsumeContext* parent,
                           const SendOptions& options, const std::string& source_queue = {});
+
+    std::string SendRequest(const std::string& queue, const contracts::MessageTypeName& type,
+                            const std::vector<contracts::MessageTypeName>& implemented,
+                            std::vector<std::string> message_types, contracts::OrderedJson message,
+                            const std::vector<contracts::MessageTypeName>& responses, RequestCallback answered,
+                            const RequestOptions& options);
+    // Declares the bus's temporary endpoint and consumes it, once per start of the bus.
+    void StartResponseEndpoint();
+    // The registration of the response endpoint for an answer of `type` (a response or a fault).
+    void AcceptAnswers(const contracts::MessageTypeName& type, bool fault);
+    // The registration an answer runs: the request with its requestId must wait for one of its types.
+    const ReceiveEndpoint::Registration* MatchAnswer(const Envelope& envelope) const;
+    // Ends the request with `outcome`: its timer stops and its callback runs, once.
+    void FinishRequest(const std::string& request_id, RequestOutcome outcome);
 
     void StartConsuming(ReceiveEndpoint& endpoint);
     void OnDelivery(ReceiveEndpoint& endpoint, Delivery delivery);
@@ -322,7 +403,7 @@ class Bus {
               std::vector<OutgoingMessage> also_publish);
     // Publishes the copy; when the broker returns it, declares the queue again and publishes anew,
     // at most `attempts_left` times in all.
-    void PublishMovedCopy(const std::string& queue, const HeaderTable& arguments, TransportMessage copy,
+    void PublishMovedCopy(const std::string& queue, const HeaderTable& arguments, bool temporary, TransportMessage copy,
                           int attempts_left, Completion done);
     static constexpr int kMovePublishAttempts = 3;
     // MassTransit's ReceiveFault for a body that could not be read: published beside the _error copy.
@@ -338,6 +419,14 @@ class Bus {
     std::string base_address_;
     std::string bus_address_;
     std::list<ReceiveEndpoint> endpoints_;
+    // The bus endpoint answers to requests come to, once the first request is sent.
+    std::unique_ptr<ReceiveEndpoint> response_endpoint_;
+    struct PendingRequest {
+        std::vector<std::string> answer_types;  // URNs: the accepted responses, then Fault<TRequest>
+        RequestCallback answered;
+        std::unique_ptr<Timer> timeout;
+    };
+    std::map<std::string, PendingRequest> pending_requests_;  // by request id
     std::vector<std::string> declared_types_;
     std::vector<std::string> declared_queues_;
     std::set<std::string> declared_send_exchanges_;

@@ -71,7 +71,9 @@ struct Topology {
 
 // A queue plus the same-named fanout exchange bound to it (endpoint, `_error`, `_skipped`). The
 // `_error` and `_skipped` queues get their endpoint's queue arguments, as MassTransit copies them.
-Topology QueueWithExchange(const std::string& name, const HeaderTable& queue_arguments = {});
+// `temporary`: both are neither durable nor kept once unused (auto-delete), as MassTransit declares
+// a temporary endpoint's.
+Topology QueueWithExchange(const std::string& name, const HeaderTable& queue_arguments = {}, bool temporary = false);
 
 // The exchange of a published type, plus the exchanges of the types it implements, each bound to it.
 Topology PublishTopology(const contracts::MessageTypeName& type,
