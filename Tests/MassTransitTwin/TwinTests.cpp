@@ -93,8 +93,14 @@ void RunMix(Mix mix, StartFirst first, const std::vector<std::string>& environme
     INFO(label);
     ScopedVhost vhost;
     Deployment deployment(vhost, mix, first, environment);
-    const auto connections = Connections(vhost);
-    CHECK(connections.size() == 3);
+    // The management API lists a connection a moment after it opens: wait for all three.
+    std::map<std::string, std::string> connections;
+    CHECK(test_support::WaitFor(
+        [&] {
+            connections = Connections(vhost);
+            return connections.size() == 3;
+        },
+        10s));
     RawAmqpClient peer(vhost.name());
     std::random_device device;
     RunScenarios(deployment, peer, vhost, "mix" + std::to_string(device() % 100000) + "-");
