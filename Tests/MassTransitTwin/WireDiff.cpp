@@ -20,6 +20,8 @@ bool Ignored(const std::string& exchange) {
 
 std::string KeyOf(const OrderedJson& body) {
     if (!body.is_object()) return {};
+    // A raw JSON body is the message itself.
+    if (auto id = body.find("orderId"); id != body.end() && id->is_string()) return id->get<std::string>();
     const auto message = body.find("message");
     if (message == body.end() || !message->is_object()) return {};
     if (auto id = message->find("orderId"); id != message->end() && id->is_string()) return id->get<std::string>();

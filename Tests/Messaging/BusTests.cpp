@@ -23,13 +23,16 @@ const char* const kQueue = "test-queue";
 // A bus with one endpoint consuming StockReserved through `handler`, plus an observer queue bound to
 // MassTransit:Fault so faults can be read back.
 struct BusFixture {
-    explicit BusFixture(RetryPolicy retry, int redelivery_limit = 0) {
+    explicit BusFixture(RetryPolicy retry, int redelivery_limit = 0, bool raw_json = false) {
         loop_thread.loop().Invoke([&] {
             transport = std::make_unique<InMemoryTransport>(loop_thread.loop());
             bus = std::make_unique<Bus>(loop_thread.loop(), *transport, BusSettings{"TestService"});
             harness.Observe(*bus);
-            bus->AddReceiveEndpoint(
-                   {.queue = kQueue, .prefetch = 16, .retry = retry, .redelivery_limit = redelivery_limit})
+            bus->AddReceiveEndpoint({.queue = kQueue,
+                                     .prefetch = 16,
+                                     .retry = retry,
+                                     .redelivery_limit = redelivery_limit,
+                                     .raw_json = raw_json})
                 .Handle<contracts::StockReserved>(
                     "Tests.StockReservedConsumer",
                     [this](ConsumeContext& context, const contracts::StockReserved& message) {
@@ -701,6 +704,117 @@ TEST_SUITE("Bus.RequestClient") {
         const RequestOutcome after = Ask(fixture, "o-2", 30s);
         CHECK(after.kind == RequestOutcome::Kind::kCanceled);
         CHECK(fixture.harness.Published().size() == published);
+    }
+}
+
+namespace {
+
+// StockReserved as MassTransit's raw serializer sends it.
+TransportMessage RawStockReserved(const std::string& order_id) {
+    TransportMessage message;
+    message.body = R"({"orderId":")" + order_id + R"("})";
+    message.properties.content_type = "application/json";
+    message.properties.message_id = "0b1d0000-0000-4000-8000-000000000001";
+    message.properties.headers = {
+        {"MessageId", std::string("0b1d0000-0000-4000-8000-000000000001")},
+        {"ConversationId", std::string("0b1d0000-0000-4000-8000-000000000002")},
+        {"CorrelationId", std::string("0b1d0000-0000-4000-8000-000000000003")},
+        {"MT-MessageType", std::string("urn:message:Contracts:StockReserved;urn:message:Contracts:Other")},
+        {"MT-Source-Address", std::string("rabbitmq://localhost/sender")},
+        {"MT-Host-Info", std::string(R"({"MachineName":"box","ProcessName":"Sender","ProcessId":7})")},
+        {"Custom-Header", std::string("kept")}};
+    return message;
+}
+
+}  // namespace
+
+TEST_SUITE("Bus.RawJson") {
+    TEST_CASE("A raw JSON endpoint reads MassTransit's raw headers - and what its consumer sends is raw JSON") {
+        BusFixture fixture(RetryPolicy::None(), 0, /*raw_json=*/true);
+        std::promise<Envelope> consumed;
+        fixture.handler = [&](ConsumeContext& context, const contracts::StockReserved& message) {
+            consumed.set_value(context.envelope());
+            context.Publish(contracts::OrderCompleted{.order_id = message.order_id});
+        };
+        REQUIRE(fixture.PublishRaw("Contracts:StockReserved", RawStockReserved("o-1")).ok());
+        auto consumed_envelope = consumed.get_future();
+        REQUIRE(consumed_envelope.wait_for(10s) == std::future_status::ready);
+        const Envelope envelope = consumed_envelope.get();
+        CHECK(envelope.message_id == "0b1d0000-0000-4000-8000-000000000001");
+        CHECK(envelope.conversation_id == "0b1d0000-0000-4000-8000-000000000002");
+        CHECK(envelope.correlation_id == "0b1d0000-0000-4000-8000-000000000003");
+        CHECK(envelope.source_address == "rabbitmq://localhost/sender");
+        CHECK(envelope.message_type ==
+              std::vector<std::string>{"urn:message:Contracts:StockReserved", "urn:message:Contracts:Other"});
+        CHECK(envelope.host.machine_name == "box");
+        CHECK(envelope.host.process_id == 7);
+        CHECK(envelope.headers == Json{{"Custom-Header", "kept"}});
+
+        auto is_completed = [](const RecordedMessage& m) { return m.destination == "Contracts:OrderCompleted"; };
+        REQUIRE(fixture.harness.WaitUntil([&] {
+            const auto published = fixture.harness.Published();
+            return std::any_of(published.begin(), published.end(), is_completed);
+        }));
+        const auto published = fixture.harness.Published();
+        const auto completed = std::find_if(published.begin(), published.end(), is_completed);
+        REQUIRE(completed != published.end());
+        const TransportMessage& raw = completed->transport;
+        CHECK(raw.body == R"({"orderId":"o-1"})");
+        CHECK(raw.properties.content_type == "application/json");
+        CHECK(Header(raw, "MessageId") == raw.properties.message_id);
+        CHECK(Header(raw, "ConversationId") == "0b1d0000-0000-4000-8000-000000000002");
+        CHECK(Header(raw, "MT-InitiatorId") == "0b1d0000-0000-4000-8000-000000000003");
+        CHECK(Header(raw, "MT-MessageType") == "urn:message:Contracts:OrderCompleted");
+        CHECK(Header(raw, "MT-Source-Address") == "loopback://localhost/test-queue");
+        CHECK(Header(raw, "Custom-Header") == "kept");
+        CHECK(Header(raw, "RequestId") == "<missing>");
+        // MassTransit's host, as System.Text.Json writes it (seen from the twin): PascalCase, this order.
+        const auto host = contracts::OrderedJson::parse(Header(raw, "MT-Host-Info"));
+        std::vector<std::string> names;
+        for (const auto& [name, value] : host.items()) names.push_back(name);
+        CHECK(names == std::vector<std::string>{"MachineName", "ProcessName", "ProcessId", "Assembly",
+                                                "AssemblyVersion", "FrameworkVersion", "MassTransitVersion",
+                                                "OperatingSystemVersion"});
+        CHECK(host["ProcessName"] == "TestService");
+    }
+
+    TEST_CASE(
+        "Raw JSON: the content type may come from a Content-Type header - no type header is for the one consumer") {
+        BusFixture fixture(RetryPolicy::None(), 0, /*raw_json=*/true);
+        TransportMessage message = RawStockReserved("o-2");
+        message.properties.content_type.clear();
+        message.properties.headers["Content-Type"] = std::string("application/json; charset=utf-8");
+        message.properties.headers.erase("MT-MessageType");
+        REQUIRE(fixture.PublishRaw("Contracts:StockReserved", message).ok());
+        REQUIRE(fixture.harness.WaitUntil([&] { return fixture.attempts.load() == 1; }));
+        REQUIRE(fixture.harness.WaitUntil([&] { return fixture.Unacked() == 0; }));
+        CHECK(fixture.Queue(SkippedQueueName(kQueue)).empty());
+        CHECK(fixture.Queue(ErrorQueueName(kQueue)).empty());
+    }
+
+    TEST_CASE("Raw JSON: a consumer's fault is raw JSON with the message as written - the _error copy is as it came") {
+        BusFixture fixture(RetryPolicy::None(), 0, /*raw_json=*/true);
+        fixture.handler = AlwaysThrow;
+        TransportMessage message = RawStockReserved("o-3");
+        message.body = R"({"orderId":"o-3","zeta":1,"alpha":2})";
+        REQUIRE(fixture.PublishRaw("Contracts:StockReserved", message).ok());
+        REQUIRE(fixture.WaitQueue(ErrorQueueName(kQueue), 1));
+        CHECK(fixture.Queue(ErrorQueueName(kQueue)).at(0).body == message.body);
+        REQUIRE(fixture.Queue("fault-observer").size() == 1);
+        const TransportMessage fault = fixture.Queue("fault-observer").at(0);
+        CHECK(fault.properties.content_type == "application/json");
+        CHECK(Header(fault, "MT-MessageType") ==
+              "urn:message:MassTransit:Fault[[Contracts:StockReserved]];urn:message:MassTransit:Fault");
+        const auto body = contracts::OrderedJson::parse(fault.body);
+        CHECK(body["message"].dump() == message.body);
+        CHECK(body["exceptions"][0]["message"] == "boom");
+    }
+
+    TEST_CASE("Without Serializer RawJson an endpoint does not read application/json - it goes to _error") {
+        BusFixture fixture(RetryPolicy::None());
+        REQUIRE(fixture.PublishRaw("Contracts:StockReserved", RawStockReserved("o-4")).ok());
+        REQUIRE(fixture.WaitQueue(ErrorQueueName(kQueue), 1));
+        CHECK(fixture.attempts.load() == 0);
     }
 }
 

@@ -133,6 +133,15 @@ TEST_SUITE("Hosting.Settings") {
                              SettingsError);
     }
 
+    TEST_CASE("Endpoint.Serializer RawJson turns raw JSON on - Envelope is the default - anything else is refused") {
+        CHECK_FALSE(inventory_service::InventorySettings::Load("", {}).endpoint.raw_json);
+        const auto raw = inventory_service::InventorySettings::Load("", {"Endpoint__Serializer=RawJson"});
+        CHECK(raw.endpoint.raw_json);
+        CHECK(Json::parse(EndpointSettingsToJson(raw.endpoint).dump())["Serializer"] == "RawJson");
+        CHECK_THROWS_WITH_AS(inventory_service::InventorySettings::Load("", {"Endpoint__Serializer=Xml"}),
+                             doctest::Contains("Endpoint.Serializer"), SettingsError);
+    }
+
     TEST_CASE("Endpoint.QueueType Quorum gives SetQuorumQueue's arguments - QueueArguments add their own") {
         const auto classic = payment_service::PaymentSettings::Load("", {});
         CHECK(classic.endpoint.queue_arguments.empty());

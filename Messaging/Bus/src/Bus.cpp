@@ -1,5 +1,7 @@
 #include "Bus/Bus.h"
 
+#include "Wire/RawJson.h"
+
 #include <cxxabi.h>
 #include <spdlog/spdlog.h>
 
@@ -78,8 +80,9 @@ struct Bus::InFlight {
     ReceiveEndpoint* endpoint = nullptr;
     Delivery delivery;
     Envelope envelope;
-    TraceContext trace;    // the span its consumer works in
-    LogFields log_fields;  // on every log line about this delivery: the trace id, and what the consumer adds
+    bool raw_json = false;  // read as raw JSON, not as an envelope
+    TraceContext trace;     // the span its consumer works in
+    LogFields log_fields;   // on every log line about this delivery: the trace id, and what the consumer adds
     const ReceiveEndpoint::Registration* registration = nullptr;
     int attempt = 0;
     std::unique_ptr<Timer> retry_timer;
@@ -350,13 +353,21 @@ OutgoingMessage Bus::Build(const std::string& exchange, std::vector<std::string>
 
     OutgoingMessage outgoing;
     outgoing.exchange = exchange;
-    outgoing.message.body = SerializeEnvelope(envelope, message);
     auto& properties = outgoing.message.properties;
-    properties.content_type = kEnvelopeContentType;
     properties.message_id = envelope.message_id;
     properties.correlation_id = envelope.correlation_id;
     properties.delivery_mode = 2;
     properties.headers = AmqpHeadersFrom(envelope.headers);
+    if (options.raw_json || (parent && parent->raw_json_)) {
+        // The message alone; the envelope's fields travel in AMQP headers, as MassTransit's raw
+        // serializer sends them (an expirationTime has no header: the AMQP expiration carries it).
+        outgoing.message.body = message.dump(-1, ' ', false, contracts::OrderedJson::error_handler_t::replace);
+        properties.content_type = kRawJsonContentType;
+        WriteRawJsonHeaders(envelope, properties.headers);
+    } else {
+        outgoing.message.body = SerializeEnvelope(envelope, message);
+        properties.content_type = kEnvelopeContentType;
+    }
     // In whole milliseconds, as MassTransit writes it; at least one second, as MassTransit (a zero
     // expiration would drop a message no consumer is waiting for at that very moment).
     if (options.time_to_live)
@@ -549,7 +560,10 @@ void Bus::Begin(ReceiveEndpoint& endpoint, Delivery delivery) {
     static const contracts::Json kNoHeaders = contracts::Json::object();
     LogScope log_scope(in_flight->log_fields);
     try {
-        in_flight->envelope = ParseEnvelope(in_flight->delivery.message.body);
+        const MessageProperties& properties = in_flight->delivery.message.properties;
+        in_flight->raw_json = endpoint.settings_.raw_json && IsRawJsonContentType(ContentTypeOf(properties));
+        in_flight->envelope = in_flight->raw_json ? ReadRawJson(in_flight->delivery.message.body, properties)
+                                                  : ParseEnvelope(in_flight->delivery.message.body);
     } catch (const std::exception& e) {
         in_flight->trace = ReceiveSpan(in_flight->delivery.message.properties.headers, kNoHeaders);
         in_flight->log_fields.Set(kTraceLogField, in_flight->trace.trace_id);
@@ -564,6 +578,11 @@ void Bus::Begin(ReceiveEndpoint& endpoint, Delivery delivery) {
     in_flight->log_fields.Set(kTraceLogField, in_flight->trace.trace_id);
     in_flight->registration = endpoint.answers_requests_ ? MatchAnswer(in_flight->envelope)
                                                          : endpoint.Match(in_flight->envelope.message_type);
+    // A raw message that names no type is for the endpoint's consumer, as MassTransit's raw
+    // deserializer lets any type read it; with several consumers, which one is meant is unknown.
+    if (!in_flight->registration && in_flight->raw_json && in_flight->envelope.message_type.empty() &&
+        endpoint.registrations_.size() == 1)
+        in_flight->registration = &endpoint.registrations_.front();
     if (!in_flight->registration) {
         MoveToSkipped(in_flight);
         return;
@@ -651,6 +670,7 @@ void Bus::RunAttempt(const std::shared_ptr<InFlight>& in_flight) {
     ConsumeContext context(*this, in_flight->envelope, in_flight->delivery.message.properties, queue,
                            in_flight->attempt, in_flight->delivery.redelivered, in_flight->trace,
                            in_flight->log_fields);
+    context.raw_json_ = in_flight->endpoint->settings_.raw_json;
     std::string error_type;
     std::string error_message;
     bool retryable = true;
@@ -748,8 +768,13 @@ void Bus::GiveUp(const std::shared_ptr<InFlight>& in_flight, const std::string& 
     info.message = exception_message;
     info.stack_trace = ConsumeStackTrace(registration);
     info.source = settings_.service_name;
-    contracts::OrderedJson fault = WriteFaultBody(consumed.message_id, info, host_, consumed.message_type,
-                                                  MessageAsWritten(in_flight->delivery.message.body, consumed.message));
+    // The consumed message with its fields in the order they were written: a raw body is the message.
+    const std::string& body = in_flight->delivery.message.body;
+    contracts::OrderedJson as_written = in_flight->raw_json ? contracts::OrderedJson::parse(body, nullptr, false)
+                                                            : MessageAsWritten(body, consumed.message);
+    if (as_written.is_discarded()) as_written = MessageAsWritten(body, consumed.message);
+    contracts::OrderedJson fault =
+        WriteFaultBody(consumed.message_id, info, host_, consumed.message_type, std::move(as_written));
 
     SendOptions options;
     // The retries made, as MassTransit counts them: Interval(3, ...) gives 3 after four attempts.
@@ -765,6 +790,7 @@ void Bus::GiveUp(const std::shared_ptr<InFlight>& in_flight, const std::string& 
     const auto& properties = in_flight->delivery.message.properties;
     ConsumeContext parent(*this, consumed, properties, queue, in_flight->attempt, in_flight->delivery.redelivered,
                           in_flight->trace, in_flight->log_fields);
+    parent.raw_json_ = in_flight->endpoint->settings_.raw_json;
     std::vector<std::string> fault_types = {fault_type.Urn(), contracts::kFaultUrn};
     OutgoingMessage fault_message;
     if (!address.empty() && !(IsReplyToAddress(address) && properties.reply_to.empty())) {
@@ -821,6 +847,8 @@ OutgoingMessage Bus::BuildReceiveFault(const std::shared_ptr<InFlight>& in_fligh
         properties.content_type.empty() ? std::string(kEnvelopeContentType) : properties.content_type);
     SendOptions options;
     options.trace = in_flight->trace;
+    // Published with the endpoint's serializer, as MassTransit's receive endpoint does.
+    options.raw_json = in_flight->endpoint->settings_.raw_json;
     return Build(receive_fault.EntityName(), {receive_fault.Urn(), contracts::kFaultUrn}, std::move(fault), {}, nullptr,
                  options, queue);
 }

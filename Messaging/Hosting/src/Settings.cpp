@@ -183,6 +183,7 @@ contracts::OrderedJson EndpointSettingsToJson(const ReceiveEndpointSettings& set
     for (const auto& [name, value] : others)
         std::visit([&, &name = name](const auto& v) { json["QueueArguments"][name] = v; }, value);
     json["ConcurrentMessageLimit"] = settings.concurrent_message_limit;
+    json["Serializer"] = settings.raw_json ? "RawJson" : "Envelope";
     json["RedeliveryLimit"] = settings.redelivery_limit;
     const KillSwitchSettings& kill_switch = settings.kill_switch;
     json["KillSwitch"]["Enabled"] = kill_switch.enabled;
@@ -249,6 +250,12 @@ ReceiveEndpointSettings EndpointSettingsFromJson(const Json& json) {
     }
     if (json.contains("ConcurrentMessageLimit"))
         settings.concurrent_message_limit = SettingInt(json, "ConcurrentMessageLimit", 0, 65535);
+    if (json.contains("Serializer")) {
+        const std::string serializer = SettingString(json, "Serializer");
+        if (!EqualsIgnoreCase(serializer, "RawJson") && !EqualsIgnoreCase(serializer, "Envelope"))
+            throw SettingsError("setting 'Endpoint.Serializer' must be \"Envelope\" or \"RawJson\"");
+        settings.raw_json = EqualsIgnoreCase(serializer, "RawJson");
+    }
     if (json.contains("RedeliveryLimit")) settings.redelivery_limit = SettingInt(json, "RedeliveryLimit", 0, 1000000);
     if (json.contains("KillSwitch")) {
         // MassTransit's limits: a threshold of at least one message, 0-100 percent, periods of at least a second.

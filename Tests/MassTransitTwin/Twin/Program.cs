@@ -3,8 +3,9 @@
 // `MassTransitTwin request ...` sends requests with MassTransit's request client (Requester.cs). The broker
 // and the knobs come from the environment with OrderService's names: RabbitMQ__Host, RabbitMQ__Port,
 // RabbitMQ__VirtualHost, RabbitMQ__Username, RabbitMQ__Password, Http__Port, Endpoint__PrefetchCount,
-// Endpoint__QueueType ("Quorum" calls SetQuorumQueue on every endpoint) and
-// Endpoint__QuorumInitialGroupSize (its replication factor; 0 leaves it to the broker).
+// Endpoint__QueueType ("Quorum" calls SetQuorumQueue on every endpoint),
+// Endpoint__QuorumInitialGroupSize (its replication factor; 0 leaves it to the broker) and
+// Endpoint__Serializer ("RawJson" calls UseRawJsonSerializer on every endpoint).
 using System.Diagnostics;
 using Contracts;
 using MassTransit;
@@ -61,15 +62,17 @@ builder.Services.AddMassTransit(x =>
         var prefetch = configuration.GetValue("Endpoint:PrefetchCount", 16);
         var quorum = string.Equals(configuration.GetValue("Endpoint:QueueType", "Classic"), "Quorum", StringComparison.OrdinalIgnoreCase);
         var groupSize = configuration.GetValue("Endpoint:QuorumInitialGroupSize", 0);
-        void QueueType(IRabbitMqReceiveEndpointConfigurator e)
+        var rawJson = string.Equals(configuration.GetValue("Endpoint:Serializer", "Envelope"), "RawJson", StringComparison.OrdinalIgnoreCase);
+        void EndpointOptions(IRabbitMqReceiveEndpointConfigurator e)
         {
             if (quorum) e.SetQuorumQueue(groupSize > 0 ? groupSize : null);
+            if (rawJson) e.UseRawJsonSerializer();
         }
 
         if (runOrders)
             cfg.ReceiveEndpoint("order-service", e =>
             {
-                QueueType(e);
+                EndpointOptions(e);
                 e.PrefetchCount = prefetch;
                 e.UseMessageRetry(r => r.Interval(3, TimeSpan.FromMilliseconds(500)));
                 e.UseInMemoryOutbox(context);
@@ -78,7 +81,7 @@ builder.Services.AddMassTransit(x =>
         if (runInventory)
             cfg.ReceiveEndpoint("inventory-service", e =>
             {
-                QueueType(e);
+                EndpointOptions(e);
                 e.PrefetchCount = prefetch;
                 e.UseMessageRetry(r => r.Interval(3, TimeSpan.FromMilliseconds(500)));
                 e.ConfigureConsumer<Inventory.CheckInventoryConsumer>(context);
@@ -87,7 +90,7 @@ builder.Services.AddMassTransit(x =>
         if (runPayment)
             cfg.ReceiveEndpoint("payment-service", e =>
             {
-                QueueType(e);
+                EndpointOptions(e);
                 e.PrefetchCount = prefetch;
                 e.UseMessageRetry(r => r.Interval(3, TimeSpan.FromMilliseconds(500)));
                 e.ConfigureConsumer<Payment.ProcessPaymentConsumer>(context);

@@ -54,6 +54,9 @@ struct SendOptions {
     // carries a child span of it. A consumer's messages continue the consumed message's trace, and
     // any other message starts a new trace.
     std::optional<TraceContext> trace = {};
+    // Written as MassTransit's raw JSON (the message alone, its envelope's fields in AMQP headers)
+    // instead of an envelope. A consumer's messages follow its endpoint's serializer either way.
+    bool raw_json = false;
 };
 
 // Hooks for the test harness and for logging; every call happens on the loop thread.
@@ -138,6 +141,7 @@ class ConsumeContext {
     const TraceContext& trace_;
     LogFields& log_fields_;
     std::string correlation_id_;
+    bool raw_json_ = false;  // what it sends is raw JSON: its endpoint's serializer
     std::vector<OutgoingMessage> outgoing_;
 };
 
@@ -159,6 +163,10 @@ struct ReceiveEndpointSettings {
     // queue's count, it counts every message unsettled when the process ended, not only the one
     // whose consumer ended it.
     int redelivery_limit = 0;
+    // As MassTransit's UseRawJsonSerializer on the endpoint: application/json deliveries are read as
+    // raw JSON (envelopes still are read), and what its consumers send and publish, faults included,
+    // is raw JSON with the envelope's fields in AMQP headers.
+    bool raw_json = false;
     // As MassTransit's temporary endpoints (the bus endpoint): the queue and its exchange, and the
     // _error and _skipped queues with theirs, are neither durable nor kept once unused.
     bool temporary = false;

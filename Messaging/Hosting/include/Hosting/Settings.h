@@ -39,7 +39,8 @@ RabbitMqSettings RabbitMqSettingsFromJson(const contracts::Json& json);
 
 // {"Queue": "inventory-service", "PrefetchCount": 16, "Retry": {"Policy": "Interval", ...},
 //  "QueueType": "Classic" or "Quorum", "QuorumInitialGroupSize": 0 (the broker's default) or a size,
-//  "QueueArguments": {"x-...": value}}
+//  "QueueArguments": {"x-...": value}, "Serializer": "Envelope" (MassTransit's JSON envelope) or
+//  "RawJson" (as its UseRawJsonSerializer on the endpoint), ...}
 contracts::OrderedJson EndpointSettingsToJson(const ReceiveEndpointSettings& settings);
 ReceiveEndpointSettings EndpointSettingsFromJson(const contracts::Json& json);
 
