@@ -810,6 +810,21 @@ TEST_SUITE("Bus.RawJson") {
         CHECK(body["exceptions"][0]["message"] == "boom");
     }
 
+    TEST_CASE("Raw JSON: a raw JSON endpoint's answer reaches our request client by its RequestId header") {
+        BusFixture fixture(RetryPolicy::None(), 0, /*raw_json=*/true);
+        fixture.handler = [&](ConsumeContext& context, const contracts::StockReserved& message) {
+            if (message.order_id.str() == "o-fault") throw std::runtime_error("no");
+            context.Respond(contracts::OrderFailed{.order_id = message.order_id, .reason = "raw"});
+        };
+        const RequestOutcome outcome = Ask(fixture, "o-5", 5s);
+        REQUIRE(outcome.kind == RequestOutcome::Kind::kResponse);
+        REQUIRE(outcome.Is<contracts::OrderFailed>());
+        CHECK(outcome.Read<contracts::OrderFailed>().reason == "raw");
+        const RequestOutcome fault = Ask(fixture, "o-fault", 5s);
+        CHECK(fault.kind == RequestOutcome::Kind::kFault);
+        CHECK(fault.error == "no");
+    }
+
     TEST_CASE("Without Serializer RawJson an endpoint does not read application/json - it goes to _error") {
         BusFixture fixture(RetryPolicy::None());
         REQUIRE(fixture.PublishRaw("Contracts:StockReserved", RawStockReserved("o-4")).ok());

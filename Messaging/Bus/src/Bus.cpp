@@ -1,7 +1,5 @@
 #include "Bus/Bus.h"
 
-#include "Wire/RawJson.h"
-
 #include <cxxabi.h>
 #include <spdlog/spdlog.h>
 
@@ -9,6 +7,8 @@
 #include <cstdint>
 #include <cstdlib>
 #include <random>
+
+#include "Wire/RawJson.h"
 
 namespace messaging {
 namespace {
@@ -437,8 +437,11 @@ std::string Bus::SendRequest(const std::string& queue, const contracts::MessageT
         return request_id;
     }
     if (!response_endpoint_) {
-        response_endpoint_.reset(new ReceiveEndpoint(ReceiveEndpointSettings{
-            .queue = ExchangeOfAddress(bus_address_), .prefetch = kResponsePrefetch, .temporary = true}));
+        // It reads raw JSON too: a consumer on a raw JSON endpoint answers in raw JSON.
+        response_endpoint_.reset(new ReceiveEndpoint(ReceiveEndpointSettings{.queue = ExchangeOfAddress(bus_address_),
+                                                                             .prefetch = kResponsePrefetch,
+                                                                             .raw_json = true,
+                                                                             .temporary = true}));
         response_endpoint_->answers_requests_ = true;
         StartResponseEndpoint();
     }
