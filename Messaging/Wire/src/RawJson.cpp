@@ -14,14 +14,13 @@ const std::string* HeaderText(const MessageProperties& properties, const char* n
     return text && !text->empty() ? text : nullptr;
 }
 
-// An id header (else `fallback`, an AMQP property) as a GUID in MassTransit's "D" form.
+// An id header (else `fallback`, an AMQP property) as a GUID in MassTransit's "D" form; empty when
+// it is absent or not a GUID, as MassTransit reads it: a plain JSON producer may set a message_id
+// of its own making, and the message is still readable.
 std::string ReadId(const MessageProperties& properties, const char* name, const std::string& fallback = {}) {
     const std::string* text = HeaderText(properties, name);
-    if (!text && fallback.empty()) return {};
-    const std::string& raw = text ? *text : fallback;
-    const auto guid = contracts::Guid::Parse(raw);
-    if (!guid) throw EnvelopeError(std::string(name) + " is not a GUID: " + raw);
-    return guid->ToString();
+    const auto guid = contracts::Guid::Parse(text ? *text : fallback);
+    return guid ? guid->ToString() : std::string();
 }
 
 std::string ReadAddress(const MessageProperties& properties, const char* name) {

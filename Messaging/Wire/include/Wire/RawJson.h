@@ -19,8 +19,8 @@ std::string ContentTypeOf(const MessageProperties& properties);
 bool IsRawJsonContentType(std::string_view content_type);  // application/json, any parameters
 
 // Reads a raw JSON message as an envelope: the body is the message, and the ids, addresses, message
-// types and host come from the headers (ids also from the message_id and correlation_id properties).
-// Throws EnvelopeError when the body is not a JSON object or an id header is not a GUID.
+// types and host come from the headers (ids also from the message_id and correlation_id properties;
+// an id that is not a GUID is left empty). Throws EnvelopeError when the body is not a JSON object.
 Envelope ReadRawJson(std::string_view body, const MessageProperties& properties);
 
 // Writes `envelope`'s ids, addresses, message types and host into `headers` as MassTransit's raw
