@@ -1,5 +1,6 @@
-// The message bus: publishes typed messages in MassTransit envelopes, and runs receive endpoints
-// whose consume pipeline matches messages by URN, retries by policy, and on giving up publishes one
+// The message bus: publishes typed messages in MassTransit envelopes (or its raw JSON), sends
+// requests and takes their answers at its temporary bus endpoint, and runs receive endpoints whose
+// consume pipeline matches messages by URN, retries by policy, and on giving up publishes one
 // Fault<T> and moves the message to `<queue>_error`; unmatched messages go to `<queue>_skipped`.
 // A consumer's outgoing messages are sent after it returns (and, with a UnitOfWork, after its writes
 // are committed), and the delivery is acked only when every one of them is confirmed (MassTransit's
@@ -319,9 +320,9 @@ class Bus {
     std::string Request(const std::string& queue, const TRequest& message, RequestCallback answered,
                         const RequestOptions& options = {}) {
         static_assert(sizeof...(TResponses) > 0, "a request accepts at least one response type");
-        using Request = contracts::MessageContract<TRequest>;
-        return SendRequest(queue, Request::Name(), Request::ImplementedTypes(), Request::MessageTypes(),
-                           Request::Write(message), {contracts::MessageContract<TResponses>::Name()...},
+        using Contract = contracts::MessageContract<TRequest>;
+        return SendRequest(queue, Contract::Name(), Contract::ImplementedTypes(), Contract::MessageTypes(),
+                           Contract::Write(message), {contracts::MessageContract<TResponses>::Name()...},
                            std::move(answered), options);
     }
 
