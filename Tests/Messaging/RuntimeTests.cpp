@@ -1,9 +1,10 @@
 // Runtime: the event loop (posting from threads, deferred work, timers, signals, clean shutdown) and
-// the lifetime of its handles.
+// the lifetime of its handles, and a TCP stream closed while it connects.
 #include <doctest/doctest.h>
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -13,6 +14,7 @@
 #include <future>
 
 #include "Runtime/EventLoop.h"
+#include "Runtime/TcpStream.h"
 #include "Support/Waiting.h"
 
 using namespace messaging;
@@ -142,5 +144,46 @@ TEST_SUITE("Runtime.EventLoop") {
         CHECK(loop.Invoke([&] { return dropped_ran; }) == false);
         CHECK(loop.Invoke([&] { return runs; }) == 2);
         loop.Invoke([&] { task.reset(); });
+    }
+}
+
+TEST_SUITE("Runtime.TcpStream") {
+    TEST_CASE("A stream closed after its host name resolved - before the loop saw it - never connects") {
+        // A listener the stream would connect to.
+        const int listener = ::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+        REQUIRE(listener >= 0);
+        sockaddr_in address{};
+        address.sin_family = AF_INET;
+        address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        socklen_t length = sizeof address;
+        REQUIRE(::bind(listener, reinterpret_cast<sockaddr*>(&address), sizeof address) == 0);
+        REQUIRE(::listen(listener, 4) == 0);
+        REQUIRE(::getsockname(listener, reinterpret_cast<sockaddr*>(&address), &length) == 0);
+
+        bool connected = false;
+        bool failed = false;
+        {
+            EventLoop loop;
+            uv_run(loop.raw(), UV_RUN_NOWAIT);  // registers the loop's own watchers with epoll
+            auto stream =
+                std::make_unique<TcpStream>(loop, TcpStream::Callbacks{.connected = [&] { connected = true; },
+                                                                       .received = {},
+                                                                       .failed = [&](int) { failed = true; }});
+            stream->Connect("127.0.0.1", ntohs(address.sin_port));
+            // The name is resolved on libuv's thread pool, which then wakes the loop: wait for that
+            // wake-up (the loop's epoll descriptor turns readable) without running the loop, so the
+            // resolution's callback and the close below fall into the same turn, as when a service
+            // that failed to start tears down while its broker probe resolves.
+            pollfd woken{.fd = uv_backend_fd(loop.raw()), .events = POLLIN, .revents = 0};
+            REQUIRE(::poll(&woken, 1, 10000) == 1);
+            stream.reset();
+        }  // the loop's destructor runs that turn: connecting on the closing handle aborted here
+
+        CHECK_FALSE(connected);
+        CHECK_FALSE(failed);
+        const int accepted = ::accept(listener, nullptr, nullptr);
+        CHECK(accepted == -1);  // no connection was attempted
+        if (accepted >= 0) ::close(accepted);
+        ::close(listener);
     }
 }

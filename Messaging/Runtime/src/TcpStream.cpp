@@ -57,6 +57,12 @@ struct TcpStream::State : HandleState {
             return;
         }
         self->resolving = nullptr;
+        // Closed after the name was resolved but before this callback ran (both in one turn of the
+        // loop): connecting now would start I/O on a closing handle, which libuv aborts on.
+        if (self->failed) {
+            uv_freeaddrinfo(result);
+            return;
+        }
         if (status < 0 || !result) {
             uv_freeaddrinfo(result);
             self->Fail(status < 0 ? status : UV_EAI_NONAME);
