@@ -69,7 +69,7 @@ void OrderServiceHost::SendTimeout(const contracts::OrderId& order_id, const std
     options.headers["MT-Scheduling-TokenId"] = token;
     auto message =
         bus_.PrepareSend(settings_.endpoint.queue, contracts::OrderTimeoutExpired{.order_id = order_id}, options);
-    bus_.Dispatch({std::move(message)}, [this, order_id, token](const messaging::Status& status) {
+    bus_.Dispatch(std::move(message), [this, order_id, token](const messaging::Status& status) {
         if (status.ok()) return;
         // The broker is away: try again shortly, the saga ignores a timeout that no longer counts.
         spdlog::warn("order {}: timeout could not be sent ({}); retrying", order_id.str(), status.message());

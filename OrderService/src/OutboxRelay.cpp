@@ -32,7 +32,7 @@ void OutboxRelay::PublishAfterCommit(std::vector<StoredRow> rows, messaging::Com
 }
 
 void OutboxRelay::Send(std::int64_t sequence, messaging::OutgoingMessage message) {
-    bus_.Dispatch({std::move(message)},
+    bus_.Dispatch(std::move(message),
                   [this, alive = std::weak_ptr<bool>(alive_), sequence](const messaging::Status& status) {
                       if (alive.expired()) return;
                       in_flight_.erase(sequence);

@@ -376,6 +376,12 @@ OutgoingMessage Bus::Build(const std::string& exchange, std::vector<std::string>
     return outgoing;
 }
 
+void Bus::Dispatch(OutgoingMessage message, Completion done) {
+    std::vector<OutgoingMessage> messages;
+    messages.push_back(std::move(message));
+    Dispatch(std::move(messages), std::move(done));
+}
+
 void Bus::Dispatch(std::vector<OutgoingMessage> messages, Completion done) {
     if (messages.empty()) {
         done(Status::Ok());
@@ -480,7 +486,7 @@ std::string Bus::SendRequest(const std::string& queue, const contracts::MessageT
                                    .error = "no answer within " + std::to_string(timeout.count()) + " ms"});
     });
     pending_requests_.emplace(request_id, std::move(pending));
-    Dispatch({std::move(outgoing)}, [this, alive, request_id](const Status& status) {
+    Dispatch(std::move(outgoing), [this, alive, request_id](const Status& status) {
         if (alive.expired() || status.ok()) return;
         FinishRequest(request_id, {.kind = RequestOutcome::Kind::kNotSent, .error = status.message()});
     });

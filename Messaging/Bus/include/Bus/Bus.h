@@ -303,10 +303,13 @@ class Bus {
 
     // Publishes every message; `done` runs once, after all are confirmed or with the first failure.
     void Dispatch(std::vector<OutgoingMessage> messages, Completion done);
+    // The same for one message, moved rather than copied (a braced list would copy it: the elements
+    // of an initializer_list are const).
+    void Dispatch(OutgoingMessage message, Completion done);
 
     template <class T>
     void Publish(const T& message, Completion done) {
-        Dispatch({PreparePublish(message)}, std::move(done));
+        Dispatch(PreparePublish(message), std::move(done));
     }
 
     // Asks as MassTransit's request client does: sends `message` to `queue` (publishes it when
