@@ -89,7 +89,7 @@ void RabbitMqTransport::Connect() {
     ++generation_;
     phase_ = Phase::kConnecting;
     reader_.Reset();
-    writer_.Take();
+    writer_.Clear();
     writer_.set_frame_max(kPreferredFrameMax);
     pending_replies_.clear();
     incoming_.clear();
@@ -654,7 +654,8 @@ void RabbitMqTransport::Flush() {
     }
     if (writer_.buffer().empty()) return;
     wrote_since_tick_ = true;
-    stream_->Write(writer_.Take());
+    stream_->Write(writer_.buffer());
+    writer_.Clear();
 }
 
 void RabbitMqTransport::Ack(const Delivery& delivery) {
@@ -709,7 +710,7 @@ void RabbitMqTransport::ConnectionLost(const std::string& reason) {
     heartbeat_timer_.reset();
     close_timer_.reset();
     for (auto& [id, consumer] : consumers_) consumer.tag.clear();
-    writer_.Take();
+    writer_.Clear();
     acks_.clear();
     unsettled_.clear();
     std::vector<Completion> unanswered;

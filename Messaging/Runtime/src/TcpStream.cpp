@@ -154,23 +154,23 @@ void TcpStream::Connect(const std::string& host, int port) {
     }
 }
 
-void TcpStream::Write(std::string bytes) {
+void TcpStream::Write(std::string_view bytes) {
     if (loop_lifetime_.expired()) return;
     if (state_->failed || !state_->connected || bytes.empty()) return;
-    // Whatever the kernel takes now is not copied again; the rest waits in libuv, in order.
+    // Whatever the kernel takes now is not copied at all; only the rest is, to wait in libuv, in order.
     if (uv_stream_get_write_queue_size(state_->stream()) == 0) {
-        uv_buf_t buffer = uv_buf_init(bytes.data(), static_cast<unsigned>(bytes.size()));
+        uv_buf_t buffer = uv_buf_init(const_cast<char*>(bytes.data()), static_cast<unsigned>(bytes.size()));
         const int written = uv_try_write(state_->stream(), &buffer, 1);
         if (written == static_cast<int>(bytes.size())) return;
         if (written > 0) {
-            bytes.erase(0, static_cast<std::size_t>(written));
+            bytes.remove_prefix(static_cast<std::size_t>(written));
         } else if (written != UV_EAGAIN) {
             state_->Fail(written);
             return;
         }
     }
     auto* request = new WriteRequest;
-    request->bytes = std::move(bytes);
+    request->bytes = bytes;
     request->request.data = state_;
     uv_buf_t buffer = uv_buf_init(request->bytes.data(), static_cast<unsigned>(request->bytes.size()));
     if (int rc = uv_write(&request->request, state_->stream(), &buffer, 1, &State::OnWritten); rc < 0) {

@@ -51,8 +51,18 @@ class FrameWriter {
     void set_frame_max(std::size_t bytes) { scratch_.assign(bytes, 0); }
     std::string& buffer() { return buffer_; }
     std::string Take() { return std::exchange(buffer_, {}); }
+    // Empties the buffer once its frames are written. It keeps its memory for the next batch, so a
+    // batch does not grow a new one from nothing (copying it at each doubling), unless a burst made
+    // it larger than a batch normally is.
+    void Clear() {
+        if (buffer_.capacity() > kRetainedBytes)
+            buffer_ = std::string();
+        else
+            buffer_.clear();
+    }
 
   private:
+    static constexpr std::size_t kRetainedBytes = 512 * 1024;  // above the flush threshold
     std::string buffer_;
     std::vector<char> scratch_ = std::vector<char>(131072);
 };

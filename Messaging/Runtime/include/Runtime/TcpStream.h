@@ -7,6 +7,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
 
 #include "Runtime/EventLoop.h"
 
@@ -28,8 +29,9 @@ class TcpStream {
     TcpStream& operator=(const TcpStream&) = delete;
 
     void Connect(const std::string& host, int port);
-    // Queues `bytes` after everything written before; a no-op once the stream has failed.
-    void Write(std::string bytes);
+    // Writes `bytes` after everything written before; a no-op once the stream has failed. What the
+    // kernel does not take at once is copied and queued, so the caller may reuse its buffer.
+    void Write(std::string_view bytes);
     // Bytes handed to Write that the kernel has not taken yet.
     std::size_t queued_bytes() const;
 
