@@ -1,5 +1,7 @@
 #include "Wire/TraceContext.h"
 
+#include <variant>
+
 #include "Contracts/Identifiers.h"
 
 namespace messaging {
@@ -136,7 +138,8 @@ TraceContext TraceContext::NewRoot() {
 
 TraceContext TraceContext::NewSpan() const {
     TraceContext child = *this;
-    child.span_id = RandomHex(16);
+    child.span_id.resize(16);  // no allocation: 16 digits already, unless this span was never set
+    FillRandomHex(child.span_id.data(), child.span_id.size());
     return child;
 }
 
@@ -146,15 +149,17 @@ std::string TraceContext::TraceParent() const {
 
 TraceContext ReceiveSpan(const HeaderTable& transport_headers, const contracts::Json& envelope_headers) {
     std::optional<TraceContext> parent;
+    // Only a string can hold a traceparent; it is parsed where it lies.
     if (const HeaderValue* header = FindHeader(transport_headers, kActivityIdHeader))
-        parent = TraceContext::Parse(HeaderToString(*header));
+        if (const auto* text = std::get_if<std::string>(header)) parent = TraceContext::Parse(*text);
     if (!parent)
         if (const contracts::Json* header = contracts::FindField(envelope_headers, kActivityIdHeader);
             header && header->is_string())
             parent = TraceContext::Parse(header->get_ref<const std::string&>());
-    // The parent's ids are moved into the child, which differs only in its span id.
+    // The parent's ids are moved into the child, which differs only in its span id, drawn into the
+    // parent's span id string.
     TraceContext span = parent ? std::move(*parent) : TraceContext::NewRoot();
-    if (parent) span.span_id = RandomHex(16);
+    if (parent) FillRandomHex(span.span_id.data(), span.span_id.size());  // a parsed span id: 16 digits
     span.baggage = ReadBaggage(contracts::FindField(envelope_headers, kActivityBaggageHeader));
     return span;
 }
