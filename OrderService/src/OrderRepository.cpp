@@ -340,8 +340,8 @@ std::int64_t OrderRepository::AddToOutbox(const messaging::OutgoingMessage& mess
     db_.Prepare("INSERT INTO outbox (exchange, routing_key, properties, body) VALUES (?1, ?2, ?3, ?4)")
         .Bind(1, message.exchange)
         .Bind(2, message.message.routing_key)
-        .Bind(3, PropertiesToJson(message.message.properties))
-        .Bind(4, message.message.body)
+        .BindUnowned(3, PropertiesToJson(message.message.properties))  // a temporary that outlives Run()
+        .BindUnowned(4, message.message.body)
         .Run();
     return sqlite3_last_insert_rowid(db_.raw());
 }

@@ -42,6 +42,24 @@ TEST_SUITE("Storage.Sqlite") {
         CHECK_THROWS_AS(db.Prepare("SELECT nope FROM t"), SqliteError);
     }
 
+    TEST_CASE("Text bound without a copy is stored as given - an empty view as an empty string") {
+        SqliteDatabase db(":memory:");
+        db.Execute("CREATE TABLE t (k INTEGER PRIMARY KEY, v TEXT)");
+        {
+            std::string large(4000, 'x');
+            db.Prepare("INSERT INTO t VALUES (?1, ?2)").Bind(1, 1).BindUnowned(2, large).Run();
+            large.assign(4000, 'y');  // after Run(): SQLite holds its own copy of the row
+        }
+        db.Prepare("INSERT INTO t VALUES (?1, ?2)").Bind(1, 2).BindUnowned(2, std::string_view{}).Run();
+        auto& rows = db.Prepare("SELECT v, v IS NULL FROM t ORDER BY k");
+        REQUIRE(rows.Step());
+        CHECK(rows.Text(0) == std::string(4000, 'x'));
+        REQUIRE(rows.Step());
+        CHECK(rows.Integer(1) == 0);  // not NULL
+        CHECK(rows.Text(0).empty());
+        rows.Reset();
+    }
+
     TEST_CASE("Schema steps run once each and in order - a database from a newer build is refused") {
         SqliteDatabase db(":memory:");
         MigrateSchema(db, "Tester", {"CREATE TABLE a (x)"});

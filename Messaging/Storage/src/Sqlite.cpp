@@ -37,6 +37,13 @@ Statement& Statement::Bind(int index, std::string_view value) {
     return *this;
 }
 
+Statement& Statement::BindUnowned(int index, std::string_view value) {
+    // An empty view may have no data pointer, which SQLite would bind as NULL.
+    const char* text = value.empty() ? "" : value.data();
+    Check(db_, sqlite3_bind_text(statement_, index, text, static_cast<int>(value.size()), SQLITE_STATIC), "bind");
+    return *this;
+}
+
 Statement& Statement::Bind(int index, std::int64_t value) {
     Check(db_, sqlite3_bind_int64(statement_, index, value), "bind");
     return *this;

@@ -46,6 +46,9 @@ class Statement {
     Statement& Bind(int index, const char* value) { return Bind(index, std::string_view(value)); }
     Statement& Bind(int index, const std::string& value) { return Bind(index, std::string_view(value)); }
     Statement& Bind(int index, int value) { return Bind(index, static_cast<std::int64_t>(value)); }
+    // Binds text without copying it: `value` must stay alive and unchanged until the statement has
+    // run (Prepare clears every binding before the statement is used again). For large values.
+    Statement& BindUnowned(int index, std::string_view value);
 
     bool Step();  // true while a row is available
     void Run();   // steps to completion
