@@ -677,9 +677,8 @@ void Bus::RunAttempt(const std::shared_ptr<InFlight>& in_flight) {
     const std::string& queue = in_flight->endpoint->settings_.queue;
     LogScope log_scope(in_flight->log_fields);
     ConsumeContext context(*this, in_flight->envelope, in_flight->delivery.message.properties, queue,
-                           in_flight->attempt, in_flight->delivery.redelivered, in_flight->trace,
-                           in_flight->log_fields);
-    context.raw_json_ = in_flight->endpoint->settings_.raw_json;
+                           in_flight->attempt, in_flight->delivery.redelivered, in_flight->trace, in_flight->log_fields,
+                           in_flight->endpoint->settings_.raw_json);
     std::string error_type;
     std::string error_message;
     bool retryable = true;
@@ -798,8 +797,7 @@ void Bus::GiveUp(const std::shared_ptr<InFlight>& in_flight, const std::string& 
     const std::string& address = !consumed.fault_address.empty() ? consumed.fault_address : consumed.response_address;
     const auto& properties = in_flight->delivery.message.properties;
     ConsumeContext parent(*this, consumed, properties, queue, in_flight->attempt, in_flight->delivery.redelivered,
-                          in_flight->trace, in_flight->log_fields);
-    parent.raw_json_ = in_flight->endpoint->settings_.raw_json;
+                          in_flight->trace, in_flight->log_fields, in_flight->endpoint->settings_.raw_json);
     std::vector<std::string> fault_types = {fault_type.Urn(), contracts::kFaultUrn};
     OutgoingMessage fault_message;
     if (!address.empty() && !(IsReplyToAddress(address) && properties.reply_to.empty())) {

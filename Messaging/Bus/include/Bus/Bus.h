@@ -123,7 +123,7 @@ class ConsumeContext {
   private:
     friend class Bus;
     ConsumeContext(Bus& bus, const Envelope& envelope, const MessageProperties& properties, std::string queue,
-                   int retry_attempt, bool redelivered, const TraceContext& trace, LogFields& log_fields)
+                   int retry_attempt, bool redelivered, const TraceContext& trace, LogFields& log_fields, bool raw_json)
         : bus_(bus),
           envelope_(envelope),
           properties_(properties),
@@ -131,7 +131,8 @@ class ConsumeContext {
           retry_attempt_(retry_attempt),
           redelivered_(redelivered),
           trace_(trace),
-          log_fields_(log_fields) {}
+          log_fields_(log_fields),
+          raw_json_(raw_json) {}
 
     Bus& bus_;
     const Envelope& envelope_;
@@ -141,8 +142,8 @@ class ConsumeContext {
     bool redelivered_;
     const TraceContext& trace_;
     LogFields& log_fields_;
+    bool raw_json_;  // what it sends is raw JSON: its endpoint's serializer
     std::string correlation_id_;
-    bool raw_json_ = false;  // what it sends is raw JSON: its endpoint's serializer
     std::vector<OutgoingMessage> outgoing_;
 };
 
