@@ -40,9 +40,38 @@ amqp_connection_state_t State(void* state) {
     return static_cast<amqp_connection_state_t>(state);
 }
 
+// What a failed reply says, for an exception's message: the library's error, or the code and text of
+// the broker's channel.close or connection.close.
+std::string DescribeReply(const amqp_rpc_reply_t& reply) {
+    auto close_text = [](const char* what, std::uint16_t code, amqp_bytes_t text) {
+        return std::string(what) + " " + std::to_string(code) + " " +
+               std::string(static_cast<char*>(text.bytes), text.len);
+    };
+    switch (reply.reply_type) {
+        case AMQP_RESPONSE_NORMAL:
+            return "a normal reply";
+        case AMQP_RESPONSE_NONE:
+            return "no reply";
+        case AMQP_RESPONSE_LIBRARY_EXCEPTION:
+            return std::string("library error: ") + amqp_error_string2(reply.library_error);
+        case AMQP_RESPONSE_SERVER_EXCEPTION:
+            if (reply.reply.id == AMQP_CONNECTION_CLOSE_METHOD) {
+                const auto* close = static_cast<amqp_connection_close_t*>(reply.reply.decoded);
+                return close_text("connection.close", close->reply_code, close->reply_text);
+            }
+            if (reply.reply.id == AMQP_CHANNEL_CLOSE_METHOD) {
+                const auto* close = static_cast<amqp_channel_close_t*>(reply.reply.decoded);
+                return close_text("channel.close", close->reply_code, close->reply_text);
+            }
+            return "server method " + std::to_string(reply.reply.id);
+    }
+    return "reply type " + std::to_string(static_cast<int>(reply.reply_type));
+}
+
 void CheckReply(amqp_connection_state_t state, const std::string& what) {
     const amqp_rpc_reply_t reply = amqp_get_rpc_reply(state);
-    if (reply.reply_type != AMQP_RESPONSE_NORMAL) throw std::runtime_error("raw AMQP client: " + what + " failed");
+    if (reply.reply_type != AMQP_RESPONSE_NORMAL)
+        throw std::runtime_error("raw AMQP client: " + what + " failed: " + DescribeReply(reply));
 }
 
 amqp_bytes_t Bytes(const std::string& text) {
@@ -182,14 +211,20 @@ void RawAmqpClient::Publish(const std::string& exchange, const std::string& body
         properties._flags |= AMQP_BASIC_MESSAGE_ID_FLAG;
         properties.message_id = Bytes(p.message_id);
     }
-    if (amqp_basic_publish(state, 1, Bytes(exchange), amqp_empty_bytes, 0, 0, &properties, Bytes(body)) !=
-        AMQP_STATUS_OK)
-        throw std::runtime_error("raw AMQP client: publish failed");
+    const int published =
+        amqp_basic_publish(state, 1, Bytes(exchange), amqp_empty_bytes, 0, 0, &properties, Bytes(body));
+    if (published != AMQP_STATUS_OK)
+        throw std::runtime_error(std::string("raw AMQP client: publish failed: ") + amqp_error_string2(published));
     // Wait for the confirm.
     amqp_frame_t frame;
-    if (amqp_simple_wait_frame(state, &frame) != AMQP_STATUS_OK || frame.frame_type != AMQP_FRAME_METHOD ||
-        frame.payload.method.id != AMQP_BASIC_ACK_METHOD)
-        throw std::runtime_error("raw AMQP client: publish was not confirmed");
+    const int waited = amqp_simple_wait_frame(state, &frame);
+    if (waited != AMQP_STATUS_OK)
+        throw std::runtime_error(std::string("raw AMQP client: waiting for the confirm failed: ") +
+                                 amqp_error_string2(waited));
+    if (frame.frame_type != AMQP_FRAME_METHOD || frame.payload.method.id != AMQP_BASIC_ACK_METHOD)
+        throw std::runtime_error(
+            "raw AMQP client: publish was not confirmed (frame type " + std::to_string(frame.frame_type) + ", method " +
+            std::to_string(frame.frame_type == AMQP_FRAME_METHOD ? frame.payload.method.id : 0) + ")");
 }
 
 namespace {
@@ -236,10 +271,8 @@ RawMessage ToRawMessage(amqp_bytes_t exchange, amqp_bytes_t routing_key, const a
 // error cannot be recovered here and throws.
 std::string ReopenAfterChannelError(amqp_connection_state_t state, const amqp_rpc_reply_t& reply) {
     if (reply.reply_type != AMQP_RESPONSE_SERVER_EXCEPTION || reply.reply.id != AMQP_CHANNEL_CLOSE_METHOD)
-        throw std::runtime_error("raw AMQP client: the connection failed");
-    const auto* close = static_cast<amqp_channel_close_t*>(reply.reply.decoded);
-    const std::string refusal = std::to_string(close->reply_code) + " " +
-                                std::string(static_cast<char*>(close->reply_text.bytes), close->reply_text.len);
+        throw std::runtime_error("raw AMQP client: the connection failed: " + DescribeReply(reply));
+    const std::string refusal = DescribeReply(reply);
     amqp_channel_close_ok_t close_ok{};
     if (amqp_send_method(state, 1, AMQP_CHANNEL_CLOSE_OK_METHOD, &close_ok) != AMQP_STATUS_OK)
         throw std::runtime_error("raw AMQP client: channel.close-ok failed after " + refusal);
@@ -274,8 +307,9 @@ std::optional<RawMessage> RawAmqpClient::Get(const std::string& queue, std::chro
         const amqp_bytes_t exchange = amqp_bytes_malloc_dup(ok->exchange);
         const amqp_bytes_t routing_key = amqp_bytes_malloc_dup(ok->routing_key);
         amqp_message_t message;
-        if (amqp_read_message(state, 1, &message, 0).reply_type != AMQP_RESPONSE_NORMAL)
-            throw std::runtime_error("raw AMQP client: reading the message failed");
+        const amqp_rpc_reply_t read = amqp_read_message(state, 1, &message, 0);
+        if (read.reply_type != AMQP_RESPONSE_NORMAL)
+            throw std::runtime_error("raw AMQP client: reading the message failed: " + DescribeReply(read));
         RawMessage raw = ToRawMessage(exchange, routing_key, message);
         amqp_bytes_free(exchange);
         amqp_bytes_free(routing_key);
@@ -306,7 +340,8 @@ std::optional<RawMessage> RawAmqpClient::Get(const std::string& queue, std::chro
         amqp_destroy_envelope(&envelope);
     } else if (consumed.reply_type != AMQP_RESPONSE_LIBRARY_EXCEPTION ||
                consumed.library_error != AMQP_STATUS_TIMEOUT) {
-        throw std::runtime_error("raw AMQP client: waiting for a message on " + queue + " failed");
+        throw std::runtime_error("raw AMQP client: waiting for a message on " + queue +
+                                 " failed: " + DescribeReply(consumed));
     }
     amqp_basic_cancel(state, 1, amqp_cstring_bytes(tag.c_str()));
     CheckReply(state, "basic.cancel " + queue);
