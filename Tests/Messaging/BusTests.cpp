@@ -23,10 +23,12 @@ const char* const kQueue = "test-queue";
 // A bus with one endpoint consuming StockReserved through `handler`, plus an observer queue bound to
 // MassTransit:Fault so faults can be read back.
 struct BusFixture {
-    explicit BusFixture(RetryPolicy retry, int redelivery_limit = 0, bool raw_json = false) {
+    explicit BusFixture(RetryPolicy retry, int redelivery_limit = 0, bool raw_json = false,
+                        std::string consumer_journal_path = "") {
         loop_thread.loop().Invoke([&] {
             transport = std::make_unique<InMemoryTransport>(loop_thread.loop());
-            bus = std::make_unique<Bus>(loop_thread.loop(), *transport, BusSettings{"TestService"});
+            bus = std::make_unique<Bus>(loop_thread.loop(), *transport,
+                                        BusSettings{"TestService", std::move(consumer_journal_path)});
             harness.Observe(*bus);
             bus->AddReceiveEndpoint({.queue = kQueue,
                                      .prefetch = 16,
@@ -1028,6 +1030,46 @@ TEST_SUITE("Bus.RetryPolicy") {
         CHECK(fixture.attempts == 2);
         CHECK(fixture.Queue("fault-observer").size() == 1);
         CHECK(fixture.Queue(kQueue).empty());
+    }
+
+    TEST_CASE("RedeliveryLimit with a consumer journal: only the message whose consumer ended the process counts") {
+        test_support::TempDir dir;
+        const std::string journal = dir.File("bus-consumer");
+        // A retry an hour away keeps both deliveries unsettled until the bus stops and returns them.
+        BusFixture fixture(RetryPolicy::Interval(1, std::chrono::hours(1)), /*redelivery_limit=*/1, false, journal);
+        fixture.handler = AlwaysThrow;
+        const TransportMessage poison = fixture.Prepared({"o-poison"_order_id});
+        const TransportMessage innocent = fixture.Prepared({"o-innocent"_order_id});
+        const std::string poison_id = Json::parse(poison.body)["messageId"];
+        REQUIRE(fixture.PublishRaw(kQueue, poison).ok());
+        REQUIRE(fixture.PublishRaw(kQueue, innocent).ok());
+        // Stops the bus with both unsettled, notes the poison's consumer as running, as a process
+        // that ended in it leaves the journal, and starts again: both come back redelivered.
+        auto end_in_poison_and_restart = [&](int attempts_before) {
+            REQUIRE(fixture.harness.WaitUntil([&] { return fixture.attempts == attempts_before; }));
+            fixture.loop_thread.loop().Invoke([&] {
+                fixture.bus->Stop(nullptr);
+                ConsumerJournal(journal).Enter(ConsumerJournal::Key(kQueue, poison_id, poison.body), poison_id);
+                REQUIRE(fixture.bus->Start().ok());
+            });
+        };
+        end_in_poison_and_restart(2);
+        // The poison is blamed and sent again with MT-Redelivery-Count 1; the innocent one runs again
+        // uncounted.
+        end_in_poison_and_restart(4);
+        // The poison's second blame passes the limit; the innocent one, back twice, still runs (and
+        // stays unacked, waiting for its retry).
+        REQUIRE(fixture.harness.WaitUntil([&] { return fixture.Queue("test-queue_error").size() == 1; }));
+        REQUIRE(fixture.harness.WaitUntil([&] { return fixture.attempts == 5; }));
+        const auto errors = fixture.Queue("test-queue_error");
+        REQUIRE(errors.size() == 1);
+        CHECK(Json::parse(errors[0].body)["message"]["orderId"] == "o-poison");
+        CHECK(Header(errors[0], "MT-Fault-ExceptionType") == "messaging.RedeliveryLimitExceeded");
+        CHECK(Header(errors[0], "MT-Fault-Message").find("running when the process ended, 2 times") !=
+              std::string::npos);
+        CHECK(Header(errors[0], "MT-Redelivery-Count") == "1");
+        // Each blame is taken once: none is left for a later return.
+        CHECK(fixture.loop_thread.loop().Invoke([&] { return ConsumerJournal(journal).BlamedIds(); }).empty());
     }
 
     TEST_CASE("RedeliveryLimit 2 on a quorum queue: the broker's x-delivery-count decides") {

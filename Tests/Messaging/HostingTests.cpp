@@ -170,6 +170,12 @@ TEST_SUITE("Hosting.Settings") {
             doctest::Contains("x-max-length"), SettingsError);
     }
 
+    TEST_CASE("the consumer journal lives beside the database - none for an in-memory one") {
+        CHECK(ConsumerJournalPath({.path = "/var/lib/saga/payments.db"}) == "/var/lib/saga/payments.db-consumer");
+        CHECK(ConsumerJournalPath({.path = ":memory:"}).empty());
+        CHECK(ConsumerJournalPath({.path = "file:payments?mode=memory"}).empty());
+    }
+
     TEST_CASE(
         "Endpoint.ConcurrentMessageLimit and Endpoint.KillSwitch: MassTransit's defaults - overridable - checked") {
         const auto defaults = payment_service::PaymentSettings::Load("", {});

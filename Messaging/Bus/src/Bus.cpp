@@ -224,6 +224,20 @@ void Bus::DeclareQueueOnce(const std::string& queue, const HeaderTable& argument
 
 Status Bus::Start() {
     stopping_ = false;
+    const bool limits_redelivery = std::any_of(endpoints_.begin(), endpoints_.end(), [](const ReceiveEndpoint& e) {
+        return e.settings_.redelivery_limit > 0;
+    });
+    if (limits_redelivery && !settings_.consumer_journal_path.empty() && !journal_) {
+        try {
+            journal_ = std::make_unique<ConsumerJournal>(settings_.consumer_journal_path);
+        } catch (const std::runtime_error& e) {
+            return Status::Unavailable(e.what());
+        }
+        std::string blamed;
+        for (const auto& id : journal_->BlamedIds()) blamed += (blamed.empty() ? "" : ", ") + id;
+        if (!blamed.empty())
+            spdlog::info("messages blamed for ending a process, counted when they come back: {}", blamed);
+    }
     for (auto& endpoint : endpoints_) {
         const auto consumed = endpoint.ConsumedTypes();
         transport_.Declare(
@@ -311,6 +325,8 @@ void Bus::Stop(std::function<void()> stopped) {
         in_flight->retry_timer.reset();
         Settle(in_flight, /*ack=*/false);
     }
+    // No consumer runs any more; Start opens the journal again and reads what it holds then.
+    journal_.reset();
     if (in_flight_.empty()) {
         if (stopped) stopped();
     } else {
@@ -614,6 +630,28 @@ int HeaderCount(const HeaderTable& headers, const char* name) {
 }
 }  // namespace
 
+// What names a delivery in the consumer journal: the same for every return and copy of a message.
+std::uint64_t Bus::JournalKey(const InFlight& in_flight) {
+    return ConsumerJournal::Key(in_flight.endpoint->settings_.queue, in_flight.envelope.message_id,
+                                in_flight.delivery.message.body);
+}
+
+// Notes a delivery in the journal for as long as it lives (its consumer's run); no journal, no note.
+class Bus::JournalNote {
+  public:
+    JournalNote(ConsumerJournal* journal, const InFlight& in_flight) : journal_(journal) {
+        if (journal_) journal_->Enter(JournalKey(in_flight), in_flight.envelope.message_id);
+    }
+    ~JournalNote() {
+        if (journal_) journal_->Leave();
+    }
+    JournalNote(const JournalNote&) = delete;
+    JournalNote& operator=(const JournalNote&) = delete;
+
+  private:
+    ConsumerJournal* journal_;
+};
+
 bool Bus::CountRedelivery(const std::shared_ptr<InFlight>& in_flight) {
     const ReceiveEndpointSettings& settings = in_flight->endpoint->settings_;
     const TransportMessage& message = in_flight->delivery.message;
@@ -627,21 +665,27 @@ bool Bus::CountRedelivery(const std::shared_ptr<InFlight>& in_flight) {
             return true;
         }
     }
-    const bool broker_counts = FindHeader(message.properties.headers, "x-delivery-count") != nullptr;
+    // With a journal, only a message whose consumer ended a process counts, once per process, and
+    // the count rides in the message. Without one, every return counts: a quorum queue counts them
+    // itself; otherwise this return adds one to the message's count.
+    const bool broker_counts = !journal_ && FindHeader(message.properties.headers, "x-delivery-count") != nullptr;
     if (!broker_counts && !in_flight->delivery.redelivered) return false;
-    // A quorum queue counts the returns itself; otherwise this return adds one to the message's count.
+    if (journal_ && !journal_->TakeBlame(JournalKey(*in_flight))) return false;
     const int count = broker_counts ? HeaderCount(message.properties.headers, "x-delivery-count")
                                     : HeaderCount(message.properties.headers, "MT-Redelivery-Count") + 1;
     if (count > settings.redelivery_limit) {
         GiveUp(in_flight, "messaging.RedeliveryLimitExceeded",
-               "The message came back unsettled " + std::to_string(count) + " times (the limit is " +
-                   std::to_string(settings.redelivery_limit) +
-                   "): its consumer may be ending the process or the connection");
+               journal_ ? "Its consumer was running when the process ended, " + std::to_string(count) +
+                              " times (the limit is " + std::to_string(settings.redelivery_limit) + ")"
+                        : "The message came back unsettled " + std::to_string(count) + " times (the limit is " +
+                              std::to_string(settings.redelivery_limit) +
+                              "): its consumer may be ending the process or the connection");
         return true;
     }
     if (broker_counts) return false;
-    spdlog::warn("{}: {} came back unsettled; sending it to the queue again with MT-Redelivery-Count {}",
-                 settings.queue, in_flight->envelope.message_id, count);
+    spdlog::warn("{}: {} came back {}; sending it to the queue again with MT-Redelivery-Count {}", settings.queue,
+                 in_flight->envelope.message_id, journal_ ? "after its consumer ended the process" : "unsettled",
+                 count);
     TransportMessage again = message;
     again.properties.headers["MT-Redelivery-Count"] = static_cast<std::int32_t>(count);
     again.mandatory = true;
@@ -683,6 +727,8 @@ void Bus::RunAttempt(const std::shared_ptr<InFlight>& in_flight) {
     std::string error_message;
     bool retryable = true;
     try {
+        // Noted while the consumer runs: if it ends the process, the next one blames this message.
+        JournalNote note(in_flight->endpoint->settings_.redelivery_limit > 0 ? journal_.get() : nullptr, *in_flight);
         // An answer to a request only ends the request: it writes nothing to commit.
         if (unit_of_work_ && !in_flight->endpoint->answers_requests_)
             unit_of_work_->Run([&] { registration.invoke(context); });

@@ -271,6 +271,11 @@ ReceiveEndpointSettings EndpointSettingsFromJson(const Json& json) {
     return settings;
 }
 
+std::string ConsumerJournalPath(const DatabaseSettings& database) {
+    if (database.path.empty() || database.path == ":memory:" || database.path.starts_with("file:")) return "";
+    return database.path + "-consumer";
+}
+
 contracts::OrderedJson DatabaseSettings::ToJson() const {
     contracts::OrderedJson json;
     json["Path"] = path;

@@ -19,6 +19,7 @@
 #include <utility>
 #include <vector>
 
+#include "Bus/ConsumerJournal.h"
 #include "Bus/KillSwitch.h"
 #include "Bus/RetryPolicy.h"
 #include "Contracts/Messages.h"
@@ -158,12 +159,12 @@ struct ReceiveEndpointSettings {
     // in), as MassTransit's ConcurrentMessageLimit; later deliveries wait, unacked, in arrival order.
     int concurrent_message_limit = 0;
     KillSwitchSettings kill_switch = {};
-    // How often a message may come back unsettled (its consumer ended the process, the connection
-    // dropped) before it faults to `_error` instead of running again; 0: no limit. A quorum queue's
-    // x-delivery-count is used as the count; on a classic queue a redelivered message is sent to the
-    // queue again with MT-Redelivery-Count raised, so the count lives in the message. Like a quorum
-    // queue's count, it counts every message unsettled when the process ended, not only the one
-    // whose consumer ended it.
+    // How often a message may come back after its consumer ended the process before it faults to
+    // `_error` instead of running again; 0: no limit. The bus's consumer journal (see BusSettings)
+    // says which message that was, and a blamed message is sent to the queue again with
+    // MT-Redelivery-Count raised, so the count lives in the message; other messages that come back
+    // unsettled (prefetched, or the connection dropped) are not counted. Without a journal every
+    // unsettled return counts: a quorum queue's x-delivery-count, or MT-Redelivery-Count raised.
     int redelivery_limit = 0;
     // As MassTransit's UseRawJsonSerializer on the endpoint: application/json deliveries are read as
     // raw JSON (envelopes still are read), and what its consumers send and publish, faults included,
@@ -262,6 +263,10 @@ struct RequestOptions {
 
 struct BusSettings {
     std::string service_name;  // also the process name in host info and the bus address
+    // Where the bus notes which message's consumer is running (a ConsumerJournal), so that after a
+    // crash RedeliveryLimit counts only the message whose consumer ended the process. Open from
+    // Start() to Stop() when an endpoint has a redelivery limit; empty: every unsettled return counts.
+    std::string consumer_journal_path = {};
 };
 
 class Bus {
@@ -395,6 +400,8 @@ class Bus {
     // For a delivery that came back unsettled: true when it was taken care of here (sent to the queue
     // again with its count raised, or past the limit faulted to `_error`), false to consume it.
     bool CountRedelivery(const std::shared_ptr<InFlight>& in_flight);
+    static std::uint64_t JournalKey(const InFlight& in_flight);
+    class JournalNote;
     // Starts the deliveries the concurrent message limit held back, as far as it now allows.
     void BeginWaiting(ReceiveEndpoint& endpoint);
     // Returns the held-back deliveries to the queue.
@@ -447,6 +454,7 @@ class Bus {
     // deliveries of its copy that arrived before the original's ack was sent.
     std::map<std::string, std::vector<std::shared_ptr<InFlight>>> resending_;
     std::list<std::shared_ptr<InFlight>> in_flight_;
+    std::unique_ptr<ConsumerJournal> journal_;  // open when an endpoint has a redelivery limit and a path is set
     BusObserver* observer_ = nullptr;
     UnitOfWork* unit_of_work_ = nullptr;
     bool stopping_ = false;

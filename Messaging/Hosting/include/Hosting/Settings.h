@@ -53,6 +53,10 @@ struct DatabaseSettings {
     static DatabaseSettings FromJson(const contracts::Json& json);
 };
 
+// Where a service's bus keeps its consumer journal (BusSettings::consumer_journal_path): beside its
+// database, as `<Database.Path>-consumer`; none for an in-memory database.
+std::string ConsumerJournalPath(const DatabaseSettings& database);
+
 // The sections every service's settings have: RabbitMQ, Endpoint, Database and Logging. A service's
 // settings struct derives from it and adds its own sections.
 struct ServiceSettings {
