@@ -1,5 +1,6 @@
 #include "Broker/BrokerSupport.h"
 
+#include "RabbitMq/FieldTable.h"
 #include "Support/Waiting.h"
 
 #include <amqp.h>
@@ -20,6 +21,9 @@
 #include <thread>
 
 extern char** environ;
+
+using messaging::AmqpBytes;
+using messaging::AmqpString;
 
 namespace broker_test {
 namespace {
@@ -44,8 +48,7 @@ amqp_connection_state_t State(void* state) {
 // the broker's channel.close or connection.close.
 std::string DescribeReply(const amqp_rpc_reply_t& reply) {
     auto close_text = [](const char* what, std::uint16_t code, amqp_bytes_t text) {
-        return std::string(what) + " " + std::to_string(code) + " " +
-               std::string(static_cast<char*>(text.bytes), text.len);
+        return std::string(what) + " " + std::to_string(code) + " " + AmqpString(text);
     };
     switch (reply.reply_type) {
         case AMQP_RESPONSE_NORMAL:
@@ -72,10 +75,6 @@ void CheckReply(amqp_connection_state_t state, const std::string& what) {
     const amqp_rpc_reply_t reply = amqp_get_rpc_reply(state);
     if (reply.reply_type != AMQP_RESPONSE_NORMAL)
         throw std::runtime_error("raw AMQP client: " + what + " failed: " + DescribeReply(reply));
-}
-
-amqp_bytes_t Bytes(const std::string& text) {
-    return amqp_bytes_t{text.size(), const_cast<char*>(text.data())};
 }
 
 }  // namespace
@@ -187,12 +186,13 @@ RawAmqpClient::~RawAmqpClient() {
 
 void RawAmqpClient::Tap(const std::string& queue, const std::vector<std::string>& exchanges) {
     auto state = State(state_);
-    amqp_queue_declare(state, 1, Bytes(queue), 0, 1, 0, 0, amqp_empty_table);
+    amqp_queue_declare(state, 1, AmqpBytes(queue), 0, 1, 0, 0, amqp_empty_table);
     CheckReply(state, "queue.declare");
     for (const auto& exchange : exchanges) {
-        amqp_exchange_declare(state, 1, Bytes(exchange), amqp_cstring_bytes("fanout"), 0, 1, 0, 0, amqp_empty_table);
+        amqp_exchange_declare(state, 1, AmqpBytes(exchange), amqp_cstring_bytes("fanout"), 0, 1, 0, 0,
+                              amqp_empty_table);
         CheckReply(state, "exchange.declare " + exchange);
-        amqp_queue_bind(state, 1, Bytes(queue), Bytes(exchange), amqp_empty_bytes, amqp_empty_table);
+        amqp_queue_bind(state, 1, AmqpBytes(queue), AmqpBytes(exchange), amqp_empty_bytes, amqp_empty_table);
         CheckReply(state, "queue.bind");
     }
 }
@@ -205,14 +205,14 @@ void RawAmqpClient::Publish(const std::string& exchange, const std::string& body
     properties.delivery_mode = p.delivery_mode;
     if (!p.content_type.empty()) {
         properties._flags |= AMQP_BASIC_CONTENT_TYPE_FLAG;
-        properties.content_type = Bytes(p.content_type);
+        properties.content_type = AmqpBytes(p.content_type);
     }
     if (!p.message_id.empty()) {
         properties._flags |= AMQP_BASIC_MESSAGE_ID_FLAG;
-        properties.message_id = Bytes(p.message_id);
+        properties.message_id = AmqpBytes(p.message_id);
     }
     const int published =
-        amqp_basic_publish(state, 1, Bytes(exchange), amqp_empty_bytes, 0, 0, &properties, Bytes(body));
+        amqp_basic_publish(state, 1, AmqpBytes(exchange), amqp_empty_bytes, 0, 0, &properties, AmqpBytes(body));
     if (published != AMQP_STATUS_OK)
         throw std::runtime_error(std::string("raw AMQP client: publish failed: ") + amqp_error_string2(published));
     // Wait for the confirm.
@@ -230,25 +230,24 @@ void RawAmqpClient::Publish(const std::string& exchange, const std::string& body
 namespace {
 
 RawMessage ToRawMessage(amqp_bytes_t exchange, amqp_bytes_t routing_key, const amqp_message_t& message) {
-    auto text = [](amqp_bytes_t b) { return std::string(static_cast<char*>(b.bytes), b.len); };
     RawMessage raw;
-    raw.exchange = text(exchange);
-    raw.routing_key = text(routing_key);
-    raw.body = text(message.body);
+    raw.exchange = AmqpString(exchange);
+    raw.routing_key = AmqpString(routing_key);
+    raw.body = AmqpString(message.body);
     const auto& p = message.properties;
     raw.properties.delivery_mode = (p._flags & AMQP_BASIC_DELIVERY_MODE_FLAG) ? p.delivery_mode : 0;
-    if (p._flags & AMQP_BASIC_CONTENT_TYPE_FLAG) raw.properties.content_type = text(p.content_type);
-    if (p._flags & AMQP_BASIC_MESSAGE_ID_FLAG) raw.properties.message_id = text(p.message_id);
-    if (p._flags & AMQP_BASIC_CORRELATION_ID_FLAG) raw.properties.correlation_id = text(p.correlation_id);
-    if (p._flags & AMQP_BASIC_EXPIRATION_FLAG) raw.properties.expiration = text(p.expiration);
+    if (p._flags & AMQP_BASIC_CONTENT_TYPE_FLAG) raw.properties.content_type = AmqpString(p.content_type);
+    if (p._flags & AMQP_BASIC_MESSAGE_ID_FLAG) raw.properties.message_id = AmqpString(p.message_id);
+    if (p._flags & AMQP_BASIC_CORRELATION_ID_FLAG) raw.properties.correlation_id = AmqpString(p.correlation_id);
+    if (p._flags & AMQP_BASIC_EXPIRATION_FLAG) raw.properties.expiration = AmqpString(p.expiration);
     if (!(p._flags & AMQP_BASIC_HEADERS_FLAG)) return raw;
     for (int i = 0; i < p.headers.num_entries; ++i) {
         const auto& entry = p.headers.entries[i];
-        const std::string key = text(entry.key);
+        const std::string key = AmqpString(entry.key);
         switch (entry.value.kind) {
             case AMQP_FIELD_KIND_UTF8:
             case AMQP_FIELD_KIND_BYTES:
-                raw.properties.headers[key] = text(entry.value.value.bytes);
+                raw.properties.headers[key] = AmqpString(entry.value.value.bytes);
                 break;
             case AMQP_FIELD_KIND_I32:
                 raw.properties.headers[key] = entry.value.value.i32;
@@ -295,7 +294,7 @@ std::optional<RawMessage> RawAmqpClient::Get(const std::string& queue, std::chro
     std::string refusal;
     const bool served = test_support::WaitFor(
         [&] {
-            reply = amqp_basic_get(state, 1, Bytes(queue), /*no_ack=*/1);
+            reply = amqp_basic_get(state, 1, AmqpBytes(queue), /*no_ack=*/1);
             if (reply.reply_type == AMQP_RESPONSE_NORMAL) return true;
             refusal = ReopenAfterChannelError(state, reply);
             return false;
@@ -325,7 +324,7 @@ std::optional<RawMessage> RawAmqpClient::Get(const std::string& queue, std::chro
     amqp_basic_qos(state, 1, 0, 1, 0);
     CheckReply(state, "basic.qos");
     auto* consume_ok =
-        amqp_basic_consume(state, 1, Bytes(queue), amqp_empty_bytes, 0, /*no_ack=*/0, 0, amqp_empty_table);
+        amqp_basic_consume(state, 1, AmqpBytes(queue), amqp_empty_bytes, 0, /*no_ack=*/0, 0, amqp_empty_table);
     CheckReply(state, "basic.consume " + queue);
     const std::string tag(static_cast<char*>(consume_ok->consumer_tag.bytes), consume_ok->consumer_tag.len);
     timeval wait{static_cast<time_t>(remaining.count() / 1000),
