@@ -236,7 +236,8 @@ Status Bus::Start() {
         std::string blamed;
         for (const auto& id : journal_->BlamedIds()) blamed += (blamed.empty() ? "" : ", ") + id;
         if (!blamed.empty())
-            spdlog::info("messages blamed for ending a process, counted when they come back: {}", blamed);
+            spdlog::warn("a process ended while the consumer of {} was running; each is counted when it comes back",
+                         blamed);
     }
     for (auto& endpoint : endpoints_) {
         const auto consumed = endpoint.ConsumedTypes();

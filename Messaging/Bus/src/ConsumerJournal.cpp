@@ -1,7 +1,6 @@
 #include "Bus/ConsumerJournal.h"
 
 #include <fcntl.h>
-#include <spdlog/spdlog.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -34,7 +33,7 @@ std::uint64_t Fnv1a(std::uint64_t hash, std::string_view bytes) {
 
 }  // namespace
 
-ConsumerJournal::ConsumerJournal(const std::string& path) : path_(path) {
+ConsumerJournal::ConsumerJournal(const std::string& path) {
     static_assert(std::is_trivially_copyable_v<Layout>);
     fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
     if (fd_ < 0) throw JournalError(path, "cannot open");
@@ -60,8 +59,6 @@ ConsumerJournal::ConsumerJournal(const std::string& path) : path_(path) {
     Note& running = layout_->running;
     if (running.key != 0) {
         running.id_length = std::min<std::uint32_t>(running.id_length, sizeof(running.id));
-        spdlog::warn("the previous process ended while the consumer of message {} was running; it is blamed once",
-                     std::string_view(running.id, running.id_length));
         layout_->blamed[layout_->next_blame % kBlamedCapacity] = running;
         layout_->next_blame = (layout_->next_blame + 1) % kBlamedCapacity;
         running.key = 0;

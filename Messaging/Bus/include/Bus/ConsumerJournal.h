@@ -53,7 +53,6 @@ class ConsumerJournal {
         Note blamed[kBlamedCapacity];
     };
 
-    std::string path_;
     int fd_ = -1;
     Layout* layout_ = nullptr;
 };
