@@ -11,8 +11,7 @@ InventoryServiceHost::InventoryServiceHost(messaging::EventLoop& loop, messaging
       db_(settings_.database.path, settings_.database.synchronous),
       unit_of_work_(messaging::MakeUnitOfWork(loop, db_, settings_.database.group_commit)),
       ledger_(db_),
-      bus_(loop, transport,
-           messaging::BusSettings{"InventoryService", messaging::ConsumerJournalPath(settings_.database)}) {
+      bus_(loop, transport, settings_.BusSettingsFor("InventoryService")) {
     bus_.SetUnitOfWork(unit_of_work_.get());
     auto& endpoint = bus_.AddReceiveEndpoint(settings_.endpoint);
     endpoint.Handle<contracts::CheckInventory>(

@@ -11,7 +11,7 @@ OrderServiceHost::OrderServiceHost(messaging::EventLoop& loop, messaging::Transp
       db_(settings_.database.path, settings_.database.synchronous),
       unit_of_work_(messaging::MakeUnitOfWork(loop, db_, settings_.database.group_commit)),
       repository_(db_),
-      bus_(loop, transport, messaging::BusSettings{"OrderService", messaging::ConsumerJournalPath(settings_.database)}),
+      bus_(loop, transport, settings_.BusSettingsFor("OrderService")),
       timeouts_(loop,
                 [this](const contracts::OrderId& order_id, const std::string& token) { SendTimeout(order_id, token); }),
       relay_(loop, bus_, repository_, *unit_of_work_),

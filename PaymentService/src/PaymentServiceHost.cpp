@@ -14,8 +14,7 @@ PaymentServiceHost::PaymentServiceHost(messaging::EventLoop& loop, messaging::Tr
       db_(settings_.database.path, settings_.database.synchronous),
       unit_of_work_(messaging::MakeUnitOfWork(loop, db_, settings_.database.group_commit)),
       ledger_(db_),
-      bus_(loop, transport,
-           messaging::BusSettings{"PaymentService", messaging::ConsumerJournalPath(settings_.database)}) {
+      bus_(loop, transport, settings_.BusSettingsFor("PaymentService")) {
     bus_.SetUnitOfWork(unit_of_work_.get());
     bus_.AddReceiveEndpoint(settings_.endpoint)
         .Handle<contracts::ProcessPayment>(

@@ -24,11 +24,10 @@ const char* const kQueue = "test-queue";
 // MassTransit:Fault so faults can be read back.
 struct BusFixture {
     explicit BusFixture(RetryPolicy retry, int redelivery_limit = 0, bool raw_json = false,
-                        std::string consumer_journal_path = "") {
+                        BusSettings bus_settings = {.service_name = "TestService"}) {
         loop_thread.loop().Invoke([&] {
             transport = std::make_unique<InMemoryTransport>(loop_thread.loop());
-            bus = std::make_unique<Bus>(loop_thread.loop(), *transport,
-                                        BusSettings{"TestService", std::move(consumer_journal_path)});
+            bus = std::make_unique<Bus>(loop_thread.loop(), *transport, std::move(bus_settings));
             harness.Observe(*bus);
             bus->AddReceiveEndpoint({.queue = kQueue,
                                      .prefetch = 16,
@@ -461,6 +460,45 @@ TEST_SUITE("Bus") {
         CHECK(trace_of.at("MassTransit:Fault") != trace_of.at("Contracts:OrderCompleted"));
         // The _error copy is the message as it came: the bus adds no trace to it.
         CHECK(Header(fixture.Queue(ErrorQueueName(kQueue)).at(0), kActivityIdHeader) == "<missing>");
+    }
+
+    TEST_CASE("Trace: with propagation off nothing sent carries trace headers - the consumer still logs the trace") {
+        BusFixture fixture(RetryPolicy::None(), 0, false, {.service_name = "TestService", .propagate_trace = false});
+        std::string consumer_log_fields;
+        fixture.handler = [&](ConsumeContext& context, const contracts::StockReserved& message) {
+            if (message.order_id.str() == "o-fault") throw std::runtime_error("fault without a trace header");
+            AppendCurrentLogFields(consumer_log_fields);
+            context.Publish(contracts::OrderCompleted{.order_id = message.order_id});
+        };
+        const std::string trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
+        const std::string traceparent = "00-" + trace_id + "-00f067aa0ba902b7-01";
+        auto traced = [&](const char* order_id) {
+            TransportMessage incoming = fixture.Prepared({contracts::OrderId::Parse(order_id).value()});
+            // Published outside a consumer, so without a trace of its own.
+            CHECK(Header(incoming, kActivityIdHeader) == "<missing>");
+            CHECK_FALSE(Json::parse(incoming.body)["headers"].contains(kActivityIdHeader));
+            incoming.properties.headers[kActivityIdHeader] = traceparent;
+            Json envelope = Json::parse(incoming.body);
+            envelope["headers"][kActivityIdHeader] = traceparent;
+            envelope["headers"][kActivityBaggageHeader] = Json::parse(R"([{"key":"tenant","value":"acme"}])");
+            incoming.body = envelope.dump();
+            return incoming;
+        };
+        REQUIRE(fixture.PublishRaw("Contracts:StockReserved", traced("o-1")).ok());
+        REQUIRE(fixture.PublishRaw("Contracts:StockReserved", traced("o-fault")).ok());
+        REQUIRE(fixture.WaitQueue(ErrorQueueName(kQueue), 1));
+        REQUIRE(fixture.harness.WaitPublished<contracts::OrderCompleted>(nullptr));
+        CHECK(consumer_log_fields == " trace=" + trace_id);
+        std::set<std::string> sent;  // exchanges, up to the first '-'
+        for (const auto& message : fixture.harness.Published()) {
+            if (message.destination == "Contracts:StockReserved") continue;
+            INFO(message.destination);
+            sent.insert(message.destination.substr(0, message.destination.find('-')));
+            CHECK(FindHeader(message.transport.properties.headers, kActivityIdHeader) == nullptr);
+            CHECK_FALSE(message.envelope["headers"].contains(kActivityIdHeader));
+            CHECK_FALSE(message.envelope["headers"].contains(kActivityBaggageHeader));
+        }
+        CHECK(sent == std::set<std::string>{"Contracts:OrderCompleted", "MassTransit:Fault"});
     }
 
     TEST_CASE(
@@ -1036,7 +1074,8 @@ TEST_SUITE("Bus.RetryPolicy") {
         test_support::TempDir dir;
         const std::string journal = dir.File("bus-consumer");
         // A retry an hour away keeps both deliveries unsettled until the bus stops and returns them.
-        BusFixture fixture(RetryPolicy::Interval(1, std::chrono::hours(1)), /*redelivery_limit=*/1, false, journal);
+        BusFixture fixture(RetryPolicy::Interval(1, std::chrono::hours(1)), /*redelivery_limit=*/1, false,
+                           {.service_name = "TestService", .consumer_journal_path = journal});
         fixture.handler = AlwaysThrow;
         const TransportMessage poison = fixture.Prepared({"o-poison"_order_id});
         const TransportMessage innocent = fixture.Prepared({"o-innocent"_order_id});

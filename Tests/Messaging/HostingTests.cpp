@@ -176,6 +176,19 @@ TEST_SUITE("Hosting.Settings") {
         CHECK(ConsumerJournalPath({.path = "file:payments?mode=memory"}).empty());
     }
 
+    TEST_CASE("A service's bus settings: its name - the journal beside its database - Tracing.Propagate") {
+        const auto defaults = payment_service::PaymentSettings::Load("", {"Database__Path=/srv/payments.db"});
+        const BusSettings bus = defaults.BusSettingsFor("PaymentService");
+        CHECK(bus.service_name == "PaymentService");
+        CHECK(bus.consumer_journal_path == "/srv/payments.db-consumer");
+        CHECK(bus.propagate_trace);
+        const auto untraced = order_service::OrderSettings::Load("", {"Tracing__Propagate=false"});
+        CHECK_FALSE(untraced.BusSettingsFor("OrderService").propagate_trace);
+        CHECK(Json::parse(untraced.ToJson().dump())["Tracing"]["Propagate"] == false);
+        CHECK_THROWS_WITH_AS(order_service::OrderSettings::Load("", {"Tracing__Propagate=sometimes"}),
+                             doctest::Contains("Tracing__Propagate must be true or false"), SettingsError);
+    }
+
     TEST_CASE(
         "Endpoint.ConcurrentMessageLimit and Endpoint.KillSwitch: MassTransit's defaults - overridable - checked") {
         const auto defaults = payment_service::PaymentSettings::Load("", {});

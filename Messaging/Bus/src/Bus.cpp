@@ -356,10 +356,14 @@ OutgoingMessage Bus::Build(const std::string& exchange, std::vector<std::string>
         envelope.source_address = source_queue.empty() ? bus_address_ : InputAddress(source_queue);
     }
     for (auto it = options.headers.begin(); it != options.headers.end(); ++it) envelope.headers[it.key()] = it.value();
-    if (const TraceContext* trace = parent ? &parent->trace_ : options.trace ? &*options.trace : nullptr)
-        WriteChildSpanHeaders(*trace, envelope.headers);
-    else
-        WriteTraceHeaders(TraceContext::NewRoot(), envelope.headers);
+    // Without propagation the message has no trace headers: the consumed message's were not copied
+    // above, as their names start with MT-.
+    if (settings_.propagate_trace) {
+        if (const TraceContext* trace = parent ? &parent->trace_ : options.trace ? &*options.trace : nullptr)
+            WriteChildSpanHeaders(*trace, envelope.headers);
+        else
+            WriteTraceHeaders(TraceContext::NewRoot(), envelope.headers);
+    }
     envelope.request_id = options.request_id;
     envelope.response_address = options.response_address;
     envelope.destination_address = Address(exchange);

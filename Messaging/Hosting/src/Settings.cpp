@@ -338,6 +338,7 @@ void ServiceSettings::WriteCommonSections(contracts::OrderedJson& json) const {
     json["RabbitMQ"] = RabbitMqSettingsToJson(rabbitmq);
     json["Endpoint"] = EndpointSettingsToJson(endpoint);
     json["Database"] = database.ToJson();
+    json["Tracing"]["Propagate"] = propagate_trace;
     json["Logging"]["Level"] = log_level;
 }
 
@@ -345,7 +346,14 @@ void ServiceSettings::ReadCommonSections(const Json& json) {
     rabbitmq = RabbitMqSettingsFromJson(json.at("RabbitMQ"));
     endpoint = EndpointSettingsFromJson(json.at("Endpoint"));
     database = DatabaseSettings::FromJson(json.at("Database"));
+    propagate_trace = json.at("Tracing").at("Propagate").get<bool>();
     log_level = SettingString(json.at("Logging"), "Level");
+}
+
+BusSettings ServiceSettings::BusSettingsFor(std::string service_name) const {
+    return {.service_name = std::move(service_name),
+            .consumer_journal_path = ConsumerJournalPath(database),
+            .propagate_trace = propagate_trace};
 }
 
 }  // namespace messaging

@@ -267,6 +267,10 @@ struct BusSettings {
     // crash RedeliveryLimit counts only the message whose consumer ended the process. Open from
     // Start() to Stop() when an endpoint has a redelivery limit; empty: every unsettled return counts.
     std::string consumer_journal_path = {};
+    // Whether sent messages carry trace headers (MT-Activity-Id, and the baggage when there is any):
+    // a child span of the consumed message's trace, else a new trace. false sends none, as a
+    // MassTransit bus with no activity listener; consumers still log the consumed trace id.
+    bool propagate_trace = true;
 };
 
 class Bus {

@@ -57,18 +57,22 @@ struct DatabaseSettings {
 // database, as `<Database.Path>-consumer`; none for an in-memory database.
 std::string ConsumerJournalPath(const DatabaseSettings& database);
 
-// The sections every service's settings have: RabbitMQ, Endpoint, Database and Logging. A service's
-// settings struct derives from it and adds its own sections.
+// The sections every service's settings have: RabbitMQ, Endpoint, Database, Tracing and Logging. A
+// service's settings struct derives from it and adds its own sections.
 struct ServiceSettings {
     RabbitMqSettings rabbitmq;
     ReceiveEndpointSettings endpoint;
     DatabaseSettings database;
+    bool propagate_trace = true;  // Tracing.Propagate: BusSettings::propagate_trace
     std::string log_level = "info";
 
     // The service's own queue and database file; every other default is shared.
     ServiceSettings(std::string queue, std::string database_path);
     void WriteCommonSections(contracts::OrderedJson& json) const;
     void ReadCommonSections(const contracts::Json& json);  // json as LoadSettingsJson returned it
+    // The bus settings these give the service named `service_name`: its consumer journal beside the
+    // database, and whether it propagates traces.
+    BusSettings BusSettingsFor(std::string service_name) const;
 };
 
 // A service's settings: the defaults of `Settings{}`, overlaid by the file at `path` (none when
