@@ -4,6 +4,11 @@
 #
 #   scripts/broker.sh start DIR AMQP_PORT MANAGEMENT_PORT   # returns once the node answers
 #   scripts/broker.sh stop  DIR
+#
+# The broker tests also use it to hurt a running node:
+#   scripts/broker.sh restart-app   DIR [SECONDS_DOWN]
+#   scripts/broker.sh memory-alarm  DIR on|off
+#   scripts/broker.sh quorum-member DIR stop|start VHOST QUEUE
 set -euo pipefail
 
 command=${1:?usage: broker.sh start|stop DIR [AMQP_PORT MANAGEMENT_PORT]}
@@ -108,8 +113,28 @@ memory-alarm)
     *) echo "memory-alarm: on or off" >&2; exit 2 ;;
     esac
     ;;
+quorum-member)
+    # stop: stops the Ra server that holds a quorum queue on this node, as a crash would leave it, so
+    # the queue refuses its clients ("noproc") until start brings it back with its log.
+    read -r amqp_port management_port < "$dir/ports"
+    node_env "$amqp_port" "$management_port"
+    action=${3:?stop or start required}
+    vhost=${4:?vhost required}
+    queue=${5:?queue required}
+    case "$action" in
+    stop) call="ra:stop_server(quorum_queues, Member)" ;;
+    start) call="ra:restart_server(quorum_queues, Member)" ;;
+    *) echo "quorum-member: stop or start" >&2; exit 2 ;;
+    esac
+    result=$("$bin/rabbitmqctl" -q eval "
+        {ok, Queue} = rabbit_amqqueue:lookup(rabbit_misc:r(<<\"$vhost\">>, queue, <<\"$queue\">>)),
+        Member = amqqueue:get_pid(Queue),
+        $call.")
+    [ "$result" = ok ] || { echo "quorum-member $action $vhost/$queue: $result" >&2; exit 1; }
+    ;;
 *)
-    echo "usage: broker.sh start|stop|restart-app|memory-alarm DIR [AMQP_PORT MANAGEMENT_PORT | SECONDS | on|off]" >&2
+    echo "usage: broker.sh start|stop|restart-app|memory-alarm|quorum-member DIR" \
+        "[AMQP_PORT MANAGEMENT_PORT | SECONDS | on|off | stop|start VHOST QUEUE]" >&2
     exit 2
     ;;
 esac

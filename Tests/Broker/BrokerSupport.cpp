@@ -41,6 +41,7 @@ int RequiredPort(const char* name) {
 }
 
 amqp_connection_state_t State(void* state) {
+    if (!state) throw std::runtime_error("raw AMQP client: no connection (reconnecting after a refusal failed)");
     return static_cast<amqp_connection_state_t>(state);
 }
 
@@ -75,6 +76,26 @@ void CheckReply(amqp_connection_state_t state, const std::string& what) {
     const amqp_rpc_reply_t reply = amqp_get_rpc_reply(state);
     if (reply.reply_type != AMQP_RESPONSE_NORMAL)
         throw std::runtime_error("raw AMQP client: " + what + " failed: " + DescribeReply(reply));
+}
+
+// A new connection to the vhost, with channel 1 open in confirm mode.
+amqp_connection_state_t OpenConnection(const std::string& vhost) {
+    auto state = amqp_new_connection();
+    amqp_socket_t* socket = amqp_tcp_socket_new(state);
+    if (amqp_socket_open(socket, "127.0.0.1", BrokerEnvironment::Get().amqp_port) != AMQP_STATUS_OK) {
+        amqp_destroy_connection(state);
+        throw std::runtime_error("raw AMQP client: cannot connect");
+    }
+    if (amqp_login(state, vhost.c_str(), 0, 131072, 0, AMQP_SASL_METHOD_PLAIN, "guest", "guest").reply_type !=
+        AMQP_RESPONSE_NORMAL) {
+        amqp_destroy_connection(state);
+        throw std::runtime_error("raw AMQP client: login failed");
+    }
+    amqp_channel_open(state, 1);
+    CheckReply(state, "channel.open");
+    amqp_confirm_select(state, 1);
+    CheckReply(state, "confirm.select");
+    return state;
 }
 
 }  // namespace
@@ -163,22 +184,10 @@ std::vector<std::string> ScopedVhost::SettingsEnvironment() const {
             "RabbitMQ__VirtualHost=" + name_, "RabbitMQ__Username=guest", "RabbitMQ__Password=guest"};
 }
 
-RawAmqpClient::RawAmqpClient(const std::string& vhost) {
-    auto state = amqp_new_connection();
-    state_ = state;
-    amqp_socket_t* socket = amqp_tcp_socket_new(state);
-    if (amqp_socket_open(socket, "127.0.0.1", BrokerEnvironment::Get().amqp_port) != AMQP_STATUS_OK)
-        throw std::runtime_error("raw AMQP client: cannot connect");
-    if (amqp_login(state, vhost.c_str(), 0, 131072, 0, AMQP_SASL_METHOD_PLAIN, "guest", "guest").reply_type !=
-        AMQP_RESPONSE_NORMAL)
-        throw std::runtime_error("raw AMQP client: login failed");
-    amqp_channel_open(state, 1);
-    CheckReply(state, "channel.open");
-    amqp_confirm_select(state, 1);
-    CheckReply(state, "confirm.select");
-}
+RawAmqpClient::RawAmqpClient(const std::string& vhost) : vhost_(vhost), state_(OpenConnection(vhost)) {}
 
 RawAmqpClient::~RawAmqpClient() {
+    if (!state_) return;  // a reconnect failed
     amqp_channel_close(State(state_), 1, AMQP_REPLY_SUCCESS);
     amqp_connection_close(State(state_), AMQP_REPLY_SUCCESS);
     amqp_destroy_connection(State(state_));
@@ -265,20 +274,31 @@ RawMessage ToRawMessage(amqp_bytes_t exchange, amqp_bytes_t routing_key, const a
     return raw;
 }
 
-// After a failed call on channel 1: describes the refusal and, when the broker closed only the channel,
-// acknowledges the close and opens the channel again (with confirms, as the constructor does). A connection
-// error cannot be recovered here and throws.
-std::string ReopenAfterChannelError(amqp_connection_state_t state, const amqp_rpc_reply_t& reply) {
-    if (reply.reply_type != AMQP_RESPONSE_SERVER_EXCEPTION || reply.reply.id != AMQP_CHANNEL_CLOSE_METHOD)
-        throw std::runtime_error("raw AMQP client: the connection failed: " + DescribeReply(reply));
+// After a refused call on channel 1: describes the refusal and opens again what the broker closed, the
+// channel or, after an INTERNAL_ERROR, the whole connection (`connection` then holds the new one, or null
+// when it could not be made). Any other connection error throws.
+std::string RecoverFromRefusal(void*& connection, const std::string& vhost, const amqp_rpc_reply_t& reply) {
+    const auto state = State(connection);
     const std::string refusal = DescribeReply(reply);
-    amqp_channel_close_ok_t close_ok{};
-    if (amqp_send_method(state, 1, AMQP_CHANNEL_CLOSE_OK_METHOD, &close_ok) != AMQP_STATUS_OK)
-        throw std::runtime_error("raw AMQP client: channel.close-ok failed after " + refusal);
-    amqp_channel_open(state, 1);
-    CheckReply(state, "channel.open");
-    amqp_confirm_select(state, 1);
-    CheckReply(state, "confirm.select");
+    if (reply.reply_type == AMQP_RESPONSE_SERVER_EXCEPTION && reply.reply.id == AMQP_CHANNEL_CLOSE_METHOD) {
+        amqp_channel_close_ok_t close_ok{};
+        if (amqp_send_method(state, 1, AMQP_CHANNEL_CLOSE_OK_METHOD, &close_ok) != AMQP_STATUS_OK)
+            throw std::runtime_error("raw AMQP client: channel.close-ok failed after " + refusal);
+        amqp_channel_open(state, 1);
+        CheckReply(state, "channel.open");
+        amqp_confirm_select(state, 1);
+        CheckReply(state, "confirm.select");
+        return refusal;
+    }
+    const bool internal_error =
+        reply.reply_type == AMQP_RESPONSE_SERVER_EXCEPTION && reply.reply.id == AMQP_CONNECTION_CLOSE_METHOD &&
+        static_cast<const amqp_connection_close_t*>(reply.reply.decoded)->reply_code == AMQP_INTERNAL_ERROR;
+    if (!internal_error) throw std::runtime_error("raw AMQP client: the connection failed: " + refusal);
+    amqp_connection_close_ok_t close_ok{};
+    amqp_send_method(state, 0, AMQP_CONNECTION_CLOSE_OK_METHOD, &close_ok);
+    amqp_destroy_connection(state);
+    connection = nullptr;
+    connection = OpenConnection(vhost);
     return refusal;
 }
 
@@ -287,16 +307,18 @@ std::string ReopenAfterChannelError(amqp_connection_state_t state, const amqp_rp
 std::optional<RawMessage> RawAmqpClient::Get(const std::string& queue, std::chrono::milliseconds timeout) {
     auto state = State(state_);
     const auto deadline = std::chrono::steady_clock::now() + timeout;
-    // What is in the queue already: basic.get. A queue the management API lists may not serve yet (a quorum
-    // queue electing its leader): the broker closes the channel, and the client reopens it and asks again
-    // until the deadline.
+    // What is in the queue already: basic.get. A queue the management API lists may not serve yet: a quorum
+    // queue electing its leader makes the broker close the channel, and one whose Ra server is (re)starting
+    // makes it close the whole connection with INTERNAL_ERROR ("noproc"). Either way the client opens what
+    // was closed and asks again until the deadline.
     amqp_rpc_reply_t reply{};
     std::string refusal;
     const bool served = test_support::WaitFor(
         [&] {
             reply = amqp_basic_get(state, 1, AmqpBytes(queue), /*no_ack=*/1);
             if (reply.reply_type == AMQP_RESPONSE_NORMAL) return true;
-            refusal = ReopenAfterChannelError(state, reply);
+            refusal = RecoverFromRefusal(state_, vhost_, reply);
+            state = State(state_);
             return false;
         },
         timeout);
@@ -326,7 +348,7 @@ std::optional<RawMessage> RawAmqpClient::Get(const std::string& queue, std::chro
     auto* consume_ok =
         amqp_basic_consume(state, 1, AmqpBytes(queue), amqp_empty_bytes, 0, /*no_ack=*/0, 0, amqp_empty_table);
     CheckReply(state, "basic.consume " + queue);
-    const std::string tag(static_cast<char*>(consume_ok->consumer_tag.bytes), consume_ok->consumer_tag.len);
+    const std::string tag = AmqpString(consume_ok->consumer_tag);
     timeval wait{static_cast<time_t>(remaining.count() / 1000),
                  static_cast<suseconds_t>(remaining.count() % 1000 * 1000)};
     amqp_envelope_t envelope;
@@ -509,6 +531,15 @@ void SetMemoryAlarm(bool raised) {
     const std::string command = "bash '" + SourceDir() + "/scripts/broker.sh' memory-alarm '" + environment.broker_dir +
                                 "' " + (raised ? "on" : "off");
     if (std::system(command.c_str()) != 0) throw std::runtime_error("setting the memory alarm failed");
+}
+
+void SetQuorumMemberRunning(const ScopedVhost& vhost, const std::string& queue, bool running) {
+    const auto& environment = BrokerEnvironment::Get();
+    if (environment.broker_dir.empty()) throw std::runtime_error("SAGA_BROKER_DIR is not set");
+    const std::string command = "bash '" + SourceDir() + "/scripts/broker.sh' quorum-member '" +
+                                environment.broker_dir + "' " + (running ? "start" : "stop") + " '" + vhost.name() +
+                                "' '" + queue + "'";
+    if (std::system(command.c_str()) != 0) throw std::runtime_error("stopping or starting " + queue + " failed");
 }
 
 AmqpProxy::AmqpProxy() {

@@ -68,12 +68,14 @@ class RawAmqpClient {
     // Declares a durable queue bound to each of the exchanges (declaring them as MassTransit does).
     void Tap(const std::string& queue, const std::vector<std::string>& exchanges);
     void Publish(const std::string& exchange, const std::string& body, const messaging::MessageProperties& properties);
-    // basic.get with ack, polling until a message arrives or the timeout passes.
+    // One message, or none once the timeout passes: basic.get, then a consumer. A queue that does not serve
+    // (the broker closes the channel, or the connection with INTERNAL_ERROR) is asked again on a new one.
     std::optional<RawMessage> Get(const std::string& queue,
                                   std::chrono::milliseconds timeout = std::chrono::seconds(10));
     std::vector<RawMessage> Drain(const std::string& queue);  // everything ready now
 
   private:
+    std::string vhost_;
     void* state_;
 };
 
@@ -141,6 +143,9 @@ std::string SourceDir();
 void RestartBrokerApp(int seconds_down = 1);
 // Raises (or clears) a memory alarm on the test node: the broker blocks every publishing connection.
 void SetMemoryAlarm(bool raised);
+// Stops (or starts again) the Ra server that holds a quorum queue on the test node, as a crash leaves
+// it: until it runs again, publishes to the queue wait unconfirmed and a basic.get closes the connection.
+void SetQuorumMemberRunning(const ScopedVhost& vhost, const std::string& queue, bool running);
 
 // A TCP relay between one client and the test broker that can hold the broker's bytes in the middle
 // of a delivery: after the next basic.deliver method frame it passes three bytes of the content

@@ -727,6 +727,45 @@ TEST_SUITE("Broker") {
         CHECK(Json::parse(moved->body)["message"]["orderId"] == "quorum-2");
     }
 
+    TEST_CASE("Quorum: while payment-service_error is down a faulted command stays unacked - then moves once") {
+        ScopedVhost vhost;
+        BrokerSystem::Options options;
+        messaging::SetQuorumQueue(options.queue_arguments, 1);
+        BrokerSystem system(vhost, options);
+        RawAmqpClient peer(vhost.name());
+        auto order_id_of = [](const RawMessage& message) {
+            return Json::parse(message.body)["message"]["orderId"].get<std::string>();
+        };
+        // A first fault declares the _error queue.
+        SubmitOrder(system, "qdown-2");
+        REQUIRE(WaitForQueue(vhost, "payment-service_error"));
+        const auto first = peer.Get("payment-service_error", 20s);
+        REQUIRE(first);
+        CHECK(order_id_of(*first) == "qdown-2");
+
+        SetQuorumMemberRunning(vhost, "payment-service_error", false);
+        SubmitOrder(system, "qdown-12");
+        // The fault reaches the saga. The broker neither takes nor refuses the copy while the queue's
+        // member is down, so the move waits for its confirm and the command stays unacked in its queue.
+        CHECK(system.WaitForStatus("qdown-12", order_service::OrderStatus::kFailed));
+        ManagementApi api;
+        const std::string payment_queue = "queues/" + Encode(vhost.name()) + "/payment-service";
+        CHECK(test_support::WaitFor([&] { return api.Get(payment_queue).value("messages_unacknowledged", 0) == 1; },
+                                    20s));
+        // The raw client's basic.get makes the broker close its connection (541 noproc): it opens a new
+        // one and asks again until its deadline.
+        CHECK_THROWS_WITH_AS(peer.Get("payment-service_error", 500ms), doctest::Contains("noproc"), std::runtime_error);
+
+        SetQuorumMemberRunning(vhost, "payment-service_error", true);
+        const auto moved = peer.Get("payment-service_error", 20s);
+        REQUIRE(moved);
+        CHECK(order_id_of(*moved) == "qdown-12");
+        CHECK(Header(moved->properties, "MT-Reason") == "fault");
+        // Moved once: the command left its queue, and no second copy follows.
+        CHECK(test_support::WaitFor([&] { return api.Get(payment_queue).value("messages", -1) == 0; }, 20s));
+        CHECK(peer.Drain("payment-service_error").empty());
+    }
+
     TEST_CASE(
         "Quorum: a queue that exists with other arguments is a clear error - the service stays up - no reconnects") {
         ScopedVhost vhost;
