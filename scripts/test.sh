@@ -37,8 +37,17 @@ run_suite() {
     broker_dir="$PWD/$build/broker"
     rm -rf "$broker_dir"
     scripts/broker.sh start "$broker_dir" "$amqp_port" "$management_port"
+    local status=0
     SAGA_TEST_AMQP_PORT=$amqp_port SAGA_TEST_MANAGEMENT_PORT=$management_port SAGA_BROKER_DIR=$broker_dir \
-        SAGA_BIN_DIR="$PWD/$build" ctest --test-dir "$build" --output-on-failure -j 2 --timeout 300
+        SAGA_BIN_DIR="$PWD/$build" ctest --test-dir "$build" --output-on-failure -j 2 --timeout 300 || status=$?
+    if [ "$status" -ne 0 ]; then
+        # What the broker logged as errors, but for the channel errors tests provoke on purpose: a
+        # failure that comes from inside the broker (a queue process that crashed) shows only here.
+        echo "== the broker's errors (the last 150 lines), from $broker_dir/log" >&2
+        grep -h '\[error\]' "$broker_dir"/log/*.log |
+            grep -v -E 'Channel error on connection|caused a channel exception' | tail -n 150 >&2 || true
+        exit "$status"
+    fi
     scripts/broker.sh stop "$broker_dir"
     broker_dir=""
 }
