@@ -525,21 +525,25 @@ bool WaitForQueue(const ScopedVhost& vhost, const std::string& queue, std::chron
         timeout);
 }
 
-void SetMemoryAlarm(bool raised) {
+namespace {
+// Runs `scripts/broker.sh COMMAND <the test node's dir> ARGUMENTS...` on the test node; throws with
+// `what` when it fails.
+void RunBrokerScript(const std::string& command, const std::vector<std::string>& arguments, const std::string& what) {
     const auto& environment = BrokerEnvironment::Get();
     if (environment.broker_dir.empty()) throw std::runtime_error("SAGA_BROKER_DIR is not set");
-    const std::string command = "bash '" + SourceDir() + "/scripts/broker.sh' memory-alarm '" + environment.broker_dir +
-                                "' " + (raised ? "on" : "off");
-    if (std::system(command.c_str()) != 0) throw std::runtime_error("setting the memory alarm failed");
+    std::string line = "bash '" + SourceDir() + "/scripts/broker.sh' " + command + " '" + environment.broker_dir + "'";
+    for (const auto& argument : arguments) line += " '" + argument + "'";
+    if (std::system(line.c_str()) != 0) throw std::runtime_error(what + " failed");
+}
+}  // namespace
+
+void SetMemoryAlarm(bool raised) {
+    RunBrokerScript("memory-alarm", {raised ? "on" : "off"}, "setting the memory alarm");
 }
 
 void SetQuorumMemberRunning(const ScopedVhost& vhost, const std::string& queue, bool running) {
-    const auto& environment = BrokerEnvironment::Get();
-    if (environment.broker_dir.empty()) throw std::runtime_error("SAGA_BROKER_DIR is not set");
-    const std::string command = "bash '" + SourceDir() + "/scripts/broker.sh' quorum-member '" +
-                                environment.broker_dir + "' " + (running ? "start" : "stop") + " '" + vhost.name() +
-                                "' '" + queue + "'";
-    if (std::system(command.c_str()) != 0) throw std::runtime_error("stopping or starting " + queue + " failed");
+    RunBrokerScript("quorum-member", {running ? "start" : "stop", vhost.name(), queue},
+                    (running ? "starting " : "stopping ") + queue);
 }
 
 AmqpProxy::AmqpProxy() {
@@ -658,11 +662,7 @@ void AmqpProxy::Run() {
 }
 
 void RestartBrokerApp(int seconds_down) {
-    const auto& environment = BrokerEnvironment::Get();
-    if (environment.broker_dir.empty()) throw std::runtime_error("SAGA_BROKER_DIR is not set");
-    const std::string command = "bash '" + SourceDir() + "/scripts/broker.sh' restart-app '" + environment.broker_dir +
-                                "' " + std::to_string(seconds_down);
-    if (std::system(command.c_str()) != 0) throw std::runtime_error("restarting the broker failed");
+    RunBrokerScript("restart-app", {std::to_string(seconds_down)}, "restarting the broker");
 }
 
 }  // namespace broker_test
