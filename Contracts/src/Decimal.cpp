@@ -106,4 +106,13 @@ bool Decimal::operator==(const Decimal& other) const {
     return (*this <=> other) == 0;
 }
 
+bool IsMoney(const Decimal& value) {
+    if (value.Scale() > MoneyLimits::kMaxScale) return false;
+    static_assert(MoneyLimits::kMaxIntegerDigits + MoneyLimits::kMaxScale <= 18);
+    const std::int64_t limit = kPowersOfTen[MoneyLimits::kMaxIntegerDigits / 2] *
+                               kPowersOfTen[MoneyLimits::kMaxIntegerDigits - MoneyLimits::kMaxIntegerDigits / 2] *
+                               kPowersOfTen[value.Scale()];
+    return value.Units() < limit && value.Units() > -limit;
+}
+
 }  // namespace contracts

@@ -1,7 +1,5 @@
 #include "Contracts/JsonFields.h"
 
-#include <charconv>
-
 namespace contracts {
 
 bool StartsWithIgnoreCase(std::string_view text, std::string_view prefix) {
@@ -34,20 +32,11 @@ OrderedJson DecimalToJson(const Decimal& value) {
 }
 
 std::optional<Decimal> DecimalFromJson(const Json& value) {
+    // A number with a fraction reaches here as its text when the document was read by ParseJsonExact;
+    // one already rounded to a double by another reader is refused rather than trusted.
     if (value.is_string()) return Decimal::Parse(value.get_ref<const std::string&>());
-    if (value.is_number_integer()) {
-        if (value.is_number_unsigned() && value.get<std::uint64_t>() > static_cast<std::uint64_t>(INT64_MAX))
-            return std::nullopt;
-        return Decimal::FromUnits(value.get<std::int64_t>(), 0);
-    }
-    if (value.is_number_float()) {
-        // nlohmann has already turned the text into a double; its shortest round-trip form is the text that
-        // was written for any amount with up to 15 significant digits.
-        char buffer[64];
-        auto [end, ec] = std::to_chars(buffer, buffer + sizeof buffer, value.get<double>());
-        if (ec != std::errc()) return std::nullopt;
-        return Decimal::Parse(std::string_view(buffer, end - buffer));
-    }
+    if (value.is_number_unsigned()) return Decimal::Parse(std::to_string(value.get<std::uint64_t>()));
+    if (value.is_number_integer()) return Decimal::Parse(std::to_string(value.get<std::int64_t>()));
     return std::nullopt;
 }
 
@@ -84,9 +73,11 @@ OrderId FieldReader::RequiredOrderId(std::string_view name) const {
     return *value;
 }
 
-Decimal FieldReader::RequiredDecimal(std::string_view name) const {
+Decimal FieldReader::RequiredMoney(std::string_view name) const {
     auto value = DecimalFromJson(Required(name));
-    if (!value) Fail(name, "must be a decimal number (a string such as \"149.97\" or a JSON number)");
+    if (!value || !IsMoney(*value))
+        Fail(name, std::string("must be an amount (a string such as \"149.97\" or a JSON number) with ") +
+                       MoneyLimits::kRule);
     return *value;
 }
 

@@ -23,7 +23,7 @@ std::vector<OrderItem> ReadOrderItems(const Json& array) {
         item.sku = reader.RequiredString("sku");
         item.quantity = reader.RequiredInteger("quantity");
         if (item.quantity <= 0) reader.Fail("quantity", "must be positive");
-        item.unit_price = reader.RequiredDecimal("unitPrice");
+        item.unit_price = reader.RequiredMoney("unitPrice");
         items.push_back(std::move(item));
     }
     return items;
@@ -119,7 +119,7 @@ OrderSubmitted MessageContract<OrderSubmitted>::Read(const Json& json) {
     m.order_id = reader.RequiredOrderId("orderId");
     m.timestamp = reader.OptionalTimestamp("timestamp").value_or(Timestamp{});
     m.customer_number = reader.RequiredString("customerNumber");
-    m.total_amount = reader.RequiredDecimal("totalAmount");
+    m.total_amount = reader.RequiredMoney("totalAmount");
     m.items = ReadItems(reader);
     return m;
 }
@@ -166,7 +166,7 @@ ProcessPayment MessageContract<ProcessPayment>::Read(const Json& json) {
     FieldReader reader(json, "ProcessPayment");
     ProcessPayment m;
     m.order_id = reader.RequiredOrderId("orderId");
-    m.amount = reader.RequiredDecimal("amount");
+    m.amount = reader.RequiredMoney("amount");
     m.card_number = reader.OptionalString("cardNumber").value_or("");
     return m;
 }

@@ -2,6 +2,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include "Contracts/ExactJson.h"
+
 namespace order_service {
 namespace {
 
@@ -76,14 +78,21 @@ bool IsJsonContentType(const std::string& value) {
     return type == "application/json" || (type.size() > 5 && type.compare(type.size() - 5, 5, "+json") == 0);
 }
 
+// An amount within MoneyLimits, from a JSON string or a JSON number (whose text ParseJsonExact kept).
 std::optional<contracts::Decimal> ReadMoney(const Json& value) {
-    return contracts::DecimalFromJson(value);
+    auto amount = contracts::DecimalFromJson(value);
+    if (!amount || !contracts::IsMoney(*amount)) return std::nullopt;
+    return amount;
 }
 
 }  // namespace
 
 std::variant<NewOrder, FieldError> ParseNewOrder(std::string_view text) {
-    const Json body = Json::parse(text, nullptr, false);
+    // Read exactly: an amount written as a JSON number keeps its text, never becoming a double.
+    contracts::NumberTexts numbers;
+    const Json body = contracts::ParseJsonExact(text, &numbers);
+    // A string field, which a number kept as its text is not.
+    auto is_text = [&numbers](const Json& value) { return value.is_string() && !numbers.Contains(value); };
     if (body.is_discarded()) return FieldError{"", "the body is not valid JSON"};
     if (!body.is_object()) return FieldError{"", "the body must be a JSON object"};
     static const std::vector<std::string> kFields = {"orderId", "customerNumber", "totalAmount", "items"};
@@ -97,7 +106,7 @@ std::variant<NewOrder, FieldError> ParseNewOrder(std::string_view text) {
 
     NewOrder order;
     if (const Json* id = contracts::FindField(body, "orderId")) {
-        auto order_id = id->is_string() ? contracts::OrderId::Parse(id->get_ref<const std::string&>()) : std::nullopt;
+        auto order_id = is_text(*id) ? contracts::OrderId::Parse(id->get_ref<const std::string&>()) : std::nullopt;
         if (!order_id) return FieldError{"orderId", "must be 1-64 characters of A-Z, a-z, 0-9, '_' or '-'"};
         order.order_id = std::move(*order_id);
     } else {
@@ -106,7 +115,7 @@ std::variant<NewOrder, FieldError> ParseNewOrder(std::string_view text) {
 
     const Json* customer = contracts::FindField(body, "customerNumber");
     if (!customer) return FieldError{"customerNumber", "is required"};
-    if (!customer->is_string() || customer->get_ref<const std::string&>().empty() ||
+    if (!is_text(*customer) || customer->get_ref<const std::string&>().empty() ||
         customer->get_ref<const std::string&>().size() > 256)
         return FieldError{"customerNumber", "must be a string of 1-256 characters"};
     order.customer_number = customer->get<std::string>();
@@ -114,9 +123,9 @@ std::variant<NewOrder, FieldError> ParseNewOrder(std::string_view text) {
     const Json* total = contracts::FindField(body, "totalAmount");
     if (!total) return FieldError{"totalAmount", "is required"};
     auto amount = ReadMoney(*total);
-    if (!amount || !amount->IsPositive() || amount->SignificantScale() > 2)
-        return FieldError{"totalAmount",
-                          "must be a positive amount with at most 2 decimals, e.g. 149.97 or \"149.97\""};
+    if (!amount || !amount->IsPositive())
+        return FieldError{"totalAmount", std::string("must be a positive amount with ") +
+                                             contracts::MoneyLimits::kRule + ", e.g. 149.97 or \"149.97\""};
     order.total_amount = *amount;
 
     if (const Json* items = contracts::FindField(body, "items")) {
@@ -127,7 +136,7 @@ std::variant<NewOrder, FieldError> ParseNewOrder(std::string_view text) {
             const std::string where = "items[" + std::to_string(i) + "]";
             if (!item.is_object()) return FieldError{where, "must be an object"};
             const Json* sku = contracts::FindField(item, "sku");
-            if (!sku || !sku->is_string() || sku->get_ref<const std::string&>().empty() ||
+            if (!sku || !is_text(*sku) || sku->get_ref<const std::string&>().empty() ||
                 sku->get_ref<const std::string&>().size() > 64)
                 return FieldError{where + ".sku", "must be a string of 1-64 characters"};
             const Json* quantity = contracts::FindField(item, "quantity");
@@ -136,8 +145,9 @@ std::variant<NewOrder, FieldError> ParseNewOrder(std::string_view text) {
                 return FieldError{where + ".quantity", "must be an integer from 1 to 1000000"};
             const Json* price = contracts::FindField(item, "unitPrice");
             auto unit_price = price ? ReadMoney(*price) : std::nullopt;
-            if (!unit_price || *unit_price < contracts::Decimal() || unit_price->SignificantScale() > 2)
-                return FieldError{where + ".unitPrice", "must be a non-negative amount with at most 2 decimals"};
+            if (!unit_price || *unit_price < contracts::Decimal())
+                return FieldError{where + ".unitPrice",
+                                  std::string("must be a non-negative amount with ") + contracts::MoneyLimits::kRule};
             order.items.push_back({sku->get<std::string>(), quantity->get<std::int64_t>(), *unit_price});
         }
     }

@@ -4,6 +4,7 @@
 
 #include <functional>
 
+#include "Contracts/ExactJson.h"
 #include "Contracts/Messages.h"
 #include "Wire/Envelope.h"
 #include "Wire/Faults.h"
@@ -62,10 +63,48 @@ TEST_SUITE("Contracts") {
 
     TEST_CASE("Decimals are read from a string or a JSON number and written as strings") {
         CHECK(DecimalFromJson(Json("149.97"))->ToString() == "149.97");
-        CHECK(DecimalFromJson(Json::parse("149.97"))->ToString() == "149.97");
+        CHECK(DecimalFromJson(ParseJsonExact("149.97"))->ToString() == "149.97");
         CHECK(DecimalFromJson(Json::parse("150"))->ToString() == "150");
+        // A number already rounded to a double is not trusted as money.
+        CHECK_FALSE(DecimalFromJson(Json::parse("149.97")));
+        // Integers past 18 digits are no decimal, whichever way they were read.
+        CHECK_FALSE(DecimalFromJson(Json::parse("1000000000000000000")));
+        CHECK_FALSE(DecimalFromJson(ParseJsonExact("100000000000000000000")));
         CHECK_FALSE(DecimalFromJson(Json::parse("true")));
         CHECK(DecimalToJson(*Decimal::Parse("10.50")).dump() == "\"10.50\"");
+    }
+
+    TEST_CASE("The exact reader keeps a fractional number's text - integers stay numbers") {
+        NumberTexts numbers;
+        const Json doc = ParseJsonExact(
+            R"({"a":12345678901234567.89,"b":[1.50,2,"3.5",{"c":-0.1e2}],"d":true,"e":null,"f":18446744073709551616})",
+            &numbers);
+        REQUIRE(doc.is_object());
+        CHECK(doc["a"] == "12345678901234567.89");
+        CHECK(numbers.Contains(doc["a"]));
+        CHECK(doc["b"][0] == "1.50");
+        CHECK(numbers.Contains(doc["b"][0]));
+        CHECK(doc["b"][1] == 2);
+        CHECK(doc["b"][2] == "3.5");
+        CHECK_FALSE(numbers.Contains(doc["b"][2]));  // a string in the text stays a string
+        CHECK(doc["b"][3]["c"] == "-0.1e2");
+        CHECK(doc["d"] == true);
+        CHECK(doc["e"].is_null());
+        CHECK(doc["f"] == "18446744073709551616");
+        CHECK(ParseJsonExact("{\"a\":").is_discarded());
+        CHECK(ParseJsonExact("[1,2").is_discarded());
+        CHECK(ParseJsonExact("/* c */ {}", nullptr, /*ignore_comments=*/true).is_object());
+    }
+
+    TEST_CASE("Money is at most 2 decimals and 16 integer digits - what a numeric(18 2) column carries") {
+        CHECK(IsMoney(*Decimal::Parse("9999999999999999.99")));
+        CHECK(IsMoney(*Decimal::Parse("-9999999999999999.99")));
+        CHECK(IsMoney(*Decimal::Parse("0.01")));
+        CHECK(IsMoney(*Decimal::Parse("150")));
+        CHECK_FALSE(IsMoney(*Decimal::Parse("10000000000000000")));
+        CHECK_FALSE(IsMoney(*Decimal::Parse("10000000000000000.00")));
+        CHECK_FALSE(IsMoney(*Decimal::Parse("1.500")));
+        CHECK_FALSE(IsMoney(*Decimal::Parse("0.001")));
     }
 
     TEST_CASE("GUIDs are read in the N D B and P forms and written lowercase D") {
@@ -169,7 +208,7 @@ TEST_SUITE("Contracts") {
     }
 
     TEST_CASE("PascalCase keys - numbers for decimals and unknown fields are accepted") {
-        const auto m = MessageContract<OrderSubmitted>::Read(Json::parse(
+        const auto m = MessageContract<OrderSubmitted>::Read(ParseJsonExact(
             R"({"OrderId":"o-2","Timestamp":"2026-02-10T14:03:05Z","CustomerNumber":"C","TotalAmount":149.97,"Extra":{"x":1}})"));
         CHECK(m.order_id.str() == "o-2");
         CHECK(m.customer_number == "C");
@@ -184,7 +223,12 @@ TEST_SUITE("Contracts") {
             MessageContract<OrderSubmitted>::Read(Json::parse(R"({"orderId":"o-1","totalAmount":"1"})")),
             "OrderSubmitted.customerNumber: required field is missing", ContractError);
         CHECK_THROWS_WITH_AS(MessageContract<ProcessPayment>::Read(Json::parse(R"({"orderId":"o-1","amount":"abc"})")),
-                             doctest::Contains("ProcessPayment.amount: must be a decimal"), ContractError);
+                             doctest::Contains("ProcessPayment.amount: must be an amount"), ContractError);
+        // An amount outside what every store and peer carries is refused in a message too.
+        for (const char* amount : {R"("10000000000000000")", R"("0.001")", "12345678901234567.89"})
+            CHECK_THROWS_WITH_AS(MessageContract<ProcessPayment>::Read(
+                                     ParseJsonExact(std::string(R"({"orderId":"o-1","amount":)") + amount + "}")),
+                                 doctest::Contains("at most 2 decimals and at most 16 digits"), ContractError);
         CHECK_THROWS_WITH_AS(MessageContract<StockReserved>::Read(Json::parse(R"({"orderId":"bad id!"})")),
                              doctest::Contains("StockReserved.orderId"), ContractError);
         CHECK_THROWS_AS(MessageContract<StockReserved>::Read(Json::parse("[1,2]")), ContractError);

@@ -144,6 +144,49 @@ TEST_SUITE("OrderService.HttpApi") {
         CHECK(api.system.harness().Published<OrderSubmitted>()[0].total_amount.ToString() == "10.5");
     }
 
+    TEST_CASE("Money in a JSON number is read from its text - never through a double") {
+        ApiFixture api;
+        // 19 significant digits: a double keeps about 16, so either would come back rounded.
+        auto result = api.Post(R"({"orderId":"exact-3","customerNumber":"C","totalAmount":1234567890123456.78})");
+        REQUIRE(result);
+        CHECK(result->status == 202);
+        REQUIRE(api.FinalStatus("exact-3") == "Completed");
+        auto order = api.client.Get("/order/exact-3");
+        REQUIRE(order);
+        CHECK(Json::parse(order->body)["totalAmount"] == "1234567890123456.78");
+        auto submitted = api.system.harness().Published<OrderSubmitted>(
+            [](const OrderSubmitted& m) { return m.order_id.str() == "exact-3"; });
+        REQUIRE(submitted.size() == 1);
+        CHECK(submitted[0].total_amount.ToString() == "1234567890123456.78");
+        // Two amounts a cent apart stay a cent apart.
+        REQUIRE(api.Post(R"({"orderId":"exact-a","customerNumber":"C","totalAmount":9223372036854.07})")->status ==
+                202);
+        REQUIRE(api.Post(R"({"orderId":"exact-b","customerNumber":"C","totalAmount":9223372036854.08})")->status ==
+                202);
+        CHECK(Json::parse(api.client.Get("/order/exact-a")->body)["totalAmount"] == "9223372036854.07");
+        CHECK(Json::parse(api.client.Get("/order/exact-b")->body)["totalAmount"] == "9223372036854.08");
+    }
+
+    TEST_CASE("An amount a numeric(18 2) column cannot carry is a 400 naming the field - nothing is stored") {
+        ApiFixture api;
+        for (const char* amount : {"12345678901234567.89", "1000000000000000000", "10000000000000000",
+                                   "\"10000000000000000\"", "\"1.500\"", "1.500", "1e3", "123456789012345678901234"}) {
+            INFO(amount);
+            api.ExpectError(
+                api.Post(std::string(R"({"orderId":"big-3","customerNumber":"C","totalAmount":)") + amount + "}"), 400,
+                "totalAmount");
+        }
+        // The largest amount it can carry is accepted, and read back as it was sent.
+        auto largest = api.Post(R"({"orderId":"big-4","customerNumber":"C","totalAmount":9999999999999999.99})");
+        REQUIRE(largest);
+        CHECK(largest->status == 202);
+        CHECK(api.FinalStatus("big-4") == "Completed");
+        CHECK(Json::parse(api.client.Get("/order/big-4")->body)["totalAmount"] == "9999999999999999.99");
+        CHECK(api.client.Get("/order/big-3")->status == 404);
+        // A number where a string belongs is refused, though the reader kept it as text.
+        api.ExpectError(api.Post(R"({"customerNumber":4.5,"totalAmount":"1"})"), 400, "customerNumber");
+    }
+
     TEST_CASE("Each invalid field is rejected with 400 naming it - and nothing is published") {
         ApiFixture api;
         api.ExpectError(api.Post(R"({"totalAmount":"1.00"})"), 400, "customerNumber");

@@ -43,4 +43,15 @@ class Decimal {
     int scale_ = 0;
 };
 
+// Money, as this system takes it everywhere (the HTTP API and every message that carries an amount):
+// at most 2 decimals as written and at most 16 digits before the point, so that every amount fits a
+// SQL numeric(18,2) and a .NET decimal exactly, and an order the API accepts can be carried by
+// every message it causes.
+struct MoneyLimits {
+    static constexpr int kMaxScale = 2;
+    static constexpr int kMaxIntegerDigits = 16;
+    static constexpr const char* kRule = "at most 2 decimals and at most 16 digits before the point";
+};
+bool IsMoney(const Decimal& value);
+
 }  // namespace contracts

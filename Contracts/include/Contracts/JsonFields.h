@@ -30,7 +30,8 @@ bool StartsWithIgnoreCase(std::string_view text, std::string_view prefix);
 // Finds a property by name, ignoring ASCII case; nullptr when absent. A JSON null counts as absent.
 const Json* FindField(const Json& object, std::string_view name);
 
-// Money travels as a JSON string; a JSON number is accepted on input.
+// Money travels as a JSON string; a JSON number is accepted on input when the document was read by
+// ParseJsonExact (ExactJson.h), which keeps its text. A double is never read as a decimal.
 OrderedJson DecimalToJson(const Decimal& value);
 std::optional<Decimal> DecimalFromJson(const Json& value);
 
@@ -45,7 +46,7 @@ class FieldReader {
     std::string RequiredString(std::string_view name) const;
     std::optional<std::string> OptionalString(std::string_view name) const;
     OrderId RequiredOrderId(std::string_view name) const;
-    Decimal RequiredDecimal(std::string_view name) const;
+    Decimal RequiredMoney(std::string_view name) const;  // a decimal within MoneyLimits
     std::int64_t RequiredInteger(std::string_view name) const;
     std::optional<std::int64_t> OptionalInteger(std::string_view name) const;
     std::optional<Timestamp> OptionalTimestamp(std::string_view name) const;

@@ -3,6 +3,7 @@
 #include <sys/utsname.h>
 #include <unistd.h>
 
+#include "Contracts/ExactJson.h"
 #include "Wire/TraceContext.h"
 
 namespace messaging {
@@ -195,7 +196,9 @@ std::string SerializeEnvelope(const Envelope& envelope, const OrderedJson& messa
 }
 
 Envelope detail::ParseEnvelopeDom(std::string_view body) {
-    Json root = Json::parse(body, nullptr, /*allow_exceptions=*/false, /*ignore_comments=*/true);
+    // Read exactly, so that an amount written as a JSON number keeps its text (ExactJson.h); a
+    // fractional number in the headers is then kept as its text too.
+    Json root = contracts::ParseJsonExact(body, nullptr, /*ignore_comments=*/true);
     if (root.is_discarded()) throw EnvelopeError("the message body is not valid JSON");
     if (!root.is_object()) throw EnvelopeError("the message body is not a JSON object");
 
@@ -368,10 +371,14 @@ class EnvelopeScanner {
         }
         return std::nullopt;
     }
-    std::optional<Json> ObjectValue() {
+    // kExact: numbers with a fraction are kept as their text (ExactJson.h), as the message's
+    // amounts must be; the headers keep JSON's own numbers.
+    enum class Numbers { kExact, kAsParsed };
+    std::optional<Json> ObjectValue(Numbers numbers) {
         const auto text = ObjectText();
         if (!text) return std::nullopt;
-        Json value = Json::parse(*text, nullptr, /*allow_exceptions=*/false);
+        Json value = numbers == Numbers::kExact ? contracts::ParseJsonExact(*text)
+                                                : Json::parse(*text, nullptr, /*allow_exceptions=*/false);
         if (value.is_discarded()) return std::nullopt;
         return value;
     }
@@ -502,7 +509,7 @@ class EnvelopeScanner {
             case Field::kMessageType:
                 return ReadMessageType(envelope.message_type);
             case Field::kMessage: {
-                auto message = ObjectValue();
+                auto message = ObjectValue(Numbers::kExact);
                 if (!message) return false;
                 envelope.message = std::move(*message);
                 return true;
@@ -523,7 +530,7 @@ class EnvelopeScanner {
                     return true;
                 }
                 p_ = start;
-                auto headers = ObjectValue();
+                auto headers = ObjectValue(Numbers::kAsParsed);
                 if (!headers) return false;
                 envelope.headers = std::move(*headers);
                 return true;

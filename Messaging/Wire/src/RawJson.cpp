@@ -2,6 +2,7 @@
 
 #include <cctype>
 
+#include "Contracts/ExactJson.h"
 #include "Contracts/Identifiers.h"
 #include "Contracts/JsonFields.h"
 
@@ -58,7 +59,7 @@ bool IsRawJsonContentType(std::string_view content_type) {
 
 Envelope ReadRawJson(std::string_view body, const MessageProperties& properties) {
     Envelope envelope;
-    envelope.message = contracts::Json::parse(body, nullptr, /*allow_exceptions=*/false);
+    envelope.message = contracts::ParseJsonExact(body);  // amounts keep their text
     if (!envelope.message.is_object()) throw EnvelopeError("the raw JSON body is not a JSON object");
     envelope.message_id = ReadId(properties, "MessageId", properties.message_id);
     envelope.correlation_id = ReadId(properties, "CorrelationId", properties.correlation_id);
