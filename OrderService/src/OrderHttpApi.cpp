@@ -276,6 +276,15 @@ void OrderHttpApi::PostOrder(const HttpRequest& request, const HttpResponder& re
             if (result == SubmitOutcome::kUnavailable)
                 return responder.Send(
                     ErrorResponse(503, "unavailable", "the message broker is not reachable; try again"));
+            if (result == SubmitOutcome::kConflict) {
+                HttpResponse conflict =
+                    ErrorResponse(409, "conflict",
+                                  "an order with id " + order_id.str() +
+                                      " was already taken with another customer, amount or items; use a new orderId",
+                                  "orderId");
+                conflict.headers.emplace_back("Location", "/order/" + order_id.str());
+                return responder.Send(std::move(conflict));
+            }
             OrderedJson body;
             body["orderId"] = order_id.str();
             HttpResponse response = JsonResponse(202, body);

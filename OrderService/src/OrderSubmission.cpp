@@ -4,6 +4,18 @@
 
 namespace order_service {
 
+bool IsSameOrder(const OrderRecord& stored, const NewOrder& order) {
+    if (stored.customer_number != order.customer_number || !(stored.total_amount == order.total_amount) ||
+        stored.items.size() != order.items.size())
+        return false;
+    for (std::size_t i = 0; i < order.items.size(); ++i) {
+        const auto& a = stored.items[i];
+        const auto& b = order.items[i];
+        if (a.sku != b.sku || a.quantity != b.quantity || !(a.unit_price == b.unit_price)) return false;
+    }
+    return true;
+}
+
 void OrderSubmission::Submit(const NewOrder& order, const messaging::TraceContext& request_span,
                              std::function<void(SubmitOutcome)> done) {
     if (!bus_.transport().IsConnected() || bus_.stopping()) {
@@ -27,18 +39,19 @@ void OrderSubmission::Submit(const NewOrder& order, const messaging::TraceContex
     record.created_at = now;
     record.updated_at = now;
     std::vector<OutboxRelay::StoredRow> rows;
-    bool duplicate = false;
+    std::optional<SubmitOutcome> repeated;
     unit_of_work_.Run([&] {
         messaging::Transaction transaction(repository_.db());
         if (!repository_.InsertOrderIfAbsent(record)) {
-            duplicate = true;
+            const auto stored = repository_.FindOrder(order.order_id);
+            repeated = stored && IsSameOrder(*stored, order) ? SubmitOutcome::kDuplicate : SubmitOutcome::kConflict;
             return;
         }
         rows.emplace_back(repository_.AddToOutbox(message), std::move(message));
         transaction.Commit();
     });
-    if (duplicate) {
-        done(SubmitOutcome::kDuplicate);
+    if (repeated) {
+        done(*repeated);
         return;
     }
     // kAccepted once the order and its OrderSubmitted are durable: the relay publishes it, now or,

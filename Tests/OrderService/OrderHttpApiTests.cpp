@@ -253,6 +253,33 @@ TEST_SUITE("OrderService.HttpApi") {
         CHECK(api.SubmittedCount("web-dup-3") == 1);
     }
 
+    TEST_CASE("The same orderId with another body answers 409 with the stored order's location") {
+        ApiFixture api;
+        REQUIRE(api.Post(R"({"orderId":"web-409-3","customerNumber":"C","totalAmount":"5.00",
+                             "items":[{"sku":"A","quantity":1,"unitPrice":"5"}]})")
+                    ->status == 202);
+        // The same order written another way (amounts by value, a number for a string) is the same order.
+        auto same = api.Post(R"({"orderId":"web-409-3","customerNumber":"C","totalAmount":5,
+                                 "items":[{"sku":"A","quantity":1,"unitPrice":"5.00"}]})");
+        REQUIRE(same);
+        CHECK(same->status == 202);
+        for (const char* other : {R"({"orderId":"web-409-3","customerNumber":"C","totalAmount":"6",
+                                      "items":[{"sku":"A","quantity":1,"unitPrice":"5"}]})",
+                                  R"({"orderId":"web-409-3","customerNumber":"D","totalAmount":"5",
+                                      "items":[{"sku":"A","quantity":1,"unitPrice":"5"}]})",
+                                  R"({"orderId":"web-409-3","customerNumber":"C","totalAmount":"5"})"}) {
+            auto conflict = api.Post(other);
+            REQUIRE(conflict);
+            api.ExpectError(conflict, 409, "orderId");
+            CHECK(conflict->get_header_value("Location") == "/order/web-409-3");
+        }
+        CHECK(api.FinalStatus("web-409-3") == "Completed");
+        const Json stored = Json::parse(api.client.Get("/order/web-409-3")->body);
+        CHECK(stored["customerNumber"] == "C");
+        CHECK(stored["totalAmount"] == "5.00");
+        CHECK(api.SubmittedCount("web-409-3") == 1);
+    }
+
     TEST_CASE("GET answers 404 for an unknown order - 400 for an invalid id - unknown routes are JSON 404s") {
         ApiFixture api;
         api.ExpectError(api.client.Get("/order/no-such-order"), 404, "orderId");

@@ -1,7 +1,8 @@
 // Accepting a new order from the HTTP API, on the loop thread: the order row and its OrderSubmitted
-// are committed together in the outbox (the row's primary key turns a repeated id into kDuplicate).
-// kAccepted means durably stored: the relay publishes it, at once or when the broker can take it.
-// kUnavailable means nothing was stored. Requests of one loop turn share one commit.
+// are committed together in the outbox. A repeated id is kDuplicate when it brings the same order
+// (customer, amount by value, items) and kConflict when it brings another one; neither stores
+// anything. kAccepted means durably stored: the relay publishes it, at once or when the broker can
+// take it. kUnavailable means nothing was stored. Requests of one loop turn share one commit.
 #pragma once
 
 #include <functional>
@@ -18,7 +19,10 @@ struct NewOrder {
     std::vector<contracts::OrderItem> items;
 };
 
-enum class SubmitOutcome { kAccepted, kDuplicate, kUnavailable };
+enum class SubmitOutcome { kAccepted, kDuplicate, kConflict, kUnavailable };
+
+// Whether a stored order is the one `order` describes: same customer, amount and items (by value).
+bool IsSameOrder(const OrderRecord& stored, const NewOrder& order);
 
 class OrderSubmission {
   public:
