@@ -190,6 +190,9 @@ void OrderHttpApi::Start() {
         options.limits.max_body_bytes = static_cast<std::size_t>(settings_.max_body_bytes);
         options.request_timeout = std::chrono::milliseconds(settings_.request_timeout_ms);
         options.idle_timeout = std::chrono::seconds(settings_.idle_timeout_seconds);
+        options.receive_timeout = std::chrono::milliseconds(settings_.receive_timeout_ms);
+        options.max_connections = static_cast<std::size_t>(settings_.max_connections);
+        options.max_connections_per_client = static_cast<std::size_t>(settings_.max_connections_per_client);
         auto server = std::make_unique<messaging::HttpServer>(
             loop_, options, [this](HttpRequest request, HttpResponder responder) { Route(request, responder); },
             ServerError);

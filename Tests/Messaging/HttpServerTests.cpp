@@ -1,9 +1,11 @@
 // The loop's HTTP/1.1 server: the request parser on its own (every framing, split at every byte, each
 // malformed input with its status) and the server over real sockets (keep-alive, pipelining answered
 // in order, 100-continue, errors that close, request and idle timeouts, clients that hang up).
+#include <arpa/inet.h>
 #include <doctest/doctest.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -49,8 +51,15 @@ int ErrorOf(const std::string& text, HttpLimits limits = {}) {
 // A blocking client socket with a receive deadline, reading whole responses.
 class RawClient {
   public:
-    explicit RawClient(int port) {
+    // `from`: the loopback address to connect from (another client's address), or the default one.
+    explicit RawClient(int port, const char* from = nullptr) {
         fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
+        if (from) {
+            sockaddr_in source{};
+            source.sin_family = AF_INET;
+            ::inet_pton(AF_INET, from, &source.sin_addr);
+            REQUIRE(::bind(fd_, reinterpret_cast<sockaddr*>(&source), sizeof source) == 0);
+        }
         timeval deadline{10, 0};
         ::setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &deadline, sizeof deadline);
         int yes = 1;
@@ -62,6 +71,12 @@ class RawClient {
         connected_ = ::connect(fd_, reinterpret_cast<sockaddr*>(&address), sizeof address) == 0;
     }
     ~RawClient() { ::close(fd_); }
+    // Whether the server has sent something (or closed) within `deadline`.
+    bool AnswerWithin(std::chrono::milliseconds deadline) {
+        if (!buffer_.empty()) return true;
+        pollfd watched{fd_, POLLIN, 0};
+        return ::poll(&watched, 1, static_cast<int>(deadline.count())) > 0;
+    }
     bool connected() const { return connected_; }
 
     void Send(const std::string& data) {
@@ -426,6 +441,7 @@ TEST_SUITE("Http.Server") {
     TEST_CASE("An idle connection is closed - a request that stops arriving gets 408") {
         HttpServerOptions options;
         options.idle_timeout = 200ms;
+        options.receive_timeout = 300ms;
         ServerRig rig(options);
         RawClient idle(rig.port);
         CHECK(idle.ClosedByServer());
@@ -435,6 +451,48 @@ TEST_SUITE("Http.Server") {
         CHECK(answer.status == 408);
         CHECK(partial.ClosedByServer());
         CHECK(test_support::WaitFor([&] { return rig.Connections() == 0; }));
+    }
+
+    TEST_CASE("A request that trickles in a byte at a time gets 408 at its receive deadline") {
+        HttpServerOptions options;
+        options.idle_timeout = 10s;  // each byte comes long before this: only the receive deadline ends it
+        options.receive_timeout = 400ms;
+        ServerRig rig(options);
+        RawClient slow(rig.port);
+        const std::string request = "GET /slow HTTP/1.1\r\nHost: x\r\nX-Padding: " + std::string(200, 'a') + "\r\n";
+        const auto started = std::chrono::steady_clock::now();
+        std::size_t sent = 0;
+        // One byte every 20 ms, until the server answers: the request never completes.
+        while (sent < request.size() && !slow.AnswerWithin(20ms)) slow.Send(request.substr(sent++, 1));
+        const auto waited = std::chrono::steady_clock::now() - started;
+        CHECK(sent < request.size());
+        CHECK(waited < 3s);
+        CHECK(slow.Read().status == 408);
+        CHECK(slow.ClosedByServer());
+    }
+
+    TEST_CASE("A client address holds at most its share of connections - another address is still served") {
+        HttpServerOptions options;
+        options.max_connections_per_client = 2;
+        ServerRig rig(options);
+        auto first = std::make_unique<RawClient>(rig.port);
+        RawClient second(rig.port);
+        first->Send("GET /a HTTP/1.1\r\n\r\n");
+        second.Send("GET /a HTTP/1.1\r\n\r\n");
+        CHECK(first->Read().status == 200);
+        CHECK(second.Read().status == 200);
+        RawClient third(rig.port);  // the kernel accepts it; the server closes it at once
+        CHECK(third.ClosedByServer());
+        RawClient other(rig.port, "127.0.0.2");
+        other.Send("GET /b HTTP/1.1\r\n\r\n");
+        CHECK(other.Read().status == 200);
+        CHECK(rig.Connections() == 3);
+        // A closed connection gives its place back.
+        first.reset();
+        REQUIRE(test_support::WaitFor([&] { return rig.Connections() == 2; }));
+        RawClient fourth(rig.port);
+        fourth.Send("GET /c HTTP/1.1\r\n\r\n");
+        CHECK(fourth.Read().status == 200);
     }
 
     TEST_CASE("A client that hangs up while its request is handled leaves a responder that does nothing") {

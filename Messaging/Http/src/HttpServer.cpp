@@ -19,6 +19,19 @@ constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
 
 using Clock = std::chrono::steady_clock;
 
+// The peer's IP address as text ("127.0.0.1", "::1"); empty when it cannot be read.
+std::string PeerAddress(const uv_tcp_t& tcp) {
+    sockaddr_storage peer{};
+    int length = sizeof peer;
+    if (uv_tcp_getpeername(&tcp, reinterpret_cast<sockaddr*>(&peer), &length) != 0) return {};
+    char text[INET6_ADDRSTRLEN] = {};
+    if (peer.ss_family == AF_INET6)
+        uv_ip6_name(reinterpret_cast<const sockaddr_in6*>(&peer), text, sizeof text);
+    else
+        uv_ip4_name(reinterpret_cast<const sockaddr_in*>(&peer), text, sizeof text);
+    return text;
+}
+
 }  // namespace
 
 struct HttpResponder::Connection : HandleState {
@@ -36,9 +49,13 @@ struct HttpResponder::Connection : HandleState {
     bool reading = false;
     bool draining = false;  // answered for the last time; reading until EOF or the linger ends
     bool closing = false;
+    bool arriving = false;  // bytes of a request not yet complete have come
     std::size_t pending_writes = 0;
+    std::string client;  // the peer's address, the key of its share of connections
     Clock::time_point last_activity = Clock::now();
-    Clock::time_point request_started{};
+    Clock::time_point arrival_started{};  // the first byte of the request that is arriving
+    Clock::time_point request_started{};  // handed to the handler
+    Clock::time_point draining_since{};
 
     explicit Connection(HttpLimits limits) : parser(limits) { tcp.data = static_cast<HandleState*>(this); }
     static Connection& Of(uv_handle_t* handle) {
@@ -118,8 +135,9 @@ int HttpServer::Listen() {
     uv_tcp_getsockname(&listener->tcp, reinterpret_cast<sockaddr*>(&bound), &length);
     const int port = bound.ss_family == AF_INET6 ? ntohs(reinterpret_cast<sockaddr_in6*>(&bound)->sin6_port)
                                                  : ntohs(reinterpret_cast<sockaddr_in*>(&bound)->sin_port);
-    const auto period = std::max(std::chrono::milliseconds(10),
-                                 std::min({options_.request_timeout, options_.idle_timeout, kLinger}) / 4);
+    const auto period =
+        std::max(std::chrono::milliseconds(10),
+                 std::min({options_.request_timeout, options_.idle_timeout, options_.receive_timeout, kLinger}) / 4);
     sweep_timer_.Start(
         period, [this] { Sweep(); }, period);
     return port;
@@ -148,12 +166,20 @@ void HttpServer::Accept() {
         delete connection;
         return;
     }
-    if (uv_accept(reinterpret_cast<uv_stream_t*>(&listener_->tcp), connection->stream()) < 0 ||
-        connections_.size() >= options_.max_connections) {
+    auto refuse = [&] {
         connection->closing = true;
         CloseAndFree(reinterpret_cast<uv_handle_t*>(&connection->tcp));
-        return;
+    };
+    if (uv_accept(reinterpret_cast<uv_stream_t*>(&listener_->tcp), connection->stream()) < 0) return refuse();
+    connection->client = PeerAddress(connection->tcp);
+    std::size_t& from_client = connections_per_client_[connection->client];
+    if (connections_.size() >= options_.max_connections || from_client >= options_.max_connections_per_client) {
+        if (from_client == 0) connections_per_client_.erase(connection->client);
+        spdlog::warn("HTTP: a connection from {} refused: {} open in all, {} from that address", connection->client,
+                     connections_.size(), from_client);
+        return refuse();
     }
+    ++from_client;
     uv_tcp_nodelay(&connection->tcp, 1);
     connections_.insert(connection);
     StartReading(*connection);
@@ -180,8 +206,12 @@ void HttpServer::StartReading(Connection& connection) {
 }
 
 void HttpServer::OnRead(Connection& connection, const char* data, std::size_t size) {
+    if (connection.draining) return;  // the linger runs from the last answer, whatever still comes
     connection.last_activity = Clock::now();
-    if (connection.draining) return;
+    if (!connection.arriving && !connection.handling) {
+        connection.arriving = true;
+        connection.arrival_started = connection.last_activity;
+    }
     connection.input.append(data, size);
     Process(connection);
 }
@@ -203,6 +233,7 @@ void HttpServer::Process(Connection& connection) {
             break;
         }
         HttpRequest request = connection.parser.TakeRequest();
+        connection.arriving = false;
         connection.handling = true;
         connection.keep_alive = request.keep_alive;
         connection.head_request = request.method == "HEAD";
@@ -240,6 +271,11 @@ void HttpServer::Answer(Connection& connection, const HttpResponse& response) {
         return;
     }
     StartReading(connection);
+    if (!connection.input.empty()) {
+        // A pipelined request, already (partly) here: its deadline runs from now.
+        connection.arriving = true;
+        connection.arrival_started = Clock::now();
+    }
     Process(connection);
 }
 
@@ -290,6 +326,7 @@ void HttpServer::Write(Connection& connection, std::string data) {
 
 void HttpServer::ShutdownAndClose(Connection& connection) {
     connection.draining = true;
+    connection.draining_since = Clock::now();
     connection.input.clear();
     auto* request = new uv_shutdown_t;
     // The shutdown waits for the queued writes, then sends FIN; the client's EOF (or the linger) closes.
@@ -312,6 +349,9 @@ void HttpServer::Close(Connection& connection) {
     *connection.self = nullptr;
     connection.server = nullptr;
     connections_.erase(&connection);
+    if (auto share = connections_per_client_.find(connection.client);
+        share != connections_per_client_.end() && --share->second == 0)
+        connections_per_client_.erase(share);
     CloseAndFree(reinterpret_cast<uv_handle_t*>(&connection.tcp));
 }
 
@@ -321,17 +361,19 @@ void HttpServer::Sweep() {
     for (Connection* connection : open) {
         if (connection->closing) continue;
         if (connection->draining) {
-            if (now - connection->last_activity > kLinger) Close(*connection);
+            if (now - connection->draining_since > kLinger) Close(*connection);
         } else if (connection->handling) {
             if (now - connection->request_started > options_.request_timeout) {
                 spdlog::warn("HTTP: a request was not answered within {} ms", options_.request_timeout.count());
                 Answer(*connection, error_writer_(503, "the service did not answer in time; try again"));
             }
+        } else if (connection->arriving) {
+            if (now - connection->arrival_started > options_.receive_timeout)
+                Reject(*connection, 408,
+                       "the request did not arrive whole within " + std::to_string(options_.receive_timeout.count()) +
+                           " ms");
         } else if (now - connection->last_activity > options_.idle_timeout) {
-            if (connection->parser.InsideRequest() || !connection->input.empty())
-                Reject(*connection, 408, "the request did not arrive in time");
-            else
-                Close(*connection);
+            Close(*connection);
         }
     }
 }

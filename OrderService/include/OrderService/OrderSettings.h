@@ -12,8 +12,11 @@ struct HttpSettings {
     std::string host = "0.0.0.0";
     int port = 5000;  // 0 picks a free port (tests)
     int max_body_bytes = 64 * 1024;
-    int request_timeout_ms = 10000;  // how long a request waits for the bus before answering 503
-    int idle_timeout_seconds = 60;   // a keep-alive connection with no request is closed after this
+    int request_timeout_ms = 10000;         // how long a request waits for the bus before answering 503
+    int idle_timeout_seconds = 60;          // a keep-alive connection with no request is closed after this
+    int receive_timeout_ms = 10000;         // a request must arrive whole within this of its first byte, or 408
+    int max_connections = 10000;            // open connections in all; more are closed when accepted
+    int max_connections_per_client = 1000;  // open connections from one client address
 };
 
 struct OrderSettings : messaging::ServiceSettings {

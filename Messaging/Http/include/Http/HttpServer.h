@@ -1,7 +1,8 @@
 // An HTTP/1.1 server on the event loop: connections are accepted, read, parsed and answered on the
 // loop thread, so a handler can use the bus and the database directly and answer later (after a
 // commit) with no thread hand-off. Keep-alive, pipelining (answered in order), chunked bodies,
-// Expect: 100-continue, size limits and idle and request timeouts. Create, use and destroy it on the
+// Expect: 100-continue, size limits, idle, receive and answer deadlines, and connection caps in all
+// and per client address. Create, use and destroy it on the
 // loop thread.
 #pragma once
 
@@ -10,6 +11,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <unordered_map>
 #include <unordered_set>
 
 #include "Http/HttpMessage.h"
@@ -23,10 +25,15 @@ struct HttpServerOptions {
     HttpLimits limits;
     // A handler that has not answered by then gets a 503 answered for it; its late answer is dropped.
     std::chrono::milliseconds request_timeout{10000};
-    // A connection with no request in progress is closed after this long; a request that has been
-    // arriving for this long without being complete is answered 408.
+    // A connection with no request in progress is closed after this long.
     std::chrono::milliseconds idle_timeout{60000};
+    // A request must arrive whole (head and body) within this long of its first byte, however steadily
+    // its bytes come; past it the answer is 408 and the connection closes.
+    std::chrono::milliseconds receive_timeout{10000};
+    // Connections beyond these are closed as soon as they are accepted: in all, and from one client
+    // address, so that no client can hold the others' share.
     std::size_t max_connections = 10000;
+    std::size_t max_connections_per_client = 1000;
 };
 
 class HttpServer;
@@ -91,6 +98,7 @@ class HttpServer {
     HttpErrorWriter error_writer_;
     Listener* listener_ = nullptr;  // freed by its uv_close callback
     std::unordered_set<Connection*> connections_;
+    std::unordered_map<std::string, std::size_t> connections_per_client_;  // by the peer's address
     Timer sweep_timer_;
     std::weak_ptr<void> loop_lifetime_;
     bool stopping_ = false;
