@@ -177,9 +177,14 @@ OrderHttpApi::OrderHttpApi(messaging::EventLoop& loop, OrderSubmission& submissi
       settings_(std::move(settings)) {}
 
 OrderHttpApi::~OrderHttpApi() {
-    // The server's handles belong to the loop thread.
-    if (server_ && !loop_.IsLoopThread()) loop_.Invoke([this] { server_.reset(); });
+    // The server's handles and the retries' liveness belong to the loop thread.
+    if (server_ && !loop_.IsLoopThread())
+        loop_.Invoke([this] {
+            server_.reset();
+            alive_.reset();
+        });
     server_.reset();
+    alive_.reset();
 }
 
 void OrderHttpApi::Start() {
@@ -263,19 +268,24 @@ void OrderHttpApi::PostOrder(const HttpRequest& request, const HttpResponder& re
         return responder.Send(ErrorResponse(400, error->field.empty() ? "malformed_body" : "invalid_field",
                                             error->field.empty() ? error->message : error->field + " " + error->message,
                                             error->field));
-    const NewOrder& order = std::get<NewOrder>(parsed);
+    auto order = std::make_shared<const NewOrder>(std::move(std::get<NewOrder>(parsed)));
     // The request's span: a child of the caller's traceparent when it sends a valid one (else the
     // first span of a new trace), with the baggage of its W3C baggage header.
     const std::string* traceparent = request.Header("traceparent");
     const auto caller = traceparent ? messaging::TraceContext::Parse(*traceparent) : std::nullopt;
     messaging::TraceContext span = caller ? caller->NewSpan() : messaging::TraceContext::NewRoot();
     if (const std::string* baggage = request.Header("baggage")) span.baggage = messaging::ParseBaggageHeader(*baggage);
+    Submit(std::move(order), span, responder, 0);
+}
+
+void OrderHttpApi::Submit(std::shared_ptr<const NewOrder> order, const messaging::TraceContext& span,
+                          const HttpResponder& responder, int busy_waits) {
     messaging::LogFields log_fields;
     log_fields.Set(messaging::kTraceLogField, span.trace_id);
-    log_fields.Set(contracts::kOrderLogField, order.order_id.str());
+    log_fields.Set(contracts::kOrderLogField, order->order_id.str());
     messaging::LogScope log_scope(log_fields);
     try {
-        submission_.Submit(order, span, [responder, order_id = order.order_id](SubmitOutcome result) {
+        submission_.Submit(*order, span, [responder, order_id = order->order_id](SubmitOutcome result) {
             if (result == SubmitOutcome::kUnavailable)
                 return responder.Send(
                     ErrorResponse(503, "unavailable", "the message broker is not reachable; try again"));
@@ -294,8 +304,16 @@ void OrderHttpApi::PostOrder(const HttpRequest& request, const HttpResponder& re
             response.headers.emplace_back("Location", "/order/" + order_id.str());
             responder.Send(std::move(response));
         });
+    } catch (const messaging::StoreBusy& e) {
+        // Tried again 10 ms later, doubling up to a second, while the request still waits.
+        const auto delay = std::chrono::milliseconds(std::min(10 << std::min(busy_waits, 7), 1000));
+        if (busy_waits == 0) spdlog::warn("order {}: waiting for the database: {}", order->order_id.str(), e.what());
+        loop_.Schedule(
+            delay, [this, alive = std::weak_ptr<bool>(alive_), order = std::move(order), span, responder, busy_waits] {
+                if (!alive.expired() && responder.Pending()) Submit(order, span, responder, busy_waits + 1);
+            });
     } catch (const std::exception& e) {
-        spdlog::error("order {}: cannot be stored: {}", order.order_id.str(), e.what());
+        spdlog::error("order {}: cannot be stored: {}", order->order_id.str(), e.what());
         responder.Send(ErrorResponse(500, "internal", "the order could not be stored"));
     }
 }
@@ -308,6 +326,9 @@ HttpResponse OrderHttpApi::GetOrder(std::string_view order_id) {
     std::optional<OrderRecord> order;
     try {
         order = lookup_.Find(*id);
+    } catch (const messaging::StoreBusy& e) {
+        spdlog::warn("order {}: cannot be read now: {}", id->str(), e.what());
+        return ErrorResponse(503, "unavailable", "the database is busy; try again");
     } catch (const std::exception& e) {
         spdlog::error("order {}: cannot be read: {}", id->str(), e.what());
         return ErrorResponse(500, "internal", "the order could not be read");

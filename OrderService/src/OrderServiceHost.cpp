@@ -18,6 +18,8 @@ OrderServiceHost::OrderServiceHost(messaging::EventLoop& loop, messaging::Transp
       saga_(repository_, relay_, timeouts_, settings_.saga),
       submission_(bus_, repository_, *unit_of_work_, relay_),
       lookup_(repository_, *unit_of_work_) {
+    // The schema is in place: from now on the loop never waits for another process's lock (StoreBusy).
+    db_.SetBusyTimeout(std::chrono::milliseconds(0));
     bus_.SetUnitOfWork(unit_of_work_.get());
     saga_.Register(bus_.AddReceiveEndpoint(settings_.endpoint));
 }

@@ -15,6 +15,8 @@ PaymentServiceHost::PaymentServiceHost(messaging::EventLoop& loop, messaging::Tr
       unit_of_work_(messaging::MakeUnitOfWork(loop, db_, settings_.database.group_commit)),
       ledger_(db_),
       bus_(loop, transport, settings_.BusSettingsFor("PaymentService")) {
+    // The schema is in place: from now on the loop never waits for another process's lock (StoreBusy).
+    db_.SetBusyTimeout(std::chrono::milliseconds(0));
     bus_.SetUnitOfWork(unit_of_work_.get());
     bus_.AddReceiveEndpoint(settings_.endpoint)
         .Handle<contracts::ProcessPayment>(

@@ -6,6 +6,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <csignal>
 #include <filesystem>
 #include <fstream>
@@ -246,6 +247,30 @@ TEST_SUITE("Storage.GroupCommit") {
         CHECK(seen_future.get() == std::vector<std::int64_t>{3, 3, 3});
         CHECK(loop.Invoke([&] { return group->batches_committed(); }) == 1);
         CHECK(loop.Invoke([&] { return group->units_committed(); }) == 3);
+    }
+
+    TEST_CASE_FIXTURE(GroupCommitRig,
+                      "Another process's write lock - a unit throws StoreBusy at once - work before a commit waits") {
+        loop.Invoke([&] { db->SetBusyTimeout(0ms); });
+        // Another process takes the write lock.
+        sqlite3* other = nullptr;
+        REQUIRE(sqlite3_open(path.c_str(), &other) == SQLITE_OK);
+        REQUIRE(sqlite3_exec(other, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr) == SQLITE_OK);
+        std::atomic<bool> ran{false};
+        loop.Invoke([&] {
+            // Thrown without waiting for the lock (a wait would be the busy timeout, five seconds).
+            CHECK_THROWS_AS(group->Run([&] { db->Prepare("INSERT INTO t VALUES (1)").Run(); }), StoreBusy);
+            group->RunBeforeCommit([&] {
+                db->Prepare("INSERT INTO t VALUES (2)").Run();
+                ran = true;
+            });
+        });
+        // It waits while the lock is held (the loop keeps turning), and runs and commits once it is freed.
+        CHECK(loop.Invoke([] { return 1; }) == 1);
+        CHECK_FALSE(ran);
+        sqlite3_exec(other, "ROLLBACK", nullptr, nullptr, nullptr);
+        sqlite3_close(other);
+        REQUIRE(test_support::WaitFor([&] { return ran.load() && CommittedRows(path) == 1; }));
     }
 
     TEST_CASE_FIXTURE(TwoUnitBatchRig,

@@ -19,7 +19,8 @@ using test_support::SystemOptions;
 namespace {
 
 struct ApiFixture {
-    ApiFixture() : system(SystemOptions{.start_http = true}), client("127.0.0.1", system.http_port()) {
+    explicit ApiFixture(SystemOptions options = SystemOptions{.start_http = true})
+        : system(options), client("127.0.0.1", system.http_port()) {
         client.set_read_timeout(15, 0);
     }
 
@@ -278,6 +279,55 @@ TEST_SUITE("OrderService.HttpApi") {
         CHECK(stored["customerNumber"] == "C");
         CHECK(stored["totalAmount"] == "5.00");
         CHECK(api.SubmittedCount("web-409-3") == 1);
+    }
+
+    TEST_CASE("A database locked by another process never freezes the loop - POST gets its 503 on time") {
+        ApiFixture api(SystemOptions{.start_http = true, .http_request_timeout = 500ms});
+        api.client.set_read_timeout(3, 0);
+        // Another process takes the order database's write lock and holds it.
+        test_support::SqliteLock lock(api.system.dir()->File("orders.db"));
+        auto refused = api.Post(R"({"orderId":"locked-3","customerNumber":"C","totalAmount":"5"})");
+        REQUIRE(refused);
+        CHECK(refused->status == 503);
+        // The loop kept serving meanwhile, and reads do not wait for the writer.
+        auto health = api.client.Get("/health");
+        REQUIRE(health);
+        CHECK(health->status == 200);
+        CHECK(api.client.Get("/order/locked-3")->status == 404);
+        lock.Release();
+        // Nothing of the refused request was stored: the same id is a new order now.
+        auto accepted = api.Post(R"({"orderId":"locked-3","customerNumber":"C","totalAmount":"6"})");
+        REQUIRE(accepted);
+        CHECK(accepted->status == 202);
+        CHECK(api.FinalStatus("locked-3") == "Completed");
+        CHECK(Json::parse(api.client.Get("/order/locked-3")->body)["totalAmount"] == "6");
+        CHECK(api.SubmittedCount("locked-3") == 1);
+    }
+
+    TEST_CASE("A worker whose database is locked waits without faulting - the loop keeps serving") {
+        ApiFixture api;
+        api.client.set_read_timeout(1, 0);
+        test_support::SqliteLock lock(api.system.dir()->File("payments.db"));
+        REQUIRE(api.Post(R"({"orderId":"wait-3","customerNumber":"C","totalAmount":"5"})")->status == 202);
+        // The payment cannot be stored while the lock is held: the order waits in InventoryReserved.
+        REQUIRE(api.system.WaitForStatus("wait-3", order_service::OrderStatus::kInventoryReserved));
+        // Every service shares this loop: it answers at once, over and over, for half a second (longer
+        // than the worker's four 20 ms attempts) while the worker waits.
+        const auto until = std::chrono::steady_clock::now() + 500ms;
+        int answered = 0;
+        while (std::chrono::steady_clock::now() < until && answered < 10000) {
+            auto health = api.client.Get("/health");
+            REQUIRE(health);
+            CHECK(health->status == 200);
+            ++answered;
+        }
+        CHECK(answered > 1);
+        CHECK(api.system.Order("wait-3")->status == order_service::OrderStatus::kInventoryReserved);
+        lock.Release();
+        CHECK(api.FinalStatus("wait-3") == "Completed");
+        CHECK(api.system.harness().Published<contracts::Fault<ProcessPayment>>().empty());
+        CHECK(api.system.QueueDepth("payment-service_error") == 0);
+        CHECK(api.system.harness().Published<PaymentAccepted>().size() == 1);
     }
 
     TEST_CASE("GET answers 404 for an unknown order - 400 for an invalid id - unknown routes are JSON 404s") {

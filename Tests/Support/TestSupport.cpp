@@ -5,6 +5,23 @@
 
 namespace test_support {
 
+SqliteLock::SqliteLock(const std::string& path) {
+    if (sqlite3_open(path.c_str(), &db_) != SQLITE_OK ||
+        sqlite3_exec(db_, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr) != SQLITE_OK) {
+        const std::string error = db_ ? sqlite3_errmsg(db_) : "out of memory";
+        sqlite3_close(db_);
+        db_ = nullptr;
+        throw std::runtime_error("cannot lock " + path + ": " + error);
+    }
+}
+
+void SqliteLock::Release() {
+    if (!db_) return;
+    sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
+    sqlite3_close(db_);
+    db_ = nullptr;
+}
+
 InMemorySystem::InMemorySystem(SystemOptions options, std::shared_ptr<TempDir> dir)
     : dir_(dir ? std::move(dir) : std::make_shared<TempDir>()) {
     loop().Invoke([&] {
@@ -17,6 +34,7 @@ InMemorySystem::InMemorySystem(SystemOptions options, std::shared_ptr<TempDir> d
         order_settings.saga.timeout = options.saga_timeout;
         order_settings.http.port = 0;
         order_settings.http.host = "127.0.0.1";
+        order_settings.http.request_timeout_ms = static_cast<int>(options.http_request_timeout.count());
         order_ = std::make_unique<order_service::OrderServiceHost>(loop(), *transport_, order_settings);
         harness_.Observe(order_->bus());
         if (auto status = order_->Start(); !status.ok()) throw std::runtime_error(status.message());

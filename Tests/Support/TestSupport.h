@@ -2,6 +2,8 @@
 // TestHarness observing every bus; for the service and scenario tests. Waiting.h has the rest.
 #pragma once
 
+#include <sqlite3.h>
+
 #include <chrono>
 #include <filesystem>
 #include <functional>
@@ -28,7 +30,22 @@ struct SystemOptions {
     bool start_inventory = true;
     bool start_payment = true;
     bool start_http = false;
-    bool group_commit = true;  // Database.GroupCommit of every service
+    bool group_commit = true;                              // Database.GroupCommit of every service
+    std::chrono::milliseconds http_request_timeout = 10s;  // Http.RequestTimeoutMs
+};
+
+// Another process's hold on a SQLite database: a connection of its own that has taken the write lock
+// (BEGIN IMMEDIATE), kept until Release() or destruction.
+class SqliteLock {
+  public:
+    explicit SqliteLock(const std::string& path);
+    ~SqliteLock() { Release(); }
+    SqliteLock(const SqliteLock&) = delete;
+    SqliteLock& operator=(const SqliteLock&) = delete;
+    void Release();
+
+  private:
+    sqlite3* db_ = nullptr;
 };
 
 // The three services in one process on an in-memory broker, each on its own bus.

@@ -85,6 +85,7 @@ struct Bus::InFlight {
     LogFields log_fields;   // on every log line about this delivery: the trace id, and what the consumer adds
     const ReceiveEndpoint::Registration* registration = nullptr;
     int attempt = 0;
+    int busy_waits = 0;  // runs put off because the store was busy; no attempt counted for them
     std::unique_ptr<Timer> retry_timer;
     bool settled = false;
     std::list<std::shared_ptr<InFlight>>::iterator position;
@@ -731,6 +732,7 @@ void Bus::RunAttempt(const std::shared_ptr<InFlight>& in_flight) {
     std::string error_type;
     std::string error_message;
     bool retryable = true;
+    std::optional<std::string> store_busy;
     try {
         // Noted while the consumer runs: if it ends the process, the next one blames this message.
         JournalNote note(in_flight->endpoint->settings_.redelivery_limit > 0 ? journal_.get() : nullptr, *in_flight);
@@ -739,6 +741,8 @@ void Bus::RunAttempt(const std::shared_ptr<InFlight>& in_flight) {
             unit_of_work_->Run([&] { registration.invoke(context); });
         else
             registration.invoke(context);
+    } catch (const StoreBusy& e) {
+        store_busy = e.what();
     } catch (const contracts::ContractError& e) {
         error_type = CurrentExceptionTypeName();
         error_message = e.what();
@@ -755,6 +759,7 @@ void Bus::RunAttempt(const std::shared_ptr<InFlight>& in_flight) {
         error_message = "an exception that is not a std::exception";
     }
 
+    if (store_busy) return WaitForStore(in_flight, *store_busy);
     if (!error_type.empty()) {
         const auto delay = retryable && !stopping_
                                ? in_flight->endpoint->settings_.retry.DelayBeforeRetry(in_flight->attempt + 1)
@@ -787,6 +792,22 @@ void Bus::RunAttempt(const std::shared_ptr<InFlight>& in_flight) {
             if (!status.ok()) return ReturnToQueue(in_flight, "the writes of", status);
             Release(in_flight, std::move(outgoing));
         });
+}
+
+void Bus::WaitForStore(const std::shared_ptr<InFlight>& in_flight, const std::string& reason) {
+    // Another writer holds the store: the message is not at fault, so it is neither counted as an
+    // attempt nor faulted. It runs again a little later (10 ms, doubling up to a second), for as long
+    // as the store stays busy; a stopping bus returns it to its queue instead.
+    if (stopping_) return Settle(in_flight, /*ack=*/false);
+    const auto delay = std::chrono::milliseconds(10 << std::min(in_flight->busy_waits, 7));
+    if (in_flight->busy_waits++ == 0)
+        spdlog::warn("{}: {} waits for the database ({}); running it again in {} ms",
+                     in_flight->endpoint->settings_.queue, in_flight->envelope.message_id, reason, delay.count());
+    in_flight->retry_timer = std::make_unique<Timer>(loop_);
+    std::weak_ptr<InFlight> weak = in_flight;
+    in_flight->retry_timer->Start(std::min<std::chrono::milliseconds>(delay, std::chrono::seconds(1)), [this, weak] {
+        if (auto target = weak.lock()) loop_.Post([this, target] { RunAttempt(target); });
+    });
 }
 
 void Bus::Release(const std::shared_ptr<InFlight>& in_flight, std::vector<OutgoingMessage> outgoing) {

@@ -2,6 +2,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
+
 namespace messaging {
 namespace {
 
@@ -42,7 +44,11 @@ std::unique_ptr<UnitOfWork> MakeUnitOfWork(EventLoop& loop, SqliteDatabase& db, 
 }
 
 GroupCommit::GroupCommit(EventLoop& loop, SqliteDatabase& db, std::size_t max_units)
-    : loop_(loop), db_(db), max_units_(max_units == 0 ? 1 : max_units), flush_at_turn_end_(loop, [this] { Flush(); }) {}
+    : loop_(loop),
+      db_(db),
+      max_units_(max_units == 0 ? 1 : max_units),
+      flush_at_turn_end_(loop, [this] { Flush(); }),
+      busy_retry_(loop) {}
 
 GroupCommit::~GroupCommit() {
     *alive_ = false;
@@ -92,8 +98,21 @@ void GroupCommit::RunInSavepoint(const std::function<void()>& work) {
 }
 
 void GroupCommit::RunBeforeCommit(std::function<void()> work) {
-    if (!open_) Open();
     before_commit_.push_back(std::move(work));
+    OpenForWaitingWork();
+}
+
+void GroupCommit::OpenForWaitingWork() {
+    constexpr std::chrono::milliseconds kBusyRetryFirst{10}, kBusyRetryMax{1000};
+    if (open_ || before_commit_.empty() || busy_retry_.IsActive()) return;
+    try {
+        Open();
+        busy_delay_ = std::chrono::milliseconds(0);
+    } catch (const StoreBusy& e) {
+        busy_delay_ = std::clamp(busy_delay_ * 2, kBusyRetryFirst, kBusyRetryMax);
+        spdlog::debug("work waiting for a commit waits {} ms more: {}", busy_delay_.count(), e.what());
+        busy_retry_.Start(busy_delay_, [this] { OpenForWaitingWork(); });
+    }
 }
 
 void GroupCommit::AfterCommit(std::function<void(const Status&)> done) {

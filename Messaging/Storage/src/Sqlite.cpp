@@ -64,6 +64,8 @@ bool Statement::Step() {
     if (rc == SQLITE_DONE) return false;
     const std::string message = sqlite3_errmsg(db_);
     sqlite3_reset(statement_);
+    // Another connection holds the lock and the busy timeout ran out: work to run again later.
+    if ((rc & 0xff) == SQLITE_BUSY) throw StoreBusy("the database is locked by another writer: " + message);
     throw SqliteError("step: " + message, rc);
 }
 
@@ -108,7 +110,7 @@ SqliteDatabase::SqliteDatabase(const std::string& path, SqliteSync sync) {
         db_ = nullptr;
         throw SqliteError("cannot open " + path + ": " + message, rc);
     }
-    sqlite3_busy_timeout(db_, 5000);
+    sqlite3_busy_timeout(db_, kOpeningBusyTimeoutMs);
     Execute("PRAGMA journal_mode=WAL");
     Execute(SynchronousPragma(sync));
     Execute("PRAGMA foreign_keys=ON");
@@ -119,6 +121,10 @@ SqliteDatabase::SqliteDatabase(const std::string& path, SqliteSync sync) {
             spdlog::warn("SQLite checkpoints of {} stay on the writer's thread: {}", path, e.what());
         }
     }
+}
+
+void SqliteDatabase::SetBusyTimeout(std::chrono::milliseconds timeout) {
+    sqlite3_busy_timeout(db_, static_cast<int>(timeout.count()));
 }
 
 SqliteDatabase::~SqliteDatabase() {

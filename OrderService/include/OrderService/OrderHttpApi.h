@@ -67,6 +67,11 @@ class OrderHttpApi {
   private:
     void Route(const messaging::HttpRequest& request, const messaging::HttpResponder& responder);
     void PostOrder(const messaging::HttpRequest& request, const messaging::HttpResponder& responder);
+    // Stores the order and answers. While the database is locked by another writer it tries again on a
+    // timer (never waiting on the loop) for as long as the request waits; past the request's deadline
+    // the server has answered 503, and nothing was stored.
+    void Submit(std::shared_ptr<const NewOrder> order, const messaging::TraceContext& span,
+                const messaging::HttpResponder& responder, int busy_waits);
     messaging::HttpResponse GetOrder(std::string_view order_id);
     static messaging::HttpResponse MethodNotAllowed(const messaging::HttpRequest& request, const std::string& allowed);
 
@@ -77,6 +82,7 @@ class OrderHttpApi {
     HttpSettings settings_;
     std::unique_ptr<messaging::HttpServer> server_;
     int port_ = 0;
+    std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);  // for the busy database's retries
 };
 
 }  // namespace order_service

@@ -413,6 +413,8 @@ class Bus {
     // Stops consuming until the kill switch's restart timeout has passed.
     void TripKillSwitch(ReceiveEndpoint& endpoint);
     void RunAttempt(const std::shared_ptr<InFlight>& in_flight);
+    // Runs the delivery again later because the store was busy (StoreBusy), counting no attempt.
+    void WaitForStore(const std::shared_ptr<InFlight>& in_flight, const std::string& reason);
     void Release(const std::shared_ptr<InFlight>& in_flight, std::vector<OutgoingMessage> outgoing);
     // Nack with requeue after a commit or a publish failed; `what` names what failed, for the log.
     void ReturnToQueue(const std::shared_ptr<InFlight>& in_flight, const char* what, const Status& status);

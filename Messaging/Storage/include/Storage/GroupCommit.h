@@ -4,6 +4,7 @@
 // for durability (publishing, acking, answering) waits on AfterCommit.
 #pragma once
 
+#include <chrono>
 #include <cstddef>
 #include <functional>
 #include <memory>
@@ -40,7 +41,8 @@ class GroupCommit : public UnitOfWork {
     GroupCommit(const GroupCommit&) = delete;
     GroupCommit& operator=(const GroupCommit&) = delete;
 
-    // Each unit runs inside a savepoint of the open batch (BEGIN IMMEDIATE when none is open).
+    // Each unit runs inside a savepoint of the open batch (BEGIN IMMEDIATE when none is open; StoreBusy
+    // when another connection holds the write lock).
     void Run(const std::function<void()>& work) override;
     void AfterCommit(std::function<void(const Status&)> done) override;
     // Commits the open batch now and runs its AfterCommit callbacks.
@@ -53,6 +55,9 @@ class GroupCommit : public UnitOfWork {
 
   private:
     void Open();
+    // Opens a batch for the work waiting to run before a commit; while the database is busy, tries
+    // again on a timer, each time a little later (up to kBusyRetryMax).
+    void OpenForWaitingWork();
     void RunInSavepoint(const std::function<void()>& work);
     Status Commit();                         // ends the open batch; the waiters are the caller's to notify
     void NotifyLater(const Status& status);  // tells every waiter of `status` on a later turn
@@ -67,6 +72,8 @@ class GroupCommit : public UnitOfWork {
     std::size_t units_ = 0;
     std::vector<std::function<void(const Status&)>> waiting_;
     std::vector<std::function<void()>> before_commit_;
+    Timer busy_retry_;
+    std::chrono::milliseconds busy_delay_{0};
     std::size_t batches_committed_ = 0;
     std::size_t units_committed_ = 0;
     std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);

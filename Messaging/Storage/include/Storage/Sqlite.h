@@ -6,6 +6,7 @@
 #include <sqlite3.h>
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
@@ -18,6 +19,8 @@
 #include <thread>
 #include <unordered_map>
 #include <vector>
+
+#include "Runtime/UnitOfWork.h"
 
 namespace messaging {
 
@@ -50,7 +53,7 @@ class Statement {
     // run (Prepare clears every binding before the statement is used again). For large values.
     Statement& BindUnowned(int index, std::string_view value);
 
-    bool Step();  // true while a row is available
+    bool Step();  // true while a row is available; StoreBusy when the lock is held past the busy timeout
     void Run();   // steps to completion
     void Reset();
 
@@ -105,6 +108,10 @@ class WalCheckpointer {
 
 class SqliteDatabase {
   public:
+    // How long a statement waits for a lock another connection holds, until SetBusyTimeout: long
+    // enough for a service that starts beside another process's write (its schema, say).
+    static constexpr int kOpeningBusyTimeoutMs = 5000;
+
     // Opens (creating) the file in WAL mode with the given synchronous level, its checkpoints on a
     // WalCheckpointer; ":memory:" works too (no WAL, no checkpointer).
     SqliteDatabase(const std::string& path, SqliteSync sync = SqliteSync::kNormal);
@@ -117,6 +124,9 @@ class SqliteDatabase {
     // for every statement executed.
     Statement& Prepare(std::string_view sql);
     int Changes() const { return sqlite3_changes(db_); }
+    // How long a statement waits for another connection's lock before it throws StoreBusy. A
+    // connection on the event loop sets 0: the loop must not wait, the work is run again later.
+    void SetBusyTimeout(std::chrono::milliseconds timeout);
     int UserVersion();
     void SetUserVersion(int version);
     sqlite3* raw() { return db_; }
