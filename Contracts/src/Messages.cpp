@@ -243,4 +243,32 @@ StockReleased MessageContract<StockReleased>::Read(const Json& json) {
     return StockReleased{.order_id = FieldReader(json, "StockReleased").RequiredOrderId("orderId")};
 }
 
+OrderedJson MessageContract<RefundPayment>::Write(const RefundPayment& m) {
+    OrderedJson json = WithOrderId(m.order_id);
+    json["transactionId"] = m.transaction_id;
+    json["amount"] = DecimalToJson(m.amount);
+    json["reason"] = m.reason;
+    return json;
+}
+
+RefundPayment MessageContract<RefundPayment>::Read(const Json& json) {
+    FieldReader reader(json, "RefundPayment");
+    return RefundPayment{.order_id = reader.RequiredOrderId("orderId"),
+                         .transaction_id = reader.OptionalString("transactionId").value_or(""),
+                         .amount = reader.RequiredMoney("amount"),
+                         .reason = reader.OptionalString("reason").value_or("")};
+}
+
+OrderedJson MessageContract<PaymentRefunded>::Write(const PaymentRefunded& m) {
+    OrderedJson json = WithOrderId(m.order_id);
+    json["transactionId"] = m.transaction_id;
+    return json;
+}
+
+PaymentRefunded MessageContract<PaymentRefunded>::Read(const Json& json) {
+    FieldReader reader(json, "PaymentRefunded");
+    return PaymentRefunded{.order_id = reader.RequiredOrderId("orderId"),
+                           .transaction_id = reader.OptionalString("transactionId").value_or("")};
+}
+
 }  // namespace contracts

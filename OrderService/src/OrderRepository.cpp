@@ -132,6 +132,8 @@ constexpr std::string_view kMigrations[] = {
     // uses them (from the OrderSubmitted it handles), and the orders table keeps them for GET /order;
     // parsing them back on every event was a twentieth of the saga's work.
     "ALTER TABLE order_saga DROP COLUMN items",
+    // Version 4: whether a payment taken after the order failed was refunded (RefundPayment).
+    "ALTER TABLE order_saga ADD COLUMN payment_refunded INTEGER NOT NULL DEFAULT 0",
 };
 static_assert(std::size(kMigrations) == OrderRepository::kSchemaVersion);
 
@@ -144,7 +146,7 @@ OrderRepository::OrderRepository(messaging::SqliteDatabase& db) : db_(db) {
 std::optional<OrderSagaInstance> OrderRepository::LoadSaga(const contracts::OrderId& order_id) {
     auto& select = db_.Prepare(
         "SELECT current_state, version, customer_number, total_amount, reason, timeout_token, timeout_due_ms, "
-        "stock_released, transaction_id, created_at, updated_at, applied_messages FROM order_saga "
+        "stock_released, transaction_id, created_at, updated_at, applied_messages, payment_refunded FROM order_saga "
         "WHERE correlation_id = ?1");
     select.Bind(1, order_id.str());
     if (!select.Step()) return std::nullopt;
@@ -165,6 +167,7 @@ std::optional<OrderSagaInstance> OrderRepository::LoadSaga(const contracts::Orde
     instance.created_at = TimeFrom(select.Text(9));
     instance.updated_at = TimeFrom(select.Text(10));
     instance.applied_message_ids = SplitIds(select.Text(11));
+    instance.payment_refunded = select.Integer(12) != 0;
     select.Reset();
     return instance;
 }
@@ -185,13 +188,15 @@ void OrderRepository::SaveSaga(const OrderSagaInstance& instance) {
             .Bind(8, instance.transaction_id)
             .Bind(9, TimeText(instance.updated_at))
             .Bind(10, instance.version)
-            .Bind(11, JoinIds(instance.applied_message_ids));
+            .Bind(11, JoinIds(instance.applied_message_ids))
+            .Bind(15, instance.payment_refunded ? 1 : 0);
     };
     if (instance.version == 0) {
         auto& insert = db_.Prepare(
             "INSERT INTO order_saga (correlation_id, current_state, version, reason, timeout_token, timeout_due_ms, "
             "stock_released, transaction_id, updated_at, applied_messages, customer_number, total_amount, "
-            "created_at) SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?11, ?12, ?13, ?14 WHERE ?10 = 0 "
+            "created_at, payment_refunded) SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?11, ?12, ?13, ?14, ?15 WHERE "
+            "?10 = 0 "
             "ON CONFLICT(correlation_id) DO NOTHING");
         bind_changing(insert)
             .Bind(12, instance.customer_number)
@@ -202,7 +207,8 @@ void OrderRepository::SaveSaga(const OrderSagaInstance& instance) {
         // The customer, amount and creation time are set when the saga starts and never change.
         auto& update = db_.Prepare(
             "UPDATE order_saga SET current_state = ?2, version = ?3, reason = ?4, timeout_token = ?5, "
-            "timeout_due_ms = ?6, stock_released = ?7, transaction_id = ?8, updated_at = ?9, applied_messages = ?11 "
+            "timeout_due_ms = ?6, stock_released = ?7, transaction_id = ?8, updated_at = ?9, applied_messages = ?11, "
+            "payment_refunded = ?15 "
             "WHERE correlation_id = ?1 AND version = ?10");
         bind_changing(update).Run();
     }

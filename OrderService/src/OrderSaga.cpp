@@ -116,6 +116,21 @@ void RecordStockReleased(SagaTransition& t, const Context&) {
     t.next.stock_released = true;
 }
 
+// A payment taken after the order failed (it came after the deadline, or the order failed on another
+// path meanwhile) is given back: the money is never kept for a failed order.
+void RefundLatePayment(SagaTransition& t, const Context& c) {
+    t.next.transaction_id = c.event.transaction_id;
+    t.next.payment_refunded = false;
+    t.commands.push_back(contracts::RefundPayment{.order_id = t.next.order_id,
+                                                  .transaction_id = c.event.transaction_id,
+                                                  .amount = t.next.total_amount,
+                                                  .reason = kLatePaymentReason});
+}
+
+void RecordRefunded(SagaTransition& t, const Context&) {
+    t.next.payment_refunded = true;
+}
+
 void Nothing(SagaTransition&, const Context&) {}
 
 struct Row {
@@ -147,6 +162,8 @@ Row{S::kInventoryReserved, E::kOrderTimeoutExpired,    CurrentTimeout, FailAndRe
 Row{S::kInventoryReserved, E::kProcessPaymentFaulted,  Always,         FailAndReleaseStock, S::kFailed,            kApply,  "payment faulted"},
 Row{S::kFailed,            E::kStockReserved,          Always,         ReleaseLateStock,    S::kFailed,            kApply,  "late stock released"},
 Row{S::kFailed,            E::kStockReleased,          Always,         RecordStockReleased, S::kFailed,            kApply,  "stock release confirmed"},
+Row{S::kFailed,            E::kPaymentAccepted,        Always,         RefundLatePayment,   S::kFailed,            kApply,  "late payment refunded"},
+Row{S::kFailed,            E::kPaymentRefunded,        Always,         RecordRefunded,      S::kFailed,            kApply,  "refund confirmed"},
 // Duplicates and stale events: already applied, so nothing changes and nothing is published.
 Row{S::kSubmitted,         E::kOrderSubmitted,         Always,         Nothing,             S::kSubmitted,         kIgnore, "duplicate"},
 Row{S::kSubmitted,         E::kOrderTimeoutExpired,    StaleTimeout,   Nothing,             S::kSubmitted,         kIgnore, "stale timeout"},
@@ -211,6 +228,8 @@ std::string_view EventName(OrderEventKind kind) {
             return "Fault<ProcessPayment>";
         case E::kStockReleased:
             return "StockReleased";
+        case E::kPaymentRefunded:
+            return "PaymentRefunded";
     }
     return "?";
 }

@@ -47,6 +47,11 @@ void OrderSagaConsumer::Register(messaging::ReceiveEndpoint& endpoint) {
     endpoint.Handle<StockReleased>(consumer, [this](ConsumeContext& c, const StockReleased& m) {
         Handle(c, OrderEvent{.kind = OrderEventKind::kStockReleased, .order_id = m.order_id});
     });
+    endpoint.Handle<PaymentRefunded>(consumer, [this](ConsumeContext& c, const PaymentRefunded& m) {
+        Handle(c, OrderEvent{.kind = OrderEventKind::kPaymentRefunded,
+                             .order_id = m.order_id,
+                             .transaction_id = m.transaction_id});
+    });
     endpoint.Handle<Fault<CheckInventory>>(consumer, [this](ConsumeContext& c, const Fault<CheckInventory>& m) {
         Handle(c, OrderEvent{.kind = OrderEventKind::kCheckInventoryFaulted,
                              .order_id = m.message.order_id,
@@ -102,7 +107,17 @@ void OrderSagaConsumer::Handle(messaging::ConsumeContext& context, const OrderEv
     }
 
     for (const auto& command : transition.commands)
-        std::visit([&](const auto& message) { context.Publish(message); }, command);
+        std::visit(
+            [&](const auto& message) {
+                // A payment must not be taken after the order's deadline (the timeout the transition
+                // just scheduled): the command lives no longer, in the broker (expiration) and for
+                // PaymentService, which declines it once its expirationTime has passed.
+                if constexpr (std::is_same_v<std::decay_t<decltype(message)>, contracts::ProcessPayment>)
+                    context.Publish(message, {.time_to_live = options_.timeout});
+                else
+                    context.Publish(message);
+            },
+            command);
 
     if (before_save_) before_save_(instance);
     // The outbox owns these messages from here: they are stored with the new state and published by

@@ -34,6 +34,7 @@ messaging::Status OrderServiceHost::Start() {
     bus_.DeclarePublishTopology<CheckInventory>();
     bus_.DeclarePublishTopology<ProcessPayment>();
     bus_.DeclarePublishTopology<ReleaseStock>();
+    bus_.DeclarePublishTopology<RefundPayment>();
     bus_.DeclarePublishTopology<OrderCompleted>();
     bus_.DeclarePublishTopology<OrderFailed>();
     if (auto status = bus_.Start(); !status.ok()) return status;

@@ -192,7 +192,19 @@ TEST_SUITE("Broker") {
             CHECK(envelope["requestId"].is_null());
             CHECK(envelope["responseAddress"].is_null());
             CHECK(envelope["faultAddress"].is_null());
-            CHECK(envelope["expirationTime"].is_null());
+            if (std::string(name) == "ProcessPayment") {
+                // A payment lives as long as the order's timeout (5 minutes by default), as the
+                // twin's TimeToLive writes it: the broker's expiration and the envelope's time.
+                CHECK(raw.properties.expiration == "300000");
+                const auto expires = ParseIso8601(envelope["expirationTime"].get<std::string>());
+                const auto sent = ParseIso8601(envelope["sentTime"].get<std::string>());
+                REQUIRE(expires);
+                REQUIRE(sent);
+                CHECK(*expires - *sent == std::chrono::minutes(5));
+            } else {
+                CHECK(raw.properties.expiration.empty());
+                CHECK(envelope["expirationTime"].is_null());
+            }
             const std::string base =
                 "rabbitmq://127.0.0.1:" + std::to_string(BrokerEnvironment::Get().amqp_port) + "/" + vhost.name() + "/";
             CHECK(envelope["destinationAddress"] == base + "Contracts:" + name);

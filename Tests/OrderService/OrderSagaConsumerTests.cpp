@@ -179,16 +179,16 @@ TEST_SUITE("OrderService.SagaConsumer") {
 
     TEST_CASE("An event with no row for the state faults and lands in order-service_error") {
         SagaRowFixture f;
-        f.Store("unhandled", OrderState::kFailed);
-        f.Deliver(PaymentAccepted{.order_id = "unhandled"_order_id, .transaction_id = "tx-late"});
+        f.Store("unhandled", OrderState::kSubmitted);
+        f.Deliver(PaymentRefunded{.order_id = "unhandled"_order_id, .transaction_id = "tx-late"});
         REQUIRE(f.system.harness().WaitUntil([&] { return f.system.QueueDepth("order-service_error") == 1; }));
         const auto copy = f.system.QueueMessages("order-service_error").at(0);
-        CHECK(
-            messaging::HeaderToString(*messaging::FindHeader(copy.properties.headers, "MT-Fault-Message")) ==
-            "The PaymentAccepted event is not handled during the Failed state for the OrderStateMachine state machine");
+        CHECK(messaging::HeaderToString(*messaging::FindHeader(copy.properties.headers, "MT-Fault-Message")) ==
+              "The PaymentRefunded event is not handled during the Submitted state for the OrderStateMachine state "
+              "machine");
         CHECK(messaging::HeaderToString(*messaging::FindHeader(copy.properties.headers, "MT-Fault-ConsumerType")) ==
               "Orders.OrderState");
-        CHECK(f.StateOf("unhandled") == OrderState::kFailed);
+        CHECK(f.StateOf("unhandled") == OrderState::kSubmitted);
     }
 
     TEST_CASE("An event for an order with no saga instance is discarded - not skipped") {

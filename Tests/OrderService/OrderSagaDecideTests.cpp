@@ -165,10 +165,31 @@ TEST_SUITE("OrderService.SagaDecide") {
         }
     }
 
+    TEST_CASE("Failed + PaymentAccepted -> Failed: RefundPayment of the amount - Failed + PaymentRefunded records it") {
+        OrderEvent accepted = Event(OrderEventKind::kPaymentAccepted);
+        accepted.transaction_id = "txn-1";
+        const auto late = Run(In(OrderState::kFailed), accepted);
+        CHECK(late.disposition == Disposition::kApplied);
+        CHECK(late.next.state == OrderState::kFailed);
+        CHECK(late.next.transaction_id == "txn-1");
+        CHECK(late.timeout == TimeoutChange::kNone);
+        REQUIRE(late.commands.size() == 1);
+        const auto& refund = Command<RefundPayment>(late, 0);
+        CHECK(refund.order_id.str() == "row-1");
+        CHECK(refund.transaction_id == "txn-1");
+        CHECK(refund.amount == *Decimal::Parse("149.97"));
+        CHECK(refund.reason == kLatePaymentReason);
+        CHECK_FALSE(late.next.payment_refunded);
+        const auto refunded = Run(late.next, Event(OrderEventKind::kPaymentRefunded));
+        CHECK(refunded.disposition == Disposition::kApplied);
+        CHECK(refunded.next.payment_refunded);
+        CHECK(refunded.commands.empty());
+    }
+
     TEST_CASE("A pair with no row is unhandled and leaves the instance as it was") {
-        const auto t = Run(In(OrderState::kFailed), Event(OrderEventKind::kPaymentAccepted));
+        const auto t = Run(In(OrderState::kCompleted), Event(OrderEventKind::kPaymentRefunded));
         CHECK(t.disposition == Disposition::kUnhandled);
-        CHECK(t.next.state == OrderState::kFailed);
+        CHECK(t.next.state == OrderState::kCompleted);
         CHECK(t.commands.empty());
     }
 }

@@ -117,6 +117,81 @@ TEST_SUITE("OrderService.Scenarios") {
         }
     }
 
+    SCENARIO("A payment still retrying when the order times out is not taken after the deadline") {
+        GIVEN("payments that fail twice 200 ms apart and a 250 ms saga timeout") {
+            InMemorySystem system(SystemOptions{
+                .saga_timeout = 250ms,
+                .worker_retry = messaging::RetryPolicy::Interval(3, 200ms),
+                .transient_failures = {payment_service::TransientFailureRule{.suffix = '5', .failed_attempts = 2}}});
+            WHEN("orders are submitted whose payments would succeed on the third attempt") {
+                const std::vector<std::string> ids = {"late-105", "late-115", "late-125"};
+                for (const auto& id : ids) system.Submit(id);
+                THEN("each fails on its timeout and no money is taken or kept") {
+                    for (const auto& id : ids) REQUIRE(system.WaitForStatus(id, OrderStatus::kFailed));
+                    REQUIRE(system.harness().WaitUntil(
+                        [&] { return system.harness().Published<PaymentFailed>().size() == ids.size(); }));
+                    REQUIRE(system.WaitIdle());
+                    CHECK(system.loop().Invoke([&] { return system.payment().ledger().CountCharges(); }) == 0);
+                    for (const auto& id : ids) {
+                        CHECK(system.Order(id)->reason == kTimeoutReason);
+                        CHECK(CountFor<PaymentAccepted>(system, id) == 0);
+                    }
+                    for (const auto& failed : system.harness().Published<PaymentFailed>())
+                        CHECK(failed.reason == payment_service::kDeadlinePassedReason);
+                    CHECK(system.QueueDepth("order-service_error") == 0);
+                    CHECK(system.QueueDepth("payment-service_error") == 0);
+                }
+            }
+        }
+    }
+
+    SCENARIO("A payment taken for an order that already failed is refunded exactly once") {
+        GIVEN("an order that timed out before any payment service ran") {
+            InMemorySystem system(SystemOptions{.saga_timeout = 200ms, .start_payment = false});
+            system.Submit("refund-3");
+            REQUIRE(system.WaitForStatus("refund-3", OrderStatus::kFailed));
+            REQUIRE(system.loop().Invoke([&] { return system.payment().Start(); }).ok());
+            WHEN("a peer that sets no deadline asks for its payment") {
+                REQUIRE(
+                    system
+                        .Publish(ProcessPayment{
+                            .order_id = "refund-3"_order_id, .amount = *Decimal::Parse("149.97"), .card_number = "t"})
+                        .ok());
+                THEN("the saga refunds it and records the refund, and the order stays Failed") {
+                    REQUIRE(system.harness().WaitUntil([&] {
+                        auto saga = system.Saga("refund-3");
+                        return saga && saga->payment_refunded;
+                    }));
+                    REQUIRE(system.WaitIdle());
+                    auto refunds = system.harness().Published<RefundPayment>();
+                    REQUIRE(refunds.size() == 1);
+                    CHECK(refunds[0].amount == *Decimal::Parse("149.97"));
+                    CHECK(refunds[0].transaction_id == system.harness().Published<PaymentAccepted>()[0].transaction_id);
+                    CHECK(system.loop().Invoke([&] { return system.payment().ledger().CountCharges(); }) == 1);
+                    CHECK(system.loop().Invoke([&] { return system.payment().ledger().CountRefunds(); }) == 1);
+                    CHECK(system.Order("refund-3")->status == OrderStatus::kFailed);
+                    CHECK(system.QueueDepth("order-service_error") == 0);
+                }
+                AND_WHEN("the PaymentAccepted comes again as a new message") {
+                    REQUIRE(system.harness().WaitUntil([&] {
+                        auto saga = system.Saga("refund-3");
+                        return saga && saga->payment_refunded;
+                    }));
+                    const auto accepted = system.harness().Published<PaymentAccepted>().at(0);
+                    REQUIRE(system.Publish(accepted).ok());
+                    THEN("the refund is asked again but given once") {
+                        REQUIRE(system.harness().WaitUntil(
+                            [&] { return system.harness().Published<PaymentRefunded>().size() == 2; }));
+                        REQUIRE(system.WaitIdle());
+                        CHECK(system.harness().Published<RefundPayment>().size() == 2);
+                        CHECK(system.loop().Invoke([&] { return system.payment().ledger().CountRefunds(); }) == 1);
+                        CHECK(system.QueueDepth("payment-service_error") == 0);
+                    }
+                }
+            }
+        }
+    }
+
     SCENARIO("Duplicates of every event in a completed flow change nothing") {
         InMemorySystem system;
         system.Submit("order-0063");

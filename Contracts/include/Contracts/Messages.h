@@ -93,6 +93,23 @@ struct StockReleased {  // ext
     bool operator==(const StockReleased&) const = default;
 };
 
+// ext: compensation command, published by the saga when a payment was taken for an order that had
+// already failed (its PaymentAccepted came after the order's deadline). PaymentService gives the
+// money back once per order, however often the command comes.
+struct RefundPayment {
+    OrderId order_id{};
+    std::string transaction_id{};  // the payment to refund, as PaymentAccepted named it
+    Decimal amount{};
+    std::string reason{};
+    bool operator==(const RefundPayment&) const = default;
+};
+
+struct PaymentRefunded {  // ext, from payment
+    OrderId order_id{};
+    std::string transaction_id{};
+    bool operator==(const PaymentRefunded&) const = default;
+};
+
 // MassTransit's HostInfo, carried in every envelope and in Fault<T>.
 struct HostInfo {
     std::string machine_name;
@@ -160,6 +177,8 @@ CONTRACTS_DECLARE_MESSAGE(OrderCompleted);
 CONTRACTS_DECLARE_MESSAGE(OrderFailed);
 CONTRACTS_DECLARE_MESSAGE(ReleaseStock);
 CONTRACTS_DECLARE_MESSAGE(StockReleased);
+CONTRACTS_DECLARE_MESSAGE(RefundPayment);
+CONTRACTS_DECLARE_MESSAGE(PaymentRefunded);
 
 #undef CONTRACTS_DECLARE_MESSAGE
 

@@ -56,7 +56,7 @@ struct OutboxEntry {
 
 class OrderRepository {
   public:
-    static constexpr int kSchemaVersion = 3;
+    static constexpr int kSchemaVersion = 4;
 
     explicit OrderRepository(messaging::SqliteDatabase& db);  // creates or migrates the schema
     messaging::SqliteDatabase& db() { return db_; }

@@ -26,6 +26,7 @@ enum class OrderEventKind {
     kCheckInventoryFaulted,
     kProcessPaymentFaulted,
     kStockReleased,
+    kPaymentRefunded,
 };
 
 std::string_view StateName(OrderState state);  // "Submitted"; stored by name
@@ -45,6 +46,7 @@ struct OrderSagaInstance {
     std::string timeout_token;                   // the scheduled OrderTimeoutExpired that still counts
     std::optional<std::int64_t> timeout_due_ms;  // unix ms
     bool stock_released = false;
+    bool payment_refunded = false;  // a payment taken after the order failed was given back
     std::string transaction_id;
     contracts::Timestamp created_at{};
     contracts::Timestamp updated_at{};
@@ -72,7 +74,7 @@ struct SagaOptions {
 };
 
 using SagaCommand = std::variant<contracts::CheckInventory, contracts::ProcessPayment, contracts::ReleaseStock,
-                                 contracts::OrderCompleted, contracts::OrderFailed>;
+                                 contracts::OrderCompleted, contracts::OrderFailed, contracts::RefundPayment>;
 
 enum class Disposition { kApplied, kIgnored, kUnhandled };
 enum class TimeoutChange { kNone, kSchedule, kCancel };
@@ -97,5 +99,6 @@ std::string OrderSagaMermaid();
 std::string OrderSagaPublishTable();
 
 inline constexpr const char* kTimeoutReason = "Order timed out";
+inline constexpr const char* kLatePaymentReason = "Payment accepted after the order failed";
 
 }  // namespace order_service

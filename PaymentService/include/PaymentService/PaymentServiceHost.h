@@ -1,6 +1,8 @@
-// PaymentService as a library: the ProcessPayment consumer on the `payment-service` endpoint, over a
-// PaymentLedger and a simulated gateway driven by the configured rules. A gateway failure throws, so
-// the endpoint's retry policy runs and, when it gives up, Fault<ProcessPayment> and `_error` follow.
+// PaymentService as a library: the ProcessPayment and RefundPayment consumers on the `payment-service`
+// endpoint, over a PaymentLedger and a simulated gateway driven by the configured rules. A gateway
+// failure throws, so the endpoint's retry policy runs and, when it gives up, Fault<ProcessPayment> and
+// `_error` follow. A ProcessPayment past its deadline (the envelope's expirationTime, which the saga
+// sets to the order's timeout) is declined without calling the gateway.
 #pragma once
 
 #include <map>
@@ -11,6 +13,9 @@
 #include "PaymentService/PaymentSettings.h"
 
 namespace payment_service {
+
+// Why a ProcessPayment that came after its deadline was declined.
+inline constexpr const char* kDeadlinePassedReason = "Payment deadline passed";
 
 class PaymentGatewayUnavailable : public std::runtime_error {
   public:
@@ -29,6 +34,7 @@ class PaymentServiceHost {
 
   private:
     void OnProcessPayment(messaging::ConsumeContext& context, const contracts::ProcessPayment& command);
+    void OnRefundPayment(messaging::ConsumeContext& context, const contracts::RefundPayment& command);
 
     PaymentSettings settings_;
     messaging::SqliteDatabase db_;

@@ -27,3 +27,7 @@ public record OrderFailed(string OrderId, string Reason);
 public record ReleaseStock(string OrderId, string Reason);
 
 public record StockReleased(string OrderId);
+
+public record RefundPayment(string OrderId, string? TransactionId, decimal Amount, string Reason);
+
+public record PaymentRefunded(string OrderId, string? TransactionId);

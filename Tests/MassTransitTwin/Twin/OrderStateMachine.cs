@@ -1,6 +1,7 @@
 // The order saga as a MassTransit state machine with the transition table of wire contract A3:
 // Initial -> Submitted -> InventoryReserved -> Completed (MassTransit's Final, removed from the
-// repository as our saga row is), or Failed with ReleaseStock as compensation.
+// repository as our saga row is), or Failed with ReleaseStock as compensation, and RefundPayment for
+// a payment accepted after the order failed.
 // Instances live in MassTransit's in-memory saga repository (the EF Core repository package is not
 // served here). The timeout rows are left out: scheduling needs Quartz or the delayed-message plugin.
 using System.Security.Cryptography;
@@ -21,6 +22,7 @@ public class OrderState : SagaStateMachineInstance
     public string? Reason { get; set; }
     public string? TransactionId { get; set; }
     public bool StockReleased { get; set; }
+    public bool PaymentRefunded { get; set; }
     public DateTime CreatedAt { get; set; }
     public DateTime UpdatedAt { get; set; }
 }
@@ -40,6 +42,9 @@ public static class OrderKey
     }
 }
 
+// How long a ProcessPayment may wait to be taken: a payment is never taken after the order's deadline.
+public record PaymentDeadline(TimeSpan TimeToLive);
+
 public class OrderStateMachine : MassTransitStateMachine<OrderState>
 {
     public const string CardToken = "tok_test_visa";
@@ -54,10 +59,11 @@ public class OrderStateMachine : MassTransitStateMachine<OrderState>
     public Event<PaymentAccepted> PaymentAccepted { get; private set; } = null!;
     public Event<PaymentFailed> PaymentFailed { get; private set; } = null!;
     public Event<StockReleased> StockReleased { get; private set; } = null!;
+    public Event<PaymentRefunded> PaymentRefunded { get; private set; } = null!;
     public Event<Fault<CheckInventory>> CheckInventoryFaulted { get; private set; } = null!;
     public Event<Fault<ProcessPayment>> ProcessPaymentFaulted { get; private set; } = null!;
 
-    public OrderStateMachine(OrderBook book)
+    public OrderStateMachine(OrderBook book, PaymentDeadline deadline)
     {
         InstanceState(x => x.CurrentState);
 
@@ -67,6 +73,7 @@ public class OrderStateMachine : MassTransitStateMachine<OrderState>
         Event(() => PaymentAccepted, x => x.CorrelateById(c => OrderKey.For(c.Message.OrderId)));
         Event(() => PaymentFailed, x => x.CorrelateById(c => OrderKey.For(c.Message.OrderId)));
         Event(() => StockReleased, x => x.CorrelateById(c => OrderKey.For(c.Message.OrderId)));
+        Event(() => PaymentRefunded, x => x.CorrelateById(c => OrderKey.For(c.Message.OrderId)));
         Event(() => CheckInventoryFaulted, x => x.CorrelateById(c => OrderKey.For(c.Message.Message.OrderId)));
         Event(() => ProcessPaymentFaulted, x => x.CorrelateById(c => OrderKey.For(c.Message.Message.OrderId)));
 
@@ -85,7 +92,8 @@ public class OrderStateMachine : MassTransitStateMachine<OrderState>
 
         During(Submitted,
             When(StockReserved)
-                .Publish(c => new ProcessPayment(c.Saga.OrderId, c.Saga.TotalAmount, CardToken))
+                .Publish(c => new ProcessPayment(c.Saga.OrderId, c.Saga.TotalAmount, CardToken),
+                    p => p.TimeToLive = deadline.TimeToLive)
                 .TransitionTo(InventoryReserved),
             When(StockShortage)
                 .Then(c => c.Saga.Reason = c.Message.Reason)
@@ -121,6 +129,12 @@ public class OrderStateMachine : MassTransitStateMachine<OrderState>
                 .Publish(c => new ReleaseStock(c.Saga.OrderId, "Stock reserved after the order failed")),
             When(StockReleased)
                 .Then(c => c.Saga.StockReleased = true),
+            When(PaymentAccepted)
+                .Then(c => c.Saga.TransactionId = c.Message.TransactionId)
+                .Publish(c => new RefundPayment(c.Saga.OrderId, c.Message.TransactionId, c.Saga.TotalAmount,
+                    "Payment accepted after the order failed")),
+            When(PaymentRefunded)
+                .Then(c => c.Saga.PaymentRefunded = true),
             Ignore(OrderSubmitted),
             Ignore(StockShortage),
             Ignore(PaymentFailed),

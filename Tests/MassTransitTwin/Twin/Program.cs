@@ -5,7 +5,8 @@
 // RabbitMQ__VirtualHost, RabbitMQ__Username, RabbitMQ__Password, Http__Port, Endpoint__PrefetchCount,
 // Endpoint__QueueType ("Quorum" calls SetQuorumQueue on every endpoint),
 // Endpoint__QuorumInitialGroupSize (its replication factor; 0 leaves it to the broker) and
-// Endpoint__Serializer ("RawJson" calls UseRawJsonSerializer on every endpoint).
+// Endpoint__Serializer ("RawJson" calls UseRawJsonSerializer on every endpoint); Saga__TimeoutMs (the
+// time to live of ProcessPayment).
 using System.Diagnostics;
 using Contracts;
 using MassTransit;
@@ -40,6 +41,8 @@ var httpPort = configuration.GetValue("Http:Port", 5000);
 builder.WebHost.UseUrls(runOrders ? $"http://127.0.0.1:{httpPort}" : "http://127.0.0.1:0");
 builder.Logging.SetMinimumLevel(Enum.Parse<LogLevel>(configuration.GetValue("Logging:Level", "Warning")!, true));
 builder.Services.AddSingleton<OrderBook>();
+// How long a ProcessPayment lives (its time to live): the order's deadline, as ours sets it from Saga.TimeoutMs.
+builder.Services.AddSingleton(new PaymentDeadline(TimeSpan.FromMilliseconds(configuration.GetValue("Saga:TimeoutMs", 300000))));
 
 builder.Services.AddMassTransit(x =>
 {
@@ -49,7 +52,11 @@ builder.Services.AddMassTransit(x =>
         x.AddConsumer<Inventory.CheckInventoryConsumer>();
         x.AddConsumer<Inventory.ReleaseStockConsumer>();
     }
-    if (runPayment) x.AddConsumer<Payment.ProcessPaymentConsumer>();
+    if (runPayment)
+    {
+        x.AddConsumer<Payment.ProcessPaymentConsumer>();
+        x.AddConsumer<Payment.RefundPaymentConsumer>();
+    }
 
     x.UsingRabbitMq((context, cfg) =>
     {
@@ -94,6 +101,7 @@ builder.Services.AddMassTransit(x =>
                 e.PrefetchCount = prefetch;
                 e.UseMessageRetry(r => r.Interval(3, TimeSpan.FromMilliseconds(500)));
                 e.ConfigureConsumer<Payment.ProcessPaymentConsumer>(context);
+                e.ConfigureConsumer<Payment.RefundPaymentConsumer>(context);
             });
     });
 });
