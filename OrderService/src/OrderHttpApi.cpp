@@ -23,6 +23,8 @@ HealthAnswer AnswerFor(BrokerState state) {
     switch (state) {
         case BrokerState::kConnected:
             return {"ok", "connected", true};
+        case BrokerState::kInProcess:
+            return {"ok", "in-process", true};
         case BrokerState::kBlocked:
             return {"degraded", "blocked", true};
         case BrokerState::kDisconnected:
@@ -244,7 +246,9 @@ void OrderHttpApi::Route(const HttpRequest& request, const HttpResponder& respon
             OrderedJson entry = {{"queue", endpoint.queue}, {"consuming", endpoint.consuming}};
             if (endpoint.kill_switch_tripped) entry["killSwitch"] = "tripped";
             body["endpoints"].push_back(std::move(entry));
-            if (!endpoint.consuming && broker.state == BrokerState::kConnected) body["status"] = "degraded";
+            if (!endpoint.consuming &&
+                (broker.state == BrokerState::kConnected || broker.state == BrokerState::kInProcess))
+                body["status"] = "degraded";
         }
         return responder.Send(JsonResponse(answer.serving ? 200 : 503, body));
     }

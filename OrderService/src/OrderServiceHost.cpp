@@ -54,6 +54,8 @@ int OrderServiceHost::StartHttp() {
             health.state = BrokerState::kDisconnected;
         } else if (transport.IsPublishingBlocked()) {
             health.state = BrokerState::kBlocked;
+        } else if (transport.IsInProcess()) {
+            health.state = BrokerState::kInProcess;
         }
         return health;
     };

@@ -926,13 +926,16 @@ TEST_SUITE("Bus.RetryPolicy") {
         kill_switch.OnAttempt(start);
         CHECK(kill_switch.OnFault(start));  // 21 of 101
         CHECK(kill_switch.state() == KillSwitch::State::kStopped);
+        CHECK(kill_switch.Describe() == "21 of 101 messages failed within the tracking period");
         CHECK_FALSE(kill_switch.OnFault(start));  // already stopped
 
         // On probation one failure stops it again; more than 100 messages and a success end probation.
         kill_switch.OnRestarted(start + 60s);
         CHECK(kill_switch.state() == KillSwitch::State::kRestarting);
-        kill_switch.OnAttempt(start + 60s);
+        for (int i = 0; i < 48; ++i) kill_switch.OnAttempt(start + 60s);
         CHECK(kill_switch.OnFault(start + 60s));
+        // The log line says what tripped it: the one failure on probation, counted.
+        CHECK(kill_switch.Describe() == "1 of 48 messages failed on probation, where one failure stops it again");
         kill_switch.OnRestarted(start + 120s);
         for (int i = 0; i < 101; ++i) kill_switch.OnAttempt(start + 120s);
         kill_switch.OnSuccess(start + 120s);

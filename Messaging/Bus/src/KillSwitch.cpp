@@ -31,7 +31,9 @@ bool KillSwitch::OnFault(Clock::time_point now) {
         case State::kStopped:
             return false;
         case State::kRestarting:
+            ++failures_;
             state_ = State::kStopped;
+            tripped_on_probation_ = true;
             return true;
         case State::kStarted:
             break;
@@ -48,11 +50,14 @@ bool KillSwitch::OnFault(Clock::time_point now) {
 void KillSwitch::OnRestarted(Clock::time_point now) {
     if (state_ != State::kStopped) return;
     state_ = State::kRestarting;
+    tripped_on_probation_ = false;
     ResetCounts(now);
 }
 
 std::string KillSwitch::Describe() const {
-    return std::to_string(failures_) + " of " + std::to_string(attempts_) + " messages failed";
+    const std::string counts = std::to_string(failures_) + " of " + std::to_string(attempts_) + " messages failed";
+    if (tripped_on_probation_) return counts + " on probation, where one failure stops it again";
+    return counts + " within the tracking period";
 }
 
 }  // namespace messaging

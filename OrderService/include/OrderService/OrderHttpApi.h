@@ -43,12 +43,15 @@ class OrderLookup {
 
 // What GET /health reports about the broker connection and the receive endpoints. kRefused: the
 // broker refused our topology (a queue exists with other arguments); `detail` says what, and the
-// service does not reconnect. An endpoint the broker is not delivering to makes the service degraded.
-enum class BrokerState { kConnected, kBlocked, kDisconnected, kRefused };
+// service does not reconnect. kInProcess: there is no broker, the bus is in this process (the
+// embedded mode). An endpoint the broker is not delivering to makes the service degraded.
+enum class BrokerState { kConnected, kInProcess, kBlocked, kDisconnected, kRefused };
 struct BrokerHealth {
     BrokerState state = BrokerState::kDisconnected;
     std::string detail{};
     std::vector<messaging::Bus::EndpointHealth> endpoints{};
+    // `_error`/`_skipped` queues the broker refused (queue, the broker's reason): degraded, not down.
+    std::vector<std::pair<std::string, std::string>> refused_queues{};
 };
 using BrokerProbe = std::function<BrokerHealth()>;
 

@@ -36,7 +36,8 @@ class KillSwitch {
 
     State state() const { return state_; }
     const KillSwitchSettings& settings() const { return settings_; }
-    std::string Describe() const;  // the counts, for the log line when it trips
+    // The counts and which rule tripped it, for the log line when it trips.
+    std::string Describe() const;
 
   private:
     void ResetCounts(Clock::time_point now);
@@ -46,6 +47,7 @@ class KillSwitch {
     Clock::time_point period_start_;
     int attempts_ = 0;
     int failures_ = 0;
+    bool tripped_on_probation_ = false;  // the last trip was a failure on probation
 };
 
 }  // namespace messaging

@@ -30,6 +30,7 @@ class InMemoryTransport : public Transport {
     void Ack(const Delivery& delivery) override;
     void Nack(const Delivery& delivery, bool requeue) override;
     bool IsConnected() const override { return available_; }
+    bool IsInProcess() const override { return true; }
     std::string BaseAddress() const override { return "loopback://localhost/"; }
 
     // Inspection and control; loop thread only (use EventLoop::Invoke from a test thread).

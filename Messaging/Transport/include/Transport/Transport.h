@@ -77,6 +77,8 @@ class Transport {
     virtual void SendPendingAcks() {}
 
     virtual bool IsConnected() const = 0;
+    // True for a bus inside this process (no broker at all): health says so instead of "connected".
+    virtual bool IsInProcess() const { return false; }
     // True while the broker refuses to take publishes (a memory or disk alarm): they wait, buffered.
     virtual bool IsPublishingBlocked() const { return false; }
     // Not OK once the broker refused a declaration because what exists differs (a queue with other
