@@ -250,6 +250,13 @@ void OrderHttpApi::Route(const HttpRequest& request, const HttpResponder& respon
                 (broker.state == BrokerState::kConnected || broker.state == BrokerState::kInProcess))
                 body["status"] = "degraded";
         }
+        if (!broker.refused_queues.empty()) {
+            // Messages that must move there wait in their queues; everything else goes on.
+            body["refusedQueues"] = OrderedJson::array();
+            for (const auto& [queue, reason] : broker.refused_queues)
+                body["refusedQueues"].push_back({{"queue", queue}, {"error", reason}});
+            if (answer.serving) body["status"] = "degraded";
+        }
         return responder.Send(JsonResponse(answer.serving ? 200 : 503, body));
     }
     responder.Send(ErrorResponse(404, "not_found", "no route for " + request.method + " " + request.path));

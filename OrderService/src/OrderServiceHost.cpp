@@ -46,7 +46,9 @@ messaging::Status OrderServiceHost::Start() {
 int OrderServiceHost::StartHttp() {
     auto broker = [this] {
         const auto& transport = bus_.transport();
-        BrokerHealth health{.state = BrokerState::kConnected, .endpoints = bus_.EndpointsHealth()};
+        BrokerHealth health{.state = BrokerState::kConnected,
+                            .endpoints = bus_.EndpointsHealth(),
+                            .refused_queues = transport.RefusedOnDemandQueues()};
         if (auto refusal = transport.TopologyRefusal(); !refusal.ok()) {
             health.state = BrokerState::kRefused;
             health.detail = refusal.message();

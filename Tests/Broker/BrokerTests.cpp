@@ -812,6 +812,66 @@ TEST_SUITE("Broker") {
         CHECK(OrderStatus(client, "refused-1") == "<404>");
     }
 
+    TEST_CASE(
+        "A refused _error queue holds back only the message that needs it - the service goes on - fixed it moves") {
+        ScopedVhost vhost;
+        {
+            RawAmqpClient operator_tool(vhost.name());
+            operator_tool.Tap("order-service_error", {});  // a classic queue from an earlier deployment
+        }
+        BrokerSystem::Options options{.start_inventory = false, .start_payment = false, .start_http = true};
+        messaging::SetQuorumQueue(options.queue_arguments);  // so `order-service_error` is declared quorum
+        BrokerSystem system(vhost, options);
+        httplib::Client client("127.0.0.1", system.http_port());
+        RawAmqpClient peer(vhost.name());
+        // A body that is not JSON must move to order-service_error, which cannot be declared as ours.
+        messaging::MessageProperties properties;
+        properties.message_id = "poison-1";
+        properties.content_type = "application/vnd.masstransit+json";
+        peer.Publish("order-service", "this is not JSON", properties);
+        Json health;
+        REQUIRE(test_support::WaitFor(
+            [&] {
+                auto result = client.Get("/health");
+                if (!result || result->status != 200) return false;  // not while it reconnects
+                health = Json::parse(result->body);
+                return health.contains("refusedQueues");
+            },
+            20s));
+        // Degraded, not down: orders are served, and the refusal names the queue and both argument sets.
+        CHECK(health["status"] == "degraded");
+        CHECK(health["broker"] == "connected");
+        REQUIRE(health["refusedQueues"].size() == 1);
+        CHECK(health["refusedQueues"][0]["queue"] == "order-service_error");
+        const std::string error = health["refusedQueues"][0].value("error", "");
+        INFO(error);
+        CHECK(error.find("x-queue-type: quorum") != std::string::npos);  // what we declare
+        CHECK(error.find("but current is none") != std::string::npos);   // what exists
+        // Everything else goes on: an order is stored and its OrderSubmitted consumed.
+        REQUIRE(test_support::WaitFor([&] { return PostOrder(client, "after-refusal-3") == 202; }, 10s));
+        CHECK(test_support::WaitFor([&] { return OrderStatus(client, "after-refusal-3") == "Submitted"; }, 20s));
+        // The message that needs the queue is not lost: it is still in order-service.
+        ManagementApi api;
+        const std::string queue_path = "queues/" + Encode(vhost.name()) + "/order-service";
+        // (The management API counts a quorum queue's messages only every few seconds.)
+        CHECK(test_support::WaitFor([&] { return api.Get(queue_path).value("messages", 0) >= 1; }, 20s));
+        // The operator removes the old queue: after its back-off the bus declares it again and the
+        // message moves, once.
+        CHECK(api.Delete("queues/" + Encode(vhost.name()) + "/order-service_error") / 100 == 2);
+        const auto moved = peer.Get("order-service_error", 60s);
+        REQUIRE(moved);
+        CHECK(moved->properties.message_id == "poison-1");
+        CHECK(moved->body == "this is not JSON");
+        CHECK(test_support::WaitFor([&] { return api.Get(queue_path).value("messages", -1) == 0; }, 20s));
+        CHECK(peer.Drain("order-service_error").empty());
+        CHECK(test_support::WaitFor(
+            [&] {
+                auto result = client.Get("/health");
+                return result && result->status == 200 && !Json::parse(result->body).contains("refusedQueues");
+            },
+            10s));
+    }
+
     TEST_CASE("End to end over HTTP: ids ending in 0 1 2 and 3 reach their final states") {
         ScopedVhost vhost;
         BrokerSystem system(vhost, {.start_http = true});

@@ -220,7 +220,9 @@ void Bus::DeclareSendExchangeOnce(const std::string& address) {
 void Bus::DeclareQueueOnce(const std::string& queue, const HeaderTable& arguments, bool temporary) {
     if (std::find(declared_queues_.begin(), declared_queues_.end(), queue) != declared_queues_.end()) return;
     declared_queues_.push_back(queue);
-    transport_.Declare(QueueWithExchange(queue, arguments, temporary), LogRefusal("the queue " + queue));
+    Topology topology = QueueWithExchange(queue, arguments, temporary);
+    topology.on_demand = true;  // a refusal holds back only the messages moved there
+    transport_.Declare(topology, LogRefusal("the queue " + queue));
 }
 
 Status Bus::Start() {
@@ -967,6 +969,13 @@ void Bus::Move(const std::shared_ptr<InFlight>& in_flight, const std::string& de
                std::vector<OutgoingMessage> also_publish) {
     const HeaderTable& arguments = in_flight->endpoint->settings_.queue_arguments;
     const bool temporary = in_flight->endpoint->settings_.temporary;
+    if (auto refused = refused_queues_.find(destination);
+        refused != refused_queues_.end() && std::chrono::steady_clock::now() >= refused->second.retry_at) {
+        // Time to ask the broker again (an operator may have fixed the queue): declared anew.
+        std::erase(declared_queues_, destination);
+        refused->second.retry_at = std::chrono::steady_clock::now() + refused->second.delay;
+        refused->second.asked_again = true;
+    }
     DeclareQueueOnce(destination, arguments, temporary);
     if (observer_) observer_->OnMoved(destination, copy);
     // The delivery is acked only once the broker confirmed the copy in a queue and every other
@@ -981,6 +990,9 @@ void Bus::Move(const std::shared_ptr<InFlight>& in_flight, const std::string& de
         if (!status.ok() && outcome->first_error.ok()) outcome->first_error = status;
         if (--outcome->remaining > 0 || alive.expired()) return;
         LogScope log_scope(in_flight->log_fields);
+        if (outcome->first_error.code() == StatusCode::kPreconditionFailed)
+            return HoldRefusedMove(in_flight, destination, outcome->first_error);
+        if (outcome->first_error.ok()) refused_queues_.erase(destination);
         if (!outcome->first_error.ok())
             spdlog::error("{}: moving {} to {} failed ({}); returning it to the queue",
                           in_flight->endpoint->settings_.queue, in_flight->delivery.message.properties.message_id,
@@ -998,6 +1010,33 @@ void Bus::Move(const std::shared_ptr<InFlight>& in_flight, const std::string& de
     });
     copy.mandatory = true;
     PublishMovedCopy(destination, arguments, temporary, std::move(copy), kMovePublishAttempts, finish);
+}
+
+void Bus::HoldRefusedMove(const std::shared_ptr<InFlight>& in_flight, const std::string& destination,
+                          const Status& refusal) {
+    using namespace std::chrono_literals;
+    constexpr std::chrono::milliseconds kFirstRetry = 5s, kLongestRetry = 5min, kHold = 1s;
+    const auto now = std::chrono::steady_clock::now();
+    auto [refused, first] = refused_queues_.try_emplace(destination, RefusedQueue{now + kFirstRetry, kFirstRetry});
+    const bool refused_again = !first && refused->second.asked_again;
+    if (refused_again) {
+        // Refused again after a new try: wait longer before the next one.
+        refused->second.asked_again = false;
+        refused->second.delay = std::min<std::chrono::milliseconds>(refused->second.delay * 2, kLongestRetry);
+        refused->second.retry_at = now + refused->second.delay;
+    }
+    // Said once per answer of the broker; each hold of each message after that only at debug level.
+    spdlog::log(first || refused_again ? spdlog::level::warn : spdlog::level::debug,
+                "{}: {} cannot be moved to {} ({}); it stays in its queue, and {} is declared again in {} s",
+                in_flight->endpoint->settings_.queue, in_flight->delivery.message.properties.message_id, destination,
+                refusal.message(), destination,
+                std::chrono::duration_cast<std::chrono::seconds>(refused->second.retry_at - now).count());
+    // Returned after a short hold, so that a message which cannot move does not come straight back.
+    in_flight->retry_timer = std::make_unique<Timer>(loop_);
+    std::weak_ptr<InFlight> weak = in_flight;
+    in_flight->retry_timer->Start(kHold, [this, weak] {
+        if (auto target = weak.lock()) loop_.Post([this, target] { Settle(target, /*ack=*/false); });
+    });
 }
 
 void Bus::PublishMovedCopy(const std::string& queue, const HeaderTable& arguments, bool temporary,

@@ -333,11 +333,13 @@ void RabbitMqTransport::OnMethod(std::uint16_t channel, amqp_method_number_t met
                 CloseReason(("channel " + std::to_string(channel)).c_str(), close->reply_code, close->reply_text);
             bool declaring = false;
             std::string borrowed_exchange;
+            std::string on_demand_queue;
             if (auto it = pending_replies_.find(channel); it != pending_replies_.end() && !it->second.empty()) {
                 const auto expected = it->second.front().reply;
                 declaring = expected == AMQP_QUEUE_DECLARE_OK_METHOD || expected == AMQP_EXCHANGE_DECLARE_OK_METHOD;
                 reason = it->second.front().what + ": " + reason;
                 borrowed_exchange = it->second.front().borrowed_exchange;
+                on_demand_queue = it->second.front().on_demand_queue;
             }
             // 406 to a declaration: the entity exists with other properties or arguments. Another
             // party's exchange serves as it is: forget the declaration, so that the reconnect does
@@ -347,7 +349,21 @@ void RabbitMqTransport::OnMethod(std::uint16_t channel, amqp_method_number_t met
             const bool borrowed_refusal =
                 declaring && !borrowed_exchange.empty() &&
                 (close->reply_code == AMQP_PRECONDITION_FAILED || close->reply_code == AMQP_ACCESS_REFUSED);
-            if (borrowed_refusal) {
+            const bool on_demand_refusal =
+                declaring && !on_demand_queue.empty() &&
+                (close->reply_code == AMQP_PRECONDITION_FAILED || close->reply_code == AMQP_ACCESS_REFUSED);
+            if (on_demand_refusal) {
+                // Only the messages that need this queue wait; it is not declared again on reconnect.
+                std::erase_if(topology_, [&](const DeclaredTopology& entry) {
+                    return entry.topology.on_demand && !entry.topology.queues.empty() &&
+                           entry.topology.queues.front().name == on_demand_queue;
+                });
+                if (on_demand_refusals_.Refuse(on_demand_queue, reason))
+                    spdlog::error(
+                        "RabbitMQ: {} cannot be used as this service declares it ({}). The messages that "
+                        "need it stay in their queues and are tried again later; everything else goes on",
+                        on_demand_queue, reason);
+            } else if (borrowed_refusal) {
                 std::erase_if(topology_, [&](const DeclaredTopology& entry) {
                     const auto& exchanges = entry.topology.exchanges;
                     return entry.topology.borrowed &&
@@ -467,7 +483,7 @@ void RabbitMqTransport::Send(std::uint16_t channel, amqp_method_number_t method,
 void RabbitMqTransport::SendRpc(std::uint16_t channel, amqp_method_number_t method, void* arguments,
                                 amqp_method_number_t reply, std::string what, std::function<void(void*)> done) {
     Send(channel, method, arguments);
-    pending_replies_[channel].push_back(PendingReply{reply, std::move(what), std::move(done), {}, {}, {}});
+    pending_replies_[channel].push_back(PendingReply{reply, std::move(what), std::move(done), {}, {}, {}, {}});
 }
 
 void RabbitMqTransport::AfterPublishChannelReplies(std::function<void()> work) {
@@ -491,6 +507,7 @@ void RabbitMqTransport::SendDeclarations(DeclaredTopology& entry) {
         declare.arguments = arguments.get();
         SendRpc(kPublishChannel, AMQP_QUEUE_DECLARE_METHOD, &declare, AMQP_QUEUE_DECLARE_OK_METHOD,
                 "declaring queue '" + queue.name + "' with arguments " + DescribeTable(queue.arguments));
+        if (topology.on_demand) pending_replies_[kPublishChannel].back().on_demand_queue = queue.name;
     }
     for (const auto& exchange : topology.exchanges) {
         amqp_exchange_declare_t declare{};
@@ -501,6 +518,8 @@ void RabbitMqTransport::SendDeclarations(DeclaredTopology& entry) {
         SendRpc(kPublishChannel, AMQP_EXCHANGE_DECLARE_METHOD, &declare, AMQP_EXCHANGE_DECLARE_OK_METHOD,
                 "exchange.declare " + exchange.name);
         if (topology.borrowed) pending_replies_[kPublishChannel].back().borrowed_exchange = exchange.name;
+        if (topology.on_demand && !topology.queues.empty())
+            pending_replies_[kPublishChannel].back().on_demand_queue = topology.queues.front().name;
     }
     for (const auto& binding : topology.queue_bindings) {
         amqp_queue_bind_t bind{};
@@ -537,6 +556,8 @@ bool RabbitMqTransport::IsSettled() const {
 }
 
 void RabbitMqTransport::Declare(const Topology& topology, Completion declared) {
+    // Declaring a refused on-demand queue again is a new try: the broker's answer decides anew.
+    if (topology.on_demand && !topology.queues.empty()) on_demand_refusals_.Forget(topology.queues.front().name);
     // Declaring the same again (a queue deleted at runtime) sends it again but keeps one copy for
     // reconnects, so repeated re-declarations do not pile up.
     auto kept = std::find_if(topology_.begin(), topology_.end(),
@@ -615,6 +636,8 @@ void RabbitMqTransport::Publish(const std::string& exchange, TransportMessage me
         if (auto refused = refused_exchanges_.find(exchange); refused != refused_exchanges_.end())
             return fail(Status::PermissionDenied("the broker does not let this service declare the exchange '" +
                                                  exchange + "' (" + refused->second + ")"));
+    if (auto refused = on_demand_refusals_.Find(exchange))
+        return fail(Status::PreconditionFailed("the broker refused the queue '" + exchange + "' (" + *refused + ")"));
     EncodedProperties properties(message.properties);
     const std::size_t mark = writer_.buffer().size();
     amqp_basic_publish_t publish{};

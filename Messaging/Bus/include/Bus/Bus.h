@@ -413,6 +413,11 @@ class Bus {
     // Stops consuming until the kill switch's restart timeout has passed.
     void TripKillSwitch(ReceiveEndpoint& endpoint);
     void RunAttempt(const std::shared_ptr<InFlight>& in_flight);
+    // A move the broker refused because the destination queue exists with other arguments: the
+    // message stays in its queue (returned after a short hold), and the declaration is tried again
+    // after a back-off that doubles up to five minutes.
+    void HoldRefusedMove(const std::shared_ptr<InFlight>& in_flight, const std::string& destination,
+                         const Status& refusal);
     // Runs the delivery again later because the store was busy (StoreBusy), counting no attempt.
     void WaitForStore(const std::shared_ptr<InFlight>& in_flight, const std::string& reason);
     void Release(const std::shared_ptr<InFlight>& in_flight, std::vector<OutgoingMessage> outgoing);
@@ -456,6 +461,14 @@ class Bus {
     std::vector<std::string> declared_types_;
     std::vector<std::string> declared_queues_;
     std::set<std::string> declared_send_exchanges_;
+    // `_error`/`_skipped` queues the broker refused (one exists with other arguments): when their
+    // declaration is tried again, and how long to wait after that before the next try.
+    struct RefusedQueue {
+        std::chrono::steady_clock::time_point retry_at;
+        std::chrono::milliseconds delay;
+        bool asked_again = false;  // declared again since the last refusal
+    };
+    std::map<std::string, RefusedQueue> refused_queues_;
     // Message ids being sent to their queue again with a raised redelivery count, each with the
     // deliveries of its copy that arrived before the original's ack was sent.
     std::map<std::string, std::vector<std::shared_ptr<InFlight>>> resending_;

@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "RabbitMq/AmqpFrames.h"
+#include "RabbitMq/DeclarationRefusals.h"
 #include "RabbitMq/RabbitMqSettings.h"
 #include "Runtime/EventLoop.h"
 #include "Runtime/TcpStream.h"
@@ -53,6 +54,9 @@ class RabbitMqTransport : public Transport {
     bool IsConnected() const override { return phase_ == Phase::kOpen; }
     bool IsPublishingBlocked() const override { return IsConnected() && !blocked_reason_.empty(); }
     Status TopologyRefusal() const override { return refusal_; }
+    std::vector<std::pair<std::string, std::string>> RefusedOnDemandQueues() const override {
+        return on_demand_refusals_.List();
+    }
     bool IsReconnectScheduled() const { return reconnect_timer_ && reconnect_timer_->IsActive(); }
     std::string BaseAddress() const override;
 
@@ -77,6 +81,7 @@ class RabbitMqTransport : public Transport {
         std::vector<std::function<void()>> then;  // run after `done`: work ordered behind this reply
         Completion outcome;                       // told OK after `done`, or why the reply never came
         std::string borrowed_exchange;            // declaring this exchange of a borrowed topology
+        std::string on_demand_queue;              // declaring (part of) this on-demand queue's topology
     };
     struct DeclaredTopology {
         Topology topology;
@@ -150,6 +155,7 @@ class RabbitMqTransport : public Transport {
     // Borrowed exchanges the broker would not let this user declare (403), with the refusal: a
     // publish to one fails at once with PermissionDenied instead of closing the channel again.
     std::map<std::string, std::string> refused_exchanges_;
+    DeclarationRefusals on_demand_refusals_;
     std::uint64_t generation_ = 0;
     int reconnect_attempts_ = 0;
     std::uint64_t next_publish_tag_ = 1;

@@ -59,6 +59,11 @@ struct Topology {
     // MassTransit declares a send endpoint's, but when what exists differs, the existing entity serves
     // and the declaration is dropped, instead of the service stopping as for its own topology.
     bool borrowed = false;
+    // Declared when a message first needs it (an endpoint's `_error` or `_skipped` queue): when the
+    // broker refuses it because what exists differs, only the messages that need it wait (their
+    // publishes fail with kPreconditionFailed); the service keeps running and does not stop
+    // reconnecting, as it does for its own endpoint's queue.
+    bool on_demand = false;
 
     void AddExchange(const std::string& name);
     void AddQueue(const std::string& name, const HeaderTable& arguments = {});

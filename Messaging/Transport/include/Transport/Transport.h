@@ -8,7 +8,9 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <utility>
 #include <variant>
+#include <vector>
 
 #include "Runtime/Status.h"
 #include "Transport/Topology.h"
@@ -85,6 +87,8 @@ class Transport {
     // arguments, an exchange of another type): reconnecting cannot fix that, so the transport stays
     // down and says why until an operator reconciles the topology and restarts the service.
     virtual Status TopologyRefusal() const { return Status::Ok(); }
+    // The on-demand queues (Topology::on_demand) the broker refused, each with the broker's reason.
+    virtual std::vector<std::pair<std::string, std::string>> RefusedOnDemandQueues() const { return {}; }
     // The scheme and authority used in envelope addresses, e.g. "rabbitmq://localhost/".
     virtual std::string BaseAddress() const = 0;
 };
