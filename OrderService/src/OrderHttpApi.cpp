@@ -316,8 +316,8 @@ void OrderHttpApi::Submit(std::shared_ptr<const NewOrder> order, const messaging
             responder.Send(std::move(response));
         });
     } catch (const messaging::StoreBusy& e) {
-        // Tried again 10 ms later, doubling up to a second, while the request still waits.
-        const auto delay = std::chrono::milliseconds(std::min(10 << std::min(busy_waits, 7), 1000));
+        // Tried again a little later (10 ms, doubling up to a second) while the request still waits.
+        const auto delay = messaging::StoreBusy::RetryDelay(busy_waits);
         if (busy_waits == 0) spdlog::warn("order {}: waiting for the database: {}", order->order_id.str(), e.what());
         loop_.Schedule(
             delay, [this, alive = std::weak_ptr<bool>(alive_), order = std::move(order), span, responder, busy_waits] {

@@ -770,12 +770,7 @@ void Bus::RunAttempt(const std::shared_ptr<InFlight>& in_flight) {
             spdlog::debug("{}: {} attempt {} failed ({}); retrying in {} ms", queue, registration.consumer_type,
                           in_flight->attempt + 1, error_message, delay->count());
             ++in_flight->attempt;
-            in_flight->retry_timer = std::make_unique<Timer>(loop_);
-            std::weak_ptr<InFlight> weak = in_flight;
-            in_flight->retry_timer->Start(*delay, [this, weak] {
-                if (auto target = weak.lock()) loop_.Post([this, target] { RunAttempt(target); });
-            });
-            return;
+            return Later(in_flight, *delay, &Bus::RunAttempt);
         }
         GiveUp(in_flight, error_type, error_message);
         return;
@@ -801,15 +796,11 @@ void Bus::WaitForStore(const std::shared_ptr<InFlight>& in_flight, const std::st
     // attempt nor faulted. It runs again a little later (10 ms, doubling up to a second), for as long
     // as the store stays busy; a stopping bus returns it to its queue instead.
     if (stopping_) return Settle(in_flight, /*ack=*/false);
-    const auto delay = std::chrono::milliseconds(10 << std::min(in_flight->busy_waits, 7));
+    const auto delay = StoreBusy::RetryDelay(in_flight->busy_waits);
     if (in_flight->busy_waits++ == 0)
         spdlog::warn("{}: {} waits for the database ({}); running it again in {} ms",
                      in_flight->endpoint->settings_.queue, in_flight->envelope.message_id, reason, delay.count());
-    in_flight->retry_timer = std::make_unique<Timer>(loop_);
-    std::weak_ptr<InFlight> weak = in_flight;
-    in_flight->retry_timer->Start(std::min<std::chrono::milliseconds>(delay, std::chrono::seconds(1)), [this, weak] {
-        if (auto target = weak.lock()) loop_.Post([this, target] { RunAttempt(target); });
-    });
+    Later(in_flight, delay, &Bus::RunAttempt);
 }
 
 void Bus::Release(const std::shared_ptr<InFlight>& in_flight, std::vector<OutgoingMessage> outgoing) {
@@ -1032,10 +1023,19 @@ void Bus::HoldRefusedMove(const std::shared_ptr<InFlight>& in_flight, const std:
                 refusal.message(), destination,
                 std::chrono::duration_cast<std::chrono::seconds>(refused->second.retry_at - now).count());
     // Returned after a short hold, so that a message which cannot move does not come straight back.
+    Later(in_flight, kHold, &Bus::ReturnAfterHold);
+}
+
+void Bus::ReturnAfterHold(const std::shared_ptr<InFlight>& in_flight) {
+    Settle(in_flight, /*ack=*/false);
+}
+
+void Bus::Later(const std::shared_ptr<InFlight>& in_flight, std::chrono::milliseconds delay,
+                void (Bus::*step)(const std::shared_ptr<InFlight>&)) {
     in_flight->retry_timer = std::make_unique<Timer>(loop_);
     std::weak_ptr<InFlight> weak = in_flight;
-    in_flight->retry_timer->Start(kHold, [this, weak] {
-        if (auto target = weak.lock()) loop_.Post([this, target] { Settle(target, /*ack=*/false); });
+    in_flight->retry_timer->Start(delay, [this, weak, step] {
+        if (auto target = weak.lock()) loop_.Post([this, target, step] { (this->*step)(target); });
     });
 }
 

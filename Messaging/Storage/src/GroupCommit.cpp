@@ -2,8 +2,6 @@
 
 #include <spdlog/spdlog.h>
 
-#include <algorithm>
-
 namespace messaging {
 namespace {
 
@@ -103,15 +101,14 @@ void GroupCommit::RunBeforeCommit(std::function<void()> work) {
 }
 
 void GroupCommit::OpenForWaitingWork() {
-    constexpr std::chrono::milliseconds kBusyRetryFirst{10}, kBusyRetryMax{1000};
     if (open_ || before_commit_.empty() || busy_retry_.IsActive()) return;
     try {
         Open();
-        busy_delay_ = std::chrono::milliseconds(0);
+        busy_waits_ = 0;
     } catch (const StoreBusy& e) {
-        busy_delay_ = std::clamp(busy_delay_ * 2, kBusyRetryFirst, kBusyRetryMax);
-        spdlog::debug("work waiting for a commit waits {} ms more: {}", busy_delay_.count(), e.what());
-        busy_retry_.Start(busy_delay_, [this] { OpenForWaitingWork(); });
+        const auto delay = StoreBusy::RetryDelay(busy_waits_++);
+        spdlog::debug("work waiting for a commit waits {} ms more: {}", delay.count(), e.what());
+        busy_retry_.Start(delay, [this] { OpenForWaitingWork(); });
     }
 }
 

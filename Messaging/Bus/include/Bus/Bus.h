@@ -418,6 +418,11 @@ class Bus {
     // after a back-off that doubles up to five minutes.
     void HoldRefusedMove(const std::shared_ptr<InFlight>& in_flight, const std::string& destination,
                          const Status& refusal);
+    // Runs `step` for the delivery on a later loop turn, `delay` from now (its retry timer), unless the
+    // delivery is gone by then.
+    void Later(const std::shared_ptr<InFlight>& in_flight, std::chrono::milliseconds delay,
+               void (Bus::*step)(const std::shared_ptr<InFlight>&));
+    void ReturnAfterHold(const std::shared_ptr<InFlight>& in_flight);  // returns it to its queue
     // Runs the delivery again later because the store was busy (StoreBusy), counting no attempt.
     void WaitForStore(const std::shared_ptr<InFlight>& in_flight, const std::string& reason);
     void Release(const std::shared_ptr<InFlight>& in_flight, std::vector<OutgoingMessage> outgoing);

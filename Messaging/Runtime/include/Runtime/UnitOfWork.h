@@ -2,6 +2,8 @@
 // durable. Storage implements it (GroupCommit, CommitEachUnit); the bus sees only this interface.
 #pragma once
 
+#include <algorithm>
+#include <chrono>
 #include <functional>
 #include <stdexcept>
 
@@ -15,6 +17,11 @@ namespace messaging {
 class StoreBusy : public std::runtime_error {
   public:
     using std::runtime_error::runtime_error;
+    // How long to wait before running work again after it met a busy store `waits` times in a row:
+    // 10 ms, doubling up to a second.
+    static std::chrono::milliseconds RetryDelay(int waits) {
+        return std::min(std::chrono::milliseconds(10 << std::clamp(waits, 0, 7)), std::chrono::milliseconds(1000));
+    }
 };
 
 // How the bus runs a consumer's work atomically and learns when it is durable.

@@ -4,7 +4,6 @@
 // for durability (publishing, acking, answering) waits on AfterCommit.
 #pragma once
 
-#include <chrono>
 #include <cstddef>
 #include <functional>
 #include <memory>
@@ -56,7 +55,7 @@ class GroupCommit : public UnitOfWork {
   private:
     void Open();
     // Opens a batch for the work waiting to run before a commit; while the database is busy, tries
-    // again on a timer, each time a little later (up to kBusyRetryMax).
+    // again on a timer, each time a little later (StoreBusy::RetryDelay).
     void OpenForWaitingWork();
     void RunInSavepoint(const std::function<void()>& work);
     Status Commit();                         // ends the open batch; the waiters are the caller's to notify
@@ -73,7 +72,7 @@ class GroupCommit : public UnitOfWork {
     std::vector<std::function<void(const Status&)>> waiting_;
     std::vector<std::function<void()>> before_commit_;
     Timer busy_retry_;
-    std::chrono::milliseconds busy_delay_{0};
+    int busy_waits_ = 0;  // tries in a row that found the database busy
     std::size_t batches_committed_ = 0;
     std::size_t units_committed_ = 0;
     std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
