@@ -6,9 +6,11 @@ function(saga_configure_target target)
     target_compile_options(${target} PRIVATE -Werror)
   endif()
   if(SAGA_SANITIZE)
-    # Undefined behaviour stops the test that meets it instead of only printing a line.
+    # Undefined behaviour stops the test that meets it instead of only printing a line. The
+    # library's assertions turn a read of an empty std::optional or a vector index out of range
+    # into an abort, where without them it reads whatever memory is there.
     target_compile_options(${target} PRIVATE -fsanitize=address,undefined -fno-sanitize-recover=undefined
-                                             -fno-omit-frame-pointer)
+                                             -fno-omit-frame-pointer -D_GLIBCXX_ASSERTIONS)
     target_link_options(${target} PRIVATE -fsanitize=address,undefined -fno-sanitize-recover=undefined)
   endif()
 endfunction()
