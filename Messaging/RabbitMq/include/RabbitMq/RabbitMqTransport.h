@@ -110,6 +110,8 @@ class RabbitMqTransport : public Transport {
     void OnFrame(const AmqpFrame& frame);
     void OnHandshakeMethod(amqp_method_number_t method, void* decoded);
     void OnMethod(std::uint16_t channel, amqp_method_number_t method, void* decoded);
+    // The broker closed a channel: records what a refused declaration means, then drops the connection.
+    void OnChannelClose(std::uint16_t channel, const amqp_channel_close_t& close);
     void OnContentHeader(std::uint16_t channel, std::string_view payload);
     void OnContentBody(std::uint16_t channel, std::string_view payload);
     void FinishContent(std::uint16_t channel);
