@@ -245,6 +245,7 @@ void OrderHttpApi::Route(const HttpRequest& request, const HttpResponder& respon
         for (const auto& endpoint : broker.endpoints) {
             OrderedJson entry = {{"queue", endpoint.queue}, {"consuming", endpoint.consuming}};
             if (endpoint.kill_switch_tripped) entry["killSwitch"] = "tripped";
+            if (!endpoint.problem.empty()) entry["error"] = endpoint.problem;
             body["endpoints"].push_back(std::move(entry));
             if (!endpoint.consuming &&
                 (broker.state == BrokerState::kConnected || broker.state == BrokerState::kInProcess))

@@ -388,6 +388,8 @@ BrokerSystem::BrokerSystem(const ScopedVhost& vhost, Options options) {
     loop().Invoke([&] {
         auto connect = [&](const char* name) -> messaging::Transport& {
             auto settings = vhost.Settings();
+            if (options.queue_check_interval_ms != 0)
+                settings.queue_check_interval_ms = options.queue_check_interval_ms;
             if (std::string(name) == "OrderService" && options.order_service_amqp_port != 0)
                 settings.port = options.order_service_amqp_port;
             transports_.push_back(std::make_unique<messaging::RabbitMqTransport>(loop(), settings, name));

@@ -91,6 +91,7 @@ class BrokerSystem {
         int order_service_amqp_port = 0;              // non-zero: OrderService connects there (an AmqpProxy)
         messaging::HeaderTable queue_arguments = {};  // every endpoint's, e.g. SetQuorumQueue's
         bool wait_until_settled = true;               // false: return while the transports may still be connecting
+        int queue_check_interval_ms = 0;              // non-zero: every transport's RabbitMqSettings value
     };
     BrokerSystem(const ScopedVhost& vhost, Options options);
     ~BrokerSystem();

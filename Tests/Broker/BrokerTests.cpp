@@ -534,26 +534,31 @@ TEST_SUITE("Broker") {
         REQUIRE(test_support::WaitFor([&] { return QueuesSettled(api, vhost); }, 20s));
     }
 
-    TEST_CASE("Channels: each service consumes and acks on one channel and publishes with confirms on another") {
+    TEST_CASE(
+        "Channels: each service consumes and acks on one channel - publishes with confirms on another - checks its "
+        "queues on a third") {
         ScopedVhost vhost;
         BrokerSystem system(vhost, {});
         SubmitOrder(system, "channels-3");
         REQUIRE(system.WaitForStatus("channels-3", order_service::OrderStatus::kCompleted, 20s));
 
         // A connection as expected: a channel with consumers and no confirms that publishes nothing,
-        // and a channel in confirm mode without consumers that published.
+        // a channel in confirm mode without consumers that published, and the queue check's channel
+        // with neither (it opens at the first check, a few seconds after the connection).
         auto split_as_expected = [](const std::vector<Json>& channels) {
-            if (channels.size() != 2) return false;
+            if (channels.size() != 3) return false;
             int consuming = 0;
             int publishing = 0;
+            int checking = 0;
             for (const auto& channel : channels) {
                 const int consumers = channel.value("consumer_count", 0);
                 const int published = channel.value("message_stats", Json::object()).value("publish", 0);
                 const bool confirm = channel.value("confirm", false);
                 consuming += consumers >= 1 && !confirm && published == 0;
                 publishing += consumers == 0 && confirm && published >= 1;
+                checking += consumers == 0 && !confirm && published == 0;
             }
-            return consuming == 1 && publishing == 1;
+            return consuming == 1 && publishing == 1 && checking == 1;
         };
         ManagementApi api;
         std::map<std::string, std::vector<Json>> channels_by_connection;
@@ -776,6 +781,60 @@ TEST_SUITE("Broker") {
         // Moved once: the command left its queue, and no second copy follows.
         CHECK(test_support::WaitFor([&] { return api.Get(payment_queue).value("messages", -1) == 0; }, 20s));
         CHECK(peer.Drain("payment-service_error").empty());
+    }
+
+    TEST_CASE("Quorum: health says degraded while the endpoint's queue member is down - ok once it is back") {
+        ScopedVhost vhost;
+        BrokerSystem::Options options{.start_inventory = false, .start_payment = false, .start_http = true};
+        messaging::SetQuorumQueue(options.queue_arguments, 1);
+        options.queue_check_interval_ms = 200;
+        BrokerSystem system(vhost, options);
+        httplib::Client client("127.0.0.1", system.http_port());
+        auto health = [&] {
+            auto result = client.Get("/health");
+            REQUIRE(result);
+            return std::pair{result->status, Json::parse(result->body)};
+        };
+        REQUIRE(test_support::WaitFor([&] { return health().second["status"] == "ok"; }, 20s));
+        CHECK(health().second["endpoints"][0]["consuming"] == true);
+        // When OrderService's connection was opened: the same value at the end shows that no check
+        // dropped it (a refused check closes its own channel only).
+        ManagementApi api;
+        auto connected_at = [&] {
+            for (const auto& connection : api.Get("vhosts/" + Encode(vhost.name()) + "/connections"))
+                if (connection["client_properties"].value("connection_name", "") == "OrderService")
+                    return connection.value("connected_at", std::int64_t{0});
+            return std::int64_t{0};
+        };
+        std::int64_t opened = 0;
+        REQUIRE(test_support::WaitFor([&] { return (opened = connected_at()) != 0; }, 10s));
+
+        // The broker keeps the consumer and cancels nothing, yet the queue has no leader and delivers nothing.
+        SetQuorumMemberRunning(vhost, "order-service", false);
+        std::pair<int, Json> down;
+        REQUIRE(test_support::WaitFor(
+            [&] {
+                down = health();
+                return down.second["status"] != "ok";
+            },
+            20s));
+        CHECK(down.first == 200);
+        CHECK(down.second["status"] == "degraded");
+        CHECK(down.second["broker"] == "connected");  // the connection and its other channels stay up
+        const Json& endpoint = down.second["endpoints"][0];
+        CHECK(endpoint["queue"] == "order-service");
+        CHECK(endpoint["consuming"] == false);
+        const std::string error = endpoint.value("error", "");
+        INFO(error);
+        CHECK(error.find("'order-service'") != std::string::npos);
+        CHECK(error.find("no leader") != std::string::npos);
+        SetQuorumMemberRunning(vhost, "order-service", true);
+        REQUIRE(test_support::WaitFor([&] { return health().second["status"] == "ok"; }, 20s));
+        CHECK(health().second["endpoints"][0]["consuming"] == true);
+        CHECK_FALSE(health().second["endpoints"][0].contains("error"));
+        // And it serves again: an order posted now is consumed.
+        REQUIRE(PostOrder(client, "quorum-back-1") == 202);
+        CHECK(test_support::WaitFor([&] { return OrderStatus(client, "quorum-back-1") == "Submitted"; }, 20s));
     }
 
     TEST_CASE(

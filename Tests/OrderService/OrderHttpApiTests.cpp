@@ -397,9 +397,11 @@ TEST_SUITE("OrderService.HttpApi") {
             tripped_api = std::make_unique<order_service::OrderHttpApi>(
                 api.system.loop(), api.system.orders().submission(), api.system.orders().lookup(),
                 [] {
-                    return order_service::BrokerHealth{
-                        .state = order_service::BrokerState::kConnected,
-                        .endpoints = {{.queue = "order-service", .consuming = false, .kill_switch_tripped = true}}};
+                    return order_service::BrokerHealth{.state = order_service::BrokerState::kConnected,
+                                                       .endpoints = {{.queue = "order-service",
+                                                                      .consuming = false,
+                                                                      .kill_switch_tripped = true,
+                                                                      .problem = {}}}};
                 },
                 settings);
             tripped_api->Start();

@@ -195,7 +195,8 @@ std::vector<Bus::EndpointHealth> Bus::EndpointsHealth() const {
         health.push_back({.queue = endpoint.settings_.queue,
                           .consuming = endpoint.consuming_ && transport_.IsConsuming(endpoint.consumer_id_),
                           .kill_switch_tripped =
-                              endpoint.kill_switch_ && endpoint.kill_switch_->state() == KillSwitch::State::kStopped});
+                              endpoint.kill_switch_ && endpoint.kill_switch_->state() == KillSwitch::State::kStopped,
+                          .problem = transport_.ConsumerProblem(endpoint.consumer_id_)});
     return health;
 }
 

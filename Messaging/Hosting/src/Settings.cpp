@@ -151,6 +151,7 @@ contracts::OrderedJson RabbitMqSettingsToJson(const RabbitMqSettings& settings) 
     json["Password"] = settings.password;
     json["HeartbeatSeconds"] = settings.heartbeat_seconds;
     json["ConnectionTimeoutSeconds"] = settings.connection_timeout_seconds;
+    json["QueueCheckIntervalMs"] = settings.queue_check_interval_ms;
     return json;
 }
 
@@ -163,6 +164,7 @@ RabbitMqSettings RabbitMqSettingsFromJson(const Json& json) {
     settings.password = SettingString(json, "Password");
     settings.heartbeat_seconds = SettingInt(json, "HeartbeatSeconds", 0, 3600);
     settings.connection_timeout_seconds = SettingInt(json, "ConnectionTimeoutSeconds", 1, 3600);
+    settings.queue_check_interval_ms = SettingInt(json, "QueueCheckIntervalMs", 0, 3'600'000);
     if (settings.host.empty()) throw SettingsError("setting 'RabbitMQ.Host' must not be empty");
     return settings;
 }

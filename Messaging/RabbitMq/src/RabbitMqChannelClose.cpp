@@ -10,6 +10,7 @@
 namespace messaging {
 
 void RabbitMqTransport::OnChannelClose(std::uint16_t channel, const amqp_channel_close_t& close) {
+    if (channel == kQueueCheckChannel) return OnQueueCheckChannelClosed(close);
     std::string reason =
         CloseReason(("channel " + std::to_string(channel)).c_str(), close.reply_code, close.reply_text);
     bool declaring = false;

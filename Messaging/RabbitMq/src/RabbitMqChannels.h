@@ -14,6 +14,9 @@ namespace messaging {
 // a process of its own, so deliveries and acks do not queue behind the publishes of the connection.
 inline constexpr std::uint16_t kConsumeChannel = 1;
 inline constexpr std::uint16_t kPublishChannel = 2;
+// Passive declarations that check the consumed queues (RabbitMqQueueCheck.cpp): a refusal closes this
+// channel alone.
+inline constexpr std::uint16_t kQueueCheckChannel = 3;
 inline constexpr std::size_t kFlushThreshold = 256 * 1024;  // hand buffered frames to the socket beyond this much
 inline constexpr std::uint32_t kPreferredFrameMax = 131072;
 

@@ -140,6 +140,7 @@ void RabbitMqTransport::OnOpened() {
                  settings_.virtual_host, connection_name_);
     for (auto& entry : topology_) SendDeclarations(entry);
     for (auto& [id, consumer] : consumers_) StartConsumer(id);
+    StartQueueChecks();
     if (heartbeat_seconds_ > 0) {
         heartbeat_timer_ = std::make_unique<Timer>(loop_);
         const auto period = std::chrono::milliseconds(heartbeat_seconds_ * 1000 / 2);
@@ -172,7 +173,11 @@ void RabbitMqTransport::ConnectionLost(const std::string& reason) {
     handshake_timer_.reset();
     heartbeat_timer_.reset();
     close_timer_.reset();
-    for (auto& [id, consumer] : consumers_) consumer.tag.clear();
+    queue_check_timer_.reset();
+    for (auto& [id, consumer] : consumers_) {
+        consumer.tag.clear();
+        consumer.problem.clear();
+    }
     writer_.Clear();
     acks_.clear();
     unsettled_.clear();

@@ -36,7 +36,7 @@ void RabbitMqTransport::StartConsumer(ConsumerId id) {
 
 ConsumerId RabbitMqTransport::Consume(const std::string& queue, std::uint16_t prefetch, DeliveryHandler handler) {
     const ConsumerId id = next_consumer_id_++;
-    consumers_[id] = ConsumerEntry{queue, prefetch, std::move(handler), {}};
+    consumers_[id] = ConsumerEntry{queue, prefetch, std::move(handler), {}, {}};
     if (IsConnected()) StartConsumer(id);
     return id;
 }

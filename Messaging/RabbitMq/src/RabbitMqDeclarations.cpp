@@ -63,7 +63,7 @@ void RabbitMqTransport::SendDeclarations(DeclaredTopology& entry) {
 bool RabbitMqTransport::IsSettled() const {
     if (!IsConnected()) return false;
     for (const auto& [channel, replies] : pending_replies_)
-        if (!replies.empty()) return false;
+        if (channel != kQueueCheckChannel && !replies.empty()) return false;
     for (const auto& [id, consumer] : consumers_)
         if (consumer.tag.empty()) return false;
     return true;

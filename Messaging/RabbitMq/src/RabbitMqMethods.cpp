@@ -101,7 +101,7 @@ void RabbitMqTransport::Send(std::uint16_t channel, amqp_method_number_t method,
 void RabbitMqTransport::SendRpc(std::uint16_t channel, amqp_method_number_t method, void* arguments,
                                 amqp_method_number_t reply, std::string what, std::function<void(void*)> done) {
     Send(channel, method, arguments);
-    pending_replies_[channel].push_back(PendingReply{reply, std::move(what), std::move(done), {}, {}, {}, {}});
+    pending_replies_[channel].push_back(PendingReply{reply, std::move(what), std::move(done), {}, {}, {}, {}, 0});
 }
 
 void RabbitMqTransport::AfterPublishChannelReplies(std::function<void()> work) {

@@ -353,6 +353,7 @@ class Bus {
         std::string queue;
         bool consuming = false;
         bool kill_switch_tripped = false;  // stopped by its kill switch until the restart timeout
+        std::string problem;               // why the broker delivers nothing although it took the consumer
     };
     std::vector<EndpointHealth> EndpointsHealth() const;
 

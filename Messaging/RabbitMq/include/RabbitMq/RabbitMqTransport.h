@@ -1,13 +1,14 @@
 // The RabbitMQ transport: an AMQP 0-9-1 client that lives entirely on the owning event loop and never
 // blocks it. Bytes go through a TcpStream; frames are cut as they arrive (a delivery split across
 // reads simply waits for the rest), every method that expects a reply completes a callback, and
-// writes queue when the broker is slow to read. One connection, two channels: consumers, their acks
+// writes queue when the broker is slow to read. One connection, three channels: consumers, their acks
 // and basic.qos/consume/cancel on one; topology declarations, publishes and their confirms on the
-// other, so a publish always follows the declaration of its exchange. When the broker raises a
-// memory or disk alarm (connection.blocked) publishes wait, still buffered, until it clears. A
-// mandatory publish the broker returns (basic.return, before its confirm) completes with NotFound. A lost
-// connection is rebuilt with capped exponential back-off, its topology declared again and its
-// consumers resumed; unacked deliveries come back from the broker. Loop thread only.
+// other, so a publish always follows the declaration of its exchange; and a third that checks now and
+// then that the broker still serves each consumed queue, where a refusal closes only that channel. When the broker
+// raises a memory or disk alarm (connection.blocked) publishes wait, still buffered, until it clears. A mandatory
+// publish the broker returns (basic.return, before its confirm) completes with NotFound. A lost connection is rebuilt
+// with capped exponential back-off, its topology declared again and its consumers resumed; unacked deliveries come back
+// from the broker. Loop thread only.
 #pragma once
 
 #include <chrono>
@@ -46,7 +47,11 @@ class RabbitMqTransport : public Transport {
     void Cancel(ConsumerId consumer) override;
     bool IsConsuming(ConsumerId consumer) const override {
         auto it = consumers_.find(consumer);
-        return IsConnected() && it != consumers_.end() && !it->second.tag.empty();
+        return IsConnected() && it != consumers_.end() && !it->second.tag.empty() && it->second.problem.empty();
+    }
+    std::string ConsumerProblem(ConsumerId consumer) const override {
+        auto it = consumers_.find(consumer);
+        return IsConnected() && it != consumers_.end() ? it->second.problem : std::string();
     }
     void Ack(const Delivery& delivery) override;
     void Nack(const Delivery& delivery, bool requeue) override;
@@ -71,7 +76,8 @@ class RabbitMqTransport : public Transport {
         std::string queue;
         std::uint16_t prefetch;
         DeliveryHandler handler;
-        std::string tag;  // broker-generated; empty while not consuming
+        std::string tag;      // broker-generated; empty while not consuming
+        std::string problem;  // why the queue check found the queue not serving it; see ConsumerProblem
     };
     // A method sent that expects a reply on its channel: replies come in the order of the requests.
     struct PendingReply {
@@ -82,6 +88,7 @@ class RabbitMqTransport : public Transport {
         Completion outcome;                       // told OK after `done`, or why the reply never came
         std::string borrowed_exchange;            // declaring this exchange of a borrowed topology
         std::string on_demand_queue;              // declaring (part of) this on-demand queue's topology
+        ConsumerId checked_consumer = 0;          // the queue check of this consumer's queue
     };
     struct DeclaredTopology {
         Topology topology;
@@ -110,7 +117,8 @@ class RabbitMqTransport : public Transport {
     void OnFrame(const AmqpFrame& frame);
     void OnHandshakeMethod(amqp_method_number_t method, void* decoded);
     void OnMethod(std::uint16_t channel, amqp_method_number_t method, void* decoded);
-    // The broker closed a channel: records what a refused declaration means, then drops the connection.
+    // The broker closed a channel: the queue check's is opened again; on the others it records what a
+    // refused declaration means, then drops the connection.
     void OnChannelClose(std::uint16_t channel, const amqp_channel_close_t& close);
     void OnContentHeader(std::uint16_t channel, std::string_view payload);
     void OnContentBody(std::uint16_t channel, std::string_view payload);
@@ -126,6 +134,13 @@ class RabbitMqTransport : public Transport {
     void SendDeclarations(DeclaredTopology& entry);
     void StartConsumer(ConsumerId id);
     void OnHeartbeatTick();
+    // The queue check (RabbitMqQueueCheck.cpp): a passive queue.declare of each consumed queue on its
+    // own channel. The broker answers with the queue's consumer count, which counts ours while the
+    // queue serves it; a queue without a leader answers 0, or closes the channel (404 after a
+    // timeout, on newer brokers). Only that channel closes: it is opened again for the next check.
+    void StartQueueChecks();
+    void CheckQueues();
+    void OnQueueCheckChannelClosed(const amqp_channel_close_t& close);
     void Confirm(std::uint64_t tag, bool multiple, bool ok);
     void Send(std::uint16_t channel, amqp_method_number_t method, void* arguments);
     // Encodes the pending acks and hands the buffered frames to the socket.
@@ -148,6 +163,8 @@ class RabbitMqTransport : public Transport {
     std::unique_ptr<Timer> heartbeat_timer_;
     std::unique_ptr<Timer> reconnect_timer_;
     std::unique_ptr<Timer> close_timer_;
+    std::unique_ptr<Timer> queue_check_timer_;
+    bool queue_check_channel_open_ = false;
     std::chrono::steady_clock::time_point last_received_;
     bool wrote_since_tick_ = false;
     std::uint16_t heartbeat_seconds_ = 0;

@@ -71,8 +71,12 @@ class Transport {
     // Deliveries to `queue` go to `handler`, at most `prefetch` unsettled at a time. Survives reconnects.
     virtual ConsumerId Consume(const std::string& queue, std::uint16_t prefetch, DeliveryHandler handler) = 0;
     virtual void Cancel(ConsumerId consumer) = 0;
-    // True while the broker is delivering to `consumer` (consume-ok received, connection open).
+    // True while the broker is delivering to `consumer` (consume-ok received, connection open, and
+    // ConsumerProblem empty).
     virtual bool IsConsuming(ConsumerId consumer) const = 0;
+    // Why the broker delivers nothing to `consumer` although it took it: its queue has no leader (a
+    // quorum queue whose member is down) or no longer counts the consumer. Empty while it is served.
+    virtual std::string ConsumerProblem(ConsumerId /*consumer*/) const { return {}; }
     virtual void Ack(const Delivery& delivery) = 0;
     virtual void Nack(const Delivery& delivery, bool requeue) = 0;
     // Hands the acks buffered so far to the socket now rather than at the end of the loop turn.
