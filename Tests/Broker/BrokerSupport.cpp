@@ -116,6 +116,33 @@ std::string SourceDir() {
     return SAGA_SOURCE_DIR;
 }
 
+int FreePort() {
+    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in address{};
+    address.sin_family = AF_INET;
+    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t length = sizeof address;
+    if (::bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) != 0 ||
+        ::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length) != 0) {
+        ::close(fd);
+        throw std::runtime_error("no free port");
+    }
+    ::close(fd);
+    return ntohs(address.sin_port);
+}
+
+int PostOrder(httplib::Client& client, const std::string& id) {
+    auto result = client.Post("/order", R"({"orderId":")" + id + R"(","customerNumber":"C","totalAmount":"10.00"})",
+                              "application/json");
+    return result ? result->status : 0;
+}
+
+std::string OrderStatus(httplib::Client& client, const std::string& id) {
+    auto result = client.Get(("/order/" + id).c_str());
+    if (!result || result->status != 200) return "<" + std::to_string(result ? result->status : 0) + ">";
+    return contracts::Json::parse(result->body).value("status", "");
+}
+
 std::string Encode(const std::string& text) {
     std::string out;
     for (unsigned char c : text) {

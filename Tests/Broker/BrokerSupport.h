@@ -39,6 +39,12 @@ class ManagementApi {
 };
 
 std::string Encode(const std::string& text);  // percent-encoding for management API paths
+// A port nobody listens on now: bound to 0, read back, released.
+int FreePort();
+// POST /order of a 10.00 order with this id: the status, 0 without an answer.
+int PostOrder(httplib::Client& client, const std::string& id);
+// GET /order/{id}'s status, or "<code>" for another answer ("<0>": none).
+std::string OrderStatus(httplib::Client& client, const std::string& id);
 
 // A vhost of its own for one test; deleted at the end.
 class ScopedVhost {

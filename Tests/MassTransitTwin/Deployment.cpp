@@ -39,22 +39,6 @@ const char* ServiceName(Service service) {
     return Facts(service).name;
 }
 
-// A port nobody listens on now: bound to 0, read back, released.
-int FreePort() {
-    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in address{};
-    address.sin_family = AF_INET;
-    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t length = sizeof address;
-    if (::bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) != 0 ||
-        ::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length) != 0) {
-        ::close(fd);
-        throw std::runtime_error("no free port");
-    }
-    ::close(fd);
-    return ntohs(address.sin_port);
-}
-
 std::string ReadFile(const std::string& path) {
     std::ifstream in(path);
     std::stringstream text;
@@ -99,7 +83,7 @@ std::string TwinBinary() {
 
 Deployment::Deployment(const broker_test::ScopedVhost& vhost, Mix mix, StartFirst first,
                        std::vector<std::string> environment)
-    : vhost_(vhost), mix_(mix), environment_(std::move(environment)), http_port_(FreePort()) {
+    : vhost_(vhost), mix_(mix), environment_(std::move(environment)), http_port_(broker_test::FreePort()) {
     const Side first_side = first == StartFirst::kTwin ? Side::kTwin : Side::kOurs;
     std::vector<Service> order;
     for (Side side : {first_side, first_side == Side::kTwin ? Side::kOurs : Side::kTwin})
