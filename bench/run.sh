@@ -147,6 +147,7 @@ PY
     # The services, on RabbitMQ, in this vhost.
     export RabbitMQ__Host=127.0.0.1 RabbitMQ__Port=$amqp_port RabbitMQ__VirtualHost=$vhost Logging__Level=warning
     export Database__Synchronous=$sync Saga__TimeoutMs=600000 Endpoint__PrefetchCount=$prefetch
+    export Admin__Port=0  # the workers' health listeners on free ports: nothing here reads them
     service_pids=()
     for service in InventoryService PaymentService OrderService; do
         Database__Path="$work/$sync-$service.db" Http__Port=$http_port \

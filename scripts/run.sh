@@ -48,6 +48,7 @@ The system is running (logs in data/logs/):
                      -d '{"orderId":"demo-3","customerNumber":"CUST-1","totalAmount":"149.97"}'
   read it back:    curl http://localhost:5000/order/demo-3
   watch the queues: http://localhost:15672  (guest / guest)
+  health:          curl http://localhost:5000/health   (workers: :5001 and :5002, /health, /health/ready)
 An id ending in 3 completes; 0 runs out of stock; 1 is declined; 2 exhausts the payment retries.
 Press Ctrl-C to stop everything.
 TEXT

@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include "Contracts/ExactJson.h"
+#include "Hosting/JsonResponses.h"
 
 namespace order_service {
 namespace {
@@ -10,68 +11,12 @@ namespace {
 using contracts::Json;
 using contracts::OrderedJson;
 
-// What GET /health answers for a broker state: its status word, the broker's, and whether orders
-// are served (200) or not (503). Blocked by an alarm, orders are still taken: stored, and published
-// when it clears.
-struct HealthAnswer {
-    const char* status;
-    const char* broker;
-    bool serving;
-};
-
-HealthAnswer AnswerFor(BrokerState state) {
-    switch (state) {
-        case BrokerState::kConnected:
-            return {"ok", "connected", true};
-        case BrokerState::kInProcess:
-            return {"ok", "in-process", true};
-        case BrokerState::kBlocked:
-            return {"degraded", "blocked", true};
-        case BrokerState::kDisconnected:
-            return {"degraded", "disconnected", false};
-        case BrokerState::kRefused:
-            return {"unhealthy", "refused", false};
-    }
-    return {"unhealthy", "unknown", false};
-}
-
+using messaging::ErrorResponse;
 using messaging::HttpRequest;
 using messaging::HttpResponder;
 using messaging::HttpResponse;
-
-HttpResponse JsonResponse(int status, const OrderedJson& body) {
-    HttpResponse response;
-    response.status = status;
-    response.body = body.dump();
-    return response;
-}
-
-HttpResponse ErrorResponse(int status, const std::string& error, const std::string& message,
-                           const std::string& field = {}) {
-    OrderedJson body;
-    body["error"] = error;
-    body["message"] = message;
-    if (!field.empty()) body["field"] = field;
-    return JsonResponse(status, body);
-}
-
-// The answers the server makes on its own: a request it could not read, one that took too long.
-HttpResponse ServerError(int status, const std::string& message) {
-    switch (status) {
-        case 400:
-            return ErrorResponse(400, "bad_request", "the request could not be read: " + message);
-        case 408:
-            return ErrorResponse(408, "request_timeout", message);
-        case 413:
-            return ErrorResponse(413, "payload_too_large", message);
-        case 431:
-            return ErrorResponse(431, "headers_too_large", message);
-        case 503:
-            return ErrorResponse(503, "unavailable", message);
-        default:
-            return ErrorResponse(status, "error", message);
-    }
-}
+using messaging::JsonResponse;
+using messaging::MethodNotAllowed;
 
 bool IsJsonContentType(const std::string& value) {
     std::string type = value.substr(0, value.find(';'));
@@ -171,7 +116,7 @@ OrderedJson OrderToJson(const OrderRecord& order) {
 }
 
 OrderHttpApi::OrderHttpApi(messaging::EventLoop& loop, OrderSubmission& submission, OrderLookup& lookup,
-                           BrokerProbe broker, HttpSettings settings)
+                           messaging::HealthProbe broker, HttpSettings settings)
     : loop_(loop),
       submission_(submission),
       lookup_(lookup),
@@ -202,7 +147,7 @@ void OrderHttpApi::Start() {
         options.max_connections_per_client = static_cast<std::size_t>(settings_.max_connections_per_client);
         auto server = std::make_unique<messaging::HttpServer>(
             loop_, options, [this](HttpRequest request, HttpResponder responder) { Route(request, responder); },
-            ServerError);
+            messaging::ServerErrorResponse);
         port_ = server->Listen();
         server_ = std::move(server);
     });
@@ -232,42 +177,8 @@ void OrderHttpApi::Route(const HttpRequest& request, const HttpResponder& respon
             return responder.Send(MethodNotAllowed(request, "GET"));
         return responder.Send(GetOrder(path.substr(kOrderPrefix.size())));
     }
-    if (path == "/health") {
-        if (request.method != "GET" && request.method != "HEAD")
-            return responder.Send(MethodNotAllowed(request, "GET"));
-        const BrokerHealth broker = broker_();
-        const HealthAnswer answer = AnswerFor(broker.state);
-        OrderedJson body;
-        body["status"] = answer.status;
-        body["broker"] = answer.broker;
-        if (!broker.detail.empty()) body["error"] = broker.detail;
-        body["endpoints"] = OrderedJson::array();
-        for (const auto& endpoint : broker.endpoints) {
-            OrderedJson entry = {{"queue", endpoint.queue}, {"consuming", endpoint.consuming}};
-            if (endpoint.kill_switch_tripped) entry["killSwitch"] = "tripped";
-            if (!endpoint.problem.empty()) entry["error"] = endpoint.problem;
-            body["endpoints"].push_back(std::move(entry));
-            if (!endpoint.consuming &&
-                (broker.state == BrokerState::kConnected || broker.state == BrokerState::kInProcess))
-                body["status"] = "degraded";
-        }
-        if (!broker.refused_queues.empty()) {
-            // Messages that must move there wait in their queues; everything else goes on.
-            body["refusedQueues"] = OrderedJson::array();
-            for (const auto& [queue, reason] : broker.refused_queues)
-                body["refusedQueues"].push_back({{"queue", queue}, {"error", reason}});
-            if (answer.serving) body["status"] = "degraded";
-        }
-        return responder.Send(JsonResponse(answer.serving ? 200 : 503, body));
-    }
+    if (auto answer = messaging::AnswerHealthRequest(request, broker_)) return responder.Send(std::move(*answer));
     responder.Send(ErrorResponse(404, "not_found", "no route for " + request.method + " " + request.path));
-}
-
-HttpResponse OrderHttpApi::MethodNotAllowed(const HttpRequest& request, const std::string& allowed) {
-    HttpResponse response =
-        ErrorResponse(405, "method_not_allowed", request.method + " is not served on " + request.path);
-    response.headers.emplace_back("Allow", allowed);
-    return response;
 }
 
 void OrderHttpApi::PostOrder(const HttpRequest& request, const HttpResponder& responder) {

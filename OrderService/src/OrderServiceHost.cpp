@@ -44,23 +44,7 @@ messaging::Status OrderServiceHost::Start() {
 }
 
 int OrderServiceHost::StartHttp() {
-    auto broker = [this] {
-        const auto& transport = bus_.transport();
-        BrokerHealth health{.state = BrokerState::kConnected,
-                            .endpoints = bus_.EndpointsHealth(),
-                            .refused_queues = transport.RefusedOnDemandQueues()};
-        if (auto refusal = transport.TopologyRefusal(); !refusal.ok()) {
-            health.state = BrokerState::kRefused;
-            health.detail = refusal.message();
-        } else if (!transport.IsConnected() || bus_.stopping()) {
-            health.state = BrokerState::kDisconnected;
-        } else if (transport.IsPublishingBlocked()) {
-            health.state = BrokerState::kBlocked;
-        } else if (transport.IsInProcess()) {
-            health.state = BrokerState::kInProcess;
-        }
-        return health;
-    };
+    auto broker = [this] { return messaging::ReadBrokerHealth(bus_); };
     http_ = std::make_unique<OrderHttpApi>(loop_, submission_, lookup_, std::move(broker), settings_.http);
     http_->Start();
     return http_->port();

@@ -5,6 +5,7 @@ namespace payment_service {
 contracts::OrderedJson PaymentSettings::ToJson() const {
     contracts::OrderedJson json;
     WriteCommonSections(json);
+    json["Admin"] = admin.ToJson();
     auto& simulation_json = json["Simulation"];
     simulation_json["DeclineSuffixes"] = simulation.decline_suffixes;
     simulation_json["DeclineReason"] = simulation.decline_reason;
@@ -21,6 +22,7 @@ contracts::OrderedJson PaymentSettings::ToJson() const {
 PaymentSettings PaymentSettings::FromJson(const contracts::Json& json) {
     PaymentSettings settings;
     settings.ReadCommonSections(json);
+    settings.admin = messaging::AdminSettings::FromJson(json.at("Admin"));
     const auto& simulation = json.at("Simulation");
     settings.simulation.decline_suffixes = messaging::SettingString(simulation, "DeclineSuffixes");
     settings.simulation.decline_reason = messaging::SettingString(simulation, "DeclineReason");

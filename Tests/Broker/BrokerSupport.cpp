@@ -207,8 +207,14 @@ messaging::RabbitMqSettings ScopedVhost::Settings() const {
 }
 
 std::vector<std::string> ScopedVhost::SettingsEnvironment() const {
-    return {"RabbitMQ__Host=127.0.0.1", "RabbitMQ__Port=" + std::to_string(BrokerEnvironment::Get().amqp_port),
-            "RabbitMQ__VirtualHost=" + name_, "RabbitMQ__Username=guest", "RabbitMQ__Password=guest"};
+    // A worker's admin listener on a free port of its own, so that workers run side by side.
+    return {"RabbitMQ__Host=127.0.0.1",
+            "RabbitMQ__Port=" + std::to_string(BrokerEnvironment::Get().amqp_port),
+            "RabbitMQ__VirtualHost=" + name_,
+            "RabbitMQ__Username=guest",
+            "RabbitMQ__Password=guest",
+            "Admin__Host=127.0.0.1",
+            "Admin__Port=0"};
 }
 
 RawAmqpClient::RawAmqpClient(const std::string& vhost) : vhost_(vhost), state_(OpenConnection(vhost)) {}

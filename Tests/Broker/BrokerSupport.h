@@ -53,7 +53,7 @@ class ScopedVhost {
     ~ScopedVhost();
     const std::string& name() const { return name_; }
     messaging::RabbitMqSettings Settings() const;
-    std::vector<std::string> SettingsEnvironment() const;  // RabbitMQ__* for a child process
+    std::vector<std::string> SettingsEnvironment() const;  // RabbitMQ__* and Admin__* for a child process
 
   private:
     std::string name_;

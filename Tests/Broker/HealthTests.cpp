@@ -1,11 +1,38 @@
-// Health answers against the real RabbitMQ node: what /health says when a queue loses its leader.
+// Health answers against the real RabbitMQ node: what /health, /health/live and /health/ready say
+// when a queue loses its leader, and on a worker's admin port while it consumes and once the broker
+// refuses its queue.
 #include <doctest/doctest.h>
+
+#include <csignal>
 
 #include "Broker/BrokerSupport.h"
 
 using namespace broker_test;
 using namespace contracts;
 using namespace std::chrono_literals;
+
+namespace {
+
+// PaymentService as a child process with its admin listener on `admin_port`.
+std::unique_ptr<ChildProcess> StartPaymentWorker(const ScopedVhost& vhost, const test_support::TempDir& dir,
+                                                 int admin_port, std::vector<std::string> extra = {}) {
+    auto environment = vhost.SettingsEnvironment();
+    environment.push_back("Database__Path=" + dir.File("payments.db"));
+    environment.push_back("Admin__Port=" + std::to_string(admin_port));
+    environment.insert(environment.end(), extra.begin(), extra.end());
+    const std::string config = SourceDir() + "/appsettings/PaymentService.json";
+    return std::make_unique<ChildProcess>(PAYMENT_SERVICE_BIN, std::vector<std::string>{"--config", config},
+                                          environment, dir.File("payment.log"));
+}
+
+// The status and JSON body of GET `path`; status 0 while nothing answers.
+std::pair<int, Json> Get(httplib::Client& client, const std::string& path) {
+    auto result = client.Get(path);
+    if (!result) return {0, Json()};
+    return {result->status, Json::parse(result->body)};
+}
+
+}  // namespace
 
 TEST_SUITE("Broker") {
     TEST_CASE("Quorum: health says degraded while the endpoint's queue member is down - ok once it is back") {
@@ -61,5 +88,62 @@ TEST_SUITE("Broker") {
         // And it serves again: an order posted now is consumed.
         REQUIRE(PostOrder(client, "quorum-back-1") == 202);
         CHECK(test_support::WaitFor([&] { return OrderStatus(client, "quorum-back-1") == "Submitted"; }, 20s));
+    }
+
+    TEST_CASE("A worker answers /health - /health/live and /health/ready on its admin port - ready once it consumes") {
+        ScopedVhost vhost;
+        test_support::TempDir dir;
+        const int admin_port = FreePort();
+        auto worker = StartPaymentWorker(vhost, dir, admin_port);
+        httplib::Client client("127.0.0.1", admin_port);
+        REQUIRE(test_support::WaitFor([&] { return Get(client, "/health/ready").first == 200; }, 30s));
+        CHECK(Get(client, "/health/ready").second == Json::parse(R"({"status":"ready"})"));
+        CHECK(Get(client, "/health/live") == std::pair{200, Json::parse(R"({"status":"live"})")});
+        const auto [status, health] = Get(client, "/health");
+        CHECK(status == 200);
+        CHECK(health == Json::parse(R"({"status":"ok","broker":"connected",
+                                         "endpoints":[{"queue":"payment-service","consuming":true}]})"));
+        // Only the health answers are served there, in the services' error shape.
+        auto post = client.Post("/health", "", "application/json");
+        REQUIRE(post);
+        CHECK(post->status == 405);
+        CHECK(Json::parse(post->body)["error"] == "method_not_allowed");
+        CHECK(Get(client, "/order/x").first == 404);
+
+        // Stopping: the port closes with the worker, which exits cleanly.
+        worker->Signal(SIGTERM);
+        CHECK(worker->Wait(20s) == 0);
+        CHECK(Get(client, "/health/live").first == 0);
+    }
+
+    TEST_CASE("A worker whose queue the broker refuses says so on its admin port - 503 and not ready") {
+        ScopedVhost vhost;
+        {
+            RawAmqpClient operator_tool(vhost.name());
+            operator_tool.Tap("payment-service", {});  // a classic queue from an earlier deployment
+        }
+        test_support::TempDir dir;
+        const int admin_port = FreePort();
+        auto worker = StartPaymentWorker(vhost, dir, admin_port, {"Endpoint__QueueType=Quorum"});
+        httplib::Client client("127.0.0.1", admin_port);
+        std::pair<int, Json> health;
+        REQUIRE(test_support::WaitFor(
+            [&] {
+                health = Get(client, "/health");
+                return health.first == 503 && health.second["broker"] == "refused";
+            },
+            30s));
+        CHECK(health.second["status"] == "unhealthy");
+        CHECK(health.second["endpoints"] == Json::parse(R"([{"queue":"payment-service","consuming":false}])"));
+        const std::string error = health.second.value("error", "");
+        INFO(error);
+        CHECK(error.find("'payment-service'") != std::string::npos);
+        CHECK(error.find("x-queue-type: quorum") != std::string::npos);
+        const auto ready = Get(client, "/health/ready");
+        CHECK(ready.first == 503);
+        CHECK(ready.second["status"] == "not ready");
+        CHECK(ready.second.value("reason", "") == "the broker is refused");
+        // Alive all the same: the loop answers, so a liveness probe does not restart it into the same refusal.
+        CHECK(Get(client, "/health/live").first == 200);
     }
 }

@@ -370,6 +370,30 @@ TEST_SUITE("OrderService.HttpApi") {
         CHECK(Json::parse(degraded->body)["endpoints"][0]["consuming"] == false);
     }
 
+    TEST_CASE("GET /health/ready is 200 while every endpoint consumes - 503 with why - /health/live is always 200") {
+        ApiFixture api;
+        auto get = [&](const char* path) {
+            auto result = api.client.Get(path);
+            REQUIRE(result);
+            return std::pair{result->status, Json::parse(result->body)};
+        };
+        CHECK(get("/health/ready") == std::pair{200, Json::parse(R"({"status":"ready"})")});
+        CHECK(get("/health/live") == std::pair{200, Json::parse(R"({"status":"live"})")});
+        // Consumers gone: orders are still taken (health degraded, 200) but the service is not ready.
+        api.system.loop().Invoke([&] { api.system.transport().CancelConsumersOf("order-service"); });
+        CHECK(get("/health").first == 200);
+        CHECK(get("/health/ready") == std::pair{503, Json::parse(R"({"status":"not ready",
+                                             "reason":"the endpoint order-service is not consuming"})")});
+        // The bus away: not ready for that reason first; alive all the same.
+        api.system.loop().Invoke([&] { api.system.transport().SetAvailable(false); });
+        CHECK(get("/health/ready") ==
+              std::pair{503, Json::parse(R"({"status":"not ready","reason":"the broker is disconnected"})")});
+        CHECK(get("/health/live").first == 200);
+        auto post = api.client.Post("/health/ready", "", "application/json");
+        REQUIRE(post);
+        CHECK(post->status == 405);
+    }
+
     TEST_CASE("GET /health lists each endpoint - an open connection with no live consumer is degraded") {
         ApiFixture api;
         auto healthy = api.client.Get("/health");
@@ -397,11 +421,11 @@ TEST_SUITE("OrderService.HttpApi") {
             tripped_api = std::make_unique<order_service::OrderHttpApi>(
                 api.system.loop(), api.system.orders().submission(), api.system.orders().lookup(),
                 [] {
-                    return order_service::BrokerHealth{.state = order_service::BrokerState::kConnected,
-                                                       .endpoints = {{.queue = "order-service",
-                                                                      .consuming = false,
-                                                                      .kill_switch_tripped = true,
-                                                                      .problem = {}}}};
+                    return messaging::BrokerHealth{.state = messaging::BrokerState::kConnected,
+                                                   .endpoints = {{.queue = "order-service",
+                                                                  .consuming = false,
+                                                                  .kill_switch_tripped = true,
+                                                                  .problem = {}}}};
                 },
                 settings);
             tripped_api->Start();
@@ -415,6 +439,10 @@ TEST_SUITE("OrderService.HttpApi") {
         CHECK(body["status"] == "degraded");
         CHECK(body["endpoints"] ==
               Json::parse(R"([{"queue":"order-service","consuming":false,"killSwitch":"tripped"}])"));
+        auto ready = client.Get("/health/ready");
+        REQUIRE(ready);
+        CHECK(ready->status == 503);
+        CHECK(Json::parse(ready->body)["reason"] == "the endpoint order-service is stopped by its kill switch");
         api.system.loop().Invoke([&] { tripped_api.reset(); });
     }
 
@@ -426,7 +454,7 @@ TEST_SUITE("OrderService.HttpApi") {
         api.system.loop().Invoke([&] {
             order_service::OrderHttpApi second(
                 api.system.loop(), api.system.orders().submission(), api.system.orders().lookup(),
-                [] { return order_service::BrokerHealth{order_service::BrokerState::kConnected}; }, taken);
+                [] { return messaging::BrokerHealth{messaging::BrokerState::kConnected}; }, taken);
             CHECK_THROWS_WITH(second.Start(), doctest::Contains("cannot listen"));
         });
         auto still = api.client.Get("/health");

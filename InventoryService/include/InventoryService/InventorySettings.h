@@ -15,8 +15,9 @@ struct InventorySimulation {
 
 struct InventorySettings : messaging::ServiceSettings {
     InventorySimulation simulation;
+    messaging::AdminSettings admin;  // GET /health, /health/live, /health/ready
 
-    InventorySettings() : ServiceSettings("inventory-service", "inventory-service.db") {}
+    InventorySettings() : ServiceSettings("inventory-service", "inventory-service.db") { admin.port = 5001; }
     contracts::OrderedJson ToJson() const;
     static InventorySettings FromJson(const contracts::Json& json);
     // Defaults, then the file (if any), then environment overrides.

@@ -352,6 +352,23 @@ void ServiceSettings::ReadCommonSections(const Json& json) {
     log_level = SettingString(json.at("Logging"), "Level");
 }
 
+contracts::OrderedJson AdminSettings::ToJson() const {
+    contracts::OrderedJson json;
+    json["Enabled"] = enabled;
+    json["Host"] = host;
+    json["Port"] = port;
+    return json;
+}
+
+AdminSettings AdminSettings::FromJson(const Json& json) {
+    AdminSettings settings;
+    settings.enabled = json.at("Enabled").get<bool>();
+    settings.host = SettingString(json, "Host");
+    settings.port = SettingInt(json, "Port", 0, 65535);
+    if (settings.host.empty()) throw SettingsError("setting 'Admin.Host' must not be empty");
+    return settings;
+}
+
 BusSettings ServiceSettings::BusSettingsFor(std::string service_name) const {
     return {.service_name = std::move(service_name),
             .consumer_journal_path = ConsumerJournalPath(database),

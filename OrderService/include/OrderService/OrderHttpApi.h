@@ -1,6 +1,7 @@
-// The HTTP API: POST /order, GET /order/{orderId} and GET /health, served by the loop's HttpServer on
-// the loop thread, which owns the bus and the database. POST answers once the order and its
-// OrderSubmitted are stored. Every error answer is a JSON object {"error", "message", "field"?}.
+// The HTTP API: POST /order, GET /order/{orderId} and the health answers (/health, /health/live,
+// /health/ready), served by the loop's HttpServer on the loop thread, which owns the bus and the
+// database. POST answers once the order and its OrderSubmitted are stored. Every error answer is a JSON object
+// {"error", "message", "field"?}.
 #pragma once
 
 #include <functional>
@@ -9,6 +10,7 @@
 #include <string>
 #include <variant>
 
+#include "Hosting/ServiceHealth.h"
 #include "Http/HttpServer.h"
 #include "OrderService/OrderSettings.h"
 #include "OrderService/OrderSubmission.h"
@@ -41,24 +43,10 @@ class OrderLookup {
     messaging::UnitOfWork& unit_of_work_;
 };
 
-// What GET /health reports about the broker connection and the receive endpoints. kRefused: the
-// broker refused our topology (a queue exists with other arguments); `detail` says what, and the
-// service does not reconnect. kInProcess: there is no broker, the bus is in this process (the
-// embedded mode). An endpoint the broker is not delivering to makes the service degraded.
-enum class BrokerState { kConnected, kInProcess, kBlocked, kDisconnected, kRefused };
-struct BrokerHealth {
-    BrokerState state = BrokerState::kDisconnected;
-    std::string detail{};
-    std::vector<messaging::Bus::EndpointHealth> endpoints{};
-    // `_error`/`_skipped` queues the broker refused (queue, the broker's reason): degraded, not down.
-    std::vector<std::pair<std::string, std::string>> refused_queues{};
-};
-using BrokerProbe = std::function<BrokerHealth()>;
-
 class OrderHttpApi {
   public:
-    OrderHttpApi(messaging::EventLoop& loop, OrderSubmission& submission, OrderLookup& lookup, BrokerProbe broker,
-                 HttpSettings settings);
+    OrderHttpApi(messaging::EventLoop& loop, OrderSubmission& submission, OrderLookup& lookup,
+                 messaging::HealthProbe broker, HttpSettings settings);
     ~OrderHttpApi();
 
     // Binds and starts serving on the loop (from any thread); throws if the port cannot be bound.
@@ -76,12 +64,11 @@ class OrderHttpApi {
     void Submit(std::shared_ptr<const NewOrder> order, const messaging::TraceContext& span,
                 const messaging::HttpResponder& responder, int busy_waits);
     messaging::HttpResponse GetOrder(std::string_view order_id);
-    static messaging::HttpResponse MethodNotAllowed(const messaging::HttpRequest& request, const std::string& allowed);
 
     messaging::EventLoop& loop_;
     OrderSubmission& submission_;
     OrderLookup& lookup_;
-    BrokerProbe broker_;
+    messaging::HealthProbe broker_;
     HttpSettings settings_;
     std::unique_ptr<messaging::HttpServer> server_;
     int port_ = 0;

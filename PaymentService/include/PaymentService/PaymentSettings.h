@@ -28,8 +28,9 @@ struct PaymentSimulation {
 
 struct PaymentSettings : messaging::ServiceSettings {
     PaymentSimulation simulation;
+    messaging::AdminSettings admin;  // GET /health, /health/live, /health/ready
 
-    PaymentSettings() : ServiceSettings("payment-service", "payment-service.db") {}
+    PaymentSettings() : ServiceSettings("payment-service", "payment-service.db") { admin.port = 5002; }
     contracts::OrderedJson ToJson() const;
     static PaymentSettings FromJson(const contracts::Json& json);
     // Defaults, then the file (if any), then environment overrides.

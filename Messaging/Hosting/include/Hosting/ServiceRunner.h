@@ -1,6 +1,7 @@
 // What every service executable does around its host: read `--config PATH` (default
-// appsettings/<Service>.json), connect the RabbitMQ transport, run the loop, and on SIGTERM/SIGINT
-// stop taking work, let in-flight messages finish, close the connection and exit 0.
+// appsettings/<Service>.json), connect the RabbitMQ transport, run the loop (a worker with its admin
+// listener), and on SIGTERM/SIGINT stop taking work, let in-flight messages finish, close the
+// connection and exit 0.
 #pragma once
 
 #include <spdlog/spdlog.h>
@@ -10,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "Hosting/AdminServer.h"
 #include "Hosting/Settings.h"
 #include "RabbitMq/RabbitMqTransport.h"
 #include "Runtime/EventLoop.h"
@@ -35,8 +37,8 @@ struct RunningService {
 // Returns the process exit code.
 int RunUntilSignalled(EventLoop& loop, const std::function<RunningService()>& start);
 
-// The whole main() of a worker service: Settings has Load(path, environment), `rabbitmq` and
-// `log_level`; Host is built from (loop, transport, settings) and has Start() and Stop(done).
+// The whole main() of a worker service: Settings has Load(path, environment), `rabbitmq`, `admin` and
+// `log_level`; Host is built from (loop, transport, settings) and has Start(), Stop(done) and bus().
 template <class Settings, class Host>
 int RunWorkerMain(int argc, char** argv, const std::string& service_name) {
     try {
@@ -47,14 +49,24 @@ int RunWorkerMain(int argc, char** argv, const std::string& service_name) {
         EventLoop loop;
         std::unique_ptr<RabbitMqTransport> transport;
         std::unique_ptr<Host> host;
+        std::unique_ptr<AdminServer> admin;
         const int code = RunUntilSignalled(loop, [&] {
             transport = std::make_unique<RabbitMqTransport>(loop, settings.rabbitmq, service_name);
             if (auto status = transport->Start(); !status.ok()) throw std::runtime_error(status.message());
             host = std::make_unique<Host>(loop, *transport, settings);
             if (auto status = host->Start(); !status.ok()) throw std::runtime_error(status.message());
-            return RunningService{
-                [&](std::function<void()> done) { host->Stop([&, done] { transport->Close(done); }); }};
+            if (settings.admin.enabled) {
+                admin =
+                    std::make_unique<AdminServer>(loop, settings.admin, [&] { return ReadBrokerHealth(host->bus()); });
+                admin->Start();
+            }
+            return RunningService{[&](std::function<void()> done) {
+                // A probe that comes now finds the port closed: the worker is going away.
+                if (admin) admin->StopAccepting();
+                host->Stop([&, done] { transport->Close(done); });
+            }};
         });
+        admin.reset();
         host.reset();
         transport.reset();
         return code;

@@ -53,6 +53,15 @@ struct DatabaseSettings {
     static DatabaseSettings FromJson(const contracts::Json& json);
 };
 
+// A worker's admin HTTP listener (the Admin section): its health answers, see AdminServer.
+struct AdminSettings {
+    bool enabled = true;
+    std::string host = "0.0.0.0";
+    int port = 0;  // 0 picks a free port (tests); each worker's default is its own
+    contracts::OrderedJson ToJson() const;
+    static AdminSettings FromJson(const contracts::Json& json);
+};
+
 // Where a service's bus keeps its consumer journal (BusSettings::consumer_journal_path): beside its
 // database, as `<Database.Path>-consumer`; none for an in-memory database.
 std::string ConsumerJournalPath(const DatabaseSettings& database);

@@ -1,0 +1,43 @@
+// What a service's health answers report and how they are written: the broker connection, each
+// receive endpoint's consumer with its kill switch and what keeps its queue from delivering, and the
+// `_error`/`_skipped` queues the broker refused. OrderService answers them on its API port, each
+// worker on its admin port (AdminServer), in the same shape.
+#pragma once
+
+#include <functional>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "Bus/Bus.h"
+#include "Http/HttpMessage.h"
+
+namespace messaging {
+
+// kRefused: the broker refused our topology (a queue exists with other arguments); `detail` says
+// what, and the service does not reconnect. kInProcess: there is no broker, the bus is in this
+// process (the embedded mode). An endpoint the broker is not delivering to makes the service degraded.
+enum class BrokerState { kConnected, kInProcess, kBlocked, kDisconnected, kRefused };
+struct BrokerHealth {
+    BrokerState state = BrokerState::kDisconnected;
+    std::string detail{};
+    std::vector<Bus::EndpointHealth> endpoints{};
+    // `_error`/`_skipped` queues the broker refused (queue, the broker's reason): degraded, not down.
+    std::vector<std::pair<std::string, std::string>> refused_queues{};
+};
+using HealthProbe = std::function<BrokerHealth()>;
+
+// What `bus` and its transport say now. Loop thread.
+BrokerHealth ReadBrokerHealth(Bus& bus);
+
+// The answer to GET or HEAD of
+// - /health: the whole report, 200 with "ok" or "degraded" while the service works, 503 while it
+//   cannot (the broker away or refusing its topology);
+// - /health/live: 200 whenever the loop answers at all;
+// - /health/ready: 200 once the broker is connected and every endpoint consumes, else 503 with why,
+//   for a load balancer or Kubernetes' readiness probe.
+// Another method gets 405; nullopt for any other path.
+std::optional<HttpResponse> AnswerHealthRequest(const HttpRequest& request, const HealthProbe& probe);
+
+}  // namespace messaging
