@@ -19,6 +19,7 @@ void OrderSagaConsumer::Register(messaging::ReceiveEndpoint& endpoint) {
     using messaging::ConsumeContext;
     using namespace contracts;
     const std::string consumer = "Orders.OrderState";  // MassTransit names a saga's faults after its instance type
+    endpoint.CountAsSaga(consumer);                    // in MassTransit's saga instruments, not consume
     endpoint.Handle<OrderSubmitted>(consumer, [this](ConsumeContext& c, const OrderSubmitted& m) {
         Handle(c, OrderEvent{.kind = OrderEventKind::kOrderSubmitted, .order_id = m.order_id, .submitted = m});
     });

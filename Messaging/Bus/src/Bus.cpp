@@ -51,6 +51,7 @@ Bus::Bus(EventLoop& loop, Transport& transport, BusSettings settings)
       host_(CurrentHostInfo(settings_.service_name)),
       base_address_(transport_.BaseAddress()) {
     bus_address_ = base_address_ + NewBusAddressName(host_) + "?temporary=true";
+    if (settings_.metrics) metrics_ = std::make_unique<BusMetrics>(*settings_.metrics, settings_.service_name);
 }
 
 Bus::~Bus() {

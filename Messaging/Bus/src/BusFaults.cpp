@@ -159,7 +159,10 @@ void Bus::Move(const std::shared_ptr<InFlight>& in_flight, const std::string& de
         LogScope log_scope(in_flight->log_fields);
         if (outcome->first_error.code() == StatusCode::kPreconditionFailed)
             return HoldRefusedMove(in_flight, destination, outcome->first_error);
-        if (outcome->first_error.ok()) refused_queues_.erase(destination);
+        if (outcome->first_error.ok()) {
+            refused_queues_.erase(destination);
+            if (metrics_) metrics_->Moved(in_flight->endpoint->settings_.queue, destination);
+        }
         if (!outcome->first_error.ok())
             spdlog::error("{}: moving {} to {} failed ({}); returning it to the queue",
                           in_flight->endpoint->settings_.queue, in_flight->delivery.message.properties.message_id,

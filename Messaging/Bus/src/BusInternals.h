@@ -19,6 +19,8 @@ struct Bus::InFlight {
     LogFields log_fields;   // on every log line about this delivery: the trace id, and what the consumer adds
     const ReceiveEndpoint::Registration* registration = nullptr;
     int attempt = 0;
+    std::chrono::steady_clock::time_point received_at;  // for the receive and saga durations
+    std::string receive_error;                          // the exception type, when its body could not be read
     int busy_waits = 0;  // runs put off because the store was busy; no attempt counted for them
     std::unique_ptr<Timer> retry_timer;
     bool settled = false;

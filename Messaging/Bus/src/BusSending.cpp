@@ -70,6 +70,7 @@ OutgoingMessage Bus::Build(const std::string& exchange, std::vector<std::string>
 
     OutgoingMessage outgoing;
     outgoing.exchange = exchange;
+    if (!envelope.message_type.empty()) outgoing.message_type = envelope.message_type.front();
     auto& properties = outgoing.message.properties;
     properties.message_id = envelope.message_id;
     properties.correlation_id = envelope.correlation_id;
@@ -134,13 +135,23 @@ void Bus::Dispatch(std::vector<OutgoingMessage> messages, Completion done) {
     for (auto& outgoing : messages) {
         if (observer_) observer_->OnPublished(outgoing);
         const std::string exchange = outgoing.exchange;
-        transport_.Publish(exchange, std::move(outgoing.message), [pending, alive](const Status& status) {
-            // The first error, but one refused for good gives way to one that may pass on a retry.
-            if (!status.ok() &&
-                (pending->first_error.ok() || pending->first_error.code() == StatusCode::kPermissionDenied))
-                pending->first_error = status;
-            if (--pending->remaining == 0 && !alive.expired()) pending->done(pending->first_error);
-        });
+        std::string type_label;
+        if (metrics_) {
+            type_label = outgoing.message_type.empty() ? MessageTypeLabelOfExchange(exchange)
+                                                       : MessageTypeLabel(outgoing.message_type);
+            metrics_->Sent(exchange, type_label);
+        }
+        transport_.Publish(exchange, std::move(outgoing.message),
+                           [this, pending, alive, exchange, type_label = std::move(type_label)](const Status& status) {
+                               // The first error, but one refused for good gives way to one that may
+                               // pass on a retry.
+                               if (!status.ok() && (pending->first_error.ok() ||
+                                                    pending->first_error.code() == StatusCode::kPermissionDenied))
+                                   pending->first_error = status;
+                               if (!status.ok() && metrics_ && !alive.expired())
+                                   metrics_->SendFailed(exchange, type_label, StatusCodeName(status.code()));
+                               if (--pending->remaining == 0 && !alive.expired()) pending->done(pending->first_error);
+                           });
     }
 }
 

@@ -19,6 +19,7 @@
 #include <utility>
 #include <vector>
 
+#include "Bus/BusMetrics.h"
 #include "Bus/ConsumerJournal.h"
 #include "Bus/KillSwitch.h"
 #include "Bus/RetryPolicy.h"
@@ -37,6 +38,9 @@ namespace messaging {
 struct OutgoingMessage {
     std::string exchange;
     TransportMessage message;
+    // The URN of its type (the first of its messageType), for the send metrics; empty for a message
+    // read back from an outbox, whose exchange then names it.
+    std::string message_type = {};
 };
 
 // Thrown by a consumer for a failure that retrying cannot fix; the message faults at once.
@@ -181,18 +185,31 @@ void SetQuorumQueue(HeaderTable& arguments, int initial_group_size = 0);
 
 class ReceiveEndpoint {
   public:
-    // `consumer_type` is the name written to MT-Fault-ConsumerType, e.g. "Inventory.CheckInventoryConsumer".
+    // `consumer_type` is the name written to MT-Fault-ConsumerType, e.g. "Inventory.CheckInventoryConsumer";
+    // for a saga, its instance type ("Orders.OrderState").
     template <class T>
     void Handle(std::string consumer_type, std::function<void(ConsumeContext&, const T&)> handler) {
         Registration registration;
         registration.type = contracts::MessageContract<T>::Name();
         registration.urn = registration.type.Urn();
         registration.consumer_type = std::move(consumer_type);
+        registration.kind =
+            saga_types_.count(registration.consumer_type) ? ConsumerKind::kSaga : ConsumerKind::kConsumer;
+        registration.message_type_label = MessageTypeLabel(registration.urn);
+        registration.consumer_type_label = ConsumerTypeLabel(registration.consumer_type);
         registration.invoke = [handler = std::move(handler)](ConsumeContext& context) {
             const T message = contracts::MessageContract<T>::Read(context.envelope().message);
             handler(context, message);
         };
         registrations_.push_back(std::move(registration));
+    }
+
+    // The registrations of `consumer_type`, made before or after, are a saga's: its metrics count them
+    // as MassTransit's saga instruments, not as consumes.
+    void CountAsSaga(const std::string& consumer_type) {
+        saga_types_.insert(consumer_type);
+        for (auto& registration : registrations_)
+            if (registration.consumer_type == consumer_type) registration.kind = ConsumerKind::kSaga;
     }
 
     const ReceiveEndpointSettings& settings() const { return settings_; }
@@ -205,6 +222,9 @@ class ReceiveEndpoint {
         std::string urn;
         std::string consumer_type;
         std::function<void(ConsumeContext&)> invoke;
+        ConsumerKind kind = ConsumerKind::kConsumer;
+        std::string message_type_label;   // as MassTransit's metrics label it
+        std::string consumer_type_label;  // as MassTransit's metrics label it
     };
     explicit ReceiveEndpoint(ReceiveEndpointSettings settings) : settings_(std::move(settings)) {}
     const Registration* Match(const std::vector<std::string>& message_types) const;
@@ -212,6 +232,7 @@ class ReceiveEndpoint {
     ReceiveEndpointSettings settings_;
     // A deque: the bus's response endpoint gains registrations while a delivery runs one of them.
     std::deque<Registration> registrations_;
+    std::set<std::string> saga_types_;  // see CountAsSaga
     // The bus's response endpoint: a delivery is matched to the request it answers, and its queue,
     // exchange, _error and _skipped are temporary, as MassTransit's bus endpoint declares them.
     bool answers_requests_ = false;
@@ -271,6 +292,8 @@ struct BusSettings {
     // a child span of the consumed message's trace, else a new trace. false sends none, as a
     // MassTransit bus with no activity listener; consumers still log the consumed trace id.
     bool propagate_trace = true;
+    // Where the bus records MassTransit's instruments (BusMetrics); none: nothing is recorded.
+    metrics::MetricsRegistry* metrics = nullptr;
 };
 
 class Bus {
@@ -479,7 +502,9 @@ class Bus {
     // deliveries of its copy that arrived before the original's ack was sent.
     std::map<std::string, std::vector<std::shared_ptr<InFlight>>> resending_;
     std::list<std::shared_ptr<InFlight>> in_flight_;
-    std::unique_ptr<ConsumerJournal> journal_;  // open when an endpoint has a redelivery limit and a path is set
+    std::unique_ptr<ConsumerJournal> journal_;
+    std::unique_ptr<BusMetrics> metrics_;  // when the settings name a registry  // open when an endpoint has a
+                                           // redelivery limit and a path is set
     BusObserver* observer_ = nullptr;
     UnitOfWork* unit_of_work_ = nullptr;
     bool stopping_ = false;

@@ -18,6 +18,27 @@ enum class StatusCode {
     kInternal
 };
 
+// The code's name without its prefix ("Unavailable"), as metrics label a failure's kind.
+inline const char* StatusCodeName(StatusCode code) {
+    switch (code) {
+        case StatusCode::kOk:
+            return "Ok";
+        case StatusCode::kInvalidArgument:
+            return "InvalidArgument";
+        case StatusCode::kNotFound:
+            return "NotFound";
+        case StatusCode::kUnavailable:
+            return "Unavailable";
+        case StatusCode::kPreconditionFailed:
+            return "PreconditionFailed";
+        case StatusCode::kPermissionDenied:
+            return "PermissionDenied";
+        case StatusCode::kInternal:
+            return "Internal";
+    }
+    return "Unknown";
+}
+
 class Status {
   public:
     Status() = default;
