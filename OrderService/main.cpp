@@ -6,11 +6,13 @@
 
 #include "Embedded/EmbeddedSystem.h"
 #include "Hosting/ServiceRunner.h"
+#include "Metrics/ProcessMetrics.h"
 #include "OrderService/OrderServiceHost.h"
 #include "RabbitMq/RabbitMqTransport.h"
 
 int main(int argc, char** argv) {
     using namespace messaging;
+    using metrics::AddProcessMetrics;
     try {
         const CommandLine line = ParseCommandLine(argc, argv, "OrderService");
         if (!line.unknown.empty()) throw SettingsError("usage: OrderService [--config PATH] [--in-memory]");
@@ -35,6 +37,7 @@ int main(int argc, char** argv) {
             rabbitmq = std::make_unique<RabbitMqTransport>(loop, settings.rabbitmq, "OrderService");
             if (auto status = rabbitmq->Start(); !status.ok()) throw std::runtime_error(status.message());
             orders = std::make_unique<order_service::OrderServiceHost>(loop, *rabbitmq, settings);
+            if (auto* registry = orders->metrics()) AddProcessMetrics(*registry);
             if (auto status = orders->Start(); !status.ok()) throw std::runtime_error(status.message());
             orders->StartHttp();
             return RunningService{

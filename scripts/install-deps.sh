@@ -7,6 +7,7 @@ packages=(
     build-essential cmake pkg-config git curl ca-certificates
     librabbitmq-dev libuv1-dev libsqlite3-dev nlohmann-json3-dev libcpp-httplib-dev libspdlog-dev doctest-dev
     rabbitmq-server
+    prometheus  # promtool checks every service's /metrics in the tests
     python3 gnuplot-nox  # bench/run.sh's report and plot
 )
 

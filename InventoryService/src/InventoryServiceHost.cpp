@@ -11,7 +11,7 @@ InventoryServiceHost::InventoryServiceHost(messaging::EventLoop& loop, messaging
       db_(settings_.database.path, settings_.database.synchronous),
       unit_of_work_(messaging::MakeUnitOfWork(loop, db_, settings_.database.group_commit)),
       ledger_(db_),
-      bus_(loop, transport, settings_.BusSettingsFor("InventoryService")) {
+      bus_(loop, transport, settings_.BusSettingsFor("InventoryService", &metrics_)) {
     // The schema is in place: from now on the loop never waits for another process's lock (StoreBusy).
     db_.SetBusyTimeout(std::chrono::milliseconds(0));
     bus_.SetUnitOfWork(unit_of_work_.get());

@@ -116,11 +116,13 @@ OrderedJson OrderToJson(const OrderRecord& order) {
 }
 
 OrderHttpApi::OrderHttpApi(messaging::EventLoop& loop, OrderSubmission& submission, OrderLookup& lookup,
-                           messaging::HealthProbe broker, HttpSettings settings)
+                           messaging::HealthProbe broker, const metrics::MetricsRegistry* metrics,
+                           HttpSettings settings)
     : loop_(loop),
       submission_(submission),
       lookup_(lookup),
       broker_(std::move(broker)),
+      metrics_(metrics),
       settings_(std::move(settings)) {}
 
 OrderHttpApi::~OrderHttpApi() {
@@ -178,6 +180,7 @@ void OrderHttpApi::Route(const HttpRequest& request, const HttpResponder& respon
         return responder.Send(GetOrder(path.substr(kOrderPrefix.size())));
     }
     if (auto answer = messaging::AnswerHealthRequest(request, broker_)) return responder.Send(std::move(*answer));
+    if (auto answer = messaging::AnswerMetricsRequest(request, metrics_)) return responder.Send(std::move(*answer));
     responder.Send(ErrorResponse(404, "not_found", "no route for " + request.method + " " + request.path));
 }
 

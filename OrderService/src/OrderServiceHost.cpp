@@ -11,7 +11,7 @@ OrderServiceHost::OrderServiceHost(messaging::EventLoop& loop, messaging::Transp
       db_(settings_.database.path, settings_.database.synchronous),
       unit_of_work_(messaging::MakeUnitOfWork(loop, db_, settings_.database.group_commit)),
       repository_(db_),
-      bus_(loop, transport, settings_.BusSettingsFor("OrderService")),
+      bus_(loop, transport, settings_.BusSettingsFor("OrderService", &metrics_)),
       timeouts_(loop,
                 [this](const contracts::OrderId& order_id, const std::string& token) { SendTimeout(order_id, token); }),
       relay_(loop, bus_, repository_, *unit_of_work_),
@@ -45,7 +45,7 @@ messaging::Status OrderServiceHost::Start() {
 
 int OrderServiceHost::StartHttp() {
     auto broker = [this] { return messaging::ReadBrokerHealth(bus_); };
-    http_ = std::make_unique<OrderHttpApi>(loop_, submission_, lookup_, std::move(broker), settings_.http);
+    http_ = std::make_unique<OrderHttpApi>(loop_, submission_, lookup_, std::move(broker), metrics(), settings_.http);
     http_->Start();
     return http_->port();
 }

@@ -105,6 +105,8 @@ class BrokerSystem {
     messaging::EventLoop& loop() { return loop_thread_.loop(); }
     messaging::TestHarness& harness() { return harness_; }
     order_service::OrderServiceHost& orders() { return *order_; }
+    inventory_service::InventoryServiceHost& inventory() { return *inventory_; }
+    payment_service::PaymentServiceHost& payment() { return *payment_; }
     int http_port() const { return http_port_; }
     std::optional<order_service::OrderRecord> Order(const std::string& id);
     bool WaitForStatus(const std::string& id, order_service::OrderStatus status,

@@ -6,6 +6,7 @@
 #include <csignal>
 
 #include "Broker/BrokerSupport.h"
+#include "Support/MetricsText.h"
 
 using namespace broker_test;
 using namespace contracts;
@@ -99,11 +100,18 @@ TEST_SUITE("Broker") {
         REQUIRE(test_support::WaitFor([&] { return Get(client, "/health/ready").first == 200; }, 30s));
         CHECK(Get(client, "/health/ready").second == Json::parse(R"({"status":"ready"})"));
         CHECK(Get(client, "/health/live") == std::pair{200, Json::parse(R"({"status":"live"})")});
+        // Its metrics too, with the process's figures, as a Prometheus server scrapes them.
+        auto scrape = client.Get("/metrics");
+        REQUIRE(scrape);
+        CHECK(scrape->status == 200);
+        CHECK(scrape->get_header_value("Content-Type") == "text/plain; version=0.0.4; charset=utf-8");
+        CHECK(test_support::SampleSum(scrape->body, "process_resident_memory_bytes") > 0);
+        CHECK(test_support::SampleSum(scrape->body, "process_open_fds") > 0);
         const auto [status, health] = Get(client, "/health");
         CHECK(status == 200);
         CHECK(health == Json::parse(R"({"status":"ok","broker":"connected",
                                          "endpoints":[{"queue":"payment-service","consuming":true}]})"));
-        // Only the health answers are served there, in the services' error shape.
+        // Only the health and metrics answers are served there, in the services' error shape.
         auto post = client.Post("/health", "", "application/json");
         REQUIRE(post);
         CHECK(post->status == 405);

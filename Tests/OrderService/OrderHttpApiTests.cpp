@@ -7,6 +7,7 @@
 #include <map>
 #include <set>
 
+#include "Support/MetricsText.h"
 #include "Support/TestSupport.h"
 
 using namespace contracts::literals;
@@ -427,7 +428,7 @@ TEST_SUITE("OrderService.HttpApi") {
                                                                   .kill_switch_tripped = true,
                                                                   .problem = {}}}};
                 },
-                settings);
+                nullptr, settings);
             tripped_api->Start();
             return tripped_api->port();
         });
@@ -454,12 +455,38 @@ TEST_SUITE("OrderService.HttpApi") {
         api.system.loop().Invoke([&] {
             order_service::OrderHttpApi second(
                 api.system.loop(), api.system.orders().submission(), api.system.orders().lookup(),
-                [] { return messaging::BrokerHealth{messaging::BrokerState::kConnected}; }, taken);
+                [] { return messaging::BrokerHealth{messaging::BrokerState::kConnected}; }, nullptr, taken);
             CHECK_THROWS_WITH(second.Start(), doctest::Contains("cannot listen"));
         });
         auto still = api.client.Get("/health");
         REQUIRE(still);
         CHECK(still->status == 200);
+    }
+
+    TEST_CASE("GET /metrics serves the saga's instruments in Prometheus' text format - other methods get 405") {
+        ApiFixture api;
+        REQUIRE(api.Post(R"({"orderId":"metered-3","customerNumber":"C","totalAmount":"1.00"})")->status == 202);
+        REQUIRE(api.FinalStatus("metered-3") == "Completed");
+        auto scrape = api.client.Get("/metrics");
+        REQUIRE(scrape);
+        CHECK(scrape->status == 200);
+        CHECK(scrape->get_header_value("Content-Type") == "text/plain; version=0.0.4; charset=utf-8");
+        const std::pair<std::string, std::string> submitted{"messaging_masstransit_message_type", "OrderSubmitted"};
+        CHECK(test_support::SampleSum(scrape->body, "messaging_masstransit_saga_ea_total", {submitted}) == 1);
+        CHECK(test_support::SampleSum(scrape->body, "messaging_masstransit_send_ea_total",
+                                      {{"messaging_masstransit_message_type", "OrderCompleted"}}) == 1);
+        auto post = api.client.Post("/metrics", "", "text/plain");
+        REQUIRE(post);
+        CHECK(post->status == 405);
+        CHECK(Json::parse(post->body)["error"] == "method_not_allowed");
+    }
+
+    TEST_CASE("With Metrics.Enabled false nothing is recorded - GET /metrics is a JSON 404") {
+        ApiFixture api(SystemOptions{.start_http = true, .metrics_enabled = false});
+        REQUIRE(api.Post(R"({"orderId":"unmetered-3","customerNumber":"C","totalAmount":"1.00"})")->status == 202);
+        REQUIRE(api.FinalStatus("unmetered-3") == "Completed");
+        CHECK(api.system.orders().metrics() == nullptr);
+        api.ExpectError(api.client.Get("/metrics"), 404, "");
     }
 
     TEST_CASE("Each scenario's final state is reached through GET") {

@@ -35,6 +35,7 @@ InMemorySystem::InMemorySystem(SystemOptions options, std::shared_ptr<TempDir> d
         order_settings.http.port = 0;
         order_settings.http.host = "127.0.0.1";
         order_settings.http.request_timeout_ms = static_cast<int>(options.http_request_timeout.count());
+        order_settings.metrics_enabled = options.metrics_enabled;
         order_ = std::make_unique<order_service::OrderServiceHost>(loop(), *transport_, order_settings);
         harness_.Observe(order_->bus());
         if (auto status = order_->Start(); !status.ok()) throw std::runtime_error(status.message());

@@ -32,6 +32,7 @@ struct SystemOptions {
     bool start_http = false;
     bool group_commit = true;                              // Database.GroupCommit of every service
     std::chrono::milliseconds http_request_timeout = 10s;  // Http.RequestTimeoutMs
+    bool metrics_enabled = true;                           // Metrics.Enabled of OrderService
 };
 
 // Another process's hold on a SQLite database: a connection of its own that has taken the write lock

@@ -17,6 +17,8 @@ class InventoryServiceHost {
     messaging::Status Start();
     void Stop(std::function<void()> stopped) { bus_.Stop(std::move(stopped)); }
     messaging::Bus& bus() { return bus_; }
+    // Where its bus records metrics; none when they are off (Metrics.Enabled).
+    metrics::MetricsRegistry* metrics() { return settings_.MetricsOrNone(metrics_); }
     StockLedger& ledger() { return ledger_; }
 
   private:
@@ -24,6 +26,7 @@ class InventoryServiceHost {
     void OnReleaseStock(messaging::ConsumeContext& context, const contracts::ReleaseStock& command);
 
     InventorySettings settings_;
+    metrics::MetricsRegistry metrics_;
     messaging::SqliteDatabase db_;
     std::unique_ptr<messaging::UnitOfWork> unit_of_work_;
     StockLedger ledger_;

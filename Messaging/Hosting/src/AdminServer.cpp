@@ -6,8 +6,9 @@
 
 namespace messaging {
 
-AdminServer::AdminServer(EventLoop& loop, AdminSettings settings, HealthProbe probe)
-    : loop_(loop), settings_(std::move(settings)), probe_(std::move(probe)) {}
+AdminServer::AdminServer(EventLoop& loop, AdminSettings settings, HealthProbe probe,
+                         const metrics::MetricsRegistry* metrics)
+    : loop_(loop), settings_(std::move(settings)), probe_(std::move(probe)), metrics_(metrics) {}
 
 int AdminServer::Start() {
     HttpServerOptions options;
@@ -20,8 +21,8 @@ int AdminServer::Start() {
         loop_, options, [this](HttpRequest request, HttpResponder responder) { Route(request, responder); },
         ServerErrorResponse);
     port_ = server_->Listen();
-    spdlog::info("admin HTTP listening on http://{}:{} (GET /health, /health/live, /health/ready)", settings_.host,
-                 port_);
+    spdlog::info("admin HTTP listening on http://{}:{} (GET /health, /health/live, /health/ready, /metrics)",
+                 settings_.host, port_);
     return port_;
 }
 
@@ -31,6 +32,7 @@ void AdminServer::StopAccepting() {
 
 void AdminServer::Route(const HttpRequest& request, const HttpResponder& responder) {
     if (auto answer = AnswerHealthRequest(request, probe_)) return responder.Send(std::move(*answer));
+    if (auto answer = AnswerMetricsRequest(request, metrics_)) return responder.Send(std::move(*answer));
     responder.Send(ErrorResponse(404, "not_found", "no route for " + request.method + " " + request.path));
 }
 

@@ -341,6 +341,7 @@ void ServiceSettings::WriteCommonSections(contracts::OrderedJson& json) const {
     json["Endpoint"] = EndpointSettingsToJson(endpoint);
     json["Database"] = database.ToJson();
     json["Tracing"]["Propagate"] = propagate_trace;
+    json["Metrics"]["Enabled"] = metrics_enabled;
     json["Logging"]["Level"] = log_level;
 }
 
@@ -349,6 +350,7 @@ void ServiceSettings::ReadCommonSections(const Json& json) {
     endpoint = EndpointSettingsFromJson(json.at("Endpoint"));
     database = DatabaseSettings::FromJson(json.at("Database"));
     propagate_trace = json.at("Tracing").at("Propagate").get<bool>();
+    metrics_enabled = json.at("Metrics").at("Enabled").get<bool>();
     log_level = SettingString(json.at("Logging"), "Level");
 }
 
@@ -369,10 +371,11 @@ AdminSettings AdminSettings::FromJson(const Json& json) {
     return settings;
 }
 
-BusSettings ServiceSettings::BusSettingsFor(std::string service_name) const {
+BusSettings ServiceSettings::BusSettingsFor(std::string service_name, metrics::MetricsRegistry* metrics) const {
     return {.service_name = std::move(service_name),
             .consumer_journal_path = ConsumerJournalPath(database),
-            .propagate_trace = propagate_trace};
+            .propagate_trace = propagate_trace,
+            .metrics = metrics_enabled ? metrics : nullptr};
 }
 
 }  // namespace messaging

@@ -1,5 +1,7 @@
 #include "Embedded/EmbeddedSystem.h"
 
+#include "Metrics/ProcessMetrics.h"
+
 #include <spdlog/spdlog.h>
 
 namespace embedded {
@@ -46,6 +48,8 @@ EmbeddedSystem::EmbeddedSystem(messaging::EventLoop& loop, EmbeddedSettings sett
     inventory_ = std::make_unique<inventory_service::InventoryServiceHost>(loop, transport_, settings.inventory);
     payment_ = std::make_unique<payment_service::PaymentServiceHost>(loop, transport_, settings.payment);
     orders_ = std::make_unique<order_service::OrderServiceHost>(loop, transport_, settings.orders);
+    // The process's figures beside OrderService's metrics, the ones its API port serves.
+    if (auto* registry = orders_->metrics()) metrics::AddProcessMetrics(*registry);
 }
 
 EmbeddedSystem::~EmbeddedSystem() {

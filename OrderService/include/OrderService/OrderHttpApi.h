@@ -1,6 +1,7 @@
-// The HTTP API: POST /order, GET /order/{orderId} and the health answers (/health, /health/live,
-// /health/ready), served by the loop's HttpServer on the loop thread, which owns the bus and the
-// database. POST answers once the order and its OrderSubmitted are stored. Every error answer is a JSON object
+// The HTTP API: POST /order, GET /order/{orderId}, the health answers (/health, /health/live,
+// /health/ready) and the service's metrics (/metrics), served by the loop's HttpServer on the loop thread, which owns
+// the bus and the database. POST answers once the order and its OrderSubmitted are stored. Every error answer is a JSON
+// object
 // {"error", "message", "field"?}.
 #pragma once
 
@@ -10,6 +11,7 @@
 #include <string>
 #include <variant>
 
+#include "Hosting/MetricsEndpoint.h"
 #include "Hosting/ServiceHealth.h"
 #include "Http/HttpServer.h"
 #include "OrderService/OrderSettings.h"
@@ -46,7 +48,7 @@ class OrderLookup {
 class OrderHttpApi {
   public:
     OrderHttpApi(messaging::EventLoop& loop, OrderSubmission& submission, OrderLookup& lookup,
-                 messaging::HealthProbe broker, HttpSettings settings);
+                 messaging::HealthProbe broker, const metrics::MetricsRegistry* metrics, HttpSettings settings);
     ~OrderHttpApi();
 
     // Binds and starts serving on the loop (from any thread); throws if the port cannot be bound.
@@ -69,6 +71,7 @@ class OrderHttpApi {
     OrderSubmission& submission_;
     OrderLookup& lookup_;
     messaging::HealthProbe broker_;
+    const metrics::MetricsRegistry* metrics_;  // what /metrics serves; none when metrics are off
     HttpSettings settings_;
     std::unique_ptr<messaging::HttpServer> server_;
     int port_ = 0;

@@ -29,6 +29,8 @@ class OrderServiceHost {
     void Stop(std::function<void()> stopped);
 
     messaging::Bus& bus() { return bus_; }
+    // Where its bus records metrics; none when they are off (Metrics.Enabled).
+    metrics::MetricsRegistry* metrics() { return settings_.MetricsOrNone(metrics_); }
     OrderRepository& repository() { return repository_; }
     OrderSagaConsumer& saga() { return saga_; }
     TimeoutScheduler& timeouts() { return timeouts_; }
@@ -41,6 +43,7 @@ class OrderServiceHost {
 
     messaging::EventLoop& loop_;
     OrderSettings settings_;
+    metrics::MetricsRegistry metrics_;
     messaging::SqliteDatabase db_;
     std::unique_ptr<messaging::UnitOfWork> unit_of_work_;
     OrderRepository repository_;

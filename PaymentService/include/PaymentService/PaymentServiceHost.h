@@ -28,6 +28,8 @@ class PaymentServiceHost {
     messaging::Status Start();
     void Stop(std::function<void()> stopped) { bus_.Stop(std::move(stopped)); }
     messaging::Bus& bus() { return bus_; }
+    // Where its bus records metrics; none when they are off (Metrics.Enabled).
+    metrics::MetricsRegistry* metrics() { return settings_.MetricsOrNone(metrics_); }
     PaymentLedger& ledger() { return ledger_; }
     // How many times the simulated gateway was called (every attempt, including failed ones).
     std::uint64_t gateway_calls() const { return gateway_calls_; }
@@ -37,6 +39,7 @@ class PaymentServiceHost {
     void OnRefundPayment(messaging::ConsumeContext& context, const contracts::RefundPayment& command);
 
     PaymentSettings settings_;
+    metrics::MetricsRegistry metrics_;
     messaging::SqliteDatabase db_;
     std::unique_ptr<messaging::UnitOfWork> unit_of_work_;
     PaymentLedger ledger_;

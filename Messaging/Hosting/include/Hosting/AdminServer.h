@@ -1,10 +1,11 @@
-// A worker's admin HTTP listener (Admin.Host, Admin.Port): GET /health, /health/live and
-// /health/ready, answered on the loop thread from the worker's bus, as OrderService answers them on
-// its API port. Anything else gets a JSON 404.
+// A worker's admin HTTP listener (Admin.Host, Admin.Port): GET /health, /health/live,
+// /health/ready and /metrics, answered on the loop thread from the worker's bus and metrics, as
+// OrderService answers them on its API port. Anything else gets a JSON 404.
 #pragma once
 
 #include <memory>
 
+#include "Hosting/MetricsEndpoint.h"
 #include "Hosting/ServiceHealth.h"
 #include "Hosting/Settings.h"
 #include "Http/HttpServer.h"
@@ -14,7 +15,8 @@ namespace messaging {
 
 class AdminServer {
   public:
-    AdminServer(EventLoop& loop, AdminSettings settings, HealthProbe probe);
+    // `metrics`: what /metrics serves; none when metrics are off.
+    AdminServer(EventLoop& loop, AdminSettings settings, HealthProbe probe, const metrics::MetricsRegistry* metrics);
     // Binds and serves; loop thread. Throws when the port cannot be bound. Returns the port.
     int Start();
     // Stops accepting connections (at shutdown: the answers in progress still go out). Loop thread.
@@ -27,6 +29,7 @@ class AdminServer {
     EventLoop& loop_;
     AdminSettings settings_;
     HealthProbe probe_;
+    const metrics::MetricsRegistry* metrics_;
     std::unique_ptr<HttpServer> server_;
     int port_ = 0;
 };

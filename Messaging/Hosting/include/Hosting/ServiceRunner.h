@@ -13,6 +13,7 @@
 
 #include "Hosting/AdminServer.h"
 #include "Hosting/Settings.h"
+#include "Metrics/ProcessMetrics.h"
 #include "RabbitMq/RabbitMqTransport.h"
 #include "Runtime/EventLoop.h"
 #include "Runtime/Status.h"
@@ -38,7 +39,8 @@ struct RunningService {
 int RunUntilSignalled(EventLoop& loop, const std::function<RunningService()>& start);
 
 // The whole main() of a worker service: Settings has Load(path, environment), `rabbitmq`, `admin` and
-// `log_level`; Host is built from (loop, transport, settings) and has Start(), Stop(done) and bus().
+// `log_level`; Host is built from (loop, transport, settings) and has Start(), Stop(done), bus() and
+// metrics() (its registry, none when metrics are off; the process figures are added to it here).
 template <class Settings, class Host>
 int RunWorkerMain(int argc, char** argv, const std::string& service_name) {
     try {
@@ -54,10 +56,11 @@ int RunWorkerMain(int argc, char** argv, const std::string& service_name) {
             transport = std::make_unique<RabbitMqTransport>(loop, settings.rabbitmq, service_name);
             if (auto status = transport->Start(); !status.ok()) throw std::runtime_error(status.message());
             host = std::make_unique<Host>(loop, *transport, settings);
+            if (auto* registry = host->metrics()) metrics::AddProcessMetrics(*registry);
             if (auto status = host->Start(); !status.ok()) throw std::runtime_error(status.message());
             if (settings.admin.enabled) {
-                admin =
-                    std::make_unique<AdminServer>(loop, settings.admin, [&] { return ReadBrokerHealth(host->bus()); });
+                admin = std::make_unique<AdminServer>(
+                    loop, settings.admin, [&] { return ReadBrokerHealth(host->bus()); }, host->metrics());
                 admin->Start();
             }
             return RunningService{[&](std::function<void()> done) {

@@ -66,13 +66,14 @@ struct AdminSettings {
 // database, as `<Database.Path>-consumer`; none for an in-memory database.
 std::string ConsumerJournalPath(const DatabaseSettings& database);
 
-// The sections every service's settings have: RabbitMQ, Endpoint, Database, Tracing and Logging. A
+// The sections every service's settings have: RabbitMQ, Endpoint, Database, Tracing, Metrics and Logging. A
 // service's settings struct derives from it and adds its own sections.
 struct ServiceSettings {
     RabbitMqSettings rabbitmq;
     ReceiveEndpointSettings endpoint;
     DatabaseSettings database;
     bool propagate_trace = true;  // Tracing.Propagate: BusSettings::propagate_trace
+    bool metrics_enabled = true;  // Metrics.Enabled: the bus records its metrics and /metrics serves them
     std::string log_level = "info";
 
     // The service's own queue and database file; every other default is shared.
@@ -80,8 +81,12 @@ struct ServiceSettings {
     void WriteCommonSections(contracts::OrderedJson& json) const;
     void ReadCommonSections(const contracts::Json& json);  // json as LoadSettingsJson returned it
     // The bus settings these give the service named `service_name`: its consumer journal beside the
-    // database, and whether it propagates traces.
-    BusSettings BusSettingsFor(std::string service_name) const;
+    // database, whether it propagates traces, and `metrics` as where it records them when they are on.
+    BusSettings BusSettingsFor(std::string service_name, metrics::MetricsRegistry* metrics = nullptr) const;
+    // `registry` when metrics are on, else none.
+    metrics::MetricsRegistry* MetricsOrNone(metrics::MetricsRegistry& registry) const {
+        return metrics_enabled ? &registry : nullptr;
+    }
 };
 
 // A service's settings: the defaults of `Settings{}`, overlaid by the file at `path` (none when
