@@ -106,12 +106,19 @@ Deployment::~Deployment() {
 
 void Deployment::Start(Service service) {
     Process process;
+    process.service = service;
     process.name = (mix_.Of(service) == Side::kTwin ? "twin " : "our ") + std::string(ServiceName(service));
     process.log_path = dir_.File(std::string(ServiceName(service)) + ".log");
     std::vector<std::string> environment = vhost_.SettingsEnvironment();
     environment.push_back("Http__Port=" + std::to_string(http_port_));
     environment.push_back("Http__Host=127.0.0.1");
     environment.insert(environment.end(), environment_.begin(), environment_.end());
+    // Where its metrics are scraped: OrderService's API port, else a port of its own.
+    process.metrics_port =
+        mix_.Of(service) == Side::kOurs && service == Service::kOrder ? http_port_ : broker_test::FreePort();
+    std::erase_if(environment, [](const std::string& entry) { return entry.rfind("Admin__Port=", 0) == 0; });
+    environment.push_back((mix_.Of(service) == Side::kTwin ? "Metrics__Port=" : "Admin__Port=") +
+                          std::to_string(process.metrics_port));
     if (mix_.Of(service) == Side::kTwin) {
         environment.push_back("Logging__Level=Warning");
         process.child = std::make_unique<broker_test::ChildProcess>(
@@ -154,6 +161,17 @@ void Deployment::WaitReady(Service service) {
         },
         30s);
     REQUIRE_MESSAGE(answering, processes_.back().name << " does not answer GET /health\n" << Logs());
+}
+
+std::string Deployment::Metrics(Service service) const {
+    for (const auto& process : processes_) {
+        if (process.service != service) continue;
+        httplib::Client client("127.0.0.1", process.metrics_port);
+        client.set_read_timeout(10, 0);
+        auto result = client.Get("/metrics");
+        return result && result->status == 200 ? result->body : std::string();
+    }
+    return {};
 }
 
 int Deployment::Submit(const std::string& order_id, const httplib::Headers& headers) {

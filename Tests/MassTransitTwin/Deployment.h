@@ -43,6 +43,10 @@ class Deployment {
     contracts::Json WaitForFinal(const std::string& order_id);
     // Every process's output so far, each under a heading with its name.
     std::string Logs() const;
+    // GET /metrics of the service's process: the twin's from OpenTelemetry's Prometheus exporter
+    // (Metrics__Port), ours from OrderService's API port or a worker's admin port. Empty when it does
+    // not answer.
+    std::string Metrics(Service service) const;
     // Lines of the processes' output that show a refused declaration or a lost connection.
     std::vector<std::string> TopologyTroubles() const;
     const Mix& mix() const { return mix_; }
@@ -57,6 +61,8 @@ class Deployment {
     test_support::TempDir dir_;
     int http_port_ = 0;
     struct Process {
+        Service service;
+        int metrics_port = 0;
         std::string name;
         std::string log_path;
         std::unique_ptr<broker_test::ChildProcess> child;

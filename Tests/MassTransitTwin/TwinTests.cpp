@@ -12,6 +12,7 @@
 
 #include "Bus/Bus.h"
 #include "MassTransitTwin/Deployment.h"
+#include "MassTransitTwin/MetricsDiff.h"
 #include "MassTransitTwin/WireDiff.h"
 #include "Wire/TraceContext.h"
 
@@ -98,6 +99,47 @@ const std::vector<std::string> kQuorumEnvironment = {"Endpoint__QueueType=Quorum
 
 // Every endpoint on raw JSON: UseRawJsonSerializer in the twin, Endpoint.Serializer in ours.
 const std::vector<std::string> kRawJsonEnvironment = {"Endpoint__Serializer=RawJson"};
+
+// The sum of the counts of `metric`'s series whose labels include `part` ("name=value").
+double Total(const MetricsShape& shape, const std::string& metric, const std::string& part = {}) {
+    double total = 0;
+    for (const auto& [key, value] : shape.counts)
+        if (key.rfind(metric + "{", 0) == 0 && key.find(part) != std::string::npos) total += value;
+    return total;
+}
+
+// The four scenarios on a deployment of one side only, then each service's metrics once everything
+// they cause has been counted: two releases confirmed to the saga, the faulting payment's four
+// attempts and its fault, nothing in progress.
+std::map<Service, MetricsShape> ScenarioMetrics(Side side) {
+    ScopedVhost vhost;
+    Deployment deployment(vhost, Mix{side, side, side}, side == Side::kTwin ? StartFirst::kTwin : StartFirst::kOurs);
+    std::random_device device;
+    const std::string prefix = "metrics" + std::to_string(device() % 100000) + "-";
+    for (char suffix : {'3', '0', '1', '2'}) REQUIRE(deployment.Submit(prefix + suffix) == 202);
+    for (char suffix : {'3', '0', '1', '2'}) CHECK(deployment.WaitForFinal(prefix + suffix).contains("status"));
+    std::map<Service, MetricsShape> shapes;
+    const std::string active = "_active_ea_total";
+    const bool counted = test_support::WaitFor(
+        [&] {
+            for (Service service : {Service::kOrder, Service::kInventory, Service::kPayment})
+                shapes[service] = ReadMetricsShape(deployment.Metrics(service));
+            const MetricsShape& orders = shapes[Service::kOrder];
+            const MetricsShape& inventory = shapes[Service::kInventory];
+            const MetricsShape& payments = shapes[Service::kPayment];
+            return Total(orders, "messaging_masstransit_saga_ea_total", "message_type=StockReleased") == 2 &&
+                   Total(orders, "messaging_masstransit_saga_ea_total", "message_type=Fault_ProcessPayment") == 1 &&
+                   Total(inventory, "messaging_masstransit_consume_ea_total", "message_type=ReleaseStock") == 2 &&
+                   Total(payments, "messaging_masstransit_consume_ea_total", "message_type=ProcessPayment") == 6 &&
+                   Total(payments, "messaging_masstransit_send_ea_total", "message_type=Fault_ProcessPayment") == 1 &&
+                   Total(orders, "messaging_masstransit_receive" + active) == 0 &&
+                   Total(inventory, "messaging_masstransit_receive" + active) == 0 &&
+                   Total(payments, "messaging_masstransit_receive" + active) == 0;
+        },
+        30s);
+    CHECK_MESSAGE(counted, "the scenarios were not all counted\n" << deployment.Logs());
+    return shapes;
+}
 
 void RunMix(Mix mix, StartFirst first, const std::vector<std::string>& environment = {}) {
     const std::string label =
@@ -488,6 +530,21 @@ TEST_SUITE("Twin") {
         CHECK(api.Get("bindings/" + v + "/e/" + Encode(queue) + "/q/" + Encode(queue)).size() == 1);
         // Answered to us, not published: the twin's saga saw none of these orders.
         CHECK_FALSE(deployment.Order("req-3").has_value());
+    }
+
+    TEST_CASE(
+        "Metrics: the twin's meter and ours after the four scenarios - same names and types and labels and counts") {
+        const auto twin = ScenarioMetrics(Side::kTwin);
+        const auto ours = ScenarioMetrics(Side::kOurs);
+        for (Service service : {Service::kOrder, Service::kInventory, Service::kPayment}) {
+            INFO(QueueOf(service));
+            const MetricsShape& theirs = twin.at(service);
+            // The twin's scrape has MassTransit's instruments at all: the comparison means something.
+            CHECK(theirs.types.size() >= 4);
+            const auto differences = CompareMetrics(theirs, ours.at(service));
+            for (const auto& line : differences) MESSAGE(line);
+            CHECK(differences.empty());
+        }
     }
 
     TEST_CASE("Wire: the twin and ours publish the same messages and declare the same topology") {

@@ -6,10 +6,12 @@
 // Endpoint__QueueType ("Quorum" calls SetQuorumQueue on every endpoint),
 // Endpoint__QuorumInitialGroupSize (its replication factor; 0 leaves it to the broker) and
 // Endpoint__Serializer ("RawJson" calls UseRawJsonSerializer on every endpoint); Saga__TimeoutMs (the
-// time to live of ProcessPayment).
+// time to live of ProcessPayment); Metrics__Port (MassTransit's meter served in Prometheus' text format
+// at http://127.0.0.1:{port}/metrics by OpenTelemetry's exporter, as a shop scrapes it).
 using System.Diagnostics;
 using Contracts;
 using MassTransit;
+using OpenTelemetry.Metrics;
 using Orders;
 
 if (args.Length > 0 && args[0] == "request")
@@ -41,6 +43,10 @@ var httpPort = configuration.GetValue("Http:Port", 5000);
 builder.WebHost.UseUrls(runOrders ? $"http://127.0.0.1:{httpPort}" : "http://127.0.0.1:0");
 builder.Logging.SetMinimumLevel(Enum.Parse<LogLevel>(configuration.GetValue("Logging:Level", "Warning")!, true));
 builder.Services.AddSingleton<OrderBook>();
+var metricsPort = configuration.GetValue("Metrics:Port", 0);
+if (metricsPort > 0)
+    builder.Services.AddOpenTelemetry().WithMetrics(m => m.AddMeter("MassTransit")
+        .AddPrometheusHttpListener(o => { o.Host = "127.0.0.1"; o.Port = metricsPort; }));
 // How long a ProcessPayment lives (its time to live): the order's deadline, as ours sets it from Saga.TimeoutMs.
 builder.Services.AddSingleton(new PaymentDeadline(TimeSpan.FromMilliseconds(configuration.GetValue("Saga:TimeoutMs", 300000))));
 
