@@ -1,4 +1,5 @@
 #include "OrderService/OrderServiceHost.h"
+#include "Hosting/HealthMetrics.h"
 #include "Storage/GroupCommit.h"
 
 #include <spdlog/spdlog.h>
@@ -22,6 +23,9 @@ OrderServiceHost::OrderServiceHost(messaging::EventLoop& loop, messaging::Transp
     db_.SetBusyTimeout(std::chrono::milliseconds(0));
     bus_.SetUnitOfWork(unit_of_work_.get());
     saga_.Register(bus_.AddReceiveEndpoint(settings_.endpoint));
+    if (auto* registry = metrics())
+        messaging::AddHealthMetrics(
+            *registry, [this] { return messaging::ReadBrokerHealth(bus_); }, "OrderService");
 }
 
 OrderServiceHost::~OrderServiceHost() {

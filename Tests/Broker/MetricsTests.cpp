@@ -68,7 +68,8 @@ TEST_SUITE("Broker") {
         REQUIRE(system.WaitForStatus("metrics-3", order_service::OrderStatus::kCompleted));
         for (const char* id : {"metrics-0", "metrics-1", "metrics-2"})
             REQUIRE(system.WaitForStatus(id, order_service::OrderStatus::kFailed));
-        auto payment_text = [&] { return system.payment().metrics()->Render(); };
+        // Rendered on the loop, as the services answer /metrics: the health gauges read the bus.
+        auto payment_text = [&] { return system.loop().Invoke([&] { return system.payment().metrics()->Render(); }); };
         REQUIRE(test_support::WaitFor([&] { return SampleSum(payment_text(), "bus_messages_moved_total") == 1; }, 20s));
 
         // OrderService's metrics, as a scrape of its API port reads them.
@@ -116,9 +117,16 @@ TEST_SUITE("Broker") {
         CHECK(SampleSum(payments, "messaging_masstransit_send_ea_total", {MessageType("PaymentAccepted")}) == 1);
         CHECK(SampleSum(payments, "messaging_masstransit_send_ea_total", {MessageType("PaymentFailed")}) == 1);
         CHECK(SampleSum(payments, "bus_messages_moved_total", {{"destination", "payment-service_error"}}) == 1);
+        // Its health as gauges: connected, consuming, the kill switch not tripped, nothing refused.
+        CHECK(SampleSum(payments, "bus_broker_state", {{"state", "connected"}}) == 1);
+        CHECK(SampleSum(payments, "bus_broker_state") == 1);
+        CHECK(SampleSum(payments, "bus_endpoint_consuming", {{"queue", "payment-service"}}) == 1);
+        CHECK(SampleSum(payments, "bus_endpoint_kill_switch_tripped", {{"queue", "payment-service"}}) == 0);
+        CHECK(test_support::SampleCount(payments, "bus_refused_queues", {{"service", "PaymentService"}}) == 1);
+        CHECK(SampleSum(payments, "bus_refused_queues") == 0);
 
         // InventoryService: a check per order, a release per failed order that reserved stock.
-        const std::string inventory = system.inventory().metrics()->Render();
+        const std::string inventory = system.loop().Invoke([&] { return system.inventory().metrics()->Render(); });
         CHECK(SampleSum(inventory, "messaging_masstransit_consume_ea_total", {MessageType("CheckInventory")}) == 4);
         CHECK(SampleSum(inventory, "messaging_masstransit_consume_ea_total", {MessageType("ReleaseStock")}) == 2);
         CHECK(SampleSum(inventory, "messaging_masstransit_consume_errors_ea_total") == 0);

@@ -475,6 +475,10 @@ TEST_SUITE("OrderService.HttpApi") {
         CHECK(test_support::SampleSum(scrape->body, "messaging_masstransit_saga_ea_total", {submitted}) == 1);
         CHECK(test_support::SampleSum(scrape->body, "messaging_masstransit_send_ea_total",
                                       {{"messaging_masstransit_message_type", "OrderCompleted"}}) == 1);
+        // Health as gauges: the bus is in this process, its endpoint consumes.
+        CHECK(test_support::SampleSum(scrape->body, "bus_broker_state", {{"state", "in-process"}}) == 1);
+        CHECK(test_support::SampleSum(scrape->body, "bus_broker_state", {{"state", "connected"}}) == 0);
+        CHECK(test_support::SampleSum(scrape->body, "bus_endpoint_consuming", {{"queue", "order-service"}}) == 1);
         auto post = api.client.Post("/metrics", "", "text/plain");
         REQUIRE(post);
         CHECK(post->status == 405);

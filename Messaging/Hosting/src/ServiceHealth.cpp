@@ -31,6 +31,14 @@ HealthAnswer AnswerFor(BrokerState state) {
     return {"unhealthy", "unknown", false};
 }
 
+}  // namespace
+
+const char* BrokerStateName(BrokerState state) {
+    return AnswerFor(state).broker;
+}
+
+namespace {
+
 HttpResponse HealthReport(const BrokerHealth& broker) {
     const HealthAnswer answer = AnswerFor(broker.state);
     OrderedJson body;

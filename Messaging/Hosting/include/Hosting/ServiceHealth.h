@@ -28,6 +28,10 @@ struct BrokerHealth {
 };
 using HealthProbe = std::function<BrokerHealth()>;
 
+// The word /health writes for a broker state: "connected", "in-process", "blocked", "disconnected",
+// "refused".
+const char* BrokerStateName(BrokerState state);
+
 // What `bus` and its transport say now. Loop thread.
 BrokerHealth ReadBrokerHealth(Bus& bus);
 

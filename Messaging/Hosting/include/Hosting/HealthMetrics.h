@@ -1,0 +1,17 @@
+// The health answers as Prometheus gauges, read from the same probe /health uses at each scrape: the
+// broker connection's state, whether each endpoint consumes, each kill switch, and the `_error` and
+// `_skipped` queues the broker refused. MassTransit's meter tells none of these.
+#pragma once
+
+#include <string>
+
+#include "Hosting/ServiceHealth.h"
+#include "Metrics/MetricsRegistry.h"
+
+namespace messaging {
+
+// Registers the gauges on `registry`; `probe` runs whenever it renders, so render it on the thread
+// the probe may run on (the bus's loop thread, where the services answer /metrics).
+void AddHealthMetrics(metrics::MetricsRegistry& registry, HealthProbe probe, const std::string& service);
+
+}  // namespace messaging
