@@ -23,9 +23,7 @@ OrderServiceHost::OrderServiceHost(messaging::EventLoop& loop, messaging::Transp
     db_.SetBusyTimeout(std::chrono::milliseconds(0));
     bus_.SetUnitOfWork(unit_of_work_.get());
     saga_.Register(bus_.AddReceiveEndpoint(settings_.endpoint));
-    if (auto* registry = metrics())
-        messaging::AddHealthMetrics(
-            *registry, [this] { return messaging::ReadBrokerHealth(bus_); }, "OrderService");
+    messaging::AddHealthMetrics(metrics(), bus_, "OrderService");
 }
 
 OrderServiceHost::~OrderServiceHost() {

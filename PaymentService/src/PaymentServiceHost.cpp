@@ -16,9 +16,7 @@ PaymentServiceHost::PaymentServiceHost(messaging::EventLoop& loop, messaging::Tr
       unit_of_work_(messaging::MakeUnitOfWork(loop, db_, settings_.database.group_commit)),
       ledger_(db_),
       bus_(loop, transport, settings_.BusSettingsFor("PaymentService", &metrics_)) {
-    if (auto* registry = metrics())
-        messaging::AddHealthMetrics(
-            *registry, [this] { return messaging::ReadBrokerHealth(bus_); }, "PaymentService");
+    messaging::AddHealthMetrics(metrics(), bus_, "PaymentService");
     // The schema is in place: from now on the loop never waits for another process's lock (StoreBusy).
     db_.SetBusyTimeout(std::chrono::milliseconds(0));
     bus_.SetUnitOfWork(unit_of_work_.get());

@@ -77,9 +77,9 @@ TEST_SUITE("BusMetrics") {
         CHECK(MessageTypeLabelOfExchange("Contracts:OrderSubmitted") == "OrderSubmitted");
         CHECK(MessageTypeLabelOfExchange("MassTransit:Fault--Contracts:ProcessPayment--") == "Fault_ProcessPayment");
         CHECK(MessageTypeLabelOfExchange("payment-service") == "payment-service");
-        CHECK(ConsumerTypeLabel("Inventory.CheckInventoryConsumer") == "CheckInventoryConsumer");
-        CHECK(ConsumerTypeLabel("Tests.Nested+StockReservedConsumer") == "StockReservedConsumer");
-        CHECK(ConsumerTypeLabel("Orders.OrderState") == "OrderState");
+        CHECK(TypeNameWithoutNamespace("Inventory.CheckInventoryConsumer") == "CheckInventoryConsumer");
+        CHECK(TypeNameWithoutNamespace("Tests.Nested+StockReservedConsumer") == "StockReservedConsumer");
+        CHECK(TypeNameWithoutNamespace("Orders.OrderState") == "OrderState");
     }
 
     TEST_CASE(

@@ -62,8 +62,8 @@ std::string MessageTypeLabelOfExchange(const std::string& exchange) {
     return WithoutNamespace(exchange);
 }
 
-std::string ConsumerTypeLabel(const std::string& consumer_type) {
-    return WithoutNamespace(consumer_type);
+std::string TypeNameWithoutNamespace(const std::string& type_name) {
+    return WithoutNamespace(type_name);
 }
 
 BusMetrics::BusMetrics(metrics::MetricsRegistry& registry, std::string service)
@@ -103,17 +103,6 @@ BusMetrics::BusMetrics(metrics::MetricsRegistry& registry, std::string service)
                                           "Messages moved from a receive endpoint's queue to its _error or "
                                           "_skipped queue, confirmed by the broker")) {}
 
-template <class Series, class MakeLabels>
-Series& BusMetrics::Lookup(metrics::Family<Series>& family, const std::string& key, MakeLabels make_labels) {
-    std::lock_guard lock(mutex_);
-    std::string full_key = family.name();
-    full_key.push_back('\x1f');
-    full_key += key;
-    auto it = series_.find(full_key);
-    if (it == series_.end()) it = series_.emplace(std::move(full_key), &family.With(make_labels())).first;
-    return *static_cast<Series*>(it->second);
-}
-
 metrics::Labels BusMetrics::Scope() const {
     return {{"otel_scope_name", kMeterName}, {"otel_scope_version", kMeterVersion}};
 }
@@ -129,10 +118,10 @@ metrics::Labels BusMetrics::ReceiveLabels(const std::string& queue, const std::s
 
 metrics::Labels BusMetrics::ConsumeLabelsOf(const ConsumeLabels& labels, const std::string& exception_type) const {
     metrics::Labels out = Scope();
-    out.emplace_back(kConsumerTypeLabel, *labels.consumer_type);
-    out.emplace_back(kDestinationLabel, EndpointLabel(*labels.queue));
+    out.emplace_back(kConsumerTypeLabel, labels.consumer_type);
+    out.emplace_back(kDestinationLabel, EndpointLabel(labels.queue));
     if (!exception_type.empty()) out.emplace_back(kExceptionTypeLabel, exception_type);
-    out.emplace_back(kMessageTypeLabel, *labels.message_type);
+    out.emplace_back(kMessageTypeLabel, labels.message_type);
     out.emplace_back(kServiceLabel, service_);
     return out;
 }
@@ -147,65 +136,108 @@ metrics::Labels BusMetrics::SendLabels(const std::string& exchange, const std::s
     return labels;
 }
 
-void BusMetrics::ReceiveStarted(const std::string& queue) {
-    auto labels = [&] { return ReceiveLabels(queue, {}); };
-    Lookup(receive_total_, queue, labels).Add();
-    Lookup(receive_active_, queue, labels).Add();
+const BusMetrics::ReceiveSeries& BusMetrics::ReceiveSeriesOf(const std::string& queue) {
+    std::lock_guard lock(mutex_);
+    auto it = receive_series_.find(queue);
+    if (it != receive_series_.end()) return it->second;
+    const metrics::Labels labels = ReceiveLabels(queue, {});
+    return receive_series_
+        .emplace(queue, ReceiveSeries{.queue = queue,
+                                      .total = &receive_total_.With(labels),
+                                      .active = &receive_active_.With(labels),
+                                      .duration = &receive_duration_.With(labels)})
+        .first->second;
 }
 
-void BusMetrics::Received(const std::string& queue, std::chrono::steady_clock::duration elapsed,
+void BusMetrics::ReceiveStarted(const ReceiveSeries& series) {
+    series.total->Add();
+    series.active->Add();
+}
+
+void BusMetrics::Received(const ReceiveSeries& series, std::chrono::steady_clock::duration elapsed,
                           const std::string& exception_type) {
-    // As MassTransit: a fault adds the exception's type to the labels the receive then ends with.
-    const std::string key = queue + '\x1f' + exception_type;
-    auto labels = [&] { return ReceiveLabels(queue, exception_type); };
-    if (!exception_type.empty()) Lookup(receive_errors_, key, labels).Add();
-    Lookup(receive_active_, key, labels).Add(-1);
-    Lookup(receive_duration_, key, labels).Observe(Milliseconds(elapsed));
-}
-
-void BusMetrics::ConsumeStarted(const ConsumeLabels& labels, int retry_attempt,
-                                std::optional<std::chrono::milliseconds> since_sent) {
-    const std::string key = *labels.queue + '\x1f' + *labels.message_type + '\x1f' + *labels.consumer_type;
-    auto make = [&] { return ConsumeLabelsOf(labels, {}); };
-    if (labels.kind == ConsumerKind::kSaga) {
-        Lookup(saga_total_, key, make).Add();
-        Lookup(saga_active_, key, make).Add();
+    if (exception_type.empty()) {
+        series.active->Add(-1);
+        series.duration->Observe(Milliseconds(elapsed));
         return;
     }
-    Lookup(consume_total_, key, make).Add();
-    Lookup(consume_active_, key, make).Add();
-    if (retry_attempt > 0) Lookup(consume_retries_, key, make).Add();
-    if (since_sent)
-        Lookup(delivery_duration_, key, make)
-            .Observe(static_cast<double>(std::max<std::int64_t>(since_sent->count(), 0)));
+    // As MassTransit: a fault adds the exception's type to the labels the receive then ends with.
+    const metrics::Labels labels = ReceiveLabels(series.queue, exception_type);
+    receive_errors_.With(labels).Add();
+    receive_active_.With(labels).Add(-1);
+    receive_duration_.With(labels).Observe(Milliseconds(elapsed));
 }
 
-void BusMetrics::ConsumeEnded(const ConsumeLabels& labels, std::chrono::steady_clock::duration elapsed,
-                              const std::string& exception_type) {
-    const std::string key =
-        *labels.queue + '\x1f' + *labels.message_type + '\x1f' + *labels.consumer_type + '\x1f' + exception_type;
-    auto make = [&] { return ConsumeLabelsOf(labels, exception_type); };
+const BusMetrics::ConsumeSeries& BusMetrics::ConsumeSeriesOf(const ConsumeLabels& labels) {
+    std::string key = labels.queue + '\x1f' + labels.message_type + '\x1f' + labels.consumer_type;
+    std::lock_guard lock(mutex_);
+    auto it = consume_series_.find(key);
+    if (it != consume_series_.end()) return it->second;
+    const metrics::Labels values = ConsumeLabelsOf(labels, {});
     const bool saga = labels.kind == ConsumerKind::kSaga;
-    if (!exception_type.empty()) Lookup(saga ? saga_errors_ : consume_errors_, key, make).Add();
-    Lookup(saga ? saga_active_ : consume_active_, key, make).Add(-1);
-    Lookup(saga ? saga_duration_ : consume_duration_, key, make).Observe(Milliseconds(elapsed));
+    return consume_series_
+        .emplace(std::move(key), ConsumeSeries{.labels = labels,
+                                               .total = &(saga ? saga_total_ : consume_total_).With(values),
+                                               .active = &(saga ? saga_active_ : consume_active_).With(values),
+                                               .duration = &(saga ? saga_duration_ : consume_duration_).With(values)})
+        .first->second;
 }
 
-void BusMetrics::Sent(const std::string& exchange, const std::string& message_type) {
-    Lookup(send_total_, exchange + '\x1f' + message_type, [&] { return SendLabels(exchange, message_type, {}); }).Add();
+void BusMetrics::ConsumeStarted(const ConsumeSeries& series, int retry_attempt,
+                                std::optional<std::chrono::milliseconds> since_sent) {
+    series.total->Add();
+    series.active->Add();
+    if (series.labels.kind == ConsumerKind::kSaga) return;
+    if (retry_attempt > 0) {
+        if (!series.retries) series.retries = &consume_retries_.With(ConsumeLabelsOf(series.labels, {}));
+        series.retries->Add();
+    }
+    if (since_sent) {
+        if (!series.delivery) series.delivery = &delivery_duration_.With(ConsumeLabelsOf(series.labels, {}));
+        series.delivery->Observe(static_cast<double>(std::max<std::int64_t>(since_sent->count(), 0)));
+    }
 }
 
-void BusMetrics::SendFailed(const std::string& exchange, const std::string& message_type,
-                            const std::string& exception_type) {
-    Lookup(send_errors_, exchange + '\x1f' + message_type + '\x1f' + exception_type, [&] {
-        return SendLabels(exchange, message_type, exception_type);
-    }).Add();
+void BusMetrics::ConsumeEnded(const ConsumeSeries& series, std::chrono::steady_clock::duration elapsed,
+                              const std::string& exception_type) {
+    if (exception_type.empty()) {
+        series.active->Add(-1);
+        series.duration->Observe(Milliseconds(elapsed));
+        return;
+    }
+    const metrics::Labels labels = ConsumeLabelsOf(series.labels, exception_type);
+    const bool saga = series.labels.kind == ConsumerKind::kSaga;
+    (saga ? saga_errors_ : consume_errors_).With(labels).Add();
+    (saga ? saga_active_ : consume_active_).With(labels).Add(-1);
+    (saga ? saga_duration_ : consume_duration_).With(labels).Observe(Milliseconds(elapsed));
+}
+
+const BusMetrics::SendSeries& BusMetrics::SendSeriesOf(const std::string& exchange,
+                                                       const std::string& message_type_urn) {
+    std::lock_guard lock(mutex_);
+    auto by_exchange = send_series_.find(exchange);
+    if (by_exchange == send_series_.end())
+        by_exchange = send_series_.emplace(exchange, decltype(send_series_)::mapped_type{}).first;
+    auto it = by_exchange->second.find(message_type_urn);
+    if (it != by_exchange->second.end()) return it->second;
+    std::string label =
+        message_type_urn.empty() ? MessageTypeLabelOfExchange(exchange) : MessageTypeLabel(message_type_urn);
+    metrics::Counter& total = send_total_.With(SendLabels(exchange, label, {}));
+    return by_exchange->second
+        .emplace(message_type_urn, SendSeries{.exchange = exchange, .message_type = std::move(label), .total = &total})
+        .first->second;
+}
+
+void BusMetrics::Sent(const SendSeries& series) {
+    series.total->Add();
+}
+
+void BusMetrics::SendFailed(const SendSeries& series, const std::string& exception_type) {
+    send_errors_.With(SendLabels(series.exchange, series.message_type, exception_type)).Add();
 }
 
 void BusMetrics::Moved(const std::string& queue, const std::string& destination) {
-    Lookup(moved_total_, queue + '\x1f' + destination, [&] {
-        return metrics::Labels{{"destination", destination}, {"queue", queue}, {"service", service_}};
-    }).Add();
+    moved_total_.With({{"destination", destination}, {"queue", queue}, {"service", service_}}).Add();
 }
 
 }  // namespace messaging

@@ -55,7 +55,10 @@ void Bus::Begin(ReceiveEndpoint& endpoint, Delivery delivery) {
     in_flight_.push_back(in_flight);
     in_flight->position = std::prev(in_flight_.end());
     in_flight->received_at = std::chrono::steady_clock::now();
-    if (metrics_) metrics_->ReceiveStarted(endpoint.settings_.queue);
+    if (metrics_) {
+        if (!endpoint.receive_series_) endpoint.receive_series_ = &metrics_->ReceiveSeriesOf(endpoint.settings_.queue);
+        metrics_->ReceiveStarted(*endpoint.receive_series_);
+    }
 
     static const contracts::Json kNoHeaders = contracts::Json::object();
     LogScope log_scope(in_flight->log_fields);
@@ -71,7 +74,7 @@ void Bus::Begin(ReceiveEndpoint& endpoint, Delivery delivery) {
                      in_flight->delivery.message.properties.message_id, e.what(),
                      ErrorQueueName(endpoint.settings_.queue));
         const std::string type = CurrentExceptionTypeName();
-        in_flight->receive_error = ConsumerTypeLabel(type);
+        in_flight->receive_error = TypeNameWithoutNamespace(type);
         MoveToError(in_flight, type, e.what(), {BuildReceiveFault(in_flight, type, e.what())});
         return;
     }
@@ -110,17 +113,19 @@ void Bus::RunAttempt(const std::shared_ptr<InFlight>& in_flight) {
     std::string error_message;
     bool retryable = true;
     std::optional<std::string> store_busy;
-    const BusMetrics::ConsumeLabels metric_labels{.kind = registration.kind,
-                                                  .queue = &queue,
-                                                  .message_type = &registration.message_type_label,
-                                                  .consumer_type = &registration.consumer_type_label};
     const auto attempt_started = std::chrono::steady_clock::now();
     if (metrics_) {
+        if (!registration.consume_series)
+            registration.consume_series =
+                &metrics_->ConsumeSeriesOf({.kind = registration.kind,
+                                            .queue = queue,
+                                            .message_type = registration.message_type_label,
+                                            .consumer_type = registration.consumer_type_label});
         std::optional<std::chrono::milliseconds> since_sent;
         if (in_flight->envelope.sent_time.time_since_epoch().count() != 0)
             since_sent = std::chrono::duration_cast<std::chrono::milliseconds>(contracts::UtcNow() -
                                                                                in_flight->envelope.sent_time);
-        metrics_->ConsumeStarted(metric_labels, in_flight->attempt, since_sent);
+        metrics_->ConsumeStarted(*registration.consume_series, in_flight->attempt, since_sent);
     }
     try {
         // Noted while the consumer runs: if it ends the process, the next one blames this message.
@@ -153,8 +158,9 @@ void Bus::RunAttempt(const std::shared_ptr<InFlight>& in_flight) {
         // as MassTransit measures them.
         const auto now = std::chrono::steady_clock::now();
         metrics_->ConsumeEnded(
-            metric_labels, now - (registration.kind == ConsumerKind::kSaga ? in_flight->received_at : attempt_started),
-            error_type.empty() ? std::string() : ConsumerTypeLabel(error_type));
+            *registration.consume_series,
+            now - (registration.kind == ConsumerKind::kSaga ? in_flight->received_at : attempt_started),
+            error_type.empty() ? std::string() : TypeNameWithoutNamespace(error_type));
     }
     if (store_busy) return WaitForStore(in_flight, *store_busy);
     if (!error_type.empty()) {
@@ -238,7 +244,7 @@ void Bus::Settle(const std::shared_ptr<InFlight>& in_flight, bool ack) {
     in_flight_.erase(in_flight->position);
     ReceiveEndpoint& endpoint = *in_flight->endpoint;
     if (metrics_)
-        metrics_->Received(endpoint.settings_.queue, std::chrono::steady_clock::now() - in_flight->received_at,
+        metrics_->Received(*endpoint.receive_series_, std::chrono::steady_clock::now() - in_flight->received_at,
                            in_flight->receive_error);
     --endpoint.active_;
     if (!endpoint.waiting_.empty()) {

@@ -134,24 +134,22 @@ void Bus::Dispatch(std::vector<OutgoingMessage> messages, Completion done) {
     std::weak_ptr<bool> alive = alive_;
     for (auto& outgoing : messages) {
         if (observer_) observer_->OnPublished(outgoing);
-        const std::string exchange = outgoing.exchange;
-        std::string type_label;
+        const BusMetrics::SendSeries* send_series = nullptr;
         if (metrics_) {
-            type_label = outgoing.message_type.empty() ? MessageTypeLabelOfExchange(exchange)
-                                                       : MessageTypeLabel(outgoing.message_type);
-            metrics_->Sent(exchange, type_label);
+            send_series = &metrics_->SendSeriesOf(outgoing.exchange, outgoing.message_type);
+            metrics_->Sent(*send_series);
         }
-        transport_.Publish(exchange, std::move(outgoing.message),
-                           [this, pending, alive, exchange, type_label = std::move(type_label)](const Status& status) {
-                               // The first error, but one refused for good gives way to one that may
-                               // pass on a retry.
-                               if (!status.ok() && (pending->first_error.ok() ||
-                                                    pending->first_error.code() == StatusCode::kPermissionDenied))
-                                   pending->first_error = status;
-                               if (!status.ok() && metrics_ && !alive.expired())
-                                   metrics_->SendFailed(exchange, type_label, StatusCodeName(status.code()));
-                               if (--pending->remaining == 0 && !alive.expired()) pending->done(pending->first_error);
-                           });
+        transport_.Publish(
+            outgoing.exchange, std::move(outgoing.message), [this, pending, alive, send_series](const Status& status) {
+                // The first error, but one refused for good gives way to one that may
+                // pass on a retry.
+                if (!status.ok() &&
+                    (pending->first_error.ok() || pending->first_error.code() == StatusCode::kPermissionDenied))
+                    pending->first_error = status;
+                if (!status.ok() && send_series && !alive.expired())
+                    metrics_->SendFailed(*send_series, StatusCodeName(status.code()));
+                if (--pending->remaining == 0 && !alive.expired()) pending->done(pending->first_error);
+            });
     }
 }
 

@@ -2,7 +2,10 @@
 
 namespace messaging {
 
-void AddHealthMetrics(metrics::MetricsRegistry& registry, HealthProbe probe, const std::string& service) {
+void AddHealthMetrics(metrics::MetricsRegistry* registry_or_none, Bus& bus, const std::string& service) {
+    if (!registry_or_none) return;
+    metrics::MetricsRegistry& registry = *registry_or_none;
+    HealthProbe probe = [&bus] { return ReadBrokerHealth(bus); };
     auto& state = registry.GaugeFamily("bus_broker_state",
                                        "The broker connection's state: 1 for the state it is in, 0 for the others");
     auto& consuming = registry.GaugeFamily("bus_endpoint_consuming",

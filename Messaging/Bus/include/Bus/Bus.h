@@ -196,7 +196,7 @@ class ReceiveEndpoint {
         registration.kind =
             saga_types_.count(registration.consumer_type) ? ConsumerKind::kSaga : ConsumerKind::kConsumer;
         registration.message_type_label = MessageTypeLabel(registration.urn);
-        registration.consumer_type_label = ConsumerTypeLabel(registration.consumer_type);
+        registration.consumer_type_label = TypeNameWithoutNamespace(registration.consumer_type);
         registration.invoke = [handler = std::move(handler)](ConsumeContext& context) {
             const T message = contracts::MessageContract<T>::Read(context.envelope().message);
             handler(context, message);
@@ -225,6 +225,8 @@ class ReceiveEndpoint {
         ConsumerKind kind = ConsumerKind::kConsumer;
         std::string message_type_label;   // as MassTransit's metrics label it
         std::string consumer_type_label;  // as MassTransit's metrics label it
+        // Where its attempts are counted, resolved at the first attempt (see BusMetrics).
+        mutable const BusMetrics::ConsumeSeries* consume_series = nullptr;
     };
     explicit ReceiveEndpoint(ReceiveEndpointSettings settings) : settings_(std::move(settings)) {}
     const Registration* Match(const std::vector<std::string>& message_types) const;
@@ -242,6 +244,7 @@ class ReceiveEndpoint {
     std::deque<Delivery> waiting_;           // held back by the concurrent message limit
     std::optional<KillSwitch> kill_switch_;  // when enabled
     std::unique_ptr<Timer> restart_timer_;   // runs while the kill switch holds the endpoint stopped
+    const BusMetrics::ReceiveSeries* receive_series_ = nullptr;  // resolved at the first delivery
 };
 
 // What a request came to: one of the responses it accepts, the consumer's Fault<T>, or nothing.
@@ -502,9 +505,8 @@ class Bus {
     // deliveries of its copy that arrived before the original's ack was sent.
     std::map<std::string, std::vector<std::shared_ptr<InFlight>>> resending_;
     std::list<std::shared_ptr<InFlight>> in_flight_;
-    std::unique_ptr<ConsumerJournal> journal_;
-    std::unique_ptr<BusMetrics> metrics_;  // when the settings name a registry  // open when an endpoint has a
-                                           // redelivery limit and a path is set
+    std::unique_ptr<ConsumerJournal> journal_;  // open when an endpoint has a redelivery limit and a path is set
+    std::unique_ptr<BusMetrics> metrics_;       // when the settings name a registry
     BusObserver* observer_ = nullptr;
     UnitOfWork* unit_of_work_ = nullptr;
     bool stopping_ = false;

@@ -27,39 +27,70 @@ std::string MessageTypeLabel(const std::string& urn);
 // them ("Contracts:OrderSubmitted" -> "OrderSubmitted", "MassTransit:Fault--Contracts:ProcessPayment--"
 // -> "Fault_ProcessPayment"); any other exchange name is returned as it is.
 std::string MessageTypeLabelOfExchange(const std::string& exchange);
-// A consumer type's label: its name without its namespace ("Inventory.CheckInventoryConsumer" ->
-// "CheckInventoryConsumer").
-std::string ConsumerTypeLabel(const std::string& consumer_type);
+// A .NET-style type name without its namespace, as MassTransit labels consumer and exception types
+// ("Inventory.CheckInventoryConsumer" -> "CheckInventoryConsumer").
+std::string TypeNameWithoutNamespace(const std::string& type_name);
 
+// Records the instruments. The series a delivery, an attempt or a send is counted in while nothing
+// fails are resolved once (ReceiveSeriesOf, ConsumeSeriesOf, SendSeriesOf) and kept by the caller, so
+// the hot path adds to a counter it holds; a failure's series, which name the exception, are looked
+// up when it happens.
 class BusMetrics {
   public:
     // `service` is the value of messaging_masstransit_service (MassTransit writes its process name).
     BusMetrics(metrics::MetricsRegistry& registry, std::string service);
 
-    // A delivery taken from `queue`: counted now, in progress until Received.
-    void ReceiveStarted(const std::string& queue);
+    struct ReceiveSeries {
+        std::string queue;
+        metrics::Counter* total;
+        metrics::Counter* active;
+        metrics::Histogram* duration;
+    };
+    // The series of the deliveries of `queue`; the reference stays valid as long as this object.
+    const ReceiveSeries& ReceiveSeriesOf(const std::string& queue);
+    // A delivery taken from the queue: counted now, in progress until Received.
+    void ReceiveStarted(const ReceiveSeries& series);
     // The delivery settled after `elapsed`; `exception_type` when its body could not be read.
-    void Received(const std::string& queue, std::chrono::steady_clock::duration elapsed,
+    void Received(const ReceiveSeries& series, std::chrono::steady_clock::duration elapsed,
                   const std::string& exception_type = {});
 
     struct ConsumeLabels {
         ConsumerKind kind = ConsumerKind::kConsumer;
-        const std::string* queue = nullptr;
-        const std::string* message_type = nullptr;   // label, see MessageTypeLabel
-        const std::string* consumer_type = nullptr;  // label, see ConsumerTypeLabel
+        std::string queue;
+        std::string message_type;   // label, see MessageTypeLabel
+        std::string consumer_type;  // label, see TypeNameWithoutNamespace
     };
+    struct ConsumeSeries {
+        ConsumeLabels labels;
+        metrics::Counter* total;
+        metrics::Counter* active;
+        // A consumer's, made when first recorded: MassTransit's exporter writes neither before then.
+        mutable metrics::Counter* retries = nullptr;
+        mutable metrics::Histogram* delivery = nullptr;
+        metrics::Histogram* duration;
+    };
+    // The series of one consumer's (or saga event's) attempts on one queue.
+    const ConsumeSeries& ConsumeSeriesOf(const ConsumeLabels& labels);
     // An attempt begins: counted, in progress, a retry when `retry_attempt` > 0; for a consumer the
     // time since the message was sent is recorded as its delivery duration.
-    void ConsumeStarted(const ConsumeLabels& labels, int retry_attempt,
+    void ConsumeStarted(const ConsumeSeries& series, int retry_attempt,
                         std::optional<std::chrono::milliseconds> since_sent);
     // The attempt ended after `elapsed` (a saga's: since the delivery was received, as MassTransit
     // measures it), with `exception_type` when it threw.
-    void ConsumeEnded(const ConsumeLabels& labels, std::chrono::steady_clock::duration elapsed,
+    void ConsumeEnded(const ConsumeSeries& series, std::chrono::steady_clock::duration elapsed,
                       const std::string& exception_type = {});
 
-    // A message handed to the broker for `exchange`; `message_type` is its label.
-    void Sent(const std::string& exchange, const std::string& message_type);
-    void SendFailed(const std::string& exchange, const std::string& message_type, const std::string& exception_type);
+    struct SendSeries {
+        std::string exchange;
+        std::string message_type;  // label
+        metrics::Counter* total;
+    };
+    // The series of what is sent to `exchange` with the message type `message_type_urn` (empty: the
+    // type is read from the exchange's name); after the first call, found without allocating.
+    const SendSeries& SendSeriesOf(const std::string& exchange, const std::string& message_type_urn);
+    // A message handed to the broker.
+    void Sent(const SendSeries& series);
+    void SendFailed(const SendSeries& series, const std::string& exception_type);
 
     // A delivery of `queue` moved to `destination` (its _error or _skipped queue), confirmed.
     void Moved(const std::string& queue, const std::string& destination);
@@ -70,10 +101,6 @@ class BusMetrics {
     metrics::Labels ConsumeLabelsOf(const ConsumeLabels& labels, const std::string& exception_type) const;
     metrics::Labels SendLabels(const std::string& exchange, const std::string& message_type,
                                const std::string& exception_type) const;
-    // The series of `family` for `key` (its label values joined), looked up in the family once and
-    // kept: the hot path hashes one string instead of locking a family and comparing label lists.
-    template <class Series, class MakeLabels>
-    Series& Lookup(metrics::Family<Series>& family, const std::string& key, MakeLabels make_labels);
 
     std::string service_;
     metrics::Family<metrics::Counter>& receive_total_;
@@ -94,8 +121,11 @@ class BusMetrics {
     metrics::Family<metrics::Counter>& send_errors_;
     metrics::Family<metrics::Counter>& moved_total_;
 
+    // Resolved series; unordered_map keeps its elements in place, so references to them stay valid.
     std::mutex mutex_;
-    std::unordered_map<std::string, void*> series_;
+    std::unordered_map<std::string, ReceiveSeries> receive_series_;
+    std::unordered_map<std::string, ConsumeSeries> consume_series_;
+    std::unordered_map<std::string, std::unordered_map<std::string, SendSeries>> send_series_;
 };
 
 }  // namespace messaging

@@ -10,8 +10,9 @@
 
 namespace messaging {
 
-// Registers the gauges on `registry`; `probe` runs whenever it renders, so render it on the thread
-// the probe may run on (the bus's loop thread, where the services answer /metrics).
-void AddHealthMetrics(metrics::MetricsRegistry& registry, HealthProbe probe, const std::string& service);
+// Registers the gauges of `bus` on `registry` (none: metrics are off, nothing is registered). The
+// bus is read whenever the registry renders, so render it on the bus's loop thread, where the
+// services answer /metrics.
+void AddHealthMetrics(metrics::MetricsRegistry* registry, Bus& bus, const std::string& service);
 
 }  // namespace messaging
