@@ -116,8 +116,7 @@ OrderedJson OrderToJson(const OrderRecord& order) {
 }
 
 OrderHttpApi::OrderHttpApi(messaging::EventLoop& loop, OrderSubmission& submission, OrderLookup& lookup,
-                           messaging::HealthProbe broker, const metrics::MetricsRegistry* metrics,
-                           HttpSettings settings)
+                           messaging::HealthProbe broker, metrics::MetricsRegistry* metrics, HttpSettings settings)
     : loop_(loop),
       submission_(submission),
       lookup_(lookup),
@@ -147,6 +146,7 @@ void OrderHttpApi::Start() {
         options.receive_timeout = std::chrono::milliseconds(settings_.receive_timeout_ms);
         options.max_connections = static_cast<std::size_t>(settings_.max_connections);
         options.max_connections_per_client = static_cast<std::size_t>(settings_.max_connections_per_client);
+        options.metrics = metrics_;
         auto server = std::make_unique<messaging::HttpServer>(
             loop_, options, [this](HttpRequest request, HttpResponder responder) { Route(request, responder); },
             messaging::ServerErrorResponse);
@@ -170,15 +170,18 @@ void OrderHttpApi::Route(const HttpRequest& request, const HttpResponder& respon
     const std::string& path = request.path;
     static constexpr std::string_view kOrderPrefix = "/order/";
     if (path == "/order") {
+        responder.SetRoute("/order");
         if (request.method != "POST") return responder.Send(MethodNotAllowed(request, "POST"));
         return PostOrder(request, responder);
     }
     if (path.size() > kOrderPrefix.size() && path.compare(0, kOrderPrefix.size(), kOrderPrefix) == 0 &&
         path.find('/', kOrderPrefix.size()) == std::string::npos) {
+        responder.SetRoute("/order/{orderId}");
         if (request.method != "GET" && request.method != "HEAD")
             return responder.Send(MethodNotAllowed(request, "GET"));
         return responder.Send(GetOrder(path.substr(kOrderPrefix.size())));
     }
+    responder.SetRoute(messaging::OperatorRouteOf(path));
     if (auto answer = messaging::AnswerHealthRequest(request, broker_)) return responder.Send(std::move(*answer));
     if (auto answer = messaging::AnswerMetricsRequest(request, metrics_)) return responder.Send(std::move(*answer));
     responder.Send(ErrorResponse(404, "not_found", "no route for " + request.method + " " + request.path));

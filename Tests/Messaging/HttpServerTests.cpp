@@ -13,6 +13,7 @@
 #include <map>
 
 #include "Http/HttpServer.h"
+#include "Support/MetricsText.h"
 #include "Support/Waiting.h"
 
 using namespace messaging;
@@ -150,7 +151,8 @@ HttpResponse TextResponse(int status, std::string body) {
 }
 
 // A server on a loop thread of its own. GET /now answers at once with the path; GET /later answers
-// when the test says so; GET /never is never answered; POST echoes the body.
+// when the test says so; GET /never is never answered; /routed names its route and answers 201;
+// POST echoes the body.
 struct ServerRig {
     explicit ServerRig(HttpServerOptions options = {}) {
         options.host = "127.0.0.1";
@@ -164,6 +166,9 @@ struct ServerRig {
                         held.push_back(responder);
                     } else if (request.path == "/never") {
                         held.push_back(responder);
+                    } else if (request.path == "/routed") {
+                        responder.SetRoute("/routed");
+                        responder.Send(TextResponse(201, "routed"));
                     } else if (request.method == "POST") {
                         responder.Send(TextResponse(200, "echo:" + request.body));
                     } else {
@@ -390,6 +395,48 @@ TEST_SUITE("Http.Server") {
         CHECK(answer.headers["connection"] == "close");
         CHECK(client.ClosedByServer());
         CHECK(rig.requests == 0);
+    }
+
+    TEST_CASE("Metrics: each answer is recorded by method - route - status and version - unread ones as _OTHER") {
+        metrics::MetricsRegistry registry;
+        HttpServerOptions options;
+        options.metrics = &registry;
+        ServerRig rig(options);
+        {
+            RawClient client(rig.port);
+            client.Send("GET /routed HTTP/1.1\r\n\r\nGET /routed HTTP/1.1\r\n\r\nBREW /now HTTP/1.1\r\n\r\n");
+            CHECK(client.Read().status == 201);
+            CHECK(client.Read().status == 201);
+            CHECK(client.Read().status == 200);
+        }
+        {
+            RawClient client(rig.port);
+            client.Send("GET /now HTTP/1.0\r\n\r\n");
+            CHECK(client.Read().status == 200);
+        }
+        {
+            RawClient client(rig.port);
+            client.Send("NOT HTTP AT ALL\r\n\r\n");
+            CHECK(client.Read().status == 400);
+        }
+        const std::string text = rig.thread.loop().Invoke([&] { return registry.Render(); });
+        INFO(text);
+        const std::string count = "http_server_request_duration_seconds_count";
+        using test_support::SampleCount;
+        using test_support::SampleSum;
+        CHECK(SampleSum(text, count,
+                        {{"http_request_method", "GET"},
+                         {"http_response_status_code", "201"},
+                         {"http_route", "/routed"},
+                         {"network_protocol_version", "1.1"},
+                         {"url_scheme", "http"}}) == 2);
+        // A method HTTP does not define, and a request with no route named: no http_route label.
+        CHECK(SampleSum(text, count, {{"http_request_method", "_OTHER"}, {"http_response_status_code", "200"}}) == 1);
+        CHECK(SampleSum(text, count, {{"http_request_method", "GET"}, {"network_protocol_version", "1.0"}}) == 1);
+        CHECK(SampleSum(text, count, {{"http_request_method", "_OTHER"}, {"http_response_status_code", "400"}}) == 1);
+        CHECK(SampleCount(text, count) == 4);
+        CHECK(SampleCount(text, count, {{"http_route", "/routed"}}) == 1);
+        CHECK(SampleSum(text, count) == 5);
     }
 
     TEST_CASE("A body over the limit is refused with 413 before it is read") {

@@ -98,6 +98,12 @@ BrokerHealth ReadBrokerHealth(Bus& bus) {
     return health;
 }
 
+std::string_view OperatorRouteOf(std::string_view path) {
+    for (std::string_view route : {"/health", "/health/live", "/health/ready", "/metrics"})
+        if (path == route) return route;
+    return {};
+}
+
 std::optional<HttpResponse> AnswerHealthRequest(const HttpRequest& request, const HealthProbe& probe) {
     const std::string& path = request.path;
     if (path != "/health" && path != "/health/live" && path != "/health/ready") return std::nullopt;

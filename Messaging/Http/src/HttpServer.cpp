@@ -55,6 +55,8 @@ struct HttpResponder::Connection : HandleState {
     Clock::time_point last_activity = Clock::now();
     Clock::time_point arrival_started{};  // the first byte of the request that is arriving
     Clock::time_point request_started{};  // handed to the handler
+    std::string_view method;              // of the request handled, as HttpServerMetrics labels it
+    std::string_view route;               // the template it matched, when the handler named one
     Clock::time_point draining_since{};
 
     explicit Connection(HttpLimits limits) : parser(limits) { tcp.data = static_cast<HandleState*>(this); }
@@ -81,6 +83,10 @@ bool HttpResponder::Pending() const {
     return Target() != nullptr;
 }
 
+void HttpResponder::SetRoute(std::string_view route) const {
+    if (Connection* connection = Target()) connection->route = route;
+}
+
 void HttpResponder::Send(HttpResponse response) const {
     if (Connection* connection = Target()) connection->server->Answer(*connection, response);
 }
@@ -90,6 +96,7 @@ HttpServer::HttpServer(EventLoop& loop, HttpServerOptions options, HttpHandler h
       options_(std::move(options)),
       handler_(std::move(handler)),
       error_writer_(std::move(error_writer)),
+      metrics_(options_.metrics ? std::make_unique<HttpServerMetrics>(*options_.metrics) : nullptr),
       sweep_timer_(loop),
       loop_lifetime_(loop.lifetime()) {}
 
@@ -239,6 +246,8 @@ void HttpServer::Process(Connection& connection) {
         connection.head_request = request.method == "HEAD";
         connection.minor_version = request.minor_version;
         connection.request_started = Clock::now();
+        connection.method = HttpServerMetrics::MethodLabel(request.method);
+        connection.route = {};
         const HttpResponder responder(connection.self, ++connection.request_number);
         try {
             handler_(std::move(request), responder);
@@ -259,6 +268,9 @@ void HttpServer::Process(Connection& connection) {
 void HttpServer::Answer(Connection& connection, const HttpResponse& response) {
     if (!connection.handling || connection.closing) return;
     connection.handling = false;
+    if (metrics_)
+        metrics_->Record(connection.method, connection.route, response.status, connection.minor_version,
+                         std::chrono::duration<double>(Clock::now() - connection.request_started).count());
     const bool keep_alive = connection.keep_alive && !stopping_;
     const std::string_view header = !keep_alive ? "close" : connection.minor_version == 0 ? "keep-alive" : "";
     std::string message = WriteResponse(response, header, Date());
@@ -284,6 +296,9 @@ void HttpServer::Reject(Connection& connection, int status, const std::string& m
     connection.handling = true;
     connection.keep_alive = false;
     connection.head_request = false;
+    connection.request_started = connection.arriving ? connection.arrival_started : Clock::now();
+    connection.method = "_OTHER";  // a request that could not be read has no method to tell
+    connection.route = {};
     ++connection.request_number;
     Answer(connection, error_writer_(status, message));
 }

@@ -48,7 +48,7 @@ class OrderLookup {
 class OrderHttpApi {
   public:
     OrderHttpApi(messaging::EventLoop& loop, OrderSubmission& submission, OrderLookup& lookup,
-                 messaging::HealthProbe broker, const metrics::MetricsRegistry* metrics, HttpSettings settings);
+                 messaging::HealthProbe broker, metrics::MetricsRegistry* metrics, HttpSettings settings);
     ~OrderHttpApi();
 
     // Binds and starts serving on the loop (from any thread); throws if the port cannot be bound.
@@ -71,7 +71,8 @@ class OrderHttpApi {
     OrderSubmission& submission_;
     OrderLookup& lookup_;
     messaging::HealthProbe broker_;
-    const metrics::MetricsRegistry* metrics_;  // what /metrics serves; none when metrics are off
+    // What /metrics serves and where requests are recorded; none when metrics are off.
+    metrics::MetricsRegistry* metrics_;
     HttpSettings settings_;
     std::unique_ptr<messaging::HttpServer> server_;
     int port_ = 0;

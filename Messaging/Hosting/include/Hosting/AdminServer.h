@@ -15,8 +15,9 @@ namespace messaging {
 
 class AdminServer {
   public:
-    // `metrics`: what /metrics serves; none when metrics are off.
-    AdminServer(EventLoop& loop, AdminSettings settings, HealthProbe probe, const metrics::MetricsRegistry* metrics);
+    // `metrics`: what /metrics serves and where the admin requests are recorded; none when metrics
+    // are off.
+    AdminServer(EventLoop& loop, AdminSettings settings, HealthProbe probe, metrics::MetricsRegistry* metrics);
     // Binds and serves; loop thread. Throws when the port cannot be bound. Returns the port.
     int Start();
     // Stops accepting connections (at shutdown: the answers in progress still go out). Loop thread.
@@ -29,7 +30,7 @@ class AdminServer {
     EventLoop& loop_;
     AdminSettings settings_;
     HealthProbe probe_;
-    const metrics::MetricsRegistry* metrics_;
+    metrics::MetricsRegistry* metrics_;
     std::unique_ptr<HttpServer> server_;
     int port_ = 0;
 };

@@ -44,4 +44,9 @@ BrokerHealth ReadBrokerHealth(Bus& bus);
 // Another method gets 405; nullopt for any other path.
 std::optional<HttpResponse> AnswerHealthRequest(const HttpRequest& request, const HealthProbe& probe);
 
+// The route of the operators' endpoints every service answers (/health, /health/live,
+// /health/ready, /metrics) that `path` names, as a literal for HttpResponder::SetRoute; empty for
+// any other path.
+std::string_view OperatorRouteOf(std::string_view path);
+
 }  // namespace messaging

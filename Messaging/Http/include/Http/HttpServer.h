@@ -15,6 +15,7 @@
 #include <unordered_set>
 
 #include "Http/HttpMessage.h"
+#include "Http/HttpServerMetrics.h"
 #include "Runtime/EventLoop.h"
 
 namespace messaging {
@@ -34,6 +35,8 @@ struct HttpServerOptions {
     // address, so that no client can hold the others' share.
     std::size_t max_connections = 10000;
     std::size_t max_connections_per_client = 1000;
+    // Where each answered request is recorded (HttpServerMetrics); none: nothing is recorded.
+    metrics::MetricsRegistry* metrics = nullptr;
 };
 
 class HttpServer;
@@ -45,6 +48,9 @@ class HttpResponder {
     void Send(HttpResponse response) const;
     // The connection still waits for this answer.
     bool Pending() const;
+    // Names the route template the request matched ("/order/{orderId}"), for the request's metrics.
+    // `route` must outlive the server: a string literal.
+    void SetRoute(std::string_view route) const;
 
   private:
     friend class HttpServer;
@@ -96,6 +102,7 @@ class HttpServer {
     HttpServerOptions options_;
     HttpHandler handler_;
     HttpErrorWriter error_writer_;
+    std::unique_ptr<HttpServerMetrics> metrics_;
     Listener* listener_ = nullptr;  // freed by its uv_close callback
     std::unordered_set<Connection*> connections_;
     std::unordered_map<std::string, std::size_t> connections_per_client_;  // by the peer's address
