@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "Broker/BrokerSupport.h"
+#include "Support/MetricsText.h"
 
 using namespace broker_test;
 using namespace contracts;
@@ -677,6 +678,14 @@ TEST_SUITE("Broker") {
         CHECK_MESSAGE(slowest < 100ms, "slowest GET /health: " << slowest.count() << " ms");
         CHECK(health["status"] == "degraded");
         CHECK(health["broker"] == "blocked");
+        // /metrics says so too, and counts the time blocked.
+        auto metrics_text = [&] {
+            auto scrape = client.Get("/metrics");
+            return scrape && scrape->status == 200 ? scrape->body : std::string();
+        };
+        const std::string while_blocked = metrics_text();
+        CHECK(test_support::SampleSum(while_blocked, "bus_broker_state", {{"state", "blocked"}}) == 1);
+        CHECK(test_support::SampleSum(while_blocked, "bus_broker_blocked_seconds_total") > 0);
         for (const char* id : {"alarm-13", "alarm-23"}) {
             const auto asked = std::chrono::steady_clock::now();
             CHECK(PostOrder(client, id) == 202);
@@ -693,6 +702,10 @@ TEST_SUITE("Broker") {
             },
             10s));
         CHECK(SlowestHealth(client, 1).second["status"] == "ok");
+        // The block is over: its time is counted and no longer grows.
+        const double blocked = test_support::SampleSum(metrics_text(), "bus_broker_blocked_seconds_total");
+        CHECK(blocked >= test_support::SampleSum(while_blocked, "bus_broker_blocked_seconds_total"));
+        CHECK(test_support::SampleSum(metrics_text(), "bus_broker_blocked_seconds_total") == blocked);
     }
 
     TEST_CASE("Quorum: every endpoint on quorum queues - their _error and _skipped queues copy the arguments") {

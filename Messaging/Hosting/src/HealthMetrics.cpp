@@ -16,7 +16,11 @@ void AddHealthMetrics(metrics::MetricsRegistry* registry_or_none, Bus& bus, cons
         registry
             .GaugeFamily("bus_refused_queues", "_error and _skipped queues the broker refused to declare as configured")
             .With({{"service", service}});
-    registry.AddCollector([&state, &consuming, &tripped, &refused, probe = std::move(probe), service] {
+    auto& blocked = registry
+                        .CounterFamily("bus_broker_blocked_seconds_total",
+                                       "Time the broker has blocked this service's publishing (a memory or disk alarm)")
+                        .With({{"service", service}});
+    registry.AddCollector([&state, &consuming, &tripped, &refused, &blocked, &bus, probe = std::move(probe), service] {
         const BrokerHealth health = probe();
         for (BrokerState each : {BrokerState::kConnected, BrokerState::kInProcess, BrokerState::kBlocked,
                                  BrokerState::kDisconnected, BrokerState::kRefused})
@@ -27,6 +31,7 @@ void AddHealthMetrics(metrics::MetricsRegistry* registry_or_none, Bus& bus, cons
             tripped.With(labels).Set(endpoint.kill_switch_tripped ? 1 : 0);
         }
         refused.Set(static_cast<double>(health.refused_queues.size()));
+        blocked.SetTotal(std::chrono::duration<double>(bus.transport().PublishingBlockedTime()).count());
     });
 }
 

@@ -59,7 +59,7 @@ void RabbitMqTransport::Connect() {
     writer_.set_frame_max(kPreferredFrameMax);
     pending_replies_.clear();
     incoming_.clear();
-    blocked_reason_.clear();
+    ClearBlocked();
     last_received_ = std::chrono::steady_clock::now();
     stream_ = std::make_unique<TcpStream>(
         loop_, TcpStream::Callbacks{[this] {
@@ -193,7 +193,7 @@ void RabbitMqTransport::ConnectionLost(const std::string& reason) {
         });
     incoming_.clear();
     if (!blocked_reason_.empty()) spdlog::warn("RabbitMQ connection ended while publishing was blocked");
-    blocked_reason_.clear();
+    ClearBlocked();
     // Publishes that were not confirmed may or may not have reached the broker: report failure so the
     // caller keeps the message (outbox) or its delivery (nack -> redelivery).
     auto unconfirmed = std::move(pending_confirms_);
@@ -262,6 +262,21 @@ void RabbitMqTransport::FinishClose() {
         loop_.Post([alive = std::weak_ptr<bool>(alive_), closed = std::move(closed)] {
             if (!alive.expired()) closed();
         });
+}
+
+void RabbitMqTransport::SetBlocked(std::string reason) {
+    if (blocked_reason_.empty()) blocked_since_ = std::chrono::steady_clock::now();
+    blocked_reason_ = reason.empty() ? "no reason given" : std::move(reason);
+}
+
+void RabbitMqTransport::ClearBlocked() {
+    if (!blocked_reason_.empty()) blocked_before_ += std::chrono::steady_clock::now() - blocked_since_;
+    blocked_reason_.clear();
+}
+
+std::chrono::steady_clock::duration RabbitMqTransport::PublishingBlockedTime() const {
+    if (blocked_reason_.empty()) return blocked_before_;
+    return blocked_before_ + (std::chrono::steady_clock::now() - blocked_since_);
 }
 
 }  // namespace messaging

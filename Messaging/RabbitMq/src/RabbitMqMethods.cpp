@@ -59,14 +59,13 @@ void RabbitMqTransport::OnMethod(std::uint16_t channel, amqp_method_number_t met
             return;
         case AMQP_CONNECTION_BLOCKED_METHOD: {
             auto* blocked = static_cast<amqp_connection_blocked_t*>(decoded);
-            blocked_reason_ = AmqpString(blocked->reason);
-            if (blocked_reason_.empty()) blocked_reason_ = "no reason given";
+            SetBlocked(AmqpString(blocked->reason));
             spdlog::warn("RabbitMQ blocks publishing ({}): publishes wait until the alarm clears", blocked_reason_);
             return;
         }
         case AMQP_CONNECTION_UNBLOCKED_METHOD:
             spdlog::info("RabbitMQ unblocked publishing (the alarm '{}' cleared)", blocked_reason_);
-            blocked_reason_.clear();
+            ClearBlocked();
             return;
         case AMQP_CHANNEL_CLOSE_METHOD:
             OnChannelClose(channel, *static_cast<amqp_channel_close_t*>(decoded));

@@ -1,6 +1,7 @@
-// The health answers as Prometheus gauges, read from the same probe /health uses at each scrape: the
-// broker connection's state, whether each endpoint consumes, each kill switch, and the `_error` and
-// `_skipped` queues the broker refused. MassTransit's meter tells none of these.
+// The health answers as Prometheus metrics, read from the same probe /health uses at each scrape: the
+// broker connection's state and the time it has blocked publishing, whether each endpoint consumes,
+// each kill switch, and the `_error` and `_skipped` queues the broker refused. MassTransit's meter
+// tells none of these.
 #pragma once
 
 #include <string>

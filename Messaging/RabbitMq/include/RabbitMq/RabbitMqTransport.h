@@ -58,6 +58,7 @@ class RabbitMqTransport : public Transport {
     void SendPendingAcks() override { Flush(); }
     bool IsConnected() const override { return phase_ == Phase::kOpen; }
     bool IsPublishingBlocked() const override { return IsConnected() && !blocked_reason_.empty(); }
+    std::chrono::steady_clock::duration PublishingBlockedTime() const override;
     Status TopologyRefusal() const override { return refusal_; }
     std::vector<std::pair<std::string, std::string>> RefusedOnDemandQueues() const override {
         return on_demand_refusals_.List();
@@ -168,7 +169,12 @@ class RabbitMqTransport : public Transport {
     std::chrono::steady_clock::time_point last_received_;
     bool wrote_since_tick_ = false;
     std::uint16_t heartbeat_seconds_ = 0;
+    // Marks publishing blocked (connection.blocked) with the broker's reason, or no longer blocked.
+    void SetBlocked(std::string reason);
+    void ClearBlocked();
     std::string blocked_reason_;  // set while the broker blocks publishing (connection.blocked)
+    std::chrono::steady_clock::time_point blocked_since_{};
+    std::chrono::steady_clock::duration blocked_before_{};  // the blocks that ended
     std::string last_error_;
     Status refusal_;  // see TopologyRefusal
     // Borrowed exchanges the broker would not let this user declare (403), with the refusal: a

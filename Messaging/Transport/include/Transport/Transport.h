@@ -3,6 +3,7 @@
 // method is called, and every callback runs, on the owning event loop's thread.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -87,6 +88,9 @@ class Transport {
     virtual bool IsInProcess() const { return false; }
     // True while the broker refuses to take publishes (a memory or disk alarm): they wait, buffered.
     virtual bool IsPublishingBlocked() const { return false; }
+    // How long, in all, the broker has blocked publishing on this transport's connections, the
+    // block in force included.
+    virtual std::chrono::steady_clock::duration PublishingBlockedTime() const { return {}; }
     // Not OK once the broker refused a declaration because what exists differs (a queue with other
     // arguments, an exchange of another type): reconnecting cannot fix that, so the transport stays
     // down and says why until an operator reconciles the topology and restarts the service.
