@@ -10,7 +10,8 @@ InventoryServiceHost::InventoryServiceHost(messaging::EventLoop& loop, messaging
                                            InventorySettings settings)
     : settings_(std::move(settings)),
       db_(settings_.database.path, settings_.database.synchronous),
-      unit_of_work_(messaging::MakeUnitOfWork(loop, db_, settings_.database.group_commit)),
+      unit_of_work_(messaging::MakeUnitOfWork(loop, db_, settings_.database.group_commit,
+                                              messaging::CommitMetricsOn(metrics(), "InventoryService"))),
       ledger_(db_),
       bus_(loop, transport, settings_.BusSettingsFor("InventoryService", &metrics_)) {
     messaging::AddHealthMetrics(metrics(), bus_, "InventoryService");

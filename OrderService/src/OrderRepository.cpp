@@ -360,6 +360,25 @@ void OrderRepository::RemoveFromOutbox(const std::vector<std::int64_t>& sequence
     }
 }
 
+OutboxSummary OrderRepository::SummarizeOutbox() {
+    auto& select = db_.Prepare(
+        "SELECT count(*), (SELECT json_extract(body, '$.sentTime') FROM outbox ORDER BY sequence LIMIT 1) FROM outbox");
+    OutboxSummary summary;
+    if (!select.Step()) return summary;
+    summary.rows = select.Integer(0);
+    if (!select.IsNull(1)) summary.oldest_written = contracts::ParseIso8601(select.Text(1));
+    select.Reset();  // ends the read now, not at the statement's next use
+    return summary;
+}
+
+std::map<OrderState, std::int64_t> OrderRepository::CountSagasByState() {
+    auto& select = db_.Prepare("SELECT current_state, count(*) FROM order_saga GROUP BY current_state");
+    std::map<OrderState, std::int64_t> counts;
+    while (select.Step())
+        if (auto state = ParseState(select.Text(0))) counts[*state] = select.Integer(1);
+    return counts;
+}
+
 std::vector<OutboxEntry> OrderRepository::PendingOutbox(std::size_t limit) {
     auto& select =
         db_.Prepare("SELECT sequence, exchange, routing_key, properties, body FROM outbox ORDER BY sequence LIMIT ?1");

@@ -12,8 +12,8 @@ std::string FaultMessage(const std::vector<contracts::ExceptionInfo>& exceptions
 }  // namespace
 
 OrderSagaConsumer::OrderSagaConsumer(OrderRepository& repository, OutboxRelay& outbox, TimeoutScheduler& timeouts,
-                                     SagaOptions options)
-    : repository_(repository), outbox_(outbox), timeouts_(timeouts), options_(std::move(options)) {}
+                                     SagaOptions options, OrderMetrics* metrics)
+    : repository_(repository), outbox_(outbox), timeouts_(timeouts), options_(std::move(options)), metrics_(metrics) {}
 
 void OrderSagaConsumer::Register(messaging::ReceiveEndpoint& endpoint) {
     using messaging::ConsumeContext;
@@ -138,7 +138,13 @@ void OrderSagaConsumer::Handle(messaging::ConsumeContext& context, const OrderEv
         }
         transaction.Commit();
     }
-    outbox_.PublishAfterCommit(std::move(outbox_rows));
+    messaging::Completion count_when_stored;
+    if (metrics_)
+        count_when_stored = [metrics = metrics_, from, to = transition.next.state, row_deleted = transition.finalize,
+                             kind = event.kind](const messaging::Status& committed) {
+            if (committed.ok()) metrics->Committed(from, to, row_deleted, kind);
+        };
+    outbox_.PublishAfterCommit(std::move(outbox_rows), std::move(count_when_stored));
 
     if (transition.timeout == TimeoutChange::kSchedule)
         timeouts_.Schedule(instance.order_id, transition.next.timeout_token, *transition.next.timeout_due_ms);

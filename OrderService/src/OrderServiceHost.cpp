@@ -10,13 +10,15 @@ OrderServiceHost::OrderServiceHost(messaging::EventLoop& loop, messaging::Transp
     : loop_(loop),
       settings_(std::move(settings)),
       db_(settings_.database.path, settings_.database.synchronous),
-      unit_of_work_(messaging::MakeUnitOfWork(loop, db_, settings_.database.group_commit)),
+      unit_of_work_(messaging::MakeUnitOfWork(loop, db_, settings_.database.group_commit,
+                                              messaging::CommitMetricsOn(metrics(), "OrderService"))),
       repository_(db_),
       bus_(loop, transport, settings_.BusSettingsFor("OrderService", &metrics_)),
       timeouts_(loop,
                 [this](const contracts::OrderId& order_id, const std::string& token) { SendTimeout(order_id, token); }),
+      order_metrics_(metrics() ? std::make_unique<OrderMetrics>(*metrics(), repository_, timeouts_) : nullptr),
       relay_(loop, bus_, repository_, *unit_of_work_),
-      saga_(repository_, relay_, timeouts_, settings_.saga),
+      saga_(repository_, relay_, timeouts_, settings_.saga, order_metrics_.get()),
       submission_(bus_, repository_, *unit_of_work_, relay_),
       lookup_(repository_, *unit_of_work_) {
     // The schema is in place: from now on the loop never waits for another process's lock (StoreBusy).

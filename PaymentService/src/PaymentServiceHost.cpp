@@ -13,7 +13,8 @@ PaymentServiceHost::PaymentServiceHost(messaging::EventLoop& loop, messaging::Tr
                                        PaymentSettings settings)
     : settings_(std::move(settings)),
       db_(settings_.database.path, settings_.database.synchronous),
-      unit_of_work_(messaging::MakeUnitOfWork(loop, db_, settings_.database.group_commit)),
+      unit_of_work_(messaging::MakeUnitOfWork(loop, db_, settings_.database.group_commit,
+                                              messaging::CommitMetricsOn(metrics(), "PaymentService"))),
       ledger_(db_),
       bus_(loop, transport, settings_.BusSettingsFor("PaymentService", &metrics_)) {
     messaging::AddHealthMetrics(metrics(), bus_, "PaymentService");

@@ -131,6 +131,52 @@ TEST_SUITE("Broker") {
         CHECK(SampleSum(inventory, "messaging_masstransit_consume_ea_total", {MessageType("ReleaseStock")}) == 2);
         CHECK(SampleSum(inventory, "messaging_masstransit_consume_errors_ea_total") == 0);
 
+        // What MassTransit does not tell. The orders, by final status and by the event that decided
+        // them; the saga rows left (a failed order's row stays, a completed order's is deleted).
+        const std::string finished = "orders_finished_total";
+        CHECK(SampleSum(orders, finished, {{"status", "Completed"}, {"cause", "PaymentAccepted"}}) == 1);
+        CHECK(SampleSum(orders, finished, {{"status", "Failed"}, {"cause", "StockShortage"}}) == 1);
+        CHECK(SampleSum(orders, finished, {{"status", "Failed"}, {"cause", "PaymentFailed"}}) == 1);
+        CHECK(SampleSum(orders, finished, {{"status", "Failed"}, {"cause", "Fault<ProcessPayment>"}}) == 1);
+        CHECK(SampleSum(orders, finished) == 4);
+        CHECK(SampleSum(orders, "order_saga_instances", {{"state", "Failed"}}) == 3);
+        CHECK(SampleSum(orders, "order_saga_instances") == 3);
+        CHECK(SampleSum(orders, "order_timeouts_pending") == 0);
+        CHECK(test_support::SampleCount(orders, "order_outbox_rows") == 1);
+        CHECK(test_support::SampleCount(orders, "order_outbox_oldest_age_seconds") == 1);
+        // Every message written to the outbox goes once confirmed.
+        CHECK(test_support::WaitFor(
+            [&] {
+                auto again = client.Get("/metrics");
+                return again && SampleSum(again->body, "order_outbox_rows") == 0 &&
+                       SampleSum(again->body, "order_outbox_oldest_age_seconds") == 0;
+            },
+            10s));
+        // Group commit: each batch's units and its COMMIT's duration, in every service.
+        for (const std::string* text : {&orders, &payments}) {
+            CHECK(SampleSum(*text, "db_commit_batch_units_count") > 0);
+            CHECK(SampleSum(*text, "db_commit_batch_units_sum") > 0);  // a batch of failed attempts holds none
+            CHECK(SampleSum(*text, "db_commit_duration_seconds_count") ==
+                  SampleSum(*text, "db_commit_batch_units_count"));
+            CHECK(SampleSum(*text, "db_commit_failures_total") == 0);
+            CHECK(SampleSum(*text, "bus_broker_blocked_seconds_total") == 0);
+        }
+        // The HTTP requests, by route and status, as ASP.NET Core's meter names them.
+        const std::string http = "http_server_request_duration_seconds_count";
+        CHECK(SampleSum(orders, http,
+                        {{"http_request_method", "POST"},
+                         {"http_route", "/order"},
+                         {"http_response_status_code", "202"},
+                         {"network_protocol_version", "1.1"},
+                         {"url_scheme", "http"}}) == 4);
+        CHECK(SampleSum(orders, http) == 4);  // this scrape is counted once it is answered
+        CHECK(client.Get("/order/metrics-3")->status == 200);
+        CHECK(client.Get("/nowhere")->status == 404);
+        const std::string later = client.Get("/metrics")->body;
+        CHECK(SampleSum(later, http, {{"http_route", "/order/{orderId}"}, {"http_response_status_code", "200"}}) == 1);
+        CHECK(SampleSum(later, http, {{"http_route", "/metrics"}}) >= 1);
+        CHECK(test_support::SampleCount(later, http, {{"http_response_status_code", "404"}}) == 1);
+        CHECK(later.find("http_route=\"/nowhere\"") == std::string::npos);
         for (const std::string* text : {&orders, &payments, &inventory}) {
             const auto [code, output] = Promtool(*text, dir);
             INFO(output);

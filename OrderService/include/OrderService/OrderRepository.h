@@ -4,6 +4,7 @@
 // versioned with PRAGMA user_version and migrated step by step.
 #pragma once
 
+#include <map>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -49,6 +50,12 @@ struct PendingTimeout {
     std::int64_t due_ms = 0;
 };
 
+// The outbox at a glance: its rows, and when the oldest one's message was written (its sentTime).
+struct OutboxSummary {
+    std::int64_t rows = 0;
+    std::optional<contracts::Timestamp> oldest_written;
+};
+
 struct OutboxEntry {
     std::int64_t sequence = 0;
     messaging::OutgoingMessage message;
@@ -78,6 +85,10 @@ class OrderRepository {
     std::int64_t AddToOutbox(const messaging::OutgoingMessage& message);
     void RemoveFromOutbox(const std::vector<std::int64_t>& sequences);
     std::vector<OutboxEntry> PendingOutbox(std::size_t limit);
+    OutboxSummary SummarizeOutbox();
+
+    // The stored saga instances of each state (a full scan: read once, at start).
+    std::map<OrderState, std::int64_t> CountSagasByState();
 
     std::vector<PendingTimeout> PendingTimeouts();
 

@@ -9,6 +9,7 @@
 #include <string>
 
 #include "Bus/Bus.h"
+#include "OrderService/OrderMetrics.h"
 #include "OrderService/OrderRepository.h"
 #include "OrderService/OrderSaga.h"
 #include "OrderService/OutboxRelay.h"
@@ -23,8 +24,9 @@ class UnhandledEventError : public std::runtime_error {
 
 class OrderSagaConsumer {
   public:
-    OrderSagaConsumer(OrderRepository& repository, OutboxRelay& outbox, TimeoutScheduler& timeouts,
-                      SagaOptions options);
+    // `metrics`: where committed transitions are counted (none: metrics are off).
+    OrderSagaConsumer(OrderRepository& repository, OutboxRelay& outbox, TimeoutScheduler& timeouts, SagaOptions options,
+                      OrderMetrics* metrics = nullptr);
 
     void Register(messaging::ReceiveEndpoint& endpoint);
     void Handle(messaging::ConsumeContext& context, const OrderEvent& event);
@@ -38,6 +40,7 @@ class OrderSagaConsumer {
     OutboxRelay& outbox_;
     TimeoutScheduler& timeouts_;
     SagaOptions options_;
+    OrderMetrics* metrics_;
     std::function<void(const OrderSagaInstance&)> before_save_;
 };
 

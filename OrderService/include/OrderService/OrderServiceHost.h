@@ -7,6 +7,7 @@
 
 #include "Bus/Bus.h"
 #include "OrderService/OrderHttpApi.h"
+#include "OrderService/OrderMetrics.h"
 #include "OrderService/OrderRepository.h"
 #include "OrderService/OrderSagaConsumer.h"
 #include "OrderService/OrderSettings.h"
@@ -49,6 +50,7 @@ class OrderServiceHost {
     OrderRepository repository_;
     messaging::Bus bus_;
     TimeoutScheduler timeouts_;
+    std::unique_ptr<OrderMetrics> order_metrics_;  // when metrics are on
     OutboxRelay relay_;
     OrderSagaConsumer saga_;
     OrderSubmission submission_;
