@@ -66,6 +66,9 @@ ReceiveEndpoint& Bus::AddReceiveEndpoint(ReceiveEndpointSettings settings) {
     ReceiveEndpoint& endpoint = endpoints_.back();
     if (endpoint.settings_.kill_switch.enabled)
         endpoint.kill_switch_.emplace(endpoint.settings_.kill_switch, KillSwitch::Clock::now());
+    if (metrics_)
+        metrics_->ExpectMoves(endpoint.settings_.queue, ErrorQueueName(endpoint.settings_.queue),
+                              SkippedQueueName(endpoint.settings_.queue));
     return endpoint;
 }
 

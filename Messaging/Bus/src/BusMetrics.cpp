@@ -236,6 +236,12 @@ void BusMetrics::SendFailed(const SendSeries& series, const std::string& excepti
     send_errors_.With(SendLabels(series.exchange, series.message_type, exception_type)).Add();
 }
 
+void BusMetrics::ExpectMoves(const std::string& queue, const std::string& error_queue,
+                             const std::string& skipped_queue) {
+    for (const std::string* destination : {&error_queue, &skipped_queue})
+        moved_total_.With({{"destination", *destination}, {"queue", queue}, {"service", service_}});
+}
+
 void BusMetrics::Moved(const std::string& queue, const std::string& destination) {
     moved_total_.With({{"destination", destination}, {"queue", queue}, {"service", service_}}).Add();
 }

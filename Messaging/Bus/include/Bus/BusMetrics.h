@@ -94,6 +94,9 @@ class BusMetrics {
 
     // A delivery of `queue` moved to `destination` (its _error or _skipped queue), confirmed.
     void Moved(const std::string& queue, const std::string& destination);
+    // Writes the moves of a receive endpoint's queue to `error_queue` and `skipped_queue` as 0 from the
+    // start: Prometheus' increase() sees the first move only on a series that was there before it.
+    void ExpectMoves(const std::string& queue, const std::string& error_queue, const std::string& skipped_queue);
 
   private:
     metrics::Labels Scope() const;
