@@ -18,7 +18,8 @@ int main(int argc, char** argv) {
         if (!line.unknown.empty()) throw SettingsError("usage: OrderService [--config PATH] [--in-memory]");
         const auto environment = ProcessEnvironment();
         auto settings = order_service::OrderSettings::Load(line.config_path, environment);
-        ConfigureLogging(line.in_memory ? "OrderService(in-memory)" : "OrderService", settings.log_level);
+        ConfigureLogging(line.in_memory ? "OrderService(in-memory)" : "OrderService", settings.log_level,
+                         settings.log_format);
 
         EventLoop loop;
         std::unique_ptr<embedded::EmbeddedSystem> system;

@@ -4,6 +4,7 @@
 #include <doctest/doctest.h>
 
 #include <csignal>
+#include <fstream>
 
 #include "Broker/BrokerSupport.h"
 #include "Support/MetricsText.h"
@@ -122,6 +123,31 @@ TEST_SUITE("Broker") {
         worker->Signal(SIGTERM);
         CHECK(worker->Wait(20s) == 0);
         CHECK(Get(client, "/health/live").first == 0);
+    }
+
+    TEST_CASE("A worker with Logging.Format Json writes every line as one JSON object naming the service") {
+        ScopedVhost vhost;
+        test_support::TempDir dir;
+        const int admin_port = FreePort();
+        auto worker = StartPaymentWorker(vhost, dir, admin_port, {"Logging__Format=Json"});
+        httplib::Client client("127.0.0.1", admin_port);
+        REQUIRE(test_support::WaitFor([&] { return Get(client, "/health/ready").first == 200; }, 30s));
+        worker->Signal(SIGTERM);
+        REQUIRE(worker->Wait(20s) == 0);
+        std::ifstream log(dir.File("payment.log"));
+        int lines = 0;
+        for (std::string line; std::getline(log, line);) {
+            if (line.empty()) continue;
+            ++lines;
+            INFO(line);
+            const Json entry = Json::parse(line, nullptr, false);
+            REQUIRE(entry.is_object());
+            CHECK(entry["service"] == "PaymentService");
+            CHECK(entry.contains("time"));
+            CHECK(entry.contains("level"));
+            CHECK(entry.contains("message"));
+        }
+        CHECK(lines >= 2);  // at least the start and the clean stop
     }
 
     TEST_CASE("A worker whose queue the broker refuses says so on its admin port - 503 and not ready") {

@@ -408,7 +408,9 @@ TEST_SUITE("Bus") {
         REQUIRE(consumer_span);
         CHECK(consumer_span->trace_id == trace_id);
         CHECK(spans.insert(consumer_span->span_id).second);
-        CHECK(consumer_log_fields == " trace=" + trace_id + " order=o-1");
+        // The trace id, then the message's id, set by the bus; the order id the consumer added.
+        CHECK(consumer_log_fields ==
+              " trace=" + trace_id + " message=" + envelope["messageId"].get<std::string>() + " order=o-1");
         for (const char* destination : {"Contracts:OrderCompleted", "Contracts:OrderFailed"}) {
             INFO(destination);
             const auto published = fixture.harness.Published();
@@ -484,11 +486,13 @@ TEST_SUITE("Bus") {
             incoming.body = envelope.dump();
             return incoming;
         };
-        REQUIRE(fixture.PublishRaw("Contracts:StockReserved", traced("o-1")).ok());
+        const TransportMessage first = traced("o-1");
+        REQUIRE(fixture.PublishRaw("Contracts:StockReserved", first).ok());
         REQUIRE(fixture.PublishRaw("Contracts:StockReserved", traced("o-fault")).ok());
         REQUIRE(fixture.WaitQueue(ErrorQueueName(kQueue), 1));
         REQUIRE(fixture.harness.WaitPublished<contracts::OrderCompleted>(nullptr));
-        CHECK(consumer_log_fields == " trace=" + trace_id);
+        CHECK(consumer_log_fields ==
+              " trace=" + trace_id + " message=" + Json::parse(first.body)["messageId"].get<std::string>());
         std::set<std::string> sent;  // exchanges, up to the first '-'
         for (const auto& message : fixture.harness.Published()) {
             if (message.destination == "Contracts:StockReserved") continue;

@@ -63,6 +63,61 @@ TEST_SUITE("Hosting.Settings") {
                            "info  order-service after"});
     }
 
+    TEST_CASE("Logging.Format Json - one JSON object a line with the scope's ids under their own names") {
+        std::ostringstream out;
+        auto sink = std::make_shared<spdlog::sinks::ostream_sink_mt>(out);
+        sink->set_formatter(JsonLogFormatter("PaymentService"));
+        spdlog::logger logger("json-test", sink);
+        logger.set_level(spdlog::level::debug);
+        logger.info("outside");
+        LogFields fields;
+        fields.Set(kTraceLogField, "4bf92f3577b34da6a3ce929d0e0e4736");
+        fields.Set(kMessageLogField, "0a1b0000-5d4c-0015-b8d6-08dd1a2b3c4d");
+        fields.Set(contracts::kOrderLogField, "o-1");
+        fields.Set("tenant", "acme");
+        {
+            LogScope scope(fields);
+            logger.warn("payment of {} \"declined\"\n{}", "10.00", std::string("\xff bytes"));
+        }
+        INFO(out.str());
+        std::istringstream lines(out.str());
+        std::vector<contracts::OrderedJson> parsed;
+        for (std::string line; std::getline(lines, line);) {
+            parsed.push_back(contracts::OrderedJson::parse(line, nullptr, false));
+            REQUIRE_FALSE(parsed.back().is_discarded());
+        }
+        REQUIRE(parsed.size() == 2);
+        CHECK(parsed[0]["level"] == "info");
+        CHECK(parsed[0]["service"] == "PaymentService");
+        CHECK(parsed[0]["message"] == "outside");
+        CHECK_FALSE(parsed[0].contains("traceId"));
+        // The time as MassTransit writes times: UTC, ISO 8601.
+        CHECK(contracts::ParseIso8601(parsed[0]["time"].get<std::string>()).has_value());
+        std::vector<std::string> keys;
+        for (const auto& item : parsed[1].items()) keys.push_back(item.key());
+        CHECK(keys == std::vector<std::string>{"time", "level", "service", "traceId", "messageId", "orderId", "tenant",
+                                               "message"});
+        CHECK(parsed[1]["level"] == "warning");
+        CHECK(parsed[1]["traceId"] == "4bf92f3577b34da6a3ce929d0e0e4736");
+        CHECK(parsed[1]["messageId"] == "0a1b0000-5d4c-0015-b8d6-08dd1a2b3c4d");
+        CHECK(parsed[1]["orderId"] == "o-1");
+        CHECK(parsed[1]["tenant"] == "acme");
+        // A newline and quotes stay inside the one line; bytes that are not UTF-8 are replaced.
+        CHECK(parsed[1]["message"] == "payment of 10.00 \"declined\"\n\xef\xbf\xbd bytes");
+    }
+
+    TEST_CASE("Logging.Format is Text or Json - anything else is refused by name") {
+        using order_service::OrderSettings;
+        CHECK(OrderSettings::Load("", {}).log_format == LogFormat::kText);
+        CHECK(OrderSettings::Load("", {"Logging__Format=json"}).log_format == LogFormat::kJson);
+        try {
+            OrderSettings::Load("", {"Logging__Format=Xml"});
+            FAIL("Logging.Format=Xml was accepted");
+        } catch (const SettingsError& e) {
+            CHECK(std::string(e.what()).find("Logging.Format") != std::string::npos);
+        }
+    }
+
     TEST_CASE("The file overrides defaults and the environment overrides the file") {
         test_support::TempDir dir;
         std::ofstream(dir.File("s.json")) << R"({"rabbitmq": {"host": "from-file"}, // comments are allowed

@@ -70,6 +70,8 @@ void Bus::Begin(ReceiveEndpoint& endpoint, Delivery delivery) {
     } catch (const std::exception& e) {
         in_flight->trace = ReceiveSpan(in_flight->delivery.message.properties.headers, kNoHeaders);
         in_flight->log_fields.Set(kTraceLogField, in_flight->trace.trace_id);
+        if (const auto& id = in_flight->delivery.message.properties.message_id; !id.empty())
+            in_flight->log_fields.Set(kMessageLogField, id);
         spdlog::warn("{}: message {} cannot be read ({}); moving it to {}", endpoint.settings_.queue,
                      in_flight->delivery.message.properties.message_id, e.what(),
                      ErrorQueueName(endpoint.settings_.queue));
@@ -80,6 +82,7 @@ void Bus::Begin(ReceiveEndpoint& endpoint, Delivery delivery) {
     }
     in_flight->trace = ReceiveSpan(in_flight->delivery.message.properties.headers, in_flight->envelope.headers);
     in_flight->log_fields.Set(kTraceLogField, in_flight->trace.trace_id);
+    if (const auto& id = in_flight->envelope.message_id; !id.empty()) in_flight->log_fields.Set(kMessageLogField, id);
     in_flight->registration = endpoint.answers_requests_ ? MatchAnswer(in_flight->envelope)
                                                          : endpoint.Match(in_flight->envelope.message_type);
     // A raw message that names no type is for the endpoint's consumer, as MassTransit's raw

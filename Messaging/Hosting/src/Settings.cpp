@@ -321,8 +321,48 @@ std::unique_ptr<spdlog::formatter> LogFormatter(const std::string& service_name)
     return formatter;
 }
 
-void ConfigureLogging(const std::string& service_name, const std::string& level) {
-    spdlog::set_formatter(LogFormatter(service_name));
+namespace {
+// A JSON log line's name for a LogScope field.
+const char* JsonFieldName(const char* field) {
+    if (std::string_view(field) == kTraceLogField) return "traceId";
+    if (std::string_view(field) == kMessageLogField) return "messageId";
+    if (std::string_view(field) == contracts::kOrderLogField) return "orderId";
+    return field;
+}
+
+class JsonLineFormatter : public spdlog::formatter {
+  public:
+    explicit JsonLineFormatter(std::string service_name) : service_name_(std::move(service_name)) {}
+
+    void format(const spdlog::details::log_msg& msg, spdlog::memory_buf_t& dest) override {
+        contracts::OrderedJson line;
+        line["time"] = contracts::FormatIso8601(std::chrono::time_point_cast<contracts::Timestamp::duration>(msg.time));
+        const auto level = spdlog::level::to_string_view(msg.level);
+        line["level"] = std::string(level.data(), level.size());
+        line["service"] = service_name_;
+        if (const LogFields* fields = CurrentLogFields())
+            for (const auto& [name, value] : fields->fields()) line[JsonFieldName(name)] = value;
+        line["message"] = std::string(msg.payload.data(), msg.payload.size());
+        // Text that is not UTF-8 (a peer's bytes quoted in a message) is replaced, never a throw.
+        const std::string text = line.dump(-1, ' ', false, contracts::OrderedJson::error_handler_t::replace);
+        dest.append(text.data(), text.data() + text.size());
+        dest.push_back('\n');
+    }
+    std::unique_ptr<spdlog::formatter> clone() const override {
+        return std::make_unique<JsonLineFormatter>(service_name_);
+    }
+
+  private:
+    std::string service_name_;
+};
+}  // namespace
+
+std::unique_ptr<spdlog::formatter> JsonLogFormatter(const std::string& service_name) {
+    return std::make_unique<JsonLineFormatter>(service_name);
+}
+
+void ConfigureLogging(const std::string& service_name, const std::string& level, LogFormat format) {
+    spdlog::set_formatter(format == LogFormat::kJson ? JsonLogFormatter(service_name) : LogFormatter(service_name));
     const auto parsed = spdlog::level::from_str(level);
     if (parsed == spdlog::level::off && level != "off")
         throw SettingsError("setting 'Logging.Level' must be one of trace, debug, info, warning, error, critical, off");
@@ -343,6 +383,7 @@ void ServiceSettings::WriteCommonSections(contracts::OrderedJson& json) const {
     json["Tracing"]["Propagate"] = propagate_trace;
     json["Metrics"]["Enabled"] = metrics_enabled;
     json["Logging"]["Level"] = log_level;
+    json["Logging"]["Format"] = log_format == LogFormat::kJson ? "Json" : "Text";
 }
 
 void ServiceSettings::ReadCommonSections(const Json& json) {
@@ -352,6 +393,13 @@ void ServiceSettings::ReadCommonSections(const Json& json) {
     propagate_trace = json.at("Tracing").at("Propagate").get<bool>();
     metrics_enabled = json.at("Metrics").at("Enabled").get<bool>();
     log_level = SettingString(json.at("Logging"), "Level");
+    const std::string format = SettingString(json.at("Logging"), "Format");
+    if (EqualsIgnoreCase(format, "Text"))
+        log_format = LogFormat::kText;
+    else if (EqualsIgnoreCase(format, "Json"))
+        log_format = LogFormat::kJson;
+    else
+        throw SettingsError("setting 'Logging.Format' must be \"Text\" or \"Json\"");
 }
 
 contracts::OrderedJson AdminSettings::ToJson() const {

@@ -47,7 +47,7 @@ int RunWorkerMain(int argc, char** argv, const std::string& service_name) {
         const CommandLine line = ParseCommandLine(argc, argv, service_name);
         if (!line.unknown.empty() || line.in_memory) throw SettingsError("usage: " + service_name + " [--config PATH]");
         const Settings settings = Settings::Load(line.config_path, ProcessEnvironment());
-        ConfigureLogging(service_name, settings.log_level);
+        ConfigureLogging(service_name, settings.log_level, settings.log_format);
         EventLoop loop;
         std::unique_ptr<RabbitMqTransport> transport;
         std::unique_ptr<Host> host;

@@ -66,6 +66,9 @@ struct AdminSettings {
 // database, as `<Database.Path>-consumer`; none for an in-memory database.
 std::string ConsumerJournalPath(const DatabaseSettings& database);
 
+// Logging.Format: "Text" (one line of text) or "Json" (one JSON object a line).
+enum class LogFormat { kText, kJson };
+
 // The sections every service's settings have: RabbitMQ, Endpoint, Database, Tracing, Metrics and Logging. A
 // service's settings struct derives from it and adds its own sections.
 struct ServiceSettings {
@@ -75,6 +78,7 @@ struct ServiceSettings {
     bool propagate_trace = true;  // Tracing.Propagate: BusSettings::propagate_trace
     bool metrics_enabled = true;  // Metrics.Enabled: the bus records its metrics and /metrics serves them
     std::string log_level = "info";
+    LogFormat log_format = LogFormat::kText;  // Logging.Format
 
     // The service's own queue and database file; every other default is shared.
     ServiceSettings(std::string queue, std::string database_path);
@@ -101,9 +105,14 @@ Settings LoadServiceSettings(const std::string& path, const std::vector<std::str
 std::string SettingString(const contracts::Json& json, const char* key);
 int SettingInt(const contracts::Json& json, const char* key, int min, int max);
 
-// Log lines as "<UTC time> <level> <service> trace=<id> order=<id> <message>": the fields are those of
-// the current LogScope, so lines about a message or request carry its trace id and order id.
+// Log lines as "<UTC time> <level> <service> trace=<id> message=<id> order=<id> <text>": the fields
+// are those of the current LogScope, so lines about a message or request carry its trace id, message
+// id and order id.
 std::unique_ptr<spdlog::formatter> LogFormatter(const std::string& service_name);
-void ConfigureLogging(const std::string& service_name, const std::string& level);
+// The same as one JSON object a line, for Loki or Elasticsearch to take as it is:
+// {"time","level","service","traceId","messageId","orderId",...,"message"}; a field of the scope
+// without a name of its own keeps its name.
+std::unique_ptr<spdlog::formatter> JsonLogFormatter(const std::string& service_name);
+void ConfigureLogging(const std::string& service_name, const std::string& level, LogFormat format = LogFormat::kText);
 
 }  // namespace messaging

@@ -10,6 +10,7 @@
 namespace messaging {
 
 inline constexpr const char* kTraceLogField = "trace";
+inline constexpr const char* kMessageLogField = "message";  // the id of the message in hand
 
 // Named values, in the order they were first set.
 class LogFields {
