@@ -23,6 +23,8 @@ ceiling_runs = {r["synchronous"]: r["runs"] for r in rows if r.get("kind") == "c
 soaks = [r for r in rows if r.get("kind") == "soak"]
 twin_max = next((r for r in rows if r.get("kind") == "twin-max"), None)
 pairs = [r for r in rows if r.get("kind") == "pair"]
+metrics_maxima = {r["metrics"]: r for r in rows if r.get("kind") == "metrics-max"}
+metrics_steps = [r for r in rows if r.get("kind") == "metrics-step"]
 
 
 def clean(r):
@@ -196,6 +198,40 @@ if twin_max and pairs:
                    all(v <= 0.25 for v in rss_ratio.values())))
     checks.append(("No order lost or duplicated beside the twin", f"{lost} lost, {duplicated} duplicated",
                    lost == 0 and duplicated == 0))
+
+if len(metrics_maxima) == 2 and metrics_steps:
+    services = ["OrderService", "InventoryService", "PaymentService"]
+    on = median_of([r for r in metrics_steps if r["metrics"]])
+    off = median_of([r for r in metrics_steps if not r["metrics"]])
+    best_on, best_off = metrics_maxima[True]["maximum_rate"], metrics_maxima[False]["maximum_rate"]
+    rate = on["offered_rate"]
+    lines += ["## Metrics on and off", "",
+              "Ours with metrics recorded (`Metrics.Enabled` true, the default) and with nothing recorded (false), each "
+              "on fresh processes: its own find-the-maximum run, then the same fixed step at half the lower maximum, the "
+              "two settings alternating run by run.", "",
+              "| | metrics on | metrics off | on / off |", "|---|---|---|---|",
+              f"| highest rate kept up with | {best_on:.0f} orders/s | {best_off:.0f} orders/s | "
+              f"{best_on / best_off if best_off else float('inf'):.2f} |"]
+    for key in ("p50", "p99"):
+        a, b = on["latency_ms"][key], off["latency_ms"][key]
+        lines.append(f"| {key} at {rate:.0f} orders/s | {a:.1f} ms | {b:.1f} ms | {a / b if b else float('inf'):.2f} |")
+    for name in services + ["broker"]:
+        a, b = on["cpu_seconds_per_1000_orders"][name], off["cpu_seconds_per_1000_orders"][name]
+        lines.append(f"| CPU per order, {name} | {a:.3f} ms | {b:.3f} ms | {a / b if b else float('inf'):.2f} |")
+    a = sum(on["cpu_seconds_per_1000_orders"][n] for n in services)
+    b = sum(off["cpu_seconds_per_1000_orders"][n] for n in services)
+    lines += [f"| CPU per order, the three services | {a:.3f} ms | {b:.3f} ms | {a / b if b else float('inf'):.2f} |",
+              "", f"Run by run at {rate:.0f} orders/s, p50/p99 ms: on "
+              + ", ".join(f"{r['latency_ms']['p50']:.1f}/{r['latency_ms']['p99']:.1f}" for r in metrics_steps if r["metrics"])
+              + "; off " + ", ".join(f"{r['latency_ms']['p50']:.1f}/{r['latency_ms']['p99']:.1f}"
+                                    for r in metrics_steps if not r["metrics"]) + ".", ""]
+    # What a find-the-maximum run can tell apart: one step of +15%. Within it the two are the same.
+    checks.append(("Recording metrics costs no measurable throughput (highest rate with metrics within one "
+                   "+15% step of the rate without)", f"{best_on:.0f} against {best_off:.0f} orders/s",
+                   best_on * 1.15 >= best_off))
+    checks.append(("No order lost or duplicated with metrics on or off",
+                   f"{sum(r['lost'] for r in metrics_steps)} lost, {sum(r['duplicated'] for r in metrics_steps)} duplicated",
+                   all(clean(r) for r in metrics_steps)))
 
 if embedded:
     lines += ["## Embedded (the in-memory bus, no broker; synchronous=Normal)", "",

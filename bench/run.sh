@@ -7,7 +7,10 @@
 # Then it runs the MassTransit twin (Tests/MassTransitTwin) on the same broker under the same load
 # generator: its highest sustained rate, and both systems at half the lower of the two maxima, with the
 # CPU per order of every process and the peak RSS of every service (BENCH_TWIN=no leaves it out).
-#   bash bench/run.sh            the full run (40-65 minutes)
+# Last, ours with metrics recorded and with Metrics.Enabled false, on fresh processes each: the highest
+# sustained rate and a fixed step at half of it, run by run alternating, to show what recording costs
+# (BENCH_METRICS_COST=no leaves it out).
+#   bash bench/run.sh            the full run (50-75 minutes)
 #   bash bench/run.sh --smoke    a few seconds at a low rate (run by the test suite)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -50,6 +53,8 @@ http_port=${BENCH_HTTP_PORT:-5600}
 twin=${BENCH_TWIN:-yes}
 twin_http_port=${BENCH_TWIN_HTTP_PORT:-5610}
 twin_start=${BENCH_TWIN_START:-0.1}  # the twin's find-the-maximum starts at this fraction of the Normal ceiling
+metrics_cost=${BENCH_METRICS_COST:-yes}
+side_metrics=true  # Metrics__Enabled of our services started by start_side
 if [ $smoke = yes ]; then
     # Every mode of the tool once, briefly: a fixed step, two find-the-maximum steps, two embedded steps.
     seconds=2; fractions="0.1"; modes="Normal"; out=${BENCH_OUT:-$build/smoke}
@@ -237,7 +242,7 @@ start_side() {
         else
             RabbitMQ__Host=127.0.0.1 RabbitMQ__Port=$amqp_port RabbitMQ__VirtualHost=$side_vhost Http__Port=$port \
                 Endpoint__PrefetchCount=$prefetch Logging__Level=warning Database__Synchronous=Normal \
-                Saga__TimeoutMs=600000 Database__Path="$work/$side_vhost-$service.db" \
+                Saga__TimeoutMs=600000 Database__Path="$work/$side_vhost-$service.db" Metrics__Enabled=$side_metrics \
                 "$build_dir/$service/$service" --config "appsettings/$service.json" > "$work/$side_vhost-$service.log" 2>&1 &
         fi
         side_pids+=($!)
@@ -262,6 +267,21 @@ side_entries() {  # NAME=PID:BEFORE:AFTER:PEAK for step_row.py, from side_pids a
     done
 }
 
+# One fixed step against the side started last (start_side) on port $1, vhost $2, at $3 orders/s: its
+# row, with the CPU of the broker and of each service over the step and the fields of JSON $4, goes
+# to the results.
+measure_side_step() {
+    local port=$1 step_vhost=$2 rate=$3 fields=$4 pid load_json entries
+    broker_before=$(cpu_ticks "$broker_pid")
+    side_before=()
+    for pid in "${side_pids[@]}"; do side_before+=("$(cpu_ticks "$pid")"); done
+    load_json=$("$bench_bin" load --http-port "$port" --amqp-port "$amqp_port" --vhost "$step_vhost" \
+                --rate "$rate" --seconds "$seconds" --connections "$connections" --failure-share "$failure_share")
+    echo "$load_json" >&2
+    mapfile -t entries < <(side_entries)
+    python3 bench/step_row.py "$load_json" "$fields" "$ticks_per_second" "${entries[@]}" >> "$results"
+}
+
 if [ "$twin" = yes ] && [ -n "${normal_ceiling:-}" ]; then
     our_max=$(python3 -c "import json,sys; print(next((r['maximum_rate'] for r in map(json.loads, open(sys.argv[1])) if r.get('kind') == 'max' and r['synchronous'] == 'Normal'), 0))" "$results")
     twin_vhost="bench-twin-$$"
@@ -280,19 +300,43 @@ if [ "$twin" = yes ] && [ -n "${normal_ceiling:-}" ]; then
         start_side "$side" "$pair_vhost" "$twin_http_port"
         for repeat in $(seq 1 "$repeats"); do
             echo "== $side beside the other: offered $pair_rate orders/s for $seconds s, run $repeat of $repeats" >&2
-            broker_before=$(cpu_ticks "$broker_pid")
-            side_before=()
-            for pid in "${side_pids[@]}"; do side_before+=("$(cpu_ticks "$pid")"); done
-            load_json=$("$bench_bin" load --http-port "$twin_http_port" --amqp-port "$amqp_port" --vhost "$pair_vhost" \
-                        --rate "$pair_rate" --seconds "$seconds" --connections "$connections" --failure-share "$failure_share")
-            echo "$load_json" >&2
-            mapfile -t entries < <(side_entries)
-            python3 bench/step_row.py "$load_json" \
-                "{\"kind\": \"pair\", \"side\": \"$side\", \"repeat\": $repeat, \"our_max\": $our_max, \"twin_max\": $twin_max}" \
-                "$ticks_per_second" "${entries[@]}" >> "$results"
+            measure_side_step "$twin_http_port" "$pair_vhost" "$pair_rate" \
+                "{\"kind\": \"pair\", \"side\": \"$side\", \"repeat\": $repeat, \"our_max\": $our_max, \"twin_max\": $twin_max}"
         done
         stop_side "$pair_vhost"
     done
+fi
+
+if [ "$metrics_cost" = yes ] && [ -n "${normal_ceiling:-}" ]; then
+    # What recording metrics costs: each setting's highest rate, then a fixed step at half the lower of
+    # the two, the settings alternating run by run so that a drift of the machine falls on both.
+    metrics_port=$((twin_http_port + 1))
+    declare -A metrics_max
+    for enabled in true false; do
+        side_metrics=$enabled
+        metrics_vhost="bench-metrics-$enabled-$$"
+        start_side ours "$metrics_vhost" "$metrics_port"
+        start_rate=$(python3 -c "print(round($normal_ceiling * $max_start, 1))")
+        echo "== ours, Metrics.Enabled=$enabled: finding the maximum (steps of +15% from $start_rate orders/s)" >&2
+        max_json=$(find_max "$metrics_port" "$metrics_vhost" "$start_rate")
+        python3 -c "import json,sys; d=json.loads(sys.argv[1]); d.update(kind='metrics-max', metrics=sys.argv[2] == 'true'); print(json.dumps(d))" \
+            "$max_json" "$enabled" >> "$results"
+        metrics_max[$enabled]=$(python3 -c "import json,sys; print(json.loads(sys.argv[1])['maximum_rate'])" "$max_json")
+        stop_side "$metrics_vhost"
+    done
+    metrics_rate=$(python3 -c "print(max(1.0, round(0.5 * min(${metrics_max[true]}, ${metrics_max[false]}), 1)))")
+    for repeat in $(seq 1 "$repeats"); do
+        for enabled in true false; do
+            side_metrics=$enabled
+            metrics_vhost="bench-metrics-step-$enabled-$repeat-$$"
+            start_side ours "$metrics_vhost" "$metrics_port"
+            echo "== ours, Metrics.Enabled=$enabled: offered $metrics_rate orders/s for $seconds s, run $repeat of $repeats" >&2
+            measure_side_step "$metrics_port" "$metrics_vhost" "$metrics_rate" \
+                "{\"kind\": \"metrics-step\", \"metrics\": $enabled, \"repeat\": $repeat}"
+            stop_side "$metrics_vhost"
+        done
+    done
+    side_metrics=true
 fi
 
 if [ "$embedded" = yes ]; then
