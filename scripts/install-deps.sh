@@ -9,6 +9,7 @@ packages=(
     rabbitmq-server
     prometheus  # promtool checks every service's /metrics in the tests
     python3 gnuplot-nox  # bench/run.sh's report and plot
+    nodejs  # the OpenAPI test (Tests/OpenApi)
 )
 
 missing=()
@@ -23,4 +24,15 @@ if [ "${CI:-}" = "true" ] || [ ${#missing[@]} -gt 0 ]; then
     $sudo apt-get update -q
     # A fresh install of rabbitmq-server may start the system broker on 5672; ours use their own nodes.
     $sudo apt-get install -y -q --no-install-recommends "${packages[@]}"
+fi
+
+# npm comes with some Node.js builds and is a package of its own in Debian's.
+if ! command -v npm > /dev/null; then
+    sudo=""
+    [ "$(id -u)" -ne 0 ] && sudo="sudo"
+    $sudo apt-get install -y -q --no-install-recommends npm
+fi
+# The OpenAPI test's validators, at the versions its package-lock.json pins.
+if [ "${CI:-}" = "true" ] || [ ! -d Tests/OpenApi/node_modules ]; then
+    npm ci --prefix "$(dirname "$0")/../Tests/OpenApi" --no-audit --no-fund --loglevel=error
 fi

@@ -1,4 +1,5 @@
 #include "OrderService/OrderHttpApi.h"
+#include "OrderService/OpenApiDocument.h"
 
 #include <spdlog/spdlog.h>
 
@@ -180,6 +181,14 @@ void OrderHttpApi::Route(const HttpRequest& request, const HttpResponder& respon
         if (request.method != "GET" && request.method != "HEAD")
             return responder.Send(MethodNotAllowed(request, "GET"));
         return responder.Send(GetOrder(path.substr(kOrderPrefix.size())));
+    }
+    if (path == "/openapi.json") {
+        responder.SetRoute("/openapi.json");
+        if (request.method != "GET" && request.method != "HEAD")
+            return responder.Send(MethodNotAllowed(request, "GET"));
+        HttpResponse document;
+        document.body = std::string(OpenApiDocument());
+        return responder.Send(std::move(document));
     }
     responder.SetRoute(messaging::OperatorRouteOf(path));
     if (auto answer = messaging::AnswerHealthRequest(request, broker_)) return responder.Send(std::move(*answer));
