@@ -9,7 +9,8 @@ packages=(
     rabbitmq-server
     prometheus  # promtool checks every service's /metrics in the tests
     python3 gnuplot-nox  # bench/run.sh's report and plot
-    nodejs  # the OpenAPI test (Tests/OpenApi)
+    nodejs  # the OpenAPI test (Tests/OpenApi) and Swagger UI's files (OrderService/SwaggerUi)
+    chromium  # the Swagger UI test drives it headless
 )
 
 missing=()
@@ -32,7 +33,11 @@ if ! command -v npm > /dev/null; then
     [ "$(id -u)" -ne 0 ] && sudo="sudo"
     $sudo apt-get install -y -q --no-install-recommends npm
 fi
-# The OpenAPI test's validators, at the versions its package-lock.json pins.
-if [ "${CI:-}" = "true" ] || [ ! -d Tests/OpenApi/node_modules ]; then
-    npm ci --prefix "$(dirname "$0")/../Tests/OpenApi" --no-audit --no-fund --loglevel=error
-fi
+# Swagger UI's files, which OrderService serves at /swagger, and the OpenAPI and browser tests'
+# packages, at the versions their package-lock.json files pin.
+root="$(cd "$(dirname "$0")/.." && pwd)"
+for project in OrderService/SwaggerUi Tests/OpenApi; do
+    if [ "${CI:-}" = "true" ] || [ ! -d "$root/$project/node_modules" ]; then
+        npm ci --prefix "$root/$project" --no-audit --no-fund --loglevel=error
+    fi
+done

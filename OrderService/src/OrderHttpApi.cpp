@@ -123,7 +123,8 @@ OrderHttpApi::OrderHttpApi(messaging::EventLoop& loop, OrderSubmission& submissi
       lookup_(lookup),
       broker_(std::move(broker)),
       metrics_(metrics),
-      settings_(std::move(settings)) {}
+      settings_(std::move(settings)),
+      swagger_ui_(settings_.swagger_ui_dir) {}
 
 OrderHttpApi::~OrderHttpApi() {
     // The server's handles and the retries' liveness belong to the loop thread.
@@ -189,6 +190,10 @@ void OrderHttpApi::Route(const HttpRequest& request, const HttpResponder& respon
         HttpResponse document;
         document.body = std::string(OpenApiDocument());
         return responder.Send(std::move(document));
+    }
+    if (auto answer = swagger_ui_.Answer(request)) {
+        responder.SetRoute("/swagger");
+        return responder.Send(std::move(*answer));
     }
     responder.SetRoute(messaging::OperatorRouteOf(path));
     if (auto answer = messaging::AnswerHealthRequest(request, broker_)) return responder.Send(std::move(*answer));

@@ -13,6 +13,7 @@ contracts::OrderedJson OrderSettings::ToJson() const {
     json["Http"]["ReceiveTimeoutMs"] = http.receive_timeout_ms;
     json["Http"]["MaxConnections"] = http.max_connections;
     json["Http"]["MaxConnectionsPerClient"] = http.max_connections_per_client;
+    json["Http"]["SwaggerUiDir"] = http.swagger_ui_dir;
     json["Saga"]["TimeoutMs"] = saga.timeout.count();
     json["Saga"]["CardToken"] = saga.card_token;
     return json;
@@ -32,6 +33,7 @@ OrderSettings OrderSettings::FromJson(const contracts::Json& json) {
     settings.http.receive_timeout_ms = SettingInt(http, "ReceiveTimeoutMs", 100, 600000);
     settings.http.max_connections = SettingInt(http, "MaxConnections", 1, 1000000);
     settings.http.max_connections_per_client = SettingInt(http, "MaxConnectionsPerClient", 1, 1000000);
+    settings.http.swagger_ui_dir = SettingString(http, "SwaggerUiDir");
     settings.saga.timeout =
         std::chrono::milliseconds(SettingInt(json.at("Saga"), "TimeoutMs", 10, 7 * 24 * 3600 * 1000));
     settings.saga.card_token = SettingString(json.at("Saga"), "CardToken");

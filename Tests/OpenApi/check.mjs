@@ -8,11 +8,10 @@
 //   node check.mjs <OrderService executable> <openapi.json> <appsettings dir>
 import SwaggerParser from "@apidevtools/swagger-parser";
 import Ajv2020 from "ajv/dist/2020.js";
-import { spawn } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import net from "node:net";
-import os from "node:os";
 import path from "node:path";
+import { startOrderService, waitForOrderStatus } from "./server.mjs";
 
 const [binary, documentPath, settingsDir] = process.argv.slice(2).map((p) => path.resolve(p));
 const failures = [];
@@ -28,34 +27,8 @@ const api = await SwaggerParser.dereference(JSON.parse(documentText));
 console.log(`${documentPath}: a valid OpenAPI ${api.openapi} document`);
 const ajv = new Ajv2020({ strict: false, allErrors: true });
 
-// 2. The server, on a free port, its databases in a directory of its own.
-const freePort = () =>
-  new Promise((resolve) => {
-    const server = net.createServer().listen(0, "127.0.0.1", () => {
-      const { port } = server.address();
-      server.close(() => resolve(port));
-    });
-  });
-const port = await freePort();
-const dir = mkdtempSync(path.join(os.tmpdir(), "openapi-"));
-const child = spawn(binary, ["--in-memory", "--config", path.join(settingsDir, "OrderService.json")], {
-  cwd: dir,
-  env: { ...process.env, Http__Host: "127.0.0.1", Http__Port: String(port), Database__Path: path.join(dir, "orders.db"),
-         Logging__Level: "warning" },
-  stdio: ["ignore", "inherit", "inherit"],
-});
-const base = `http://127.0.0.1:${port}`;
-const deadline = Date.now() + 30000;
-for (;;) {
-  try {
-    if ((await fetch(`${base}/health/ready`)).status === 200) break;
-  } catch {}
-  if (Date.now() > deadline) {
-    child.kill("SIGKILL");
-    throw new Error("OrderService --in-memory did not become ready within 30 s");
-  }
-  await new Promise((r) => setTimeout(r, 100));
-}
+// 2. The server.
+const { base, port, stop } = await startOrderService(binary, settingsDir);
 
 // 3. Each answer against the document.
 const exercised = new Set();
@@ -78,7 +51,8 @@ function check(name, method, urlPath, status, contentType, body) {
     if (!spec) return fail(`${name}: ${method} ${urlPath} answered ${status}, which the document does not list`);
     exercised.add(`${found.operation ? method : "*"} ${found.template} ${status}`);
     if (found.operation) exercised.add(`${method === "HEAD" ? "GET" : method} ${found.template}`);
-    mediaType = Object.keys(spec.content ?? {})[0];
+    const listed = Object.keys(spec.content ?? {});
+    mediaType = listed.find((type) => (contentType ?? "").startsWith(type)) ?? listed[0];
     schema = spec.content?.[mediaType]?.schema;
   } else {
     schema = api.components.schemas.Error;  // no route: the services' error shape
@@ -140,12 +114,9 @@ await request("POST /order, an unknown field", "POST", "/order", { body: JSON.st
 await request("POST /order, not application/json", "POST", "/order", { body: "a", contentType: "text/plain", expect: 415 });
 await request("POST /order, a body over the limit", "POST", "/order", { body: "x".repeat(70000), expect: 413 });
 await request("PUT /order", "PUT", "/order", { body: "{}", expect: 405 });
-const completed = Date.now() + 20000;
-let got;
-do {
-  got = await request("GET /order/{orderId}", "GET", "/order/openapi-3", { expect: 200 });
-} while (got.json?.status !== "Completed" && Date.now() < completed && (await new Promise((r) => setTimeout(r, 100)), true));
-if (got.json?.status !== "Completed") fail(`GET /order/openapi-3: ${JSON.stringify(got.json)} did not complete`);
+const order3 = await waitForOrderStatus(base, "openapi-3", "Completed");
+if (order3?.status !== "Completed") fail(`GET /order/openapi-3: ${JSON.stringify(order3)} did not complete`);
+await request("GET /order/{orderId}", "GET", "/order/openapi-3", { expect: 200 });
 await request("GET /order/{orderId}, unknown", "GET", "/order/no-such-order", { expect: 404 });
 await request("GET /order/{orderId}, an invalid id", "GET", "/order/bad%20id", { expect: 400 });
 await request("DELETE /order/{orderId}", "DELETE", "/order/openapi-3", { expect: 405 });
@@ -158,6 +129,9 @@ const served = await fetch(`${base}/openapi.json`);
 const servedText = await served.text();
 if (servedText !== documentText) fail("GET /openapi.json: not the repository's docs/openapi.json");
 check("GET /openapi.json", "GET", "/openapi.json", served.status, served.headers.get("content-type"), servedText);
+await request("GET /swagger", "GET", "/swagger", { expect: 200 });
+await request("GET /swagger/{file}", "GET", "/swagger/swagger-ui.css", { expect: 200 });
+await request("GET /swagger/{file}, no such file", "GET", "/swagger/nothing.js", { expect: 404 });
 await request("GET on no route", "GET", "/nowhere", { expect: 404 });
 await raw("a request that cannot be read", "NOT HTTP AT ALL\r\n\r\n", "/-", 400);
 await raw("a head over the limit", `GET /order/x HTTP/1.1\r\nX-Big: ${"a".repeat(70000)}\r\n\r\n`, "/-", 431);
@@ -167,9 +141,7 @@ for (const [template, item] of Object.entries(api.paths))
   for (const method of Object.keys(item))
     if (!exercised.has(`${method.toUpperCase()} ${template}`)) fail(`${method.toUpperCase()} ${template} was never asked`);
 
-child.kill("SIGTERM");
-await new Promise((resolve) => child.on("exit", resolve));
-rmSync(dir, { recursive: true, force: true });
+await stop();
 if (failures.length) {
   console.error(`${failures.length} answer(s) do not match the document`);
   process.exit(1);

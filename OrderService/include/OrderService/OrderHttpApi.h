@@ -16,6 +16,7 @@
 #include "Http/HttpServer.h"
 #include "OrderService/OrderSettings.h"
 #include "OrderService/OrderSubmission.h"
+#include "OrderService/SwaggerUi.h"
 #include "Runtime/EventLoop.h"
 
 namespace order_service {
@@ -74,6 +75,7 @@ class OrderHttpApi {
     // What /metrics serves and where requests are recorded; none when metrics are off.
     metrics::MetricsRegistry* metrics_;
     HttpSettings settings_;
+    SwaggerUi swagger_ui_;  // /swagger
     std::unique_ptr<messaging::HttpServer> server_;
     int port_ = 0;
     std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);  // for the busy database's retries

@@ -17,6 +17,9 @@ struct HttpSettings {
     int receive_timeout_ms = 10000;         // a request must arrive whole within this of its first byte, or 408
     int max_connections = 10000;            // open connections in all; more are closed when accepted
     int max_connections_per_client = 1000;  // open connections from one client address
+    // Where swagger-ui-dist's files are (scripts/install-deps.sh installs them here); /swagger serves
+    // them with this API's document. Relative to the working directory; empty: no /swagger.
+    std::string swagger_ui_dir = "OrderService/SwaggerUi/node_modules/swagger-ui-dist";
 };
 
 struct OrderSettings : messaging::ServiceSettings {
