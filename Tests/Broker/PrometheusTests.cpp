@@ -83,6 +83,19 @@ std::map<std::string, double> Query(httplib::Client& prometheus, const std::stri
     return values;
 }
 
+// Whether the instant query `promql` comes to answer `expected` (series by their label `by`) within
+// `timeout`: the scrapes reach Prometheus a second or so after what they count. Tells the last
+// answer when it does not.
+bool ComesToAnswer(httplib::Client& prometheus, const std::string& promql, const std::string& by,
+                   const std::map<std::string, double>& expected, std::chrono::milliseconds timeout = 30s) {
+    std::map<std::string, double> last;
+    if (test_support::WaitFor([&] { return (last = Query(prometheus, promql, by)) == expected; }, timeout)) return true;
+    std::string told;
+    for (const auto& [label, value] : last) told += " " + label + "=" + std::to_string(value);
+    MESSAGE(promql << " answered:" << (told.empty() ? " nothing" : told));
+    return false;
+}
+
 }  // namespace
 
 TEST_SUITE("Broker") {
@@ -98,11 +111,7 @@ TEST_SUITE("Broker") {
 
         // Every target is up, and the services are ready.
         INFO("logs in " << dir.File(""));
-        REQUIRE(test_support::WaitFor(
-            [&] {
-                return Query(prometheus, "sum(up)") == std::map<std::string, double>{{"", 3}};
-            },
-            60s));
+        REQUIRE(ComesToAnswer(prometheus, "sum(up)", "", {{"", 3}}, 60s));
         for (int port : {order_port, inventory_port, payment_port}) {
             httplib::Client service("127.0.0.1", port);
             REQUIRE(test_support::WaitFor(
@@ -131,43 +140,21 @@ TEST_SUITE("Broker") {
         const std::string consumed_payments =
             "sum by (messaging_masstransit_destination) "
             "(messaging_masstransit_consume_ea_total{messaging_masstransit_message_type=\"ProcessPayment\"})";
-        CHECK(test_support::WaitFor(
-            [&] {
-                return Query(prometheus, consumed_payments, "messaging_masstransit_destination") ==
-                       std::map<std::string, double>{{"payment-service", 6}};  // 1 + 1 + 4 attempts
-            },
-            30s));
+        CHECK(ComesToAnswer(prometheus, consumed_payments, "messaging_masstransit_destination",
+                            {{"payment-service", 6}}));  // 1 + 1 + 4 attempts
         const std::string faults =
             "sum by (messaging_masstransit_message_type) "
             "(messaging_masstransit_send_ea_total{messaging_masstransit_message_type=~\"Fault_.*\"})";
-        CHECK(test_support::WaitFor(
-            [&] {
-                return Query(prometheus, faults, "messaging_masstransit_message_type") ==
-                       std::map<std::string, double>{{"Fault_ProcessPayment", 1}};
-            },
-            30s));
-        CHECK(test_support::WaitFor(
-            [&] {
-                return Query(prometheus, "sum by (status) (orders_finished_total)", "status") ==
-                       std::map<std::string, double>{{"Completed", 1}, {"Failed", 3}};
-            },
-            30s));
-        CHECK(test_support::WaitFor(
-            [&] {
-                // Each endpoint's moves are written from the start, at 0 until one happens.
-                return Query(prometheus, "sum by (job) (bus_messages_moved_total)", "job") ==
-                       std::map<std::string, double>{
-                           {"inventory-service", 0}, {"order-service", 0}, {"payment-service", 1}};
-            },
-            30s));
-        CHECK(test_support::WaitFor(
-            [&] {
-                return Query(prometheus,
-                             "sum by (job) (http_server_request_duration_seconds_count{http_route=\"/order\","
-                             "http_request_method=\"POST\",http_response_status_code=\"202\"})",
-                             "job") == std::map<std::string, double>{{"order-service", 4}};
-            },
-            30s));
+        CHECK(ComesToAnswer(prometheus, faults, "messaging_masstransit_message_type", {{"Fault_ProcessPayment", 1}}));
+        CHECK(ComesToAnswer(prometheus, "sum by (status) (orders_finished_total)", "status",
+                            {{"Completed", 1}, {"Failed", 3}}));
+        // Each endpoint's moves are written from the start, at 0 until one happens.
+        CHECK(ComesToAnswer(prometheus, "sum by (job) (bus_messages_moved_total)", "job",
+                            {{"inventory-service", 0}, {"order-service", 0}, {"payment-service", 1}}));
+        CHECK(ComesToAnswer(prometheus,
+                            "sum by (job) (http_server_request_duration_seconds_count{http_route=\"/order\","
+                            "http_request_method=\"POST\",http_response_status_code=\"202\"})",
+                            "job", {{"order-service", 4}}));
 
         // The move to payment-service_error raises its alert, labelled with the queue.
         CHECK(test_support::WaitFor(
