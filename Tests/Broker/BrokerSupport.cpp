@@ -1,5 +1,7 @@
 #include "Broker/BrokerSupport.h"
 
+#include <doctest/doctest.h>
+
 #include "RabbitMq/FieldTable.h"
 #include "Support/Waiting.h"
 
@@ -698,6 +700,47 @@ void AmqpProxy::Run() {
 
 void RestartBrokerApp(int seconds_down) {
     RunBrokerScript("restart-app", {std::to_string(seconds_down)}, "restarting the broker");
+}
+
+std::string Header(const messaging::MessageProperties& properties, const std::string& name) {
+    const auto* value = messaging::FindHeader(properties.headers, name);
+    return value ? messaging::HeaderToString(*value) : "<missing>";
+}
+
+void SubmitOrder(BrokerSystem& system, const std::string& id, const std::string& amount) {
+    auto done = std::make_shared<std::promise<order_service::SubmitOutcome>>();
+    auto future = done->get_future();
+    system.loop().Post([&system, id, amount, done] {
+        order_service::NewOrder order{contracts::OrderId::Parse(id).value(),
+                                      "CUST-7",
+                                      *contracts::Decimal::Parse(amount),
+                                      {{"SKU-1", 1, *contracts::Decimal::Parse(amount)}}};
+        system.orders().submission().Submit(order, messaging::TraceContext::NewRoot(),
+                                            [done](order_service::SubmitOutcome outcome) { done->set_value(outcome); });
+    });
+    REQUIRE(future.get() == order_service::SubmitOutcome::kAccepted);
+}
+
+bool QueuesSettled(ManagementApi& api, const ScopedVhost& vhost) {
+    const Json queues = api.Get("queues/" + Encode(vhost.name()));
+    for (const auto& queue : queues)
+        if (queue.value("messages_unacknowledged", 0) != 0) return false;
+    return true;
+}
+
+std::pair<std::chrono::milliseconds, Json> SlowestHealth(httplib::Client& client, int count) {
+    std::chrono::milliseconds slowest{0};
+    Json body;
+    for (int i = 0; i < count; ++i) {
+        const auto asked = std::chrono::steady_clock::now();
+        auto result = client.Get("/health");
+        const auto took =
+            std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - asked);
+        if (!result) return {std::chrono::milliseconds::max(), Json()};
+        slowest = std::max(slowest, took);
+        body = Json::parse(result->body);
+    }
+    return {slowest, body};
 }
 
 }  // namespace broker_test

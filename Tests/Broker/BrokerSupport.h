@@ -148,6 +148,15 @@ class ChildProcess {
 bool WaitForQueue(const ScopedVhost& vhost, const std::string& queue,
                   std::chrono::milliseconds timeout = std::chrono::seconds(20));
 
+// A header of a delivery as text, "<missing>" when it has none.
+std::string Header(const messaging::MessageProperties& properties, const std::string& name);
+// Submits an order straight to the OrderService of `system` (no HTTP), and requires it accepted.
+void SubmitOrder(BrokerSystem& system, const std::string& id, const std::string& amount = "149.97");
+// Whether no queue of the vhost holds an unacknowledged message.
+bool QueuesSettled(ManagementApi& api, const ScopedVhost& vhost);
+// The longest of `count` GET /health answers, and the body of the last one.
+std::pair<std::chrono::milliseconds, contracts::Json> SlowestHealth(httplib::Client& client, int count);
+
 std::string SourceDir();
 void RestartBrokerApp(int seconds_down = 1);
 // Raises (or clears) a memory alarm on the test node: the broker blocks every publishing connection.
