@@ -14,7 +14,8 @@ InventoryServiceHost::InventoryServiceHost(messaging::EventLoop& loop, messaging
                                               messaging::CommitMetricsOn(metrics(), "InventoryService"))),
       ledger_(db_),
       bus_(loop, transport, settings_.BusSettingsFor("InventoryService", &metrics_)) {
-    messaging::AddHealthMetrics(metrics(), bus_, "InventoryService");
+    messaging::AddHealthMetrics(
+        metrics(), bus_, [this] { return db_.CheckHealth(); }, "InventoryService");
     // The schema is in place: from now on the loop never waits for another process's lock (StoreBusy).
     db_.SetBusyTimeout(std::chrono::milliseconds(0));
     bus_.SetUnitOfWork(unit_of_work_.get());

@@ -117,11 +117,11 @@ OrderedJson OrderToJson(const OrderRecord& order) {
 }
 
 OrderHttpApi::OrderHttpApi(messaging::EventLoop& loop, OrderSubmission& submission, OrderLookup& lookup,
-                           messaging::HealthProbe broker, metrics::MetricsRegistry* metrics, HttpSettings settings)
+                           messaging::HealthProbe health, metrics::MetricsRegistry* metrics, HttpSettings settings)
     : loop_(loop),
       submission_(submission),
       lookup_(lookup),
-      broker_(std::move(broker)),
+      health_(std::move(health)),
       metrics_(metrics),
       settings_(std::move(settings)),
       swagger_ui_(settings_.swagger_ui_dir) {}
@@ -196,7 +196,7 @@ void OrderHttpApi::Route(const HttpRequest& request, const HttpResponder& respon
         return responder.Send(std::move(*answer));
     }
     responder.SetRoute(messaging::OperatorRouteOf(path));
-    if (auto answer = messaging::AnswerHealthRequest(request, broker_)) return responder.Send(std::move(*answer));
+    if (auto answer = messaging::AnswerHealthRequest(request, health_)) return responder.Send(std::move(*answer));
     if (auto answer = messaging::AnswerMetricsRequest(request, metrics_)) return responder.Send(std::move(*answer));
     responder.Send(ErrorResponse(404, "not_found", "no route for " + request.method + " " + request.path));
 }
@@ -228,10 +228,11 @@ void OrderHttpApi::Submit(std::shared_ptr<const NewOrder> order, const messaging
     log_fields.Set(contracts::kOrderLogField, order->order_id.str());
     messaging::LogScope log_scope(log_fields);
     try {
-        submission_.Submit(*order, span, [responder, order_id = order->order_id](SubmitOutcome result) {
-            if (result == SubmitOutcome::kUnavailable)
-                return responder.Send(
-                    ErrorResponse(503, "unavailable", "the message broker is not reachable; try again"));
+        auto not_stored = [this, alive = std::weak_ptr<bool>(alive_)] {
+            return alive.expired() ? NotStored(false) : NotStored(DatabaseFailing());
+        };
+        submission_.Submit(*order, span, [responder, order_id = order->order_id, not_stored](SubmitOutcome result) {
+            if (result == SubmitOutcome::kUnavailable) return responder.Send(not_stored());
             if (result == SubmitOutcome::kConflict) {
                 HttpResponse conflict =
                     ErrorResponse(409, "conflict",
@@ -257,8 +258,21 @@ void OrderHttpApi::Submit(std::shared_ptr<const NewOrder> order, const messaging
             });
     } catch (const std::exception& e) {
         spdlog::error("order {}: cannot be stored: {}", order->order_id.str(), e.what());
-        responder.Send(ErrorResponse(500, "internal", "the order could not be stored"));
+        // A database that refuses writes (a full disk, an I/O error) is the operator's to mend: 503.
+        responder.Send(DatabaseFailing() ? NotStored(true)
+                                         : ErrorResponse(500, "internal", "the order could not be stored"));
     }
+}
+
+bool OrderHttpApi::DatabaseFailing() const {
+    const auto database = health_().database;
+    return database && database->state == messaging::StoreState::kFailing;
+}
+
+HttpResponse OrderHttpApi::NotStored(bool database_failing) {
+    if (database_failing)
+        return ErrorResponse(503, "unavailable", "the database cannot store the order now; try again");
+    return ErrorResponse(503, "unavailable", "the message broker is not reachable; try again");
 }
 
 HttpResponse OrderHttpApi::GetOrder(std::string_view order_id) {

@@ -25,7 +25,8 @@ OrderServiceHost::OrderServiceHost(messaging::EventLoop& loop, messaging::Transp
     db_.SetBusyTimeout(std::chrono::milliseconds(0));
     bus_.SetUnitOfWork(unit_of_work_.get());
     saga_.Register(bus_.AddReceiveEndpoint(settings_.endpoint));
-    messaging::AddHealthMetrics(metrics(), bus_, "OrderService");
+    messaging::AddHealthMetrics(
+        metrics(), bus_, [this] { return db_.CheckHealth(); }, "OrderService");
 }
 
 OrderServiceHost::~OrderServiceHost() {
@@ -48,8 +49,8 @@ messaging::Status OrderServiceHost::Start() {
 }
 
 int OrderServiceHost::StartHttp() {
-    auto broker = [this] { return messaging::ReadBrokerHealth(bus_); };
-    http_ = std::make_unique<OrderHttpApi>(loop_, submission_, lookup_, std::move(broker), metrics(), settings_.http);
+    http_ = std::make_unique<OrderHttpApi>(
+        loop_, submission_, lookup_, [this] { return Health(); }, metrics(), settings_.http);
     http_->Start();
     return http_->port();
 }

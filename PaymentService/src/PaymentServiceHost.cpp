@@ -17,7 +17,8 @@ PaymentServiceHost::PaymentServiceHost(messaging::EventLoop& loop, messaging::Tr
                                               messaging::CommitMetricsOn(metrics(), "PaymentService"))),
       ledger_(db_),
       bus_(loop, transport, settings_.BusSettingsFor("PaymentService", &metrics_)) {
-    messaging::AddHealthMetrics(metrics(), bus_, "PaymentService");
+    messaging::AddHealthMetrics(
+        metrics(), bus_, [this] { return db_.CheckHealth(); }, "PaymentService");
     // The schema is in place: from now on the loop never waits for another process's lock (StoreBusy).
     db_.SetBusyTimeout(std::chrono::milliseconds(0));
     bus_.SetUnitOfWork(unit_of_work_.get());

@@ -111,7 +111,10 @@ TEST_SUITE("Broker") {
         const auto [status, health] = Get(client, "/health");
         CHECK(status == 200);
         CHECK(health == Json::parse(R"({"status":"ok","broker":"connected",
+                                         "database":{"provider":"sqlite","state":"ok"},
                                          "endpoints":[{"queue":"payment-service","consuming":true}]})"));
+        CHECK(test_support::SampleSum(scrape->body, "db_state",
+                                      {{"provider", "sqlite"}, {"service", "PaymentService"}, {"state", "ok"}}) == 1);
         // Only the health and metrics answers are served there, in the services' error shape.
         auto post = client.Post("/health", "", "application/json");
         REQUIRE(post);

@@ -151,6 +151,9 @@ TEST_SUITE("Broker") {
         // Each endpoint's moves are written from the start, at 0 until one happens.
         CHECK(ComesToAnswer(prometheus, "sum by (job) (bus_messages_moved_total)", "job",
                             {{"inventory-service", 0}, {"order-service", 0}, {"payment-service", 1}}));
+        // Every service's database says it is ok.
+        CHECK(ComesToAnswer(prometheus, "sum by (job) (db_state{state=\"ok\"})", "job",
+                            {{"inventory-service", 1}, {"order-service", 1}, {"payment-service", 1}}));
         CHECK(ComesToAnswer(prometheus,
                             "sum by (job) (http_server_request_duration_seconds_count{http_route=\"/order\","
                             "http_request_method=\"POST\",http_response_status_code=\"202\"})",

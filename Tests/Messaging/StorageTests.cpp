@@ -1,4 +1,4 @@
-// Storage: the SQLite wrapper, its transactions, the WAL checkpointer and group commit.
+// Storage: the SQLite wrapper, its transactions, the WAL checkpointer, group commit and the database's health.
 #include <doctest/doctest.h>
 
 #include <arpa/inet.h>
@@ -394,5 +394,90 @@ TEST_SUITE("Storage.GroupCommit") {
             CHECK_FALSE(future.get());
             loop.Invoke([&] { unit_of_work.reset(); });
         }
+    }
+}
+
+TEST_SUITE("Storage.Health") {
+    // A constraint error is no fault of the database: it changes nothing.
+    void RecordConstraint(StoreHealthRecord & record) {
+        record.RecordFailure(SQLITE_CONSTRAINT_PRIMARYKEY, "UNIQUE constraint failed: t.k");
+    }
+
+    TEST_CASE("A full database is failing until a commit and the fault hold - a constraint error is no fault of it") {
+        test_support::TempDir dir;
+        SqliteDatabase db(dir.File("health.db"));
+        db.SetFaultHold(2s);
+        db.Execute("CREATE TABLE t (k INTEGER PRIMARY KEY, v BLOB)");
+        CHECK(db.Health().provider == "sqlite");
+        CHECK(db.Health().state == StoreState::kOk);
+        db.Prepare("INSERT INTO t VALUES (1, NULL)").Run();
+        CHECK_THROWS_AS(db.Prepare("INSERT INTO t VALUES (1, NULL)").Run(), SqliteError);  // duplicate key
+        CHECK(db.Health().state == StoreState::kOk);
+        // The file may grow no further, as on a full disk.
+        db.Execute("PRAGMA max_page_count = 1");
+        {
+            Transaction transaction(db);
+            CHECK_THROWS_AS(db.Prepare("INSERT INTO t VALUES (2, zeroblob(100000))").Run(), SqliteError);
+        }
+        CHECK(db.Health().state == StoreState::kFailing);
+        CHECK(db.Health().detail == "database or disk is full");
+        // A read works, but says nothing of writes: still failing.
+        auto& count = db.Prepare("SELECT COUNT(*) FROM t");
+        REQUIRE(count.Step());
+        count.Reset();
+        CHECK(db.Health().state == StoreState::kFailing);
+        // A write that fits commits, but the fault is too recent to call the database mended.
+        db.Execute("PRAGMA max_page_count = 1073741823");
+        {
+            Transaction transaction(db);
+            db.Prepare("INSERT INTO t VALUES (2, zeroblob(100000))").Run();
+            transaction.Commit();
+        }
+        CHECK(db.Health().state == StoreState::kFailing);
+        // The hold passes with nothing refused: ok.
+        CHECK(test_support::WaitFor([&] { return db.Health().state == StoreState::kOk; }, 10s));
+        CHECK(db.Health().detail.empty());
+    }
+
+    TEST_CASE("A failing database stays failing past its hold until something commits") {
+        StoreHealthRecord record;
+        record.set_fault_hold(0ms);
+        record.RecordFailure(SQLITE_IOERR_WRITE, "disk I/O error");
+        CHECK(record.Now().state == StoreState::kFailing);
+        // Locked out meanwhile: still failing, for the same reason.
+        record.RecordFailure(SQLITE_BUSY, "database is locked");
+        RecordConstraint(record);
+        CHECK(record.Now().state == StoreState::kFailing);
+        CHECK(record.Now().detail == "disk I/O error");
+        record.RecordCommitted();
+        CHECK(record.Now().state == StoreState::kOk);
+        CHECK(record.Now().detail.empty());
+    }
+
+    TEST_CASE("Busy while another connection holds the write lock - ok once it is let go") {
+        test_support::TempDir dir;
+        const std::string path = dir.File("busy.db");
+        SqliteDatabase db(path);
+        db.Execute("CREATE TABLE t (k INTEGER PRIMARY KEY)");
+        db.SetBusyTimeout(0ms);
+        sqlite3* other = nullptr;
+        REQUIRE(sqlite3_open(path.c_str(), &other) == SQLITE_OK);
+        REQUIRE(sqlite3_exec(other, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr) == SQLITE_OK);
+        CHECK_THROWS_AS(Transaction{db}, StoreBusy);
+        CHECK(db.Health().state == StoreState::kBusy);
+        CHECK(db.Health().detail == "another connection holds the write lock: database is locked");
+        // Asked again while it is held, it is still busy; once it is let go, ok without a write of ours.
+        CHECK(db.CheckHealth().state == StoreState::kBusy);
+        sqlite3_exec(other, "ROLLBACK", nullptr, nullptr, nullptr);
+        sqlite3_close(other);
+        CHECK(db.Health().state == StoreState::kBusy);
+        CHECK(db.CheckHealth().state == StoreState::kOk);
+        CHECK(db.CheckHealth().detail.empty());
+        {
+            Transaction transaction(db);
+            db.Prepare("INSERT INTO t VALUES (1)").Run();
+            transaction.Commit();
+        }
+        CHECK(db.Health().state == StoreState::kOk);
     }
 }

@@ -290,12 +290,22 @@ TEST_SUITE("OrderService.HttpApi") {
         auto refused = api.Post(R"({"orderId":"locked-3","customerNumber":"C","totalAmount":"5"})");
         REQUIRE(refused);
         CHECK(refused->status == 503);
-        // The loop kept serving meanwhile, and reads do not wait for the writer.
+        // The loop kept serving meanwhile, and reads do not wait for the writer. Health says why the
+        // order waited: the database is busy, which degrades the service without stopping it.
         auto health = api.client.Get("/health");
         REQUIRE(health);
         CHECK(health->status == 200);
+        const Json busy = Json::parse(health->body);
+        CHECK(busy["status"] == "degraded");
+        CHECK(busy["database"]["provider"] == "sqlite");
+        CHECK(busy["database"]["state"] == "busy");
+        CHECK(busy["database"]["error"].get<std::string>().find("another connection holds the write lock") == 0);
+        CHECK(api.client.Get("/health/ready")->status == 200);
         CHECK(api.client.Get("/order/locked-3")->status == 404);
         lock.Release();
+        // Health finds the lock let go at once, before anything is written again.
+        CHECK(Json::parse(api.client.Get("/health")->body)["database"] == Json::parse(R"({"provider":"sqlite",
+                                                                                          "state":"ok"})"));
         // Nothing of the refused request was stored: the same id is a new order now.
         auto accepted = api.Post(R"({"orderId":"locked-3","customerNumber":"C","totalAmount":"6"})");
         REQUIRE(accepted);
@@ -324,11 +334,75 @@ TEST_SUITE("OrderService.HttpApi") {
         }
         CHECK(answered > 1);
         CHECK(api.system.Order("wait-3")->status == order_service::OrderStatus::kInventoryReserved);
+        // The worker's own health says what holds it.
+        CHECK(api.system.loop().Invoke([&] { return api.system.payment().Health().database->state; }) ==
+              messaging::StoreState::kBusy);
         lock.Release();
         CHECK(api.FinalStatus("wait-3") == "Completed");
         CHECK(api.system.harness().Published<contracts::Fault<ProcessPayment>>().empty());
         CHECK(api.system.QueueDepth("payment-service_error") == 0);
         CHECK(api.system.harness().Published<PaymentAccepted>().size() == 1);
+        CHECK(api.system.loop().Invoke([&] { return api.system.payment().Health().database->state; }) ==
+              messaging::StoreState::kOk);
+    }
+
+    TEST_CASE("A database that refuses writes: POST 503 naming it - health unhealthy and not ready - until a commit") {
+        ApiFixture api;
+        auto& orders_db = api.system.orders().database();
+        // The file may grow no further, as on a full disk: SQLite answers SQLITE_FULL once a write
+        // needs a new page. Orders are posted until one does. Some writes still fit: health stays
+        // failing for the fault hold after the last refusal (2 s here, 10 s by default).
+        api.system.loop().Invoke([&] {
+            orders_db.SetFaultHold(2s);
+            orders_db.Execute("PRAGMA max_page_count = 1");
+        });
+        std::string refused_id;
+        for (int i = 0; i < 200 && refused_id.empty(); ++i) {
+            const std::string id = "full-" + std::to_string(i);
+            auto result = api.Post(R"({"orderId":")" + id + R"(","customerNumber":"C","totalAmount":"5"})");
+            REQUIRE(result);
+            if (result->status == 202) continue;
+            refused_id = id;
+            CHECK(result->status == 503);
+            CHECK(Json::parse(result->body) ==
+                  Json::parse(
+                      R"({"error":"unavailable","message":"the database cannot store the order now; try again"})"));
+        }
+        REQUIRE_FALSE(refused_id.empty());
+        CHECK(api.client.Get(("/order/" + refused_id).c_str())->status == 404);
+        auto health = api.client.Get("/health");
+        REQUIRE(health);
+        CHECK(health->status == 503);
+        const Json failing = Json::parse(health->body);
+        CHECK(failing["status"] == "unhealthy");
+        CHECK(failing["broker"] == "in-process");
+        CHECK(failing["database"]["state"] == "failing");
+        CHECK(failing["database"]["error"] == "database or disk is full");
+        auto ready = api.client.Get("/health/ready");
+        REQUIRE(ready);
+        CHECK(ready->status == 503);
+        CHECK(Json::parse(ready->body)["reason"] == "the database is failing: database or disk is full");
+        auto scrape = api.client.Get("/metrics");
+        REQUIRE(scrape);
+        CHECK(test_support::SampleSum(scrape->body, "db_state", {{"service", "OrderService"}, {"state", "failing"}}) ==
+              1);
+        CHECK(test_support::SampleSum(scrape->body, "db_state", {{"service", "OrderService"}, {"state", "ok"}}) == 0);
+
+        // Room again: the next order is stored, and once the hold has passed with nothing refused
+        // the database is ok.
+        api.system.loop().Invoke([&] { orders_db.Execute("PRAGMA max_page_count = 1073741823"); });
+        auto accepted = api.Post(R"({"orderId":")" + refused_id + R"(","customerNumber":"C","totalAmount":"5"})");
+        REQUIRE(accepted);
+        CHECK(accepted->status == 202);
+        CHECK(test_support::WaitFor(
+            [&] {
+                auto answer = api.client.Get("/health");
+                return answer && answer->status == 200 &&
+                       Json::parse(answer->body)["database"] == Json::parse(R"({"provider":"sqlite","state":"ok"})");
+            },
+            20s));
+        CHECK(api.client.Get("/health/ready")->status == 200);
+        CHECK(api.FinalStatus(refused_id) == "Completed");
     }
 
     TEST_CASE("GET answers 404 for an unknown order - 400 for an invalid id - unknown routes are JSON 404s") {
@@ -422,7 +496,7 @@ TEST_SUITE("OrderService.HttpApi") {
             tripped_api = std::make_unique<order_service::OrderHttpApi>(
                 api.system.loop(), api.system.orders().submission(), api.system.orders().lookup(),
                 [] {
-                    return messaging::BrokerHealth{.state = messaging::BrokerState::kConnected,
+                    return messaging::HealthReport{.state = messaging::BrokerState::kConnected,
                                                    .endpoints = {{.queue = "order-service",
                                                                   .consuming = false,
                                                                   .kill_switch_tripped = true,
@@ -455,7 +529,7 @@ TEST_SUITE("OrderService.HttpApi") {
         api.system.loop().Invoke([&] {
             order_service::OrderHttpApi second(
                 api.system.loop(), api.system.orders().submission(), api.system.orders().lookup(),
-                [] { return messaging::BrokerHealth{messaging::BrokerState::kConnected}; }, nullptr, taken);
+                [] { return messaging::HealthReport{messaging::BrokerState::kConnected}; }, nullptr, taken);
             CHECK_THROWS_WITH(second.Start(), doctest::Contains("cannot listen"));
         });
         auto still = api.client.Get("/health");

@@ -6,6 +6,7 @@
 #include <memory>
 
 #include "Bus/Bus.h"
+#include "Hosting/ServiceHealth.h"
 #include "InventoryService/InventorySettings.h"
 #include "InventoryService/StockLedger.h"
 
@@ -17,6 +18,11 @@ class InventoryServiceHost {
     messaging::Status Start();
     void Stop(std::function<void()> stopped) { bus_.Stop(std::move(stopped)); }
     messaging::Bus& bus() { return bus_; }
+    // What its /health reports: the broker, its endpoint, its database. Loop thread.
+    messaging::HealthReport Health() {
+        return messaging::ReadHealth(bus_, [this] { return db_.CheckHealth(); });
+    }
+    messaging::SqliteDatabase& database() { return db_; }
     // Where its bus records metrics; none when they are off (Metrics.Enabled).
     metrics::MetricsRegistry* metrics() { return settings_.MetricsOrNone(metrics_); }
     StockLedger& ledger() { return ledger_; }

@@ -39,34 +39,53 @@ const char* BrokerStateName(BrokerState state) {
 
 namespace {
 
-HttpResponse HealthReport(const BrokerHealth& broker) {
-    const HealthAnswer answer = AnswerFor(broker.state);
+// A failing database stops the service from storing what it is asked to: it is not serving.
+bool DatabaseFailing(const HealthReport& report) {
+    return report.database && report.database->state == StoreState::kFailing;
+}
+
+HttpResponse FullReport(const HealthReport& report) {
+    HealthAnswer answer = AnswerFor(report.state);
     OrderedJson body;
     body["status"] = answer.status;
     body["broker"] = answer.broker;
-    if (!broker.detail.empty()) body["error"] = broker.detail;
+    if (!report.detail.empty()) body["error"] = report.detail;
+    if (const auto& database = report.database) {
+        OrderedJson entry = {{"provider", database->provider}, {"state", StoreStateName(database->state)}};
+        if (!database->detail.empty()) entry["error"] = database->detail;
+        body["database"] = std::move(entry);
+        if (database->state == StoreState::kFailing) {
+            answer.serving = false;
+            body["status"] = "unhealthy";
+        } else if (database->state == StoreState::kBusy && answer.serving) {
+            body["status"] = "degraded";
+        }
+    }
     body["endpoints"] = OrderedJson::array();
-    for (const auto& endpoint : broker.endpoints) {
+    for (const auto& endpoint : report.endpoints) {
         OrderedJson entry = {{"queue", endpoint.queue}, {"consuming", endpoint.consuming}};
         if (endpoint.kill_switch_tripped) entry["killSwitch"] = "tripped";
         if (!endpoint.problem.empty()) entry["error"] = endpoint.problem;
         body["endpoints"].push_back(std::move(entry));
         if (!endpoint.consuming && answer.serving) body["status"] = "degraded";
     }
-    if (!broker.refused_queues.empty()) {
+    if (!report.refused_queues.empty()) {
         // Messages that must move there wait in their queues; everything else goes on.
         body["refusedQueues"] = OrderedJson::array();
-        for (const auto& [queue, reason] : broker.refused_queues)
+        for (const auto& [queue, reason] : report.refused_queues)
             body["refusedQueues"].push_back({{"queue", queue}, {"error", reason}});
         if (answer.serving) body["status"] = "degraded";
     }
     return JsonResponse(answer.serving ? 200 : 503, body);
 }
 
-HttpResponse Readiness(const BrokerHealth& broker) {
+HttpResponse Readiness(const HealthReport& report) {
     std::string why;
-    if (!AnswerFor(broker.state).serving) why = std::string("the broker is ") + AnswerFor(broker.state).broker;
-    for (const auto& endpoint : broker.endpoints) {
+    if (!AnswerFor(report.state).serving)
+        why = std::string("the broker is ") + AnswerFor(report.state).broker;
+    else if (DatabaseFailing(report))
+        why = "the database is failing: " + report.database->detail;
+    for (const auto& endpoint : report.endpoints) {
         if (!why.empty() || endpoint.consuming) continue;
         why = "the endpoint " + endpoint.queue;
         if (endpoint.kill_switch_tripped)
@@ -80,11 +99,12 @@ HttpResponse Readiness(const BrokerHealth& broker) {
 
 }  // namespace
 
-BrokerHealth ReadBrokerHealth(Bus& bus) {
+HealthReport ReadHealth(Bus& bus, const StoreProbe& database) {
     const auto& transport = bus.transport();
-    BrokerHealth health{.state = BrokerState::kConnected,
+    HealthReport health{.state = BrokerState::kConnected,
                         .endpoints = bus.EndpointsHealth(),
                         .refused_queues = transport.RefusedOnDemandQueues()};
+    if (database) health.database = database();
     if (auto refusal = transport.TopologyRefusal(); !refusal.ok()) {
         health.state = BrokerState::kRefused;
         health.detail = refusal.message();
@@ -109,8 +129,8 @@ std::optional<HttpResponse> AnswerHealthRequest(const HttpRequest& request, cons
     if (path != "/health" && path != "/health/live" && path != "/health/ready") return std::nullopt;
     if (request.method != "GET" && request.method != "HEAD") return MethodNotAllowed(request, "GET");
     if (path == "/health/live") return JsonResponse(200, OrderedJson{{"status", "live"}});
-    const BrokerHealth broker = probe();
-    return path == "/health" ? HealthReport(broker) : Readiness(broker);
+    const HealthReport report = probe();
+    return path == "/health" ? FullReport(report) : Readiness(report);
 }
 
 }  // namespace messaging

@@ -175,6 +175,7 @@ Status GroupCommit::Commit() {
     try {
         const auto started = std::chrono::steady_clock::now();
         db_.Prepare("COMMIT").Run();
+        db_.RecordCommitted();
         ++batches_committed_;
         units_committed_ += units_;
         if (metrics_.batch_units) {

@@ -20,7 +20,54 @@ void Check(sqlite3* db, int rc, std::string_view what) {
 
 }  // namespace
 
-Statement::Statement(sqlite3* db, std::string_view sql) : db_(db) {
+void StoreHealthRecord::RecordFailure(int rc, const std::string& message) {
+    switch (rc & 0xff) {
+        case SQLITE_BUSY:
+        case SQLITE_LOCKED:
+            // A failing store stays failing: being locked out of it says nothing of whether it works.
+            if (health_.state == StoreState::kFailing) return;
+            health_.state = StoreState::kBusy;
+            health_.detail = "another connection holds the write lock: " + message;
+            return;
+        case SQLITE_IOERR:
+        case SQLITE_FULL:
+        case SQLITE_CORRUPT:
+        case SQLITE_NOTADB:
+        case SQLITE_CANTOPEN:
+        case SQLITE_READONLY:
+        case SQLITE_NOMEM:
+        case SQLITE_PERM:
+        case SQLITE_PROTOCOL:
+        case SQLITE_NOLFS:
+            health_.state = StoreState::kFailing;
+            health_.detail = message;
+            last_fault_ = std::chrono::steady_clock::now();
+            committed_since_fault_ = false;
+            return;
+        default:
+            return;
+    }
+}
+
+void StoreHealthRecord::RecordCommitted() {
+    if (health_.state == StoreState::kFailing) {
+        committed_since_fault_ = true;
+        return;
+    }
+    health_.state = StoreState::kOk;
+    health_.detail.clear();
+}
+
+const StoreHealth& StoreHealthRecord::Now() {
+    if (health_.state == StoreState::kFailing && committed_since_fault_ &&
+        std::chrono::steady_clock::now() - last_fault_ >= fault_hold_) {
+        health_.state = StoreState::kOk;
+        health_.detail.clear();
+    }
+    return health_;
+}
+
+Statement::Statement(sqlite3* db, std::string_view sql, StoreHealthRecord* health) : db_(db), health_(health) {
     Check(db_,
           sqlite3_prepare_v3(db_, sql.data(), static_cast<int>(sql.size()), SQLITE_PREPARE_PERSISTENT, &statement_,
                              nullptr),
@@ -64,6 +111,7 @@ bool Statement::Step() {
     if (rc == SQLITE_DONE) return false;
     const std::string message = sqlite3_errmsg(db_);
     sqlite3_reset(statement_);
+    if (health_) health_->RecordFailure(rc, message);
     // Another connection holds the lock and the busy timeout ran out: work to run again later.
     if ((rc & 0xff) == SQLITE_BUSY) throw StoreBusy("the database is locked by another writer: " + message);
     throw SqliteError("step: " + message, rc);
@@ -207,6 +255,7 @@ void SqliteDatabase::Execute(std::string_view sql) {
     if (rc != SQLITE_OK) {
         std::string message = error ? error : sqlite3_errstr(rc);
         sqlite3_free(error);
+        health_.RecordFailure(rc, message);
         throw SqliteError(message, rc);
     }
 }
@@ -214,9 +263,27 @@ void SqliteDatabase::Execute(std::string_view sql) {
 Statement& SqliteDatabase::Prepare(std::string_view sql) {
     auto found = statements_.find(sql);
     if (found == statements_.end())
-        found = statements_.emplace(std::string(sql), std::make_unique<Statement>(db_, sql)).first;
+        found = statements_.emplace(std::string(sql), std::make_unique<Statement>(db_, sql, &health_)).first;
     found->second->Reset();
     return *found->second;
+}
+
+StoreHealth SqliteDatabase::CheckHealth() {
+    if (health_.Now().state != StoreState::kBusy) return health_.Now();
+    if (!sqlite3_get_autocommit(db_)) {
+        health_.RecordCommitted();  // our transaction is open: we hold the write lock
+        return health_.Now();
+    }
+    try {
+        Prepare("BEGIN IMMEDIATE").Run();
+        Prepare("ROLLBACK").Run();
+        health_.RecordCommitted();  // the lock is free: nothing holds the database back
+    } catch (const StoreBusy&) {
+        // Still held: the state says so already.
+    } catch (const SqliteError&) {
+        // Recorded by the statement when it is a fault of the database.
+    }
+    return health_.Now();
 }
 
 int SqliteDatabase::UserVersion() {
@@ -252,6 +319,7 @@ Transaction::~Transaction() {
 void Transaction::Commit() {
     db_.Prepare(nested_ ? "RELEASE nested_transaction" : "COMMIT").Run();
     done_ = true;
+    if (!nested_) db_.RecordCommitted();
 }
 
 void MigrateSchema(SqliteDatabase& db, std::string_view owner, const std::vector<std::string_view>& steps) {

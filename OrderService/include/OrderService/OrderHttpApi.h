@@ -49,7 +49,7 @@ class OrderLookup {
 class OrderHttpApi {
   public:
     OrderHttpApi(messaging::EventLoop& loop, OrderSubmission& submission, OrderLookup& lookup,
-                 messaging::HealthProbe broker, metrics::MetricsRegistry* metrics, HttpSettings settings);
+                 messaging::HealthProbe health, metrics::MetricsRegistry* metrics, HttpSettings settings);
     ~OrderHttpApi();
 
     // Binds and starts serving on the loop (from any thread); throws if the port cannot be bound.
@@ -67,11 +67,15 @@ class OrderHttpApi {
     void Submit(std::shared_ptr<const NewOrder> order, const messaging::TraceContext& span,
                 const messaging::HttpResponder& responder, int busy_waits);
     messaging::HttpResponse GetOrder(std::string_view order_id);
+    // Whether /health finds the database failing (it refuses writes: a full disk, an I/O error).
+    bool DatabaseFailing() const;
+    // The 503 of an order that was not stored, naming what is away: the database, or the broker.
+    static messaging::HttpResponse NotStored(bool database_failing);
 
     messaging::EventLoop& loop_;
     OrderSubmission& submission_;
     OrderLookup& lookup_;
-    messaging::HealthProbe broker_;
+    messaging::HealthProbe health_;  // what /health reports
     // What /metrics serves and where requests are recorded; none when metrics are off.
     metrics::MetricsRegistry* metrics_;
     HttpSettings settings_;

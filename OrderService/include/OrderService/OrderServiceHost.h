@@ -6,6 +6,7 @@
 #include <memory>
 
 #include "Bus/Bus.h"
+#include "Hosting/ServiceHealth.h"
 #include "OrderService/OrderHttpApi.h"
 #include "OrderService/OrderMetrics.h"
 #include "OrderService/OrderRepository.h"
@@ -30,6 +31,11 @@ class OrderServiceHost {
     void Stop(std::function<void()> stopped);
 
     messaging::Bus& bus() { return bus_; }
+    // What its /health reports: the broker, its endpoint, its database. Loop thread.
+    messaging::HealthReport Health() {
+        return messaging::ReadHealth(bus_, [this] { return db_.CheckHealth(); });
+    }
+    messaging::SqliteDatabase& database() { return db_; }
     // Where its bus records metrics; none when they are off (Metrics.Enabled).
     metrics::MetricsRegistry* metrics() { return settings_.MetricsOrNone(metrics_); }
     OrderRepository& repository() { return repository_; }

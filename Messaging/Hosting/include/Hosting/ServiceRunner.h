@@ -39,8 +39,8 @@ struct RunningService {
 int RunUntilSignalled(EventLoop& loop, const std::function<RunningService()>& start);
 
 // The whole main() of a worker service: Settings has Load(path, environment), `rabbitmq`, `admin` and
-// `log_level`; Host is built from (loop, transport, settings) and has Start(), Stop(done), bus() and
-// metrics() (its registry, none when metrics are off; the process figures are added to it here).
+// `log_level`; Host is built from (loop, transport, settings) and has Start(), Stop(done), Health()
+// and metrics() (its registry, none when metrics are off; the process figures are added to it here).
 template <class Settings, class Host>
 int RunWorkerMain(int argc, char** argv, const std::string& service_name) {
     try {
@@ -60,7 +60,7 @@ int RunWorkerMain(int argc, char** argv, const std::string& service_name) {
             if (auto status = host->Start(); !status.ok()) throw std::runtime_error(status.message());
             if (settings.admin.enabled) {
                 admin = std::make_unique<AdminServer>(
-                    loop, settings.admin, [&] { return ReadBrokerHealth(host->bus()); }, host->metrics());
+                    loop, settings.admin, [&] { return host->Health(); }, host->metrics());
                 admin->Start();
             }
             return RunningService{[&](std::function<void()> done) {

@@ -20,6 +20,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "Runtime/StoreHealth.h"
 #include "Runtime/UnitOfWork.h"
 
 namespace messaging {
@@ -35,9 +36,37 @@ class SqliteError : public std::runtime_error {
 
 enum class SqliteSync { kNormal, kFull };
 
+// What a database's statements found, kept for its health answers. A write lock held by another
+// connection makes it busy until the lock is found free or a transaction commits. A fault of the
+// database itself (an I/O error, a full disk, a damaged, unopenable or read-only file, no memory)
+// makes it failing, and it stays failing until a transaction has committed since the last fault and
+// the fault hold has passed since it: a nearly full disk refuses some writes and takes others, and
+// health should say so steadily rather than flap between them. A constraint or SQL error is no fault
+// of the database and changes nothing. Used on the connection's thread only.
+class StoreHealthRecord {
+  public:
+    static constexpr std::chrono::milliseconds kDefaultFaultHold{10000};
+
+    // What SQLite's result code `rc` (with its message) says about the database.
+    void RecordFailure(int rc, const std::string& message);
+    // A transaction committed: a busy database is free; a failing one may become ok (Now()).
+    void RecordCommitted();
+    void set_fault_hold(std::chrono::milliseconds hold) { fault_hold_ = hold; }
+    // The state now.
+    const StoreHealth& Now();
+
+  private:
+    StoreHealth health_{.provider = "sqlite"};
+    std::chrono::steady_clock::time_point last_fault_{};
+    bool committed_since_fault_ = false;
+    std::chrono::milliseconds fault_hold_ = kDefaultFaultHold;
+};
+
 class Statement {
   public:
-    Statement(sqlite3* db, std::string_view sql);
+    // `health`, when given, hears what each step finds: the lock held by another writer, or a fault of
+    // the database itself.
+    Statement(sqlite3* db, std::string_view sql, StoreHealthRecord* health = nullptr);
     ~Statement();
     Statement(const Statement&) = delete;
     Statement& operator=(const Statement&) = delete;
@@ -64,6 +93,7 @@ class Statement {
   private:
     sqlite3* db_;
     sqlite3_stmt* statement_ = nullptr;
+    StoreHealthRecord* health_;
 };
 
 // Copies a WAL's pages back into the database file on a thread with its own connection, so that the
@@ -130,11 +160,22 @@ class SqliteDatabase {
     int UserVersion();
     void SetUserVersion(int version);
     sqlite3* raw() { return db_; }
+    // What its statements found (provider "sqlite"; StoreHealthRecord), on the connection's thread.
+    const StoreHealth& Health() { return health_.Now(); }
+    // Health(), after finding out without waiting whether a busy database is still held by another
+    // connection (BEGIN IMMEDIATE then ROLLBACK; nothing to ask while a transaction of ours is open):
+    // busy stays only while it is. Only a commit and the fault hold end a failing state.
+    StoreHealth CheckHealth();
+    // A transaction committed (Transaction and GroupCommit tell it).
+    void RecordCommitted() { health_.RecordCommitted(); }
+    // How long a fault keeps the database failing (StoreHealthRecord; 10 s unless set).
+    void SetFaultHold(std::chrono::milliseconds hold) { health_.set_fault_hold(hold); }
     // Null for ":memory:", or if the checkpointer could not start (SQLite's own checkpoints then run).
     const WalCheckpointer* checkpointer() const { return checkpointer_.get(); }
 
   private:
     sqlite3* db_ = nullptr;
+    StoreHealthRecord health_;
     std::unique_ptr<WalCheckpointer> checkpointer_;  // declared after db_: stopped before db_ closes
     struct SqlHash {
         using is_transparent = void;
