@@ -4,16 +4,17 @@
 // status is documented for that route and method, the content type is the documented one, and the
 // body matches the documented schema (Ajv, JSON Schema 2020-12, as OpenAPI 3.1 uses). Answers to no
 // route (404, a request that cannot be read) are checked against the Error schema. Every operation
-// of the document must have been exercised.
-//   node check.mjs <OrderService executable> <openapi.json> <appsettings dir>
+// of the document must have been exercised. Then every answer the C++ HTTP tests received, recorded
+// by Tests/Support/HttpAnswers (one JSON object a line), is checked the same way.
+//   node check.mjs <OrderService executable> <openapi.json> <appsettings dir> [<recorded answers>]
 import SwaggerParser from "@apidevtools/swagger-parser";
 import Ajv2020 from "ajv/dist/2020.js";
-import { readFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import net from "node:net";
 import path from "node:path";
 import { startOrderService, waitForOrderStatus } from "./server.mjs";
 
-const [binary, documentPath, settingsDir] = process.argv.slice(2).map((p) => path.resolve(p));
+const [binary, documentPath, settingsDir, answersPath] = process.argv.slice(2).map((p) => path.resolve(p));
 const failures = [];
 const fail = (what) => {
   failures.push(what);
@@ -39,7 +40,7 @@ function operationOf(method, urlPath) {
   }
   return null;
 }
-function check(name, method, urlPath, status, contentType, body) {
+function check(name, method, urlPath, status, contentType, body, bodyKept = true) {
   const found = operationOf(method, urlPath);
   let schema;
   let mediaType = "application/json";
@@ -59,7 +60,9 @@ function check(name, method, urlPath, status, contentType, body) {
   }
   if (mediaType && !(contentType ?? "").startsWith(mediaType))
     return fail(`${name}: content type ${contentType}, the document says ${mediaType}`);
-  if (!schema || mediaType !== "application/json") return console.log(`ok ${name}: ${status}`);
+  // HEAD has no body; a recorded answer of another type kept none.
+  if (!schema || mediaType !== "application/json" || method === "HEAD" || !bodyKept)
+    return console.log(`ok ${name}: ${status}`);
   let parsed;
   try {
     parsed = JSON.parse(body);
@@ -142,6 +145,20 @@ for (const [template, item] of Object.entries(api.paths))
     if (!exercised.has(`${method.toUpperCase()} ${template}`)) fail(`${method.toUpperCase()} ${template} was never asked`);
 
 await stop();
+
+// 4. Every answer of the C++ HTTP tests (ctest runs them first).
+if (answersPath) {
+  const lines = existsSync(answersPath) ? readFileSync(answersPath, "utf8").split("\n").filter((line) => line) : [];
+  if (lines.length === 0) fail(`${answersPath}: no answers recorded by the HTTP tests`);
+  for (const line of lines) {
+    const answer = JSON.parse(line);
+    const urlPath = answer.path.split("?")[0];
+    check(`the HTTP tests' ${answer.method} ${answer.path}`, answer.method, urlPath, answer.status, answer.contentType,
+      answer.body, answer.bodyKept);
+  }
+  console.log(`${lines.length} answers of the HTTP tests checked`);
+}
+
 if (failures.length) {
   console.error(`${failures.length} answer(s) do not match the document`);
   process.exit(1);

@@ -1,12 +1,14 @@
 // The HTTP API on the loop's HttpServer on a free port, with a real client (cpp-httplib's): accepted orders,
 // every validation error, malformed and oversize bodies, duplicates, 404s, 503 when the bus is away,
-// and the final state of each simulation scenario read back through GET.
+// and the final state of each simulation scenario read back through GET. Under ctest every answer is
+// recorded (Support/HttpAnswers.h) and checked against docs/openapi.json by the OpenAPI test.
 #include <doctest/doctest.h>
 #include <httplib.h>
 
 #include <map>
 #include <set>
 
+#include "Support/HttpAnswers.h"
 #include "Support/MetricsText.h"
 #include "Support/TestSupport.h"
 
@@ -23,6 +25,7 @@ struct ApiFixture {
     explicit ApiFixture(SystemOptions options = SystemOptions{.start_http = true})
         : system(options), client("127.0.0.1", system.http_port()) {
         client.set_read_timeout(15, 0);
+        test_support::RecordAnswersOf(client);
     }
 
     httplib::Result Post(const std::string& body, const std::string& type = "application/json") {
@@ -507,6 +510,7 @@ TEST_SUITE("OrderService.HttpApi") {
             return tripped_api->port();
         });
         httplib::Client client("127.0.0.1", port);
+        test_support::RecordAnswersOf(client);
         auto result = client.Get("/health");
         REQUIRE(result);
         CHECK(result->status == 200);
