@@ -51,7 +51,7 @@ SwaggerUi::SwaggerUi(const std::string& dist_dir) : dist_dir_(dist_dir) {
             files_.clear();
             return;
         }
-        files_[name] = File{type, std::move(*body)};
+        files_[name] = File{type, std::make_shared<const std::string>(std::move(*body))};
     }
 }
 
@@ -74,7 +74,7 @@ std::optional<messaging::HttpResponse> SwaggerUi::Answer(const messaging::HttpRe
     const auto file = files_.find(path.substr(kPrefix.size()));
     if (file == files_.end()) return messaging::ErrorResponse(404, "not_found", "no file " + path);
     response.content_type = file->second.content_type;
-    response.body = file->second.body;
+    response.shared_body = file->second.body;
     return response;
 }
 

@@ -152,7 +152,7 @@ HttpResponse TextResponse(int status, std::string body) {
 
 // A server on a loop thread of its own. GET /now answers at once with the path; GET /later answers
 // when the test says so; GET /never is never answered; /routed names its route and answers 201;
-// POST echoes the body.
+// /shared answers a shared body; POST echoes the body.
 struct ServerRig {
     explicit ServerRig(HttpServerOptions options = {}) {
         options.host = "127.0.0.1";
@@ -166,6 +166,10 @@ struct ServerRig {
                         held.push_back(responder);
                     } else if (request.path == "/never") {
                         held.push_back(responder);
+                    } else if (request.path == "/shared") {
+                        HttpResponse response = TextResponse(200, "");
+                        response.shared_body = shared_body;
+                        responder.Send(std::move(response));
                     } else if (request.path == "/routed") {
                         responder.SetRoute("/routed");
                         responder.Send(TextResponse(201, "routed"));
@@ -189,6 +193,15 @@ struct ServerRig {
         return thread.loop().Invoke([&] { return server->connection_count(); });
     }
 
+    // GET /shared's body: 16 MB, more than a socket takes at once, answered without a copy.
+    std::shared_ptr<const std::string> shared_body = [] {
+        std::string block;
+        for (int i = 0; i < 4096; ++i) block += static_cast<char>('a' + i % 26 + (i / 4000));
+        std::string body;
+        body.reserve(16 << 20);
+        while (body.size() < (16 << 20)) body += block;
+        return std::make_shared<const std::string>(std::move(body));
+    }();
     EventLoopThread thread;
     std::unique_ptr<HttpServer> server;
     std::vector<HttpResponder> held;
@@ -371,6 +384,22 @@ TEST_SUITE("Http.Server") {
         auto get = client.Read();
         CHECK(get.status == 200);
         CHECK(get.body == "/now?");
+    }
+
+    TEST_CASE("A shared body is written from where it is kept - whole past the socket's buffer - not for HEAD") {
+        ServerRig rig;
+        RawClient client(rig.port);
+        client.Send("HEAD /shared HTTP/1.1\r\n\r\nGET /shared HTTP/1.1\r\n\r\nGET /now HTTP/1.1\r\n\r\n");
+        auto head = client.Read(/*with_body=*/false);
+        CHECK(head.status == 200);
+        CHECK(head.headers["content-length"] == std::to_string(16 << 20));
+        auto get = client.Read();
+        CHECK(get.status == 200);
+        CHECK(get.body == *rig.shared_body);
+        auto next = client.Read();
+        CHECK(next.body == "/now?");
+        // The server kept the body only while writing it.
+        CHECK(test_support::WaitFor([&] { return rig.shared_body.use_count() == 1; }));
     }
 
     TEST_CASE("A client that sends Expect 100-continue is told to go on before it sends the body") {

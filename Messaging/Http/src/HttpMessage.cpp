@@ -152,8 +152,15 @@ std::string HttpDate(std::int64_t unix_seconds) {
 }
 
 std::string WriteResponse(const HttpResponse& response, std::string_view connection, std::string_view date) {
+    std::string out = WriteResponseHead(response, connection, date);
+    out += response.BodyView();
+    return out;
+}
+
+std::string WriteResponseHead(const HttpResponse& response, std::string_view connection, std::string_view date) {
     std::string out;
-    out.reserve(160 + response.body.size());
+    // The body usually follows in the same string (WriteResponse, and the server for a body of its own).
+    out.reserve(160 + (response.shared_body ? 0 : response.body.size()));
     out += "HTTP/1.1 ";
     out += std::to_string(response.status);
     out += ' ';
@@ -167,7 +174,7 @@ std::string WriteResponse(const HttpResponse& response, std::string_view connect
         out += "\r\n";
     }
     out += "Content-Length: ";
-    out += std::to_string(response.body.size());
+    out += std::to_string(response.BodyView().size());
     out += "\r\n";
     for (const auto& [name, value] : response.headers) {
         out += name;
@@ -181,7 +188,6 @@ std::string WriteResponse(const HttpResponse& response, std::string_view connect
         out += "\r\n";
     }
     out += "\r\n";
-    out += response.body;
     return out;
 }
 

@@ -273,9 +273,15 @@ void HttpServer::Answer(Connection& connection, const HttpResponse& response) {
                          std::chrono::duration<double>(Clock::now() - connection.request_started).count());
     const bool keep_alive = connection.keep_alive && !stopping_;
     const std::string_view header = !keep_alive ? "close" : connection.minor_version == 0 ? "keep-alive" : "";
-    std::string message = WriteResponse(response, header, Date());
-    if (connection.head_request) message.resize(message.size() - response.body.size());
-    Write(connection, std::move(message));
+    std::string message = WriteResponseHead(response, header, Date());
+    std::shared_ptr<const std::string> shared_body;
+    if (!connection.head_request) {
+        if (response.shared_body)
+            shared_body = response.shared_body;
+        else
+            message += response.body;
+    }
+    Write(connection, std::move(message), std::move(shared_body));
     connection.last_activity = Clock::now();
     if (connection.closing) return;
     if (!keep_alive) {
@@ -303,29 +309,49 @@ void HttpServer::Reject(Connection& connection, int status, const std::string& m
     Answer(connection, error_writer_(status, message));
 }
 
-void HttpServer::Write(Connection& connection, std::string data) {
+void HttpServer::Write(Connection& connection, std::string data, std::shared_ptr<const std::string> tail) {
     if (connection.closing) return;
+    if (tail && tail->empty()) tail.reset();
+    std::size_t tail_offset = 0;  // how much of `tail` the kernel has taken already
     if (connection.pending_writes == 0) {
         // Most answers fit in the socket buffer at once: no request object, no copy.
-        uv_buf_t buffer = uv_buf_init(data.data(), static_cast<unsigned>(data.size()));
-        const int written = uv_try_write(connection.stream(), &buffer, 1);
-        if (written == static_cast<int>(data.size())) return;
+        uv_buf_t buffers[2] = {uv_buf_init(data.data(), static_cast<unsigned>(data.size())), {}};
+        if (tail) buffers[1] = uv_buf_init(const_cast<char*>(tail->data()), static_cast<unsigned>(tail->size()));
+        const int written = uv_try_write(connection.stream(), buffers, tail ? 2 : 1);
+        const std::size_t total = data.size() + (tail ? tail->size() : 0);
+        if (written >= 0 && static_cast<std::size_t>(written) == total) return;
         if (written < 0 && written != UV_EAGAIN) {
             Close(connection);
             return;
         }
-        if (written > 0) data.erase(0, static_cast<std::size_t>(written));
+        if (written > 0) {
+            const auto taken = static_cast<std::size_t>(written);
+            if (taken < data.size()) {
+                data.erase(0, taken);
+            } else {
+                tail_offset = taken - data.size();
+                data.clear();
+            }
+        }
     }
     struct WriteRequest {
         uv_write_t request{};
         std::string data;
+        std::shared_ptr<const std::string> tail;  // kept alive until the write completes
     };
     auto* write = new WriteRequest;
     write->data = std::move(data);
+    write->tail = std::move(tail);
     write->request.data = write;
-    uv_buf_t buffer = uv_buf_init(write->data.data(), static_cast<unsigned>(write->data.size()));
+    uv_buf_t buffers[2];
+    unsigned count = 0;
+    if (!write->data.empty())
+        buffers[count++] = uv_buf_init(write->data.data(), static_cast<unsigned>(write->data.size()));
+    if (write->tail)
+        buffers[count++] = uv_buf_init(const_cast<char*>(write->tail->data()) + tail_offset,
+                                       static_cast<unsigned>(write->tail->size() - tail_offset));
     ++connection.pending_writes;
-    const int rc = uv_write(&write->request, connection.stream(), &buffer, 1, [](uv_write_t* request, int status) {
+    const int rc = uv_write(&write->request, connection.stream(), buffers, count, [](uv_write_t* request, int status) {
         delete static_cast<WriteRequest*>(request->data);
         // Runs before the connection's close callback, even when the write was cancelled by a close.
         Connection& self = Connection::Of(reinterpret_cast<uv_handle_t*>(request->handle));

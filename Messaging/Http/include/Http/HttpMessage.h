@@ -5,6 +5,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -31,11 +32,18 @@ struct HttpResponse {
     std::string content_type = "application/json";
     std::vector<std::pair<std::string, std::string>> headers;  // besides Content-Type/-Length, Connection, Date
     std::string body;
+    // A body kept elsewhere for many responses (a static file), written from there without a copy;
+    // when set, `body` is ignored.
+    std::shared_ptr<const std::string> shared_body{};
+
+    std::string_view BodyView() const { return shared_body ? std::string_view(*shared_body) : std::string_view(body); }
 };
 
 // The whole response: status line, headers and body. `connection` is the Connection header's value
 // ("close", "keep-alive"; empty: none), `date` an IMF-fixdate (HttpDate).
 std::string WriteResponse(const HttpResponse& response, std::string_view connection, std::string_view date);
+// The status line and headers only (Content-Length the body's): what precedes the body on the wire.
+std::string WriteResponseHead(const HttpResponse& response, std::string_view connection, std::string_view date);
 // "Sat, 21 Nov 2026 17:01:25 GMT" for a Unix time in seconds.
 std::string HttpDate(std::int64_t unix_seconds);
 std::string_view ReasonPhrase(int status);

@@ -92,7 +92,8 @@ class HttpServer {
     void Process(Connection& connection);
     void Answer(Connection& connection, const HttpResponse& response);
     void Reject(Connection& connection, int status, const std::string& message);
-    void Write(Connection& connection, std::string data);
+    // Writes `data`, then `tail` when given (a shared body, written from where it is kept).
+    void Write(Connection& connection, std::string data, std::shared_ptr<const std::string> tail = nullptr);
     void ShutdownAndClose(Connection& connection);
     void Close(Connection& connection);
     void Sweep();
