@@ -99,10 +99,8 @@ trap cleanup EXIT
 scripts/broker.sh start "$broker_dir" "$amqp_port" "$management_port"
 broker_pid=$(cat "$broker_dir/rabbitmq.pid")
 
-api() { curl -fsS -u guest:guest -H 'content-type: application/json' "$@"; }
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-peak_rss_kb() { awk '/VmHWM/ {print $2}' "/proc/$1/status"; }
-ticks_per_second=$(getconf CLK_TCK)
+# api, cpu_ticks, start_side, measure_side_step, ...: shared with bench/census.sh.
+source bench/lib.sh
 
 # SagaBench max against the order service on port $1 in vhost $2, from $3 orders/s up.
 find_max() {
@@ -225,62 +223,6 @@ PY
         Endpoint__PrefetchCount
     api -X DELETE "http://127.0.0.1:$management_port/api/vhosts/$vhost" > /dev/null || true
 done
-
-# Starts one side's three services (ours or the twin's) on vhost $2 with HTTP on port $3, and waits
-# until the order service answers; their pids go to side_pids (inventory, payment, order).
-start_side() {
-    local side=$1 side_vhost=$2 port=$3 service
-    api -X PUT "http://127.0.0.1:$management_port/api/vhosts/$side_vhost" > /dev/null
-    api -X PUT "http://127.0.0.1:$management_port/api/permissions/$side_vhost/guest" -d '{"configure":".*","write":".*","read":".*"}' > /dev/null
-    side_pids=()
-    for service in InventoryService PaymentService OrderService; do
-        if [ "$side" = twin ]; then
-            local argument=${service%Service}
-            RabbitMQ__Host=127.0.0.1 RabbitMQ__Port=$amqp_port RabbitMQ__VirtualHost=$side_vhost Http__Port=$port \
-                Endpoint__PrefetchCount=$prefetch Logging__Level=Warning \
-                "$twin_bin" "${argument,,}" > "$work/$side_vhost-$service.log" 2>&1 &
-        else
-            RabbitMQ__Host=127.0.0.1 RabbitMQ__Port=$amqp_port RabbitMQ__VirtualHost=$side_vhost Http__Port=$port \
-                Endpoint__PrefetchCount=$prefetch Logging__Level=warning Database__Synchronous=Normal \
-                Saga__TimeoutMs=600000 Database__Path="$work/$side_vhost-$service.db" Metrics__Enabled=$side_metrics \
-                "$build_dir/$service/$service" --config "appsettings/$service.json" > "$work/$side_vhost-$service.log" 2>&1 &
-        fi
-        side_pids+=($!)
-        pids+=($!)
-    done
-    for _ in $(seq 1 300); do curl -fsS "http://127.0.0.1:$port/health" > /dev/null 2>&1 && return 0; sleep 0.1; done
-    echo "$side's services did not come up; their output:" >&2
-    tail -n 20 "$work/$side_vhost"-*.log >&2
-    return 1
-}
-stop_side() {
-    local pid
-    for pid in "${side_pids[@]}"; do kill -TERM "$pid"; wait "$pid" || true; done
-    api -X DELETE "http://127.0.0.1:$management_port/api/vhosts/$1" > /dev/null || true
-}
-side_entries() {  # NAME=PID:BEFORE:AFTER:PEAK for step_row.py, from side_pids and the ticks in side_before
-    local i=0 service
-    echo "broker=$broker_pid:$broker_before:$(cpu_ticks "$broker_pid"):0"
-    for service in InventoryService PaymentService OrderService; do
-        echo "$service=${side_pids[$i]}:${side_before[$i]}:$(cpu_ticks "${side_pids[$i]}"):$(peak_rss_kb "${side_pids[$i]}")"
-        i=$((i + 1))
-    done
-}
-
-# One fixed step against the side started last (start_side) on port $1, vhost $2, at $3 orders/s: its
-# row, with the CPU of the broker and of each service over the step and the fields of JSON $4, goes
-# to the results.
-measure_side_step() {
-    local port=$1 step_vhost=$2 rate=$3 fields=$4 pid load_json entries
-    broker_before=$(cpu_ticks "$broker_pid")
-    side_before=()
-    for pid in "${side_pids[@]}"; do side_before+=("$(cpu_ticks "$pid")"); done
-    load_json=$("$bench_bin" load --http-port "$port" --amqp-port "$amqp_port" --vhost "$step_vhost" \
-                --rate "$rate" --seconds "$seconds" --connections "$connections" --failure-share "$failure_share")
-    echo "$load_json" >&2
-    mapfile -t entries < <(side_entries)
-    python3 bench/step_row.py "$load_json" "$fields" "$ticks_per_second" "${entries[@]}" >> "$results"
-}
 
 if [ "$twin" = yes ] && [ -n "${normal_ceiling:-}" ]; then
     our_max=$(python3 -c "import json,sys; print(next((r['maximum_rate'] for r in map(json.loads, open(sys.argv[1])) if r.get('kind') == 'max' and r['synchronous'] == 'Normal'), 0))" "$results")
