@@ -36,21 +36,8 @@ if [[ " $sides " == *" twin "* ]] && [ ! -x "$twin_bin" ]; then
 fi
 
 mkdir -p "$out"
-work=$(mktemp -d)
-broker_dir="$build_dir/census-broker"
-pids=()
-proxy_pid=""
-cleanup() {
-    [ -n "$proxy_pid" ] && kill -TERM "$proxy_pid" 2> /dev/null || true
-    for pid in "${pids[@]}"; do kill -TERM "$pid" 2> /dev/null || true; done
-    for pid in "${pids[@]}"; do wait "$pid" 2> /dev/null || true; done
-    scripts/broker.sh stop "$broker_dir" > /dev/null || true
-    rm -rf "$work"
-}
-trap cleanup EXIT
-scripts/broker.sh start "$broker_dir" "$amqp_port" "$management_port"
-broker_pid=$(cat "$broker_dir/rabbitmq.pid")
 source bench/lib.sh
+start_private_broker census-broker
 
 # Asks the proxy for its totals and waits until they are written.
 snapshot() {
@@ -70,6 +57,7 @@ for rate in $rates; do
         python3 bench/amqp_census.py --listen "$proxy_port" --upstream "127.0.0.1:$amqp_port" \
             --out "$work/totals.json" &
         proxy_pid=$!
+        pids+=("$proxy_pid")  # stopped at exit if a step fails
         for _ in $(seq 1 100); do [ -s "$work/totals.json" ] && break; sleep 0.05; done
         side_amqp_port=$proxy_port start_side "$side" "$census_vhost" "$http_port"
         # The services have connected and declared their topology: count from here.
@@ -86,7 +74,6 @@ for rate in $rates; do
         stop_side "$census_vhost"
         kill -TERM "$proxy_pid"
         wait "$proxy_pid" 2> /dev/null || true
-        proxy_pid=""
     done
 done
 cp "$results" "$out/census.jsonl"

@@ -1,10 +1,29 @@
 # Shell functions bench/run.sh and bench/census.sh share: the management API, a process's CPU ticks
 # and peak RSS, starting and stopping one side's three services (ours or the MassTransit twin's),
-# and measuring one fixed step against them. They read the caller's settings (management_port,
+# measuring one fixed step against them, and the private broker node. They read the caller's settings (management_port,
 # amqp_port, build_dir, twin_bin, work, bench_bin, prefetch, seconds, connections, failure_share,
 # results, broker_pid, pids); side_amqp_port, when set, is where the services connect instead of
 # amqp_port (a proxy in front of the broker), and side_metrics is their Metrics.Enabled.
 # shellcheck shell=bash
+
+# Makes the work directory, starts the private broker node in $build_dir/$1 on amqp_port and
+# management_port, and has the processes in pids, the node and the work directory stopped and
+# removed at exit. Sets work, broker_dir, pids and broker_pid.
+start_private_broker() {
+    work=$(mktemp -d)
+    broker_dir="$build_dir/$1"
+    pids=()
+    trap stop_private_broker EXIT
+    scripts/broker.sh start "$broker_dir" "$amqp_port" "$management_port"
+    broker_pid=$(cat "$broker_dir/rabbitmq.pid")
+}
+stop_private_broker() {
+    local pid
+    for pid in "${pids[@]}"; do kill -TERM "$pid" 2> /dev/null || true; done
+    for pid in "${pids[@]}"; do wait "$pid" 2> /dev/null || true; done
+    scripts/broker.sh stop "$broker_dir" > /dev/null || true
+    rm -rf "$work"
+}
 
 api() { curl -fsS -u guest:guest -H 'content-type: application/json' "$@"; }
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }

@@ -86,21 +86,9 @@ if [ "$twin" = yes ] && [ ! -x "$twin_bin" ]; then
 fi
 bench_bin="$build_dir/bench/SagaBench"
 mkdir -p "$out"
-work=$(mktemp -d)
-broker_dir="$build_dir/bench-broker"
-pids=()
-cleanup() {
-    for pid in "${pids[@]}"; do kill -TERM "$pid" 2> /dev/null || true; done
-    for pid in "${pids[@]}"; do wait "$pid" 2> /dev/null || true; done
-    scripts/broker.sh stop "$broker_dir" > /dev/null || true
-    rm -rf "$work"
-}
-trap cleanup EXIT
-scripts/broker.sh start "$broker_dir" "$amqp_port" "$management_port"
-broker_pid=$(cat "$broker_dir/rabbitmq.pid")
-
-# api, cpu_ticks, start_side, measure_side_step, ...: shared with bench/census.sh.
+# start_private_broker, api, cpu_ticks, start_side, measure_side_step, ...: shared with bench/census.sh.
 source bench/lib.sh
+start_private_broker bench-broker
 
 # SagaBench max against the order service on port $1 in vhost $2, from $3 orders/s up.
 find_max() {
