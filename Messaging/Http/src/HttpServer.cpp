@@ -352,9 +352,10 @@ void HttpServer::Write(Connection& connection, std::string data, std::shared_ptr
                                        static_cast<unsigned>(write->tail->size() - tail_offset));
     ++connection.pending_writes;
     const int rc = uv_write(&write->request, connection.stream(), buffers, count, [](uv_write_t* request, int status) {
-        delete static_cast<WriteRequest*>(request->data);
         // Runs before the connection's close callback, even when the write was cancelled by a close.
+        // `request` lives inside the WriteRequest: its stream is read before it is freed.
         Connection& self = Connection::Of(reinterpret_cast<uv_handle_t*>(request->handle));
+        delete static_cast<WriteRequest*>(request->data);
         --self.pending_writes;
         if (status < 0 && !self.closing && self.server) self.server->Close(self);
     });
