@@ -265,8 +265,7 @@ void OrderHttpApi::Submit(std::shared_ptr<const NewOrder> order, const messaging
 }
 
 bool OrderHttpApi::DatabaseFailing() const {
-    const auto database = health_().database;
-    return database && database->state == messaging::StoreState::kFailing;
+    return health_().database_failing();
 }
 
 HttpResponse OrderHttpApi::NotStored(bool database_failing) {

@@ -39,11 +39,6 @@ const char* BrokerStateName(BrokerState state) {
 
 namespace {
 
-// A failing database stops the service from storing what it is asked to: it is not serving.
-bool DatabaseFailing(const HealthReport& report) {
-    return report.database && report.database->state == StoreState::kFailing;
-}
-
 HttpResponse FullReport(const HealthReport& report) {
     HealthAnswer answer = AnswerFor(report.state);
     OrderedJson body;
@@ -54,7 +49,8 @@ HttpResponse FullReport(const HealthReport& report) {
         OrderedJson entry = {{"provider", database->provider}, {"state", StoreStateName(database->state)}};
         if (!database->detail.empty()) entry["error"] = database->detail;
         body["database"] = std::move(entry);
-        if (database->state == StoreState::kFailing) {
+        if (report.database_failing()) {
+            // It cannot store what it is asked to: it is not serving.
             answer.serving = false;
             body["status"] = "unhealthy";
         } else if (database->state == StoreState::kBusy && answer.serving) {
@@ -83,7 +79,7 @@ HttpResponse Readiness(const HealthReport& report) {
     std::string why;
     if (!AnswerFor(report.state).serving)
         why = std::string("the broker is ") + AnswerFor(report.state).broker;
-    else if (DatabaseFailing(report))
+    else if (report.database_failing())
         why = "the database is failing: " + report.database->detail;
     for (const auto& endpoint : report.endpoints) {
         if (!why.empty() || endpoint.consuming) continue;

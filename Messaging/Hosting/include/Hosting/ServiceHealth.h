@@ -29,6 +29,8 @@ struct HealthReport {
     // The service's database, none for a service that keeps none. Busy makes the service degraded;
     // failing makes it unhealthy and not ready: what it is asked to store it cannot.
     std::optional<StoreHealth> database{};
+
+    bool database_failing() const { return database && database->state == StoreState::kFailing; }
 };
 using HealthProbe = std::function<HealthReport()>;
 
