@@ -9,6 +9,8 @@
 #   scripts/broker.sh restart-app   DIR [SECONDS_DOWN]
 #   scripts/broker.sh memory-alarm  DIR on|off
 #   scripts/broker.sh quorum-member DIR stop|start VHOST QUEUE
+# and the benchmarks to look inside it:
+#   scripts/broker.sh diagnostics   DIR COMMAND [ARGS...]   # rabbitmq-diagnostics on this node
 set -euo pipefail
 
 command=${1:?usage: broker.sh start|stop DIR [AMQP_PORT MANAGEMENT_PORT]}
@@ -132,9 +134,16 @@ quorum-member)
         $call.")
     [ "$result" = ok ] || { echo "quorum-member $action $vhost/$queue: $result" >&2; exit 1; }
     ;;
+diagnostics)
+    # The broker's own diagnostics on this node: broker.sh diagnostics DIR COMMAND [ARGS...]
+    read -r amqp_port management_port < "$dir/ports"
+    node_env "$amqp_port" "$management_port"
+    shift 2
+    "$bin/rabbitmq-diagnostics" -q "$@"
+    ;;
 *)
-    echo "usage: broker.sh start|stop|restart-app|memory-alarm|quorum-member DIR" \
-        "[AMQP_PORT MANAGEMENT_PORT | SECONDS | on|off | stop|start VHOST QUEUE]" >&2
+    echo "usage: broker.sh start|stop|restart-app|memory-alarm|quorum-member|diagnostics DIR" \
+        "[AMQP_PORT MANAGEMENT_PORT | SECONDS | on|off | stop|start VHOST QUEUE | COMMAND ARGS...]" >&2
     exit 2
     ;;
 esac

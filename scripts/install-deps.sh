@@ -9,6 +9,7 @@ packages=(
     rabbitmq-server
     prometheus  # promtool checks every service's /metrics in the tests
     python3 gnuplot-nox  # bench/run.sh's report and plot
+    linux-perf  # bench/broker_profile.sh counts the broker's system calls
     nodejs  # the OpenAPI test (Tests/OpenApi) and Swagger UI's files (OrderService/SwaggerUi)
     chromium  # the Swagger UI test drives it headless
 )
