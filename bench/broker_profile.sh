@@ -26,19 +26,11 @@ http_port=${BENCH_HTTP_PORT:-5630}
 sides=${BENCH_PROFILE_SIDES:-"ours twin"}
 [ "$seconds" -ge 6 ] || { echo "BENCH_SECONDS must be 6 or more (the samples leave 2 s at each end)" >&2; exit 2; }
 
-case "$build" in /*) build_dir=$build ;; *) build_dir="$root/$build" ;; esac
-twin_bin="$build_dir/twin/bin/Twin/release/MassTransitTwin"
-bench_bin="$build_dir/bench/SagaBench"
-if [ ! -x "$bench_bin" ] || [ ! -x "$build_dir/OrderService/OrderService" ]; then
-    scripts/build.sh "$build" -DCMAKE_BUILD_TYPE=Release -DSAGA_BUILD_TESTS=OFF
-fi
-if [[ " $sides " == *" twin "* ]] && [ ! -x "$twin_bin" ]; then
-    dotnet build Tests/MassTransitTwin/Twin/Twin.csproj -c Release --artifacts-path "$build_dir/twin" -nologo -v quiet
-fi
 command -v perf > /dev/null || { echo "perf is needed (Debian: linux-perf)" >&2; exit 2; }
 
-mkdir -p "$out"
 source bench/lib.sh
+find_or_build "$([[ " $sides " == *" twin "* ]] && echo twin || true)"
+mkdir -p "$out"
 start_private_broker profile-broker
 
 # The system calls counted on the broker's threads: how it reads and writes its sockets, how often it

@@ -25,18 +25,9 @@ proxy_port=${BENCH_PROXY_PORT:-23690}
 http_port=${BENCH_HTTP_PORT:-5620}
 sides=${BENCH_CENSUS_SIDES:-"ours twin"}
 
-case "$build" in /*) build_dir=$build ;; *) build_dir="$root/$build" ;; esac
-twin_bin="$build_dir/twin/bin/Twin/release/MassTransitTwin"
-bench_bin="$build_dir/bench/SagaBench"
-if [ ! -x "$bench_bin" ] || [ ! -x "$build_dir/OrderService/OrderService" ]; then
-    scripts/build.sh "$build" -DCMAKE_BUILD_TYPE=Release -DSAGA_BUILD_TESTS=OFF
-fi
-if [[ " $sides " == *" twin "* ]] && [ ! -x "$twin_bin" ]; then
-    dotnet build Tests/MassTransitTwin/Twin/Twin.csproj -c Release --artifacts-path "$build_dir/twin" -nologo -v quiet
-fi
-
-mkdir -p "$out"
 source bench/lib.sh
+find_or_build "$([[ " $sides " == *" twin "* ]] && echo twin || true)"
+mkdir -p "$out"
 start_private_broker census-broker
 
 # Asks the proxy for its totals and waits until they are written.

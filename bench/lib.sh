@@ -1,10 +1,24 @@
-# Shell functions bench/run.sh and bench/census.sh share: the management API, a process's CPU ticks
+# Shell functions the benchmark scripts share: finding or building the Release tree and the twin, the management API, a process's CPU ticks
 # and peak RSS, starting and stopping one side's three services (ours or the MassTransit twin's),
 # measuring one fixed step against them, and the private broker node. They read the caller's settings (management_port,
 # amqp_port, build_dir, twin_bin, work, bench_bin, prefetch, seconds, connections, failure_share,
 # results, broker_pid, pids); side_amqp_port, when set, is where the services connect instead of
 # amqp_port (a proxy in front of the broker), and side_metrics is their Metrics.Enabled.
 # shellcheck shell=bash
+
+# Sets build_dir, bench_bin and twin_bin from $build (relative to $root), and builds the Release tree
+# when the load generator or a service is missing, and the twin when $1 is "twin" and it is missing.
+find_or_build() {
+    case "$build" in /*) build_dir=$build ;; *) build_dir="$root/$build" ;; esac
+    twin_bin="$build_dir/twin/bin/Twin/release/MassTransitTwin"
+    bench_bin="$build_dir/bench/SagaBench"
+    if [ ! -x "$bench_bin" ] || [ ! -x "$build_dir/OrderService/OrderService" ]; then
+        scripts/build.sh "$build" -DCMAKE_BUILD_TYPE=Release -DSAGA_BUILD_TESTS=OFF
+    fi
+    if [ "${1:-}" = twin ] && [ ! -x "$twin_bin" ]; then
+        dotnet build Tests/MassTransitTwin/Twin/Twin.csproj -c Release --artifacts-path "$build_dir/twin" -nologo -v quiet
+    fi
+}
 
 # Makes the work directory, starts the private broker node in $build_dir/$1 on amqp_port and
 # management_port, and has the processes in pids, the node and the work directory stopped and

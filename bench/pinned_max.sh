@@ -27,18 +27,9 @@ http_port=${BENCH_HTTP_PORT:-5640}
 sides=${BENCH_PINNED_SIDES:-"ours twin"}
 [ "$(nproc)" -ge 2 ] || { echo "needs two cores" >&2; exit 2; }
 
-case "$build" in /*) build_dir=$build ;; *) build_dir="$root/$build" ;; esac
-twin_bin="$build_dir/twin/bin/Twin/release/MassTransitTwin"
-bench_bin="$build_dir/bench/SagaBench"
-if [ ! -x "$bench_bin" ] || [ ! -x "$build_dir/OrderService/OrderService" ]; then
-    scripts/build.sh "$build" -DCMAKE_BUILD_TYPE=Release -DSAGA_BUILD_TESTS=OFF
-fi
-if [ ! -x "$twin_bin" ]; then
-    dotnet build Tests/MassTransitTwin/Twin/Twin.csproj -c Release --artifacts-path "$build_dir/twin" -nologo -v quiet
-fi
-
-mkdir -p "$out"
 source bench/lib.sh
+find_or_build "$([[ " $sides " == *" twin "* ]] && echo twin || true)"
+mkdir -p "$out"
 # The node starts with both cores (its schedulers are counted then), then all its threads move to
 # core 0; this shell moves to core 1, and everything it starts from here inherits that.
 start_private_broker pinned-broker
