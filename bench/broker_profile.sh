@@ -7,19 +7,15 @@
 # Uses the Release tree and the twin bench/run.sh builds (builds them when missing); starts its own
 # broker node. Writes $out/broker_profile.jsonl, $out/broker_profile.md and, in $out/broker_profile/,
 # what the broker's tools printed at each step.
-#   bash bench/broker_profile.sh                      rates 200 400 600, 15 s each
+#   bash bench/broker_profile.sh                      rates 200 400 600, 20 s each
 #   BENCH_PROFILE_RATES="300" BENCH_SECONDS=10 bash bench/broker_profile.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
+source bench/lib.sh
+read_common_settings 20
 
 rates=${BENCH_PROFILE_RATES:-"200 400 600"}
-seconds=${BENCH_SECONDS:-15}
-prefetch=${BENCH_PREFETCH:-256}
-connections=${BENCH_CONNECTIONS:-256}
-failure_share=${BENCH_FAILURE_SHARE:-0}
-build=${BENCH_BUILD:-build-bench}
-out=${BENCH_OUT:-bench/out}
 amqp_port=${BENCH_AMQP_PORT:-23782}
 management_port=${BENCH_MANAGEMENT_PORT:-23784}
 http_port=${BENCH_HTTP_PORT:-5630}
@@ -28,8 +24,7 @@ sides=${BENCH_PROFILE_SIDES:-"ours twin"}
 
 command -v perf > /dev/null || { echo "perf is needed (Debian: linux-perf)" >&2; exit 2; }
 
-source bench/lib.sh
-find_or_build "$([[ " $sides " == *" twin "* ]] && echo twin || true)"
+find_or_build "$sides"
 mkdir -p "$out"
 start_private_broker profile-broker
 

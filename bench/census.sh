@@ -11,22 +11,17 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
+source bench/lib.sh
+read_common_settings 15
 
 rates=${BENCH_CENSUS_RATES:-"200 400 600"}
-seconds=${BENCH_SECONDS:-15}
-prefetch=${BENCH_PREFETCH:-256}
-connections=${BENCH_CONNECTIONS:-256}
-failure_share=${BENCH_FAILURE_SHARE:-0}
-build=${BENCH_BUILD:-build-bench}
-out=${BENCH_OUT:-bench/out}
 amqp_port=${BENCH_AMQP_PORT:-23682}
 management_port=${BENCH_MANAGEMENT_PORT:-23684}
 proxy_port=${BENCH_PROXY_PORT:-23690}
 http_port=${BENCH_HTTP_PORT:-5620}
 sides=${BENCH_CENSUS_SIDES:-"ours twin"}
 
-source bench/lib.sh
-find_or_build "$([[ " $sides " == *" twin "* ]] && echo twin || true)"
+find_or_build "$sides"
 mkdir -p "$out"
 start_private_broker census-broker
 

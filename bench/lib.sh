@@ -1,13 +1,25 @@
-# Shell functions the benchmark scripts share: finding or building the Release tree and the twin, the management API, a process's CPU ticks
-# and peak RSS, starting and stopping one side's three services (ours or the MassTransit twin's),
-# measuring one fixed step against them, and the private broker node. They read the caller's settings (management_port,
-# amqp_port, build_dir, twin_bin, work, bench_bin, prefetch, seconds, connections, failure_share,
-# results, broker_pid, pids); side_amqp_port, when set, is where the services connect instead of
-# amqp_port (a proxy in front of the broker), and side_metrics is their Metrics.Enabled.
+# Shell functions the benchmark scripts share: their common settings, finding or building the Release
+# tree and the twin, the management API, a process's CPU ticks and peak RSS, starting and stopping one
+# side's three services (ours or the MassTransit twin's), measuring one fixed step against them, and
+# the private broker node. They read the caller's settings (management_port, amqp_port, build_dir,
+# twin_bin, work, bench_bin, prefetch, seconds, connections, failure_share, results, broker_pid, pids);
+# side_amqp_port, when set, is where the services connect instead of amqp_port (a proxy in front of the
+# broker), and side_metrics is their Metrics.Enabled.
 # shellcheck shell=bash
 
+# The settings every step-running script takes from the environment: seconds per step (default $1),
+# the services' prefetch, the load's HTTP connections and failure share, the build and output trees.
+read_common_settings() {
+    seconds=${BENCH_SECONDS:-$1}
+    prefetch=${BENCH_PREFETCH:-256}
+    connections=${BENCH_CONNECTIONS:-256}
+    failure_share=${BENCH_FAILURE_SHARE:-0}
+    build=${BENCH_BUILD:-build-bench}
+    out=${BENCH_OUT:-bench/out}
+}
+
 # Sets build_dir, bench_bin and twin_bin from $build (relative to $root), and builds the Release tree
-# when the load generator or a service is missing, and the twin when $1 is "twin" and it is missing.
+# when the load generator or a service is missing, and the twin when the sides $1 name it and it is.
 find_or_build() {
     case "$build" in /*) build_dir=$build ;; *) build_dir="$root/$build" ;; esac
     twin_bin="$build_dir/twin/bin/Twin/release/MassTransitTwin"
@@ -15,7 +27,7 @@ find_or_build() {
     if [ ! -x "$bench_bin" ] || [ ! -x "$build_dir/OrderService/OrderService" ]; then
         scripts/build.sh "$build" -DCMAKE_BUILD_TYPE=Release -DSAGA_BUILD_TESTS=OFF
     fi
-    if [ "${1:-}" = twin ] && [ ! -x "$twin_bin" ]; then
+    if [[ " $1 " == *" twin "* ]] && [ ! -x "$twin_bin" ]; then
         dotnet build Tests/MassTransitTwin/Twin/Twin.csproj -c Release --artifacts-path "$build_dir/twin" -nologo -v quiet
     fi
 }

@@ -11,24 +11,19 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
+source bench/lib.sh
+read_common_settings 15
 
-seconds=${BENCH_SECONDS:-15}
-prefetch=${BENCH_PREFETCH:-256}
-connections=${BENCH_CONNECTIONS:-256}
-failure_share=${BENCH_FAILURE_SHARE:-0}
 decision_runs=${BENCH_DECISION_RUNS:-3}
 ours_start=${BENCH_OURS_START:-900}
 twin_start=${BENCH_TWIN_START:-150}
-build=${BENCH_BUILD:-build-bench}
-out=${BENCH_OUT:-bench/out}
 amqp_port=${BENCH_AMQP_PORT:-23882}
 management_port=${BENCH_MANAGEMENT_PORT:-23884}
 http_port=${BENCH_HTTP_PORT:-5640}
 sides=${BENCH_PINNED_SIDES:-"ours twin"}
 [ "$(nproc)" -ge 2 ] || { echo "needs two cores" >&2; exit 2; }
 
-source bench/lib.sh
-find_or_build "$([[ " $sides " == *" twin "* ]] && echo twin || true)"
+find_or_build "$sides"
 mkdir -p "$out"
 # The node starts with both cores (its schedulers are counted then), then all its threads move to
 # core 0; this shell moves to core 1, and everything it starts from here inherits that.
