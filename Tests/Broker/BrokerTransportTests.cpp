@@ -121,6 +121,54 @@ TEST_SUITE("Broker") {
         }
     }
 
+    TEST_CASE("Cluster nodes: each attempt goes to the next node - a dead one costs one try - a lost node is left") {
+        ScopedVhost vhost;
+        RawAmqpClient raw(vhost.name());
+        raw.Tap("failover", {"Failover"});
+        // Three nodes as RabbitMQ.Hosts lists them: nobody listens on the first; the second is a relay
+        // to the broker that the test takes away; the third is the broker itself.
+        const int dead = FreePort();
+        auto relay = std::make_unique<AmqpProxy>();
+        const int relayed = relay->port();
+        const int direct = BrokerEnvironment::Get().amqp_port;
+        messaging::RabbitMqSettings settings = vhost.Settings();
+        settings.hosts = {"127.0.0.1:" + std::to_string(dead), "127.0.0.1:" + std::to_string(relayed),
+                          "127.0.0.1:" + std::to_string(direct)};
+        messaging::EventLoopThread loop_thread;
+        std::unique_ptr<messaging::RabbitMqTransport> transport;
+        struct CloseOnLoop {
+            messaging::EventLoop& loop;
+            std::unique_ptr<messaging::RabbitMqTransport>& transport;
+            ~CloseOnLoop() {
+                loop.Invoke([this] { transport.reset(); });
+            }
+        } close_on_loop{loop_thread.loop(), transport};
+        std::atomic<int> received{0};
+        REQUIRE(loop_thread.loop().Invoke([&] {
+            transport = std::make_unique<messaging::RabbitMqTransport>(loop_thread.loop(), settings, "cluster-test");
+            if (!transport->Start().ok()) return false;
+            transport->Consume("failover", 10, [&](messaging::Delivery delivery) {
+                transport->Ack(delivery);
+                ++received;
+            });
+            return true;
+        }));
+        auto connected_port = [&] {
+            return loop_thread.loop().Invoke([&] { return transport->IsSettled() ? transport->node().port : 0; });
+        };
+        // The refused first node costs one attempt; the second one is connected to.
+        REQUIRE(test_support::WaitFor([&] { return connected_port() == relayed; }, 10s));
+        raw.Publish("Failover", "through the relay", {});
+        REQUIRE(test_support::WaitFor([&] { return received.load() == 1; }, 10s));
+
+        // The node goes away: the transport moves on to the next node, not back to the dead one, and
+        // its consumer resumes there.
+        relay.reset();
+        CHECK(test_support::WaitFor([&] { return connected_port() == direct; }, 10s));
+        raw.Publish("Failover", "straight to the broker", {});
+        CHECK(test_support::WaitFor([&] { return received.load() == 2; }, 10s));
+    }
+
     TEST_CASE("Transport: a broker stalled in the middle of a delivery never blocks the loop") {
         ScopedVhost vhost;
         AmqpProxy proxy;

@@ -188,6 +188,35 @@ TEST_SUITE("Hosting.Settings") {
                              SettingsError);
     }
 
+    TEST_CASE("RabbitMQ.Hosts lists a cluster's nodes - as JSON or by index as .NET binds them") {
+        const auto single =
+            payment_service::PaymentSettings::Load("", {"RabbitMQ__Host=rabbit", "RabbitMQ__Port=5673"});
+        CHECK(single.rabbitmq.hosts.empty());
+        REQUIRE(single.rabbitmq.Nodes().size() == 1);
+        CHECK(single.rabbitmq.Nodes()[0].ToString() == "rabbit:5673");
+
+        // By index, as RabbitMQ__Hosts__0 in a .NET service's environment; a node without a port takes Port.
+        const auto indexed = payment_service::PaymentSettings::Load(
+            "", {"RabbitMQ__Port=5673", "RabbitMQ__Hosts__0=node-a", "RabbitMQ__Hosts__1=node-b:5680",
+                 "RabbitMQ__Hosts__2=10.0.0.3"});
+        std::vector<std::string> nodes;
+        for (const auto& node : indexed.rabbitmq.Nodes()) nodes.push_back(node.ToString());
+        CHECK(nodes == std::vector<std::string>{"node-a:5673", "node-b:5680", "10.0.0.3:5673"});
+        CHECK(Json::parse(RabbitMqSettingsToJson(indexed.rabbitmq).dump())["Hosts"] ==
+              Json::array({"node-a", "node-b:5680", "10.0.0.3"}));
+
+        const auto json = payment_service::PaymentSettings::Load("", {R"(RabbitMQ__Hosts=["a:1","b:2"])"});
+        REQUIRE(json.rabbitmq.Nodes().size() == 2);
+        CHECK(json.rabbitmq.Nodes()[1].ToString() == "b:2");
+
+        // A node that cannot be connected to stops the load, named; so does a gap in the indexes.
+        for (const char* bad : {"RabbitMQ__Hosts__0=node-a:http", "RabbitMQ__Hosts__0=:5672",
+                                "RabbitMQ__Hosts__0=node-a:70000", "RabbitMQ__Hosts__1=node-b"})
+            CHECK_THROWS_WITH_AS(payment_service::PaymentSettings::Load("", {bad}), doctest::Contains("RabbitMQ.Hosts"),
+                                 SettingsError);
+        CHECK_THROWS_WITH_AS(payment_service::PaymentSettings::Load("", {"RabbitMQ__Hosts__x=node-a"}),
+                             doctest::Contains("not an index"), SettingsError);
+    }
     TEST_CASE("Endpoint.Serializer RawJson turns raw JSON on - Envelope is the default - anything else is refused") {
         CHECK_FALSE(inventory_service::InventorySettings::Load("", {}).endpoint.raw_json);
         const auto raw = inventory_service::InventorySettings::Load("", {"Endpoint__Serializer=RawJson"});

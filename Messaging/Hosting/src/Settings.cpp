@@ -4,6 +4,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <cctype>
 #include <climits>
 #include <fstream>
 #include <sstream>
@@ -84,6 +85,14 @@ Json ParseEnvironmentValue(const Json& slot, const std::string& text, const std:
     return parsed;
 }
 
+// An array index as .NET configuration keys write it ("0", "1", ...), at most 999.
+std::optional<std::size_t> ArrayIndex(const std::string& segment) {
+    if (segment.empty() || segment.size() > 3 ||
+        !std::all_of(segment.begin(), segment.end(), [](unsigned char c) { return std::isdigit(c); }))
+        return std::nullopt;
+    return static_cast<std::size_t>(std::stoul(segment));
+}
+
 }  // namespace
 
 Json LoadSettingsJson(const Json& defaults, const SettingsSources& sources) {
@@ -113,13 +122,24 @@ Json LoadSettingsJson(const Json& defaults, const SettingsSources& sources) {
         // Variables for other programs are left alone: only ones naming one of our sections count.
         if (MatchKey(settings, segments.front()).empty()) continue;
         Json* slot = &settings;
+        bool element = false;  // the slot is an array's element, named by its index as .NET binds them
         for (const auto& segment : segments) {
+            if (slot->is_array()) {
+                const auto index = ArrayIndex(segment);
+                if (!index) throw SettingsError("environment variable " + name + ": '" + segment + "' is not an index");
+                while (slot->size() <= *index) slot->push_back(Json());
+                slot = &(*slot)[*index];
+                element = true;
+                continue;
+            }
             const std::string key = slot->is_object() ? MatchKey(*slot, segment) : std::string();
             if (key.empty())
                 throw SettingsError("environment variable " + name + ": unknown setting '" + segment + "'");
             slot = &(*slot)[key];
+            element = false;
         }
-        *slot = ParseEnvironmentValue(*slot, entry.substr(equals + 1), name);
+        const std::string text = entry.substr(equals + 1);
+        *slot = element ? Json(text) : ParseEnvironmentValue(*slot, text, name);
     }
     return settings;
 }
@@ -146,6 +166,7 @@ contracts::OrderedJson RabbitMqSettingsToJson(const RabbitMqSettings& settings) 
     contracts::OrderedJson json;
     json["Host"] = settings.host;
     json["Port"] = settings.port;
+    json["Hosts"] = settings.hosts;
     json["VirtualHost"] = settings.virtual_host;
     json["Username"] = settings.username;
     json["Password"] = settings.password;
@@ -159,6 +180,12 @@ RabbitMqSettings RabbitMqSettingsFromJson(const Json& json) {
     RabbitMqSettings settings;
     settings.host = SettingString(json, "Host");
     settings.port = SettingInt(json, "Port", 1, 65535);
+    for (const auto& entry : json.at("Hosts")) {
+        if (!entry.is_string() || !ParseBrokerNode(entry.get<std::string>(), settings.port))
+            throw SettingsError("setting 'RabbitMQ.Hosts' must list nodes as \"host\" or \"host:port\", not " +
+                                entry.dump());
+        settings.hosts.push_back(entry.get<std::string>());
+    }
     settings.virtual_host = SettingString(json, "VirtualHost");
     settings.username = SettingString(json, "Username");
     settings.password = SettingString(json, "Password");

@@ -16,6 +16,7 @@ RabbitMqTransport::RabbitMqTransport(EventLoop& loop, RabbitMqSettings settings,
     : loop_(loop),
       settings_(std::move(settings)),
       connection_name_(std::move(connection_name)),
+      nodes_(settings_.Nodes()),
       flush_at_turn_end_(loop, [this] { Flush(); }) {}
 
 RabbitMqTransport::~RabbitMqTransport() {
@@ -54,6 +55,9 @@ Status RabbitMqTransport::Start() {
 void RabbitMqTransport::Connect() {
     ++generation_;
     phase_ = Phase::kConnecting;
+    // Each attempt goes to the node after the one tried last: a dead node costs one attempt.
+    node_ = nodes_[next_node_ % nodes_.size()];
+    next_node_ = (next_node_ + 1) % nodes_.size();
     reader_.Reset();
     writer_.Clear();
     writer_.set_frame_max(kPreferredFrameMax);
@@ -78,7 +82,7 @@ void RabbitMqTransport::Connect() {
         if (phase_ == Phase::kConnecting)
             ConnectionLost("no AMQP handshake within " + std::to_string(settings_.connection_timeout_seconds) + " s");
     });
-    stream_->Connect(settings_.host, settings_.port);
+    stream_->Connect(node_.host, node_.port);
 }
 
 void RabbitMqTransport::OnBytes(const char* data, std::size_t size) {
@@ -136,8 +140,8 @@ void RabbitMqTransport::OnOpened() {
     reconnect_attempts_ = 0;
     next_publish_tag_ = 1;
     last_error_.clear();
-    spdlog::info("connected to RabbitMQ at {}:{} vhost '{}' as {}", settings_.host, settings_.port,
-                 settings_.virtual_host, connection_name_);
+    spdlog::info("connected to RabbitMQ at {} vhost '{}' as {}", node_.ToString(), settings_.virtual_host,
+                 connection_name_);
     for (auto& entry : topology_) SendDeclarations(entry);
     for (auto& [id, consumer] : consumers_) StartConsumer(id);
     StartQueueChecks();
@@ -214,17 +218,20 @@ void RabbitMqTransport::ConnectionLost(const std::string& reason) {
         return;
     }
     if (was_open)
-        spdlog::error("RabbitMQ connection lost: {}", reason);
+        spdlog::error("RabbitMQ connection to {} lost: {}", node_.ToString(), reason);
     else
-        spdlog::warn("connecting to RabbitMQ {}:{} failed ({}); attempt {}", settings_.host, settings_.port, reason,
+        spdlog::warn("connecting to RabbitMQ {} failed ({}); attempt {}", node_.ToString(), reason,
                      reconnect_attempts_ + 1);
     ScheduleReconnect();
 }
 
 void RabbitMqTransport::ScheduleReconnect() {
     if (closing_) return;
-    const auto delay = std::min<std::chrono::milliseconds>(
-        std::chrono::milliseconds(100) * (1 << std::min(reconnect_attempts_, 7)), std::chrono::milliseconds(10000));
+    // The back-off grows with each round of the nodes that all failed, so the next node of a cluster
+    // is tried soon after one dies.
+    const int rounds = reconnect_attempts_ / static_cast<int>(nodes_.size());
+    const auto delay = std::min<std::chrono::milliseconds>(std::chrono::milliseconds(100) * (1 << std::min(rounds, 7)),
+                                                           std::chrono::milliseconds(10000));
     ++reconnect_attempts_;
     if (!reconnect_timer_) reconnect_timer_ = std::make_unique<Timer>(loop_);
     reconnect_timer_->Start(delay, [this] {

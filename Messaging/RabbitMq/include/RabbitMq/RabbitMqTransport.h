@@ -8,7 +8,7 @@
 // raises a memory or disk alarm (connection.blocked) publishes wait, still buffered, until it clears. A mandatory
 // publish the broker returns (basic.return, before its confirm) completes with NotFound. A lost connection is rebuilt
 // with capped exponential back-off, its topology declared again and its consumers resumed; unacked deliveries come back
-// from the broker. Loop thread only.
+// from the broker. With the nodes of a cluster, each attempt goes to the next node. Loop thread only.
 #pragma once
 
 #include <chrono>
@@ -70,6 +70,8 @@ class RabbitMqTransport : public Transport {
     bool IsSettled() const;
     // Why the last connection attempt failed or the last connection ended; empty while none has.
     const std::string& last_error() const { return last_error_; }
+    // The node connected to, or tried last while not connected.
+    const BrokerNode& node() const { return node_; }
 
   private:
     enum class Phase { kIdle, kConnecting, kOpen, kClosing };
@@ -153,6 +155,9 @@ class RabbitMqTransport : public Transport {
     EventLoop& loop_;
     RabbitMqSettings settings_;
     std::string connection_name_;
+    std::vector<BrokerNode> nodes_;  // settings_.Nodes(), never empty
+    std::size_t next_node_ = 0;      // where the next connection attempt goes
+    BrokerNode node_;                // where the current or last attempt went
     Phase phase_ = Phase::kIdle;
     bool closing_ = false;  // Close() was called: no reconnect
     std::function<void()> closed_;
