@@ -11,6 +11,11 @@
 #   scripts/broker.sh quorum-member DIR stop|start VHOST QUEUE
 # and the benchmarks to look inside it:
 #   scripts/broker.sh diagnostics   DIR COMMAND [ARGS...]   # rabbitmq-diagnostics on this node
+# and scripts/cluster.sh to make three nodes one cluster and to kill one:
+#   scripts/broker.sh join          DIR SEED_NODE   # this node joins SEED_NODE's cluster
+#   scripts/broker.sh kill          DIR             # kill -9 of the node's Erlang VM, as a crash
+# Nodes of one cluster share an Erlang cookie: SAGA_BROKER_HOME names the directory that holds it
+# (default DIR/home, a cookie of the node's own).
 set -euo pipefail
 
 command=${1:?usage: broker.sh start|stop DIR [AMQP_PORT MANAGEMENT_PORT]}
@@ -19,7 +24,7 @@ bin=/usr/lib/rabbitmq/bin
 
 node_env() {
     local amqp_port=$1 management_port=$2
-    export HOME="$dir/home"  # a private Erlang cookie
+    export HOME="${SAGA_BROKER_HOME:-$dir/home}"  # a private Erlang cookie, or the cluster's
     export RABBITMQ_NODENAME="saga-$amqp_port@localhost"
     export RABBITMQ_NODE_IP_ADDRESS=127.0.0.1
     export RABBITMQ_NODE_PORT="$amqp_port"
@@ -134,6 +139,26 @@ quorum-member)
         $call.")
     [ "$result" = ok ] || { echo "quorum-member $action $vhost/$queue: $result" >&2; exit 1; }
     ;;
+join)
+    # Joins the cluster of SEED_NODE (a node name, saga-PORT@localhost): the node forgets its own data.
+    read -r amqp_port management_port < "$dir/ports"
+    node_env "$amqp_port" "$management_port"
+    seed=${3:?seed node name required}
+    "$bin/rabbitmqctl" -q stop_app > /dev/null
+    "$bin/rabbitmqctl" -q join_cluster "$seed" > /dev/null
+    "$bin/rabbitmqctl" -q start_app > /dev/null
+    "$bin/rabbitmqctl" -q await_startup > /dev/null
+    ;;
+kill)
+    # The node's Erlang VM dies at once, as in a crash or an OOM kill: no connection is closed cleanly.
+    # `start` with the same DIR brings it back into its cluster.
+    pid=$(cat "$dir/rabbitmq.pid" 2> /dev/null || true)
+    [ -n "$pid" ] || { echo "kill: no pid file in $dir" >&2; exit 1; }
+    kill -9 "$pid"
+    for _ in $(seq 1 100); do kill -0 "$pid" 2> /dev/null || break; sleep 0.1; done
+    ! kill -0 "$pid" 2> /dev/null || { echo "kill: $pid still runs" >&2; exit 1; }
+    rm -f "$dir/rabbitmq.pid" "$dir/server.shell.pid"
+    ;;
 diagnostics)
     # The broker's own diagnostics on this node: broker.sh diagnostics DIR COMMAND [ARGS...]
     read -r amqp_port management_port < "$dir/ports"
@@ -142,8 +167,8 @@ diagnostics)
     "$bin/rabbitmq-diagnostics" -q "$@"
     ;;
 *)
-    echo "usage: broker.sh start|stop|restart-app|memory-alarm|quorum-member|diagnostics DIR" \
-        "[AMQP_PORT MANAGEMENT_PORT | SECONDS | on|off | stop|start VHOST QUEUE | COMMAND ARGS...]" >&2
+    echo "usage: broker.sh start|stop|restart-app|memory-alarm|quorum-member|join|kill|diagnostics DIR" \
+        "[AMQP_PORT MANAGEMENT_PORT | SECONDS | on|off | stop|start VHOST QUEUE | SEED_NODE | COMMAND ARGS...]" >&2
     exit 2
     ;;
 esac

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The test command: installs dependencies, builds with warnings as errors, starts a private RabbitMQ
 # node (its own node name, ports and data directory under the build tree), runs every test with
-# ctest (the broker tests included), and stops the broker whatever happens. Then it does it all again
+# ctest (the broker tests included; the cluster tests start and stop a private 3-node cluster of their
+# own, scripts/cluster.sh, as a ctest fixture), and stops the broker whatever happens. Then it does it all again
 # in a second tree built with AddressSanitizer and UndefinedBehaviorSanitizer at -O1 (about 15 minutes
 # more on 2 cores; SAGA_SKIP_SANITIZERS=1 leaves that pass out of a quick local run, never out of CI).
 # With dotnet on the PATH (always in CI) the first pass also builds the MassTransit twin and runs its

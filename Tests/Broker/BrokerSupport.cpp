@@ -427,6 +427,7 @@ BrokerSystem::BrokerSystem(const ScopedVhost& vhost, Options options) {
                 settings.queue_check_interval_ms = options.queue_check_interval_ms;
             if (std::string(name) == "OrderService" && options.order_service_amqp_port != 0)
                 settings.port = options.order_service_amqp_port;
+            if (auto hosts = options.hosts.find(name); hosts != options.hosts.end()) settings.hosts = hosts->second;
             transports_.push_back(std::make_unique<messaging::RabbitMqTransport>(loop(), settings, name));
             if (auto status = transports_.back()->Start(); !status.ok()) throw std::runtime_error(status.message());
             return *transports_.back();

@@ -98,6 +98,8 @@ class BrokerSystem {
         messaging::HeaderTable queue_arguments = {};  // every endpoint's, e.g. SetQuorumQueue's
         bool wait_until_settled = true;               // false: return while the transports may still be connecting
         int queue_check_interval_ms = 0;              // non-zero: every transport's RabbitMqSettings value
+        // Non-empty: the RabbitMQ.Hosts of each service, by name ("OrderService", ...), as a cluster's nodes.
+        std::map<std::string, std::vector<std::string>> hosts = {};
     };
     BrokerSystem(const ScopedVhost& vhost, Options options);
     ~BrokerSystem();
