@@ -89,8 +89,11 @@ start)
 stop)
     read -r amqp_port management_port < "$dir/ports" 2> /dev/null || exit 0
     node_env "$amqp_port" "$management_port"
-    # `rabbitmqctl stop` with the pid file waits until the Erlang VM has exited.
-    timeout 60 "$bin/rabbitmqctl" -q stop "$RABBITMQ_PID_FILE" > /dev/null 2>&1 || true
+    # `rabbitmqctl stop` with the pid file waits until the Erlang VM has exited; without a running VM it
+    # would wait for the file to appear, so a node that is not running (killed) is not asked.
+    if [ -f "$RABBITMQ_PID_FILE" ] && kill -0 "$(cat "$RABBITMQ_PID_FILE")" 2> /dev/null; then
+        timeout 60 "$bin/rabbitmqctl" -q stop "$RABBITMQ_PID_FILE" > /dev/null 2>&1 || true
+    fi
     if [ -f "$dir/server.shell.pid" ]; then
         pid=$(cat "$dir/server.shell.pid")
         kill "$pid" 2> /dev/null || true
