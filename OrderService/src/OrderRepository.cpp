@@ -342,6 +342,36 @@ void OrderRepository::UpsertOrderFromSaga(const OrderSagaInstance& instance) {
                                     .updated_at = instance.updated_at});
 }
 
+OrderRepository::Acceptance OrderRepository::AcceptOrder(const OrderRecord& order,
+                                                         const messaging::OutgoingMessage& submitted) {
+    messaging::Transaction transaction(db_);
+    Acceptance acceptance;
+    if (!InsertOrderIfAbsent(order)) {
+        acceptance.existing = FindOrder(order.order_id);
+        return acceptance;  // rolled back: nothing was written
+    }
+    acceptance.outbox_sequence = AddToOutbox(submitted);
+    transaction.Commit();
+    acceptance.stored = true;
+    return acceptance;
+}
+
+std::vector<std::int64_t> OrderRepository::SaveTransition(const OrderSagaInstance& next, bool finalize,
+                                                          std::int64_t stored_version,
+                                                          const std::vector<messaging::OutgoingMessage>& outgoing) {
+    messaging::Transaction transaction(db_);
+    if (!finalize)
+        SaveSaga(next);
+    else if (stored_version > 0)
+        DeleteSaga(next.order_id, stored_version);
+    UpsertOrderFromSaga(next);
+    std::vector<std::int64_t> sequences;
+    sequences.reserve(outgoing.size());
+    for (const auto& message : outgoing) sequences.push_back(AddToOutbox(message));
+    transaction.Commit();
+    return sequences;
+}
+
 std::int64_t OrderRepository::AddToOutbox(const messaging::OutgoingMessage& message) {
     db_.Prepare("INSERT INTO outbox (exchange, routing_key, properties, body) VALUES (?1, ?2, ?3, ?4)")
         .Bind(1, message.exchange)

@@ -123,21 +123,12 @@ void OrderSagaConsumer::Handle(messaging::ConsumeContext& context, const OrderEv
     if (before_save_) before_save_(instance);
     // The outbox owns these messages from here: they are stored with the new state and published by
     // the relay once that commits (OutboxRelay.h); the bus acks the event after the commit.
+    std::vector<messaging::OutgoingMessage> outgoing = context.TakeOutgoing();
+    const std::vector<std::int64_t> sequences =
+        repository_.SaveTransition(transition.next, transition.finalize, instance.version, outgoing);
     std::vector<OutboxRelay::StoredRow> outbox_rows;
-    {
-        messaging::Transaction transaction(repository_.db());
-        if (transition.finalize) {
-            if (instance.version > 0) repository_.DeleteSaga(instance.order_id, instance.version);
-        } else {
-            repository_.SaveSaga(transition.next);
-        }
-        repository_.UpsertOrderFromSaga(transition.next);
-        for (auto& outgoing : context.TakeOutgoing()) {
-            const std::int64_t sequence = repository_.AddToOutbox(outgoing);
-            outbox_rows.emplace_back(sequence, std::move(outgoing));
-        }
-        transaction.Commit();
-    }
+    outbox_rows.reserve(outgoing.size());
+    for (std::size_t i = 0; i < outgoing.size(); ++i) outbox_rows.emplace_back(sequences[i], std::move(outgoing[i]));
     messaging::Completion count_when_stored;
     if (metrics_)
         count_when_stored = [metrics = metrics_, from, to = transition.next.state, row_deleted = transition.finalize,

@@ -41,14 +41,12 @@ void OrderSubmission::Submit(const NewOrder& order, const messaging::TraceContex
     std::vector<OutboxRelay::StoredRow> rows;
     std::optional<SubmitOutcome> repeated;
     unit_of_work_.Run([&] {
-        messaging::Transaction transaction(repository_.db());
-        if (!repository_.InsertOrderIfAbsent(record)) {
-            const auto stored = repository_.FindOrder(order.order_id);
-            repeated = stored && IsSameOrder(*stored, order) ? SubmitOutcome::kDuplicate : SubmitOutcome::kConflict;
-            return;
-        }
-        rows.emplace_back(repository_.AddToOutbox(message), std::move(message));
-        transaction.Commit();
+        auto acceptance = repository_.AcceptOrder(record, message);
+        if (acceptance.stored)
+            rows.emplace_back(acceptance.outbox_sequence, std::move(message));
+        else
+            repeated = acceptance.existing && IsSameOrder(*acceptance.existing, order) ? SubmitOutcome::kDuplicate
+                                                                                       : SubmitOutcome::kConflict;
     });
     if (repeated) {
         done(*repeated);

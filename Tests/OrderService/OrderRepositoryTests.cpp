@@ -141,6 +141,70 @@ TEST_SUITE("OrderService.Repository") {
         CHECK(instance.applied_message_ids.back() == "m-19");
     }
 
+    TEST_CASE("AcceptOrder stores the order and its message together - a taken id writes nothing") {
+        messaging::SqliteDatabase db(":memory:");
+        OrderRepository repository(db);
+        OrderRecord order{.order_id = "accept-3"_order_id, .customer_number = "C"};
+        order.total_amount = *Decimal::Parse("10.50");
+        messaging::OutgoingMessage submitted;
+        submitted.exchange = "Contracts:OrderSubmitted";
+        submitted.message.properties.message_id = "m-accept";
+        const auto first = repository.AcceptOrder(order, submitted);
+        CHECK(first.stored);
+        REQUIRE(repository.PendingOutbox(10).size() == 1);
+        CHECK(repository.PendingOutbox(10)[0].sequence == first.outbox_sequence);
+        CHECK(repository.FindOrderStatus("accept-3"_order_id) == OrderStatus::kAccepted);
+
+        order.customer_number = "D";
+        const auto again = repository.AcceptOrder(order, submitted);
+        CHECK_FALSE(again.stored);
+        REQUIRE(again.existing);
+        CHECK(again.existing->customer_number == "C");
+        CHECK(repository.PendingOutbox(10).size() == 1);  // no second OrderSubmitted
+    }
+
+    TEST_CASE("SaveTransition writes state - outcome and outbox at once - or nothing on a conflict") {
+        messaging::SqliteDatabase db(":memory:");
+        OrderRepository repository(db);
+        messaging::OutgoingMessage command;
+        command.exchange = "Contracts:CheckInventory";
+        auto instance = Instance("move-3");
+        const auto sequences = repository.SaveTransition(instance, false, 0, {command, command});
+        CHECK(sequences.size() == 2);
+        CHECK(repository.PendingOutbox(10).size() == 2);
+        REQUIRE(repository.LoadSaga("move-3"_order_id));
+        CHECK(repository.FindOrderStatus("move-3"_order_id) == OrderStatus::kSubmitted);
+
+        // A stale instance (version 0 again, the row is at 1): nothing of the transition is written.
+        instance.state = OrderState::kInventoryReserved;
+        CHECK_THROWS_AS(repository.SaveTransition(instance, false, 0, {command}), ConcurrencyConflict);
+        CHECK(repository.PendingOutbox(10).size() == 2);
+        CHECK(repository.FindOrderStatus("move-3"_order_id) == OrderStatus::kSubmitted);
+        CHECK_THROWS_AS(repository.SaveTransition(instance, true, 7, {command}), ConcurrencyConflict);
+        CHECK(repository.PendingOutbox(10).size() == 2);
+        CHECK(repository.LoadSaga("move-3"_order_id));
+
+        // An outbox that refuses the message, the last write: the state and the outcome stay as they were.
+        db.Execute("CREATE TRIGGER refuse_outbox BEFORE INSERT ON outbox BEGIN SELECT RAISE(ABORT, 'refused'); END");
+        auto current = *repository.LoadSaga("move-3"_order_id);
+        auto moved = current;
+        moved.state = OrderState::kInventoryReserved;
+        CHECK_THROWS(repository.SaveTransition(moved, false, current.version, {command}));
+        CHECK(repository.LoadSaga("move-3"_order_id)->version == current.version);
+        CHECK(repository.FindOrderStatus("move-3"_order_id) == OrderStatus::kSubmitted);
+        OrderRecord order{.order_id = "refused-3"_order_id, .customer_number = "C"};
+        CHECK_THROWS(repository.AcceptOrder(order, command));
+        CHECK_FALSE(repository.FindOrder("refused-3"_order_id));
+        db.Execute("DROP TRIGGER refuse_outbox");
+
+        // Finalized at the stored version: the row goes, the outcome stays.
+        auto stored = *repository.LoadSaga("move-3"_order_id);
+        stored.state = OrderState::kCompleted;
+        repository.SaveTransition(stored, true, stored.version, {});
+        CHECK_FALSE(repository.LoadSaga("move-3"_order_id));
+        CHECK(repository.FindOrderStatus("move-3"_order_id) == OrderStatus::kCompleted);
+    }
+
     TEST_CASE("Outbox rows keep the message exactly") {
         messaging::SqliteDatabase db(":memory:");
         OrderRepository repository(db);
@@ -197,7 +261,7 @@ TEST_SUITE("OrderService.Repository") {
         test_support::InMemorySystem system;
         auto refuse_removal = [&](bool refuse) {
             system.loop().Invoke([&] {
-                system.orders().repository().db().Execute(
+                system.orders().database().Execute(
                     refuse
                         ? "CREATE TRIGGER keep_outbox BEFORE DELETE ON outbox BEGIN SELECT RAISE(ABORT, 'refused'); END"
                         : "DROP TRIGGER keep_outbox");

@@ -1,7 +1,9 @@
 // OrderService's SQLite storage: saga instances (state stored by name, optimistic-concurrency
 // version column), the orders table that keeps each order's outcome after its saga is finalized, the
 // outbox of messages committed with the state that produced them. The schema is created at start,
-// versioned with PRAGMA user_version and migrated step by step.
+// versioned with PRAGMA user_version and migrated step by step. The writes that must be atomic, an
+// accepted order and a saga transition, are one call each, which holds the transaction: nothing
+// above the repository opens one.
 #pragma once
 
 #include <map>
@@ -66,8 +68,24 @@ class OrderRepository {
     static constexpr int kSchemaVersion = 4;
 
     explicit OrderRepository(messaging::SqliteDatabase& db);  // creates or migrates the schema
-    messaging::SqliteDatabase& db() { return db_; }
 
+    // POST /order's write, one transaction: the order, accepted, with its OrderSubmitted in the
+    // outbox. When the id is stored already nothing is written, and the stored order comes back.
+    struct Acceptance {
+        bool stored = false;
+        std::int64_t outbox_sequence = 0;     // the OrderSubmitted's outbox row, when stored
+        std::optional<OrderRecord> existing;  // when not: the order stored before under the same id
+    };
+    Acceptance AcceptOrder(const OrderRecord& order, const messaging::OutgoingMessage& submitted);
+
+    // A saga transition's writes, one transaction: `next` saved, or, when `finalize`, the row deleted
+    // (if it was ever stored: `stored_version` > 0); the order's outcome; `outgoing` added to the
+    // outbox in order. Returns their outbox sequences. Throws ConcurrencyConflict and writes nothing
+    // when another writer changed the row first.
+    std::vector<std::int64_t> SaveTransition(const OrderSagaInstance& next, bool finalize, std::int64_t stored_version,
+                                             const std::vector<messaging::OutgoingMessage>& outgoing);
+
+    // The parts of those writes, each on its own (inside the caller's transaction, if any).
     // The stored instance; its `items` are empty (the saga row does not keep them).
     std::optional<OrderSagaInstance> LoadSaga(const contracts::OrderId& order_id);
     // Inserts a new instance (version 0) or updates one whose stored version is still
