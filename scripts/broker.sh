@@ -93,6 +93,9 @@ stop)
     # would wait for the file to appear, so a node that is not running (killed) is not asked.
     if [ -f "$RABBITMQ_PID_FILE" ] && kill -0 "$(cat "$RABBITMQ_PID_FILE")" 2> /dev/null; then
         timeout 60 "$bin/rabbitmqctl" -q stop "$RABBITMQ_PID_FILE" > /dev/null 2>&1 || true
+    elif timeout 20 "$bin/rabbitmqctl" -q status > /dev/null 2>&1; then
+        # Running without its pid file (a second start that failed removed it on exit).
+        timeout 60 "$bin/rabbitmqctl" -q stop > /dev/null 2>&1 || true
     fi
     if [ -f "$dir/server.shell.pid" ]; then
         pid=$(cat "$dir/server.shell.pid")
