@@ -12,6 +12,19 @@ using namespace broker_test;
 using namespace contracts;
 using namespace std::chrono_literals;
 
+namespace {
+
+// A transport belongs to its loop thread: it is closed there, also when a REQUIRE fails.
+struct CloseOnLoop {
+    messaging::EventLoop& loop;
+    std::unique_ptr<messaging::RabbitMqTransport>& transport;
+    ~CloseOnLoop() {
+        loop.Invoke([this] { transport.reset(); });
+    }
+};
+
+}  // namespace
+
 TEST_SUITE("Broker") {
     TEST_CASE(
         "Channels: each service consumes and acks on one channel - publishes with confirms on another - checks its "
@@ -94,14 +107,7 @@ TEST_SUITE("Broker") {
         settings.heartbeat_seconds = 0;
         messaging::EventLoopThread loop_thread;
         std::unique_ptr<messaging::RabbitMqTransport> transport;
-        // The transport belongs to the loop thread: it is closed there, also when a REQUIRE fails.
-        struct CloseOnLoop {
-            messaging::EventLoop& loop;
-            std::unique_ptr<messaging::RabbitMqTransport>& transport;
-            ~CloseOnLoop() {
-                loop.Invoke([this] { transport.reset(); });
-            }
-        } close_on_loop{loop_thread.loop(), transport};
+        CloseOnLoop close_on_loop{loop_thread.loop(), transport};
         REQUIRE(loop_thread.loop().Invoke([&] {
             transport = std::make_unique<messaging::RabbitMqTransport>(loop_thread.loop(), settings, "rpc-test");
             return transport->Start().ok();
@@ -136,13 +142,7 @@ TEST_SUITE("Broker") {
                           "127.0.0.1:" + std::to_string(direct)};
         messaging::EventLoopThread loop_thread;
         std::unique_ptr<messaging::RabbitMqTransport> transport;
-        struct CloseOnLoop {
-            messaging::EventLoop& loop;
-            std::unique_ptr<messaging::RabbitMqTransport>& transport;
-            ~CloseOnLoop() {
-                loop.Invoke([this] { transport.reset(); });
-            }
-        } close_on_loop{loop_thread.loop(), transport};
+        CloseOnLoop close_on_loop{loop_thread.loop(), transport};
         std::atomic<int> received{0};
         REQUIRE(loop_thread.loop().Invoke([&] {
             transport = std::make_unique<messaging::RabbitMqTransport>(loop_thread.loop(), settings, "cluster-test");
