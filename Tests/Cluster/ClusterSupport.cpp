@@ -4,7 +4,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
-#include <memory>
+#include <optional>
 #include <stdexcept>
 
 #include "Broker/BrokerSupport.h"
@@ -12,6 +12,14 @@
 
 namespace cluster_test {
 namespace {
+
+// The base port scripts/cluster.sh wrote into the cluster's directory, or nullopt.
+std::optional<int> ReadBasePort(const std::string& dir) {
+    std::ifstream file(dir + "/base_port");
+    int port = 0;
+    if (!(file >> port)) return std::nullopt;
+    return port;
+}
 
 struct ClusterEnvironment {
     std::string dir;
@@ -23,11 +31,9 @@ struct ClusterEnvironment {
                 throw std::runtime_error(
                     "SAGA_CLUSTER_DIR is not set: run the cluster tests through ctest, whose "
                     "cluster fixture starts scripts/cluster.sh");
-            ClusterEnvironment e;
-            e.dir = dir;
-            std::ifstream base(e.dir + "/base_port");
-            if (!(base >> e.base_port)) throw std::runtime_error("no cluster in " + e.dir);
-            return e;
+            const auto base_port = ReadBasePort(dir);
+            if (!base_port) throw std::runtime_error(std::string("no cluster in ") + dir);
+            return ClusterEnvironment{dir, *base_port};
         }();
         return environment;
     }
@@ -38,12 +44,10 @@ struct ClusterEnvironment {
 // executable, that is node 1 of the cluster. Set before main, so before the support first reads them.
 const bool kSupportPointsAtNodeOne = [] {
     const char* dir = std::getenv("SAGA_CLUSTER_DIR");
-    if (!dir || !*dir) return false;
-    std::ifstream base(std::string(dir) + "/base_port");
-    int port = 0;
-    if (!(base >> port)) return false;
-    ::setenv("SAGA_TEST_AMQP_PORT", std::to_string(port).c_str(), 1);
-    ::setenv("SAGA_TEST_MANAGEMENT_PORT", std::to_string(port + 2).c_str(), 1);
+    const auto base_port = dir && *dir ? ReadBasePort(dir) : std::nullopt;
+    if (!base_port) return false;
+    ::setenv("SAGA_TEST_AMQP_PORT", std::to_string(*base_port).c_str(), 1);
+    ::setenv("SAGA_TEST_MANAGEMENT_PORT", std::to_string(*base_port + 2).c_str(), 1);
     ::unsetenv("SAGA_BROKER_DIR");  // the single node's; no test here may restart it
     return true;
 }();
@@ -52,12 +56,12 @@ std::string RunCluster(const std::string& command, int n) {
     const auto& environment = ClusterEnvironment::Get();
     std::string line = "bash '" + broker_test::SourceDir() + "/scripts/cluster.sh' " + command + " '" +
                        environment.dir + "'" + (n > 0 ? " " + std::to_string(n) : std::string()) + " 2>&1";
-    std::unique_ptr<FILE, int (*)(FILE*)> pipe(::popen(line.c_str(), "r"), ::pclose);
+    FILE* pipe = ::popen(line.c_str(), "r");
     if (!pipe) throw std::runtime_error("cannot run " + line);
     std::string output;
     std::array<char, 4096> buffer{};
-    while (std::fgets(buffer.data(), buffer.size(), pipe.get())) output += buffer.data();
-    if (::pclose(pipe.release()) != 0) throw std::runtime_error(line + " failed: " + output);
+    while (std::fgets(buffer.data(), buffer.size(), pipe)) output += buffer.data();
+    if (::pclose(pipe) != 0) throw std::runtime_error(line + " failed: " + output);
     return output;
 }
 
